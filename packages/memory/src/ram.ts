@@ -1,0 +1,147 @@
+import { type Hpa, PAGE_SHIFT } from "./address.ts";
+
+/** Thrown when a guest-supplied physical range is not entirely inside RAM. */
+export class GuestMemoryError extends RangeError {
+  override name = "GuestMemoryError";
+}
+
+/**
+ * Guest RAM: one contiguous little-endian buffer mapped at `base` in the physical address
+ * space. Hot-path users (the CPU) index the typed-array views directly with
+ * `pa - base`; everything a guest controls (device DMA, loaders) goes through the
+ * bounds-checked methods below.
+ */
+export class GuestRam {
+  readonly base: number;
+  readonly size: number;
+  readonly end: number;
+  readonly buffer: ArrayBuffer;
+  readonly u8: Uint8Array;
+  readonly dv: DataView;
+  /** Dirty-page bitmap (one bit per 4 KiB page), valid while `dirtyLogging` is true. */
+  readonly dirty: Uint32Array;
+  dirtyLogging = false;
+  /** Called when dirty logging is switched on or cleared, so CPUs can drop write TLBs. */
+  onDirtyLogReset: (() => void) | undefined;
+
+  constructor(base: number, size: number, buffer?: ArrayBuffer) {
+    if (!Number.isSafeInteger(base) || base < 0 || base % 4096 !== 0) {
+      throw new RangeError(`RAM base 0x${base.toString(16)} is not page-aligned`);
+    }
+    if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
+      throw new RangeError(`RAM size ${size} is not a positive multiple of 4 KiB`);
+    }
+    this.base = base;
+    this.size = size;
+    this.end = base + size;
+    this.buffer = buffer ?? new ArrayBuffer(size);
+    if (this.buffer.byteLength !== size) throw new RangeError("RAM buffer size mismatch");
+    this.u8 = new Uint8Array(this.buffer);
+    this.dv = new DataView(this.buffer);
+    this.dirty = new Uint32Array(Math.ceil(size / 4096 / 32));
+  }
+
+  /** True when [pa, pa+len) lies entirely in RAM. */
+  contains(pa: number, len = 1): boolean {
+    return pa >= this.base && len >= 0 && pa + len <= this.end;
+  }
+
+  private check(pa: number, len: number): number {
+    if (!(Number.isInteger(pa) && Number.isInteger(len) && len >= 0 && pa >= this.base && pa + len <= this.end)) {
+      throw new GuestMemoryError(
+        `guest memory access [0x${pa.toString(16)}, +0x${len.toString(16)}) is outside RAM [0x${this.base.toString(16)}, 0x${this.end.toString(16)})`,
+      );
+    }
+    return pa - this.base;
+  }
+
+  /** A zero-copy, bounds-checked view of [pa, pa+len) for reading. */
+  view(pa: Hpa | number, len: number): Uint8Array {
+    const off = this.check(pa, len);
+    return this.u8.subarray(off, off + len);
+  }
+
+  /** A zero-copy, bounds-checked view of [pa, pa+len) for writing; marks the pages dirty. */
+  viewMut(pa: Hpa | number, len: number): Uint8Array {
+    const off = this.check(pa, len);
+    this.markDirty(off, len);
+    return this.u8.subarray(off, off + len);
+  }
+
+  read(pa: Hpa | number, dst: Uint8Array): void {
+    dst.set(this.view(pa, dst.length));
+  }
+
+  write(pa: Hpa | number, src: Uint8Array): void {
+    this.viewMut(pa, src.length).set(src);
+  }
+
+  read8(pa: number): number {
+    return this.u8[this.check(pa, 1)]!;
+  }
+  read16(pa: number): number {
+    return this.dv.getUint16(this.check(pa, 2), true);
+  }
+  read32(pa: number): number {
+    return this.dv.getUint32(this.check(pa, 4), true);
+  }
+  read64(pa: number): bigint {
+    return this.dv.getBigUint64(this.check(pa, 8), true);
+  }
+  write8(pa: number, v: number): void {
+    const off = this.check(pa, 1);
+    this.markDirty(off, 1);
+    this.u8[off] = v;
+  }
+  write16(pa: number, v: number): void {
+    const off = this.check(pa, 2);
+    this.markDirty(off, 2);
+    this.dv.setUint16(off, v, true);
+  }
+  write32(pa: number, v: number): void {
+    const off = this.check(pa, 4);
+    this.markDirty(off, 4);
+    this.dv.setUint32(off, v >>> 0, true);
+  }
+  write64(pa: number, v: bigint): void {
+    const off = this.check(pa, 8);
+    this.markDirty(off, 8);
+    this.dv.setBigUint64(off, BigInt.asUintN(64, v), true);
+  }
+
+  /** Mark [off, off+len) (offsets from `base`) dirty, if dirty logging is on. */
+  markDirty(off: number, len: number): void {
+    if (!this.dirtyLogging || len <= 0) return;
+    const last = (off + len - 1) >>> PAGE_SHIFT;
+    for (let p = off >>> PAGE_SHIFT; p <= last; p++) this.dirty[p >>> 5]! |= 1 << (p & 31);
+  }
+
+  /** Start logging writes. All pages start clean. */
+  enableDirtyLog(): void {
+    this.dirty.fill(0);
+    this.dirtyLogging = true;
+    this.onDirtyLogReset?.();
+  }
+
+  disableDirtyLog(): void {
+    this.dirtyLogging = false;
+  }
+
+  /** Page indexes (relative to `base`) written since the last call, and clear the log. */
+  fetchAndClearDirty(): number[] {
+    const pages: number[] = [];
+    const d = this.dirty;
+    for (let w = 0; w < d.length; w++) {
+      let bits = d[w]!;
+      if (bits === 0) continue;
+      d[w] = 0;
+      while (bits !== 0) {
+        const b = 31 - Math.clz32(bits & -bits);
+        pages.push(w * 32 + b);
+        bits &= bits - 1;
+      }
+    }
+    this.onDirtyLogReset?.();
+    return pages;
+  }
+}
