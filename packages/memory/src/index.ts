@@ -1,2 +1,3 @@
 export * from "./address.ts";
 export * from "./ram.ts";
+export * from "./walk.ts";

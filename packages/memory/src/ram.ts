@@ -23,6 +23,11 @@ export class GuestRam {
   dirtyLogging = false;
   /** Called when dirty logging is switched on or cleared, so CPUs can drop write TLBs. */
   onDirtyLogReset: (() => void) | undefined;
+  /**
+   * Called after a write that did not come from a CPU's own store path (device DMA,
+   * loaders), with the RAM offset and length, so CPUs can drop decoded instructions.
+   */
+  onExternalWrite: ((off: number, len: number) => void) | undefined;
 
   constructor(base: number, size: number, buffer?: ArrayBuffer) {
     if (!Number.isSafeInteger(base) || base < 0 || base % 4096 !== 0) {
@@ -109,8 +114,12 @@ export class GuestRam {
     this.dv.setBigUint64(off, BigInt.asUintN(64, v), true);
   }
 
-  /** Mark [off, off+len) (offsets from `base`) dirty, if dirty logging is on. */
+  /**
+   * Note a write to [off, off+len) (offsets from `base`) made outside a CPU: tell the
+   * CPUs (decoded-instruction caches) and mark the pages dirty if logging is on.
+   */
   markDirty(off: number, len: number): void {
+    this.onExternalWrite?.(off, len);
     if (!this.dirtyLogging || len <= 0) return;
     const last = (off + len - 1) >>> PAGE_SHIFT;
     for (let p = off >>> PAGE_SHIFT; p <= last; p++) this.dirty[p >>> 5]! |= 1 << (p & 31);

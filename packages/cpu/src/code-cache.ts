@@ -1,0 +1,75 @@
+import type { GuestRam } from "@visor/memory";
+
+/**
+ * Decoded-instruction cache shared by every hart on one RAM: one Int32Array of decoded
+ * slots per 4 KiB physical page that has been executed from (two int32 words per
+ * halfword, see decode.ts). It stays coherent with memory by construction:
+ * - a hart never keeps a page that has decoded instructions in its write TLB, so every
+ *   store to such a page takes the slow path, which drops the page's decoded slots;
+ * - writes that bypass the CPUs (device DMA, loaders) arrive through
+ *   `GuestRam.onExternalWrite` and drop the pages they touch.
+ * So `fence.i` has nothing left to do.
+ */
+export class CodeCache {
+  readonly pages: (Int32Array | undefined)[];
+  /** Called with a RAM byte offset of a page when it becomes a code page. */
+  private readonly listeners: ((pageOff: number) => void)[] = [];
+  /** Bumped whenever any page is dropped; harts compare it to drop their current page. */
+  generation = 0;
+  invalidations = 0;
+
+  constructor(ram: GuestRam) {
+    this.pages = new Array(ram.size >>> 12).fill(undefined);
+    const prev = ram.onExternalWrite;
+    ram.onExternalWrite = (off, len) => {
+      prev?.(off, len);
+      this.invalidateRange(off, len);
+    };
+  }
+
+  onNewCodePage(listener: (pageOff: number) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** The decoded page for the RAM page at byte offset `pageOff`, created empty if needed. */
+  page(pageOff: number): Int32Array {
+    const idx = pageOff >>> 12;
+    let p = this.pages[idx];
+    if (p === undefined) {
+      p = new Int32Array(4096);
+      this.pages[idx] = p;
+      for (const l of this.listeners) l(pageOff);
+    }
+    return p;
+  }
+
+  isCode(pageOff: number): boolean {
+    return this.pages[pageOff >>> 12] !== undefined;
+  }
+
+  invalidatePage(pageOff: number): void {
+    const idx = pageOff >>> 12;
+    if (this.pages[idx] !== undefined) {
+      this.pages[idx] = undefined;
+      this.generation++;
+      this.invalidations++;
+    }
+  }
+
+  invalidateRange(off: number, len: number): void {
+    if (len <= 0) return;
+    const last = (off + len - 1) >>> 12;
+    for (let p = off >>> 12; p <= last; p++) {
+      if (this.pages[p] !== undefined) {
+        this.pages[p] = undefined;
+        this.generation++;
+        this.invalidations++;
+      }
+    }
+  }
+
+  clear(): void {
+    this.pages.fill(undefined);
+    this.generation++;
+  }
+}
