@@ -1,0 +1,4 @@
+export * from "./elf.ts";
+export * from "./elf-loader.ts";
+export * from "./gzip.ts";
+export * from "./linux.ts";
