@@ -1,0 +1,3 @@
+export * from "./constants.ts";
+export * from "./sbi.ts";
+export * from "./stats.ts";
