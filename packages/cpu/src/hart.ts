@@ -31,7 +31,7 @@ import { CodeCache } from "./code-cache.ts";
 import * as C from "./csr.ts";
 import * as D from "./decode.ts";
 import { Fpu } from "./fpu/index.ts";
-import type { HState } from "./hext.ts";
+import { HExt } from "./hext.ts";
 import * as I64 from "./int64.ts";
 
 /** What the hart needs from the board for physical addresses outside RAM. */
@@ -170,8 +170,12 @@ export class Hart {
   exitCause = 0;
   exitTvalLo = 0;
   exitTvalHi = 0;
-  /** Raw bits of the instruction that caused the exit, when it is one (0 otherwise). */
+  /** Raw or transformed bits of the instruction that caused the exit (htinst), or 0. */
   exitInsn = 0;
+  /** Guest-physical address of a guest-page-fault exit. */
+  exitTval2 = 0;
+  /** Decoded word of the load/store now in a slow path (for htinst). */
+  lastW = 0;
 
   // TLBs: tags are the page-aligned VA (lo word) and the VA's hi word; page is the RAM offset.
   readonly rTagLo = new Int32Array(256).fill(INVALID_TAG);
@@ -196,7 +200,7 @@ export class Hart {
   stats = { tlbMisses: 0, walks: 0, walkRefs: 0, traps: 0, interrupts: 0, mmioReads: 0, mmioWrites: 0 };
 
   /** Extension point for the H extension: set by hext.ts when `hypervisor` is on. */
-  h: HState | undefined;
+  readonly h: HExt | undefined;
 
   constructor(opts: HartOptions) {
     this.ram = opts.ram;
@@ -205,6 +209,10 @@ export class Hart {
     this.code = opts.codeCache ?? new CodeCache(opts.ram);
     this.hasH = opts.hypervisor ?? false;
     this.misaLo = MISA_LO | (this.hasH ? MISA_H : 0);
+    if (this.hasH) {
+      this.h = new HExt();
+      this.h.attach(this);
+    }
     this.time = opts.time ?? (() => Math.floor(this.instret() / 100));
     this.code.onNewCodePage((pageOff) => this.dropWritePage(pageOff));
     const prevReset = this.ram.onDirtyLogReset;
@@ -293,7 +301,7 @@ export class Hart {
 
   /** True when WFI would not wait: an interrupt is pending and enabled in mie (globally enabled or not). */
   interruptPending(): boolean {
-    return (this.mip & this.mie) !== 0 || (this.h !== undefined && this.h.pendingForWfi(this));
+    return (this.mip & this.mie) !== 0;
   }
 
   flushTlb(): void {
@@ -591,7 +599,6 @@ export class Hart {
 
   /** Enter HS/S-mode. */
   trapToS(cause: number, tvalLo: number, tvalHi: number, irq: boolean): void {
-    if ((this.exitMask & EXIT_HS) !== 0 && this.virtTrapExit(cause, tvalLo, tvalHi, irq)) return;
     const L = this.csrLo;
     const H = this.csrHi;
     L[C.CSR_SEPC] = this.pcLo;
@@ -607,12 +614,6 @@ export class Hart {
     this.mstatus = s;
     this.setPriv(C.PRV_S);
     this.jumpVector(L[C.CSR_STVEC]!, H[C.CSR_STVEC]!, cause, irq);
-  }
-
-  /** Hook for the H extension's exit to the host hypervisor; false = not an exit. */
-  virtTrapExit(cause: number, tvalLo: number, tvalHi: number, _irq: boolean): boolean {
-    if (!this.virt && this.h === undefined) return false;
-    return this.h?.hostExit(this, cause, tvalLo, tvalHi) ?? false;
   }
 
   trapToM(
@@ -867,8 +868,6 @@ export class Hart {
           if (!this.counterEnabled(csr & 31)) return C.CAUSE_ILLEGAL_INSTRUCTION;
         } else if ((csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) {
           // mhpmcounter3..31 and mhpmevent3..31: present, hard-wired to zero
-        } else if (this.h !== undefined) {
-          return this.h.csrRead(this, csr);
         } else {
           return C.CAUSE_ILLEGAL_INSTRUCTION;
         }
@@ -1022,8 +1021,6 @@ export class Hart {
           this.csrHi[csr] = hi & 0x3fffff;
         } else if ((csr >= 0xb03 && csr <= 0xb1f) || (csr >= 0x323 && csr <= 0x33f)) {
           // hard-wired zero
-        } else if (this.h !== undefined) {
-          return this.h.csrWrite(this, csr, lo, hi);
         } else {
           return C.CAUSE_ILLEGAL_INSTRUCTION;
         }
@@ -1607,6 +1604,7 @@ export class Hart {
             } else {
               this.pcLo = pcLo;
               this.pcHi = pcHi;
+              this.lastW = w;
               const r = this.loadSlow(aLo, aHi, size);
               if (r === 0) {
                 pcLo = this.pcLo;
@@ -1669,6 +1667,7 @@ export class Hart {
             } else {
               this.pcLo = pcLo;
               this.pcHi = pcHi;
+              this.lastW = w;
               const r = this.storeSlow(aLo, aHi, size, xlo[r2]!, xhi[r2]!);
               if (r === 0) {
                 pcLo = this.pcLo;
@@ -2078,6 +2077,7 @@ export class Hart {
       }
       case D.OP_AMO_W:
       case D.OP_AMO_D: {
+        this.lastW = 0;
         const r = this.execAmo(w, imm, op === D.OP_AMO_D);
         if (r === -1) return true;
         if (r !== 0) {
@@ -2101,6 +2101,7 @@ export class Hart {
         const aLo = (b + imm) | 0;
         const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
         const fpu = this.fpu;
+        this.lastW = w;
         let r: number;
         if (op === D.OP_FLW || op === D.OP_FLD) {
           const size = op === D.OP_FLW ? 4 : 8;

@@ -2,5 +2,5 @@ export * from "./code-cache.ts";
 export * as csr from "./csr.ts";
 export * from "./decode.ts";
 export * from "./hart.ts";
-export type { HState } from "./hext.ts";
+export { HExt, transformedInsn } from "./hext.ts";
 export { Fpu } from "./fpu/index.ts";
