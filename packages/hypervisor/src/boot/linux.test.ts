@@ -8,6 +8,8 @@ import { describe, expect, it } from "vitest";
 import { gunzip, isGzip } from "./gzip.ts";
 import {
   computeLinuxLayout,
+  FW_JUMP_FDT_ADDR,
+  fwJumpReservedRanges,
   LINUX_FDT_LIMIT,
   loadLinux,
   parseLinuxImageHeader,
@@ -162,6 +164,33 @@ describe("computeLinuxLayout", () => {
     );
   });
 
+  it("keeps the initrd and FDT clear of reserved ranges (fw_jump's FDT copy at 0x82200000)", () => {
+    expect(FW_JUMP_FDT_ADDR).toBe(0x8220_0000);
+    const reserved = fwJumpReservedRanges(5000);
+    expect(reserved).toEqual([{ start: 0x8220_0000, end: 0x8220_0000 + 8192 + 0x10_0000 }]);
+    // 36 MiB: the FDT would go at 0x82200000 and the initrd right below it; both must move.
+    const req = { ramSize: 36 * MiB, kernelSize: 0x48_7000, initrdSize: 3 * MiB, fdtSize: 5000 };
+    const free = computeLinuxLayout(req);
+    expect(free.fdtAddr).toBe(0x8220_0000);
+    const l = computeLinuxLayout({ ...req, reserved });
+    const r = reserved[0]!;
+    const clear = (a: number, b: number) => b <= r.start || a >= r.end;
+    expect(clear(l.fdtAddr, l.fdtAddr + 5000)).toBe(true);
+    expect(clear(l.initrdStart, l.initrdEnd)).toBe(true);
+    expect(l.fdtAddr).toBe(0x8200_0000);
+    expect(l.initrdEnd).toBeLessThanOrEqual(l.fdtAddr);
+    // With plenty of RAM nothing changes.
+    expect(computeLinuxLayout({ ...req, ramSize: 256 * MiB, reserved })).toEqual(
+      computeLinuxLayout({ ...req, ramSize: 256 * MiB }),
+    );
+    expect(() => computeLinuxLayout({ ...req, kernelSize: 40 * MiB, ramSize: 256 * MiB, reserved })).toThrow(
+      "linux boot: the kernel [0x80200000, 0x82a00000) overlaps the reserved range [0x82200000, 0x82302000)",
+    );
+    expect(() => computeLinuxLayout({ ...req, reserved: [{ start: 5, end: 5 }] })).toThrow(
+      "is not a valid range",
+    );
+  });
+
   it("any layout it returns is in RAM, aligned and non-overlapping; the N MiB it asks for works (property)", () => {
     fc.assert(
       fc.property(
@@ -169,12 +198,18 @@ describe("computeLinuxLayout", () => {
         fc.integer({ min: 64, max: 64 * MiB }),
         fc.integer({ min: 0, max: 64 * MiB }),
         fc.integer({ min: 40, max: 3 * MiB }),
-        (ramSize, kernelSize, initrdSize, fdtSize) => {
-          const req = { ramSize, kernelSize, initrdSize, fdtSize };
+        fc.boolean(),
+        (ramSize, kernelSize, initrdSize, fdtSize, fwJump) => {
+          const reserved = fwJump ? fwJumpReservedRanges(fdtSize) : [];
+          const req = { ramSize, kernelSize, initrdSize, fdtSize, reserved };
           let l: ReturnType<typeof computeLinuxLayout>;
           try {
             l = computeLinuxLayout(req);
           } catch (e) {
+            if ((e as Error).message.includes("overlaps the reserved range")) {
+              expect(0x8020_0000 + kernelSize).toBeGreaterThan(FW_JUMP_FDT_ADDR);
+              return;
+            }
             const m = /^memory too small for the kernel: needs (\d+) MiB$/.exec((e as Error).message);
             expect(m).not.toBeNull();
             const need = Number(m![1]);
@@ -190,6 +225,10 @@ describe("computeLinuxLayout", () => {
           if (initrdSize > 0) {
             expect(l.initrdStart % 4096).toBe(0);
             expect(l.initrdEnd).toBeLessThanOrEqual(l.fdtAddr);
+          }
+          for (const r of reserved) {
+            expect(l.fdtAddr + fdtSize <= r.start || l.fdtAddr >= r.end).toBe(true);
+            if (initrdSize > 0) expect(l.initrdEnd <= r.start || l.initrdStart >= r.end).toBe(true);
           }
         },
       ),

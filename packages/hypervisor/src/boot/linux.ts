@@ -44,6 +44,22 @@ export const LINUX_KERNEL_OFFSET = 0x20_0000;
 export const LINUX_FDT_ALIGN = 0x20_0000;
 /** QEMU keeps the FDT below 3 GiB from the start of RAM, reachable by 32-bit software too. */
 export const LINUX_FDT_LIMIT = 3 * 1024 * 1024 * 1024;
+/**
+ * Where Debian's OpenSBI fw_jump (generic platform, opensbi 1.1-2) copies the device tree
+ * before jumping to the kernel: FW_JUMP_FDT_ADDR = FW_TEXT_START + 0x2200000. Read from
+ * the binary: fw_next_arg1 in /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf loads
+ * a0 = 1041 << 21 = 0x82200000 (RAM base + 34 MiB); fw_next_addr loads 0x80200000.
+ */
+export const FW_JUMP_FDT_ADDR = 0x8220_0000;
+
+/**
+ * Ranges to pass as `reserved` when booting through fw_jump: the firmware itself at the
+ * start of RAM is already below the kernel, the device tree copy is not. OpenSBI may grow
+ * the copied tree in place with its fixups, so 1 MiB more is kept free after it.
+ */
+export function fwJumpReservedRanges(fdtSize: number): PhysRange[] {
+  return [{ start: FW_JUMP_FDT_ADDR, end: FW_JUMP_FDT_ADDR + Math.ceil(fdtSize / 4096) * 4096 + 0x10_0000 }];
+}
 const PAGE = 4096;
 const MiB = 1024 * 1024;
 
@@ -108,6 +124,12 @@ export interface LinuxLayoutRequest {
   fdtSize: number;
   /** Kernel offset from RAM start; default LINUX_KERNEL_OFFSET (2 MiB). */
   kernelOffset?: number;
+  /**
+   * Physical ranges none of the pieces may overlap, e.g. where a firmware will copy the
+   * device tree (fwJumpReservedRanges). The initrd and FDT move below them; a kernel
+   * overlapping one is an error.
+   */
+  reserved?: readonly PhysRange[];
 }
 
 export interface LinuxLayout {
@@ -126,6 +148,33 @@ export interface LinuxLayout {
 
 const alignDown = (v: number, a: number): number => v - (v % a);
 
+/** A physical range [start, end). */
+export interface PhysRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The highest `align`-aligned address s >= base with [s, s+size) below `end` and clear of
+ * every reserved range, or undefined.
+ */
+function highestFit(
+  base: number,
+  end: number,
+  size: number,
+  align: number,
+  reserved: readonly PhysRange[],
+): number | undefined {
+  for (let i = 0; i <= reserved.length; i++) {
+    if (end - base < size) return undefined;
+    const s = alignDown(end - size - base, align) + base;
+    const hit = reserved.find((r) => s < r.end && s + size > r.start);
+    if (hit === undefined) return s;
+    end = hit.start;
+  }
+  return undefined;
+}
+
 function place(
   base: number,
   size: number,
@@ -133,18 +182,19 @@ function place(
   kernelSize: number,
   initrdSize: number,
   fdtSize: number,
+  reserved: readonly PhysRange[],
 ): LinuxLayout | undefined {
   const top = base + Math.min(size, LINUX_FDT_LIMIT);
-  const fdtAddr = alignDown(top - fdtSize - base, LINUX_FDT_ALIGN) + base;
   const kernelEnd = kernelAddr + kernelSize;
-  if (top - base < fdtSize || fdtAddr < kernelEnd) return undefined;
+  const fdtAddr = highestFit(base, top, fdtSize, LINUX_FDT_ALIGN, reserved);
+  if (fdtAddr === undefined || fdtAddr < kernelEnd) return undefined;
   let initrdStart = 0;
   let initrdEnd = 0;
   if (initrdSize > 0) {
-    if (fdtAddr - base < initrdSize) return undefined;
-    initrdStart = alignDown(fdtAddr - initrdSize - base, PAGE) + base;
-    initrdEnd = initrdStart + initrdSize;
-    if (initrdStart < kernelEnd) return undefined;
+    const at = highestFit(base, fdtAddr, initrdSize, PAGE, reserved);
+    if (at === undefined || at < kernelEnd) return undefined;
+    initrdStart = at;
+    initrdEnd = at + initrdSize;
   }
   return { kernelAddr, kernelEnd, initrdStart, initrdEnd, fdtAddr, entry: kernelAddr };
 }
@@ -184,22 +234,37 @@ export function computeLinuxLayout(req: LinuxLayoutRequest): LinuxLayout {
       `linux boot: kernel address 0x${(base + offset).toString(16)} is not 2 MiB aligned (RISC-V boot protocol)`,
     );
   }
+  const reserved = req.reserved ?? [];
+  for (const r of reserved) {
+    if (!Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.end) || r.end <= r.start) {
+      throw new RangeError(`linux boot: reserved range [${r.start}, ${r.end}) is not a valid range`);
+    }
+  }
   const kernelAddr = base + offset;
-  const layout = place(base, size, kernelAddr, kernelSize, initrdSize, fdtSize);
+  const kernelEnd = kernelAddr + kernelSize;
+  const clash = reserved.find((r) => kernelAddr < r.end && kernelEnd > r.start);
+  if (clash !== undefined) {
+    throw new Error(
+      `linux boot: the kernel [0x${kernelAddr.toString(16)}, 0x${kernelEnd.toString(16)}) overlaps the reserved range [0x${clash.start.toString(16)}, 0x${clash.end.toString(16)})`,
+    );
+  }
+  const layout = place(base, size, kernelAddr, kernelSize, initrdSize, fdtSize, reserved);
   if (layout !== undefined) return layout;
 
-  // Smallest whole number of MiB that fits. The lower bound is the sum of the parts; the
-  // alignment of the FDT and initrd costs at most a few MiB more.
+  // Smallest whole number of MiB that fits. Below the sum of the parts nothing fits; with
+  // the initrd and FDT above every reserved range (plus alignment slack) everything does,
+  // unless the 3 GiB limit for the FDT gets in the way.
   const lower = offset + kernelSize + initrdSize + fdtSize;
-  let need = Math.ceil(lower / MiB);
-  for (
-    let tries = 0;
-    tries < 8 && place(base, need * MiB, kernelAddr, kernelSize, initrdSize, fdtSize) === undefined;
-    tries++
-  ) {
-    need++;
+  const highestReserved = reserved.reduce((m, r) => Math.max(m, r.end - base), 0);
+  const upper = Math.max(lower, highestReserved + initrdSize + fdtSize) + 2 * LINUX_FDT_ALIGN + PAGE;
+  for (let need = Math.ceil(lower / MiB); need <= Math.ceil(upper / MiB); need++) {
+    if (place(base, need * MiB, kernelAddr, kernelSize, initrdSize, fdtSize, reserved) !== undefined) {
+      throw new Error(`memory too small for the kernel: needs ${need} MiB`);
+    }
   }
-  throw new Error(`memory too small for the kernel: needs ${need} MiB`);
+  throw new Error(
+    "memory too small for the kernel: the kernel, initrd and device tree do not fit below the 3 GiB device-tree limit",
+  );
 }
 
 /** A kernel read and checked: the raw Image bytes and its header. */
@@ -254,6 +319,8 @@ export interface LinuxBootRequest {
    */
   fdtSize: number;
   kernelOffset?: number;
+  /** Ranges to keep clear (see LinuxLayoutRequest.reserved and fwJumpReservedRanges). */
+  reserved?: readonly PhysRange[];
 }
 
 /** The layout plus the bytes to copy at `kernelAddr`. */
@@ -278,6 +345,7 @@ export async function planLinuxBoot(req: LinuxBootRequest): Promise<LinuxBootPla
     ...(req.ramBase !== undefined ? { ramBase: req.ramBase } : {}),
     ...(req.initrdSize !== undefined ? { initrdSize: req.initrdSize } : {}),
     ...(req.kernelOffset !== undefined ? { kernelOffset: req.kernelOffset } : {}),
+    ...(req.reserved !== undefined ? { reserved: req.reserved } : {}),
   });
   return { ...layout, kernelBytes: kernel.image, header: kernel.header, fdtSize: req.fdtSize };
 }
