@@ -1,0 +1,25 @@
+/**
+ * @visor/devices: the devices of a RISC-V `virt`-style machine. Each is a BusDevice (see
+ * @visor/io-bus) that knows nothing of its base address, raises interrupts through an
+ * injected IrqLine, reaches guest memory only through GuestRam's bounds-checked methods,
+ * and saves/restores its state with toState()/fromState().
+ */
+export * from "./byte-queue.ts";
+export * from "./clint.ts";
+export * from "./clock.ts";
+export * from "./goldfish-rtc.ts";
+export * from "./irq.ts";
+export * from "./plic.ts";
+export * from "./state.ts";
+export * from "./syscon.ts";
+export * from "./uart16550.ts";
+export * from "./virtio/blk.ts";
+export * from "./virtio/block-backend.ts";
+export * from "./virtio/console.ts";
+export * from "./virtio/constants.ts";
+export * from "./virtio/device.ts";
+export * from "./virtio/mmio.ts";
+export * from "./virtio/net.ts";
+export * from "./virtio/net-backend.ts";
+export * from "./virtio/queue.ts";
+export * from "./virtio/rng.ts";

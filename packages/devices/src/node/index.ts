@@ -1,0 +1,13 @@
+/**
+ * Node.js host backends for @visor/devices: disk image files and socket networking.
+ * Import from "@visor/devices/node"; the core package stays free of node: modules.
+ */
+export { FileBlockBackend } from "./file-block-backend.ts";
+export {
+  openSocketNetBackend,
+  SOCKET_NET_MAX_FRAME,
+  SocketNetBackend,
+  type SocketNetEvent,
+  type SocketNetOptions,
+  type SocketNetStats,
+} from "./socket-net-backend.ts";
