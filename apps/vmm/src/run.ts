@@ -1,0 +1,218 @@
+/**
+ * `visor run`: boot a VM on the virt machine.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { BlockBackend, NetBackend } from "@visor/devices";
+import { FileBlockBackend, openSocketNetBackend } from "@visor/devices/node";
+import { GuestError, Machine, type MachineExit, type VirtMode } from "@visor/hypervisor";
+import { parseOptions, parseSize } from "./args.ts";
+import { HostConsole } from "./console.ts";
+import { UserError } from "./errors.ts";
+import { printStats } from "./stats.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = resolve(here, "../../..");
+export const BUNDLED_KERNEL = join(REPO_ROOT, "guests/riscv64/Image.gz");
+export const BUNDLED_INITRD = join(REPO_ROOT, "guests/riscv64/initramfs.cpio.gz");
+
+export const RUN_HELP = `usage: visor run [options]
+
+  --kernel PATH        Linux Image or Image.gz (default: the bundled guest)
+  --initrd PATH        initramfs (default: the bundled one, with the default kernel)
+  --append STRING      kernel command line (default "console=ttyS0")
+  --memory SIZE        guest RAM (default 256M)
+  --bios PATH|none     firmware ELF (e.g. OpenSBI fw_jump.elf, or a bare-metal program
+                       with HTIF tohost); none = the built-in SBI (default)
+  --disk PATH[,readonly]   virtio-blk disk backed by a file (repeatable)
+  --net socket,listen=PORT | socket,connect=HOST:PORT   virtio-net on a socket LAN
+  --virt nested|shadow|off how the guest kernel is virtualized (default nested)
+  --clock host|deterministic  time source (deterministic: time follows instructions)
+  --harts N            number of harts (default 1)
+  --stats              print exit statistics when the VM stops
+
+The console is this terminal. Ctrl-A X quits, Ctrl-A H lists the keys.`;
+
+const SPEC = {
+  kernel: { value: true },
+  initrd: { value: true },
+  append: { value: true },
+  memory: { value: true },
+  bios: { value: true },
+  disk: { value: true, repeat: true },
+  net: { value: true, repeat: true },
+  virt: { value: true },
+  clock: { value: true },
+  harts: { value: true },
+  stats: {},
+  help: {},
+};
+
+function readInput(path: string, what: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT"
+        ? "no such file"
+        : code === "EISDIR"
+          ? "is a directory"
+          : code === "EACCES"
+            ? "permission denied"
+            : String((e as Error).message);
+    throw new UserError(`cannot read ${what} '${path}': ${why}`);
+  }
+}
+
+export async function runMain(argv: string[]): Promise<number> {
+  const { opts, rest } = parseOptions(argv, SPEC);
+  if (opts.has("help")) {
+    process.stdout.write(`${RUN_HELP}\n`);
+    return 0;
+  }
+  if (rest.length > 0) throw new UserError(`unexpected argument '${rest[0]}' (see 'visor run --help')`);
+  const one = (k: string): string | undefined => opts.get(k)?.[0];
+
+  const bios = one("bios");
+  const biosBytes = bios !== undefined && bios !== "none" ? readInput(bios, "firmware") : undefined;
+  const kernelPath =
+    one("kernel") ??
+    (biosBytes !== undefined && one("initrd") === undefined && isHtifProgram(biosBytes)
+      ? undefined
+      : BUNDLED_KERNEL);
+  const initrdPath =
+    one("initrd") ?? (one("kernel") === undefined && kernelPath !== undefined ? BUNDLED_INITRD : undefined);
+  const kernel = kernelPath !== undefined ? readInput(kernelPath, "kernel") : undefined;
+  const initrd = initrdPath !== undefined ? readInput(initrdPath, "initrd") : undefined;
+  const memory = parseSize(one("memory") ?? "256M", "--memory");
+  const virt = (one("virt") ?? "nested") as VirtMode;
+  if (!["off", "nested", "shadow"].includes(virt))
+    throw new UserError(`--virt: '${virt}' is not one of nested, shadow, off`);
+  const clock = one("clock") ?? "host";
+  if (clock !== "host" && clock !== "deterministic")
+    throw new UserError(`--clock: '${clock}' is not host or deterministic`);
+  const harts = Number(one("harts") ?? "1");
+  if (!Number.isInteger(harts) || harts < 1 || harts > 8)
+    throw new UserError(`--harts: '${one("harts")}' is not a number from 1 to 8`);
+
+  const disks: { backend: BlockBackend }[] = [];
+  const opened: FileBlockBackend[] = [];
+  for (const d of opts.get("disk") ?? []) {
+    const [path, ...flags] = d.split(",");
+    for (const f of flags)
+      if (f !== "readonly" && f !== "ro") throw new UserError(`--disk: unknown flag '${f}'`);
+    try {
+      const b = new FileBlockBackend(path!, { readonly: flags.length > 0 });
+      opened.push(b);
+      disks.push({ backend: b });
+    } catch (e) {
+      throw new UserError(`--disk ${path}: ${(e as Error).message}`);
+    }
+  }
+  const nets: NetBackend[] = [];
+  for (const n of opts.get("net") ?? []) {
+    const m = /^socket,(.+)$/.exec(n);
+    if (!m) throw new UserError(`--net: '${n}' is not socket,listen=PORT or socket,connect=HOST:PORT`);
+    try {
+      nets.push(await openSocketNetBackend(m[1]!));
+    } catch (e) {
+      throw new UserError(`--net ${n}: ${(e as Error).message}`);
+    }
+  }
+
+  const out = new OutputBuffer();
+  let machine: Machine;
+  try {
+    machine = await Machine.create({
+      memory,
+      harts,
+      ...(kernel ? { kernel } : {}),
+      ...(initrd ? { initrd } : {}),
+      append: one("append") ?? "console=ttyS0",
+      ...(biosBytes ? { bios: biosBytes } : {}),
+      disks,
+      nets,
+      console: out,
+      clock,
+      virt,
+      stats: opts.has("stats"),
+    });
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+
+  const con = new HostConsole({
+    input: (b) => machine.input(b),
+    quit: () => machine.stop(),
+    stats: () => printStats(machine, process.stderr),
+  });
+  con.start();
+  let exit: MachineExit;
+  try {
+    exit = await machine.run();
+  } catch (e) {
+    out.flush();
+    con.stop();
+    if (e instanceof GuestError) throw new UserError(`guest error: ${e.message}`, 2);
+    throw e;
+  } finally {
+    out.flush();
+    con.stop();
+    for (const b of opened) b.close();
+    for (const n of nets) (n as { close?: () => void }).close?.();
+  }
+  if (opts.has("stats")) printStats(machine, process.stderr);
+  switch (exit.kind) {
+    case "poweroff":
+    case "reset":
+    case "stopped":
+      return 0;
+    case "fail":
+      process.stderr.write(`visor: guest reported failure (code ${exit.code})\n`);
+      return exit.code === 0 ? 1 : exit.code & 0xff || 1;
+    case "htif":
+      if (exit.code !== 0) {
+        process.stderr.write(`visor: FAIL test ${exit.code}\n`);
+        return 1;
+      }
+      return 0;
+  }
+}
+
+function isHtifProgram(elf: Uint8Array): boolean {
+  // A bare-metal program speaking HTIF has a `tohost` symbol; firmware like OpenSBI does not.
+  const s = Buffer.from(elf.buffer, elf.byteOffset, elf.byteLength);
+  return s.indexOf("\0tohost\0") >= 0;
+}
+
+/** Guest console output, batched so one byte per MMIO write is not one syscall. */
+class OutputBuffer {
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+  private scheduled = false;
+
+  write(bytes: Uint8Array): void {
+    this.chunks.push(bytes.slice());
+    this.size += bytes.length;
+    if (this.size > 4096) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.scheduled = false;
+    if (this.size === 0) return;
+    const all = Buffer.concat(this.chunks);
+    this.chunks = [];
+    this.size = 0;
+    try {
+      process.stdout.write(all);
+    } catch {
+      // stdout closed: drop the output
+    }
+  }
+}

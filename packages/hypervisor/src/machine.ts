@@ -1,0 +1,402 @@
+/**
+ * The `virt` machine: QEMU's memory map (hw/riscv/virt.c), our devices, and the run loop.
+ *
+ *   0x0010_0000  syscon (sifive,test1)        0x0c00_0000  PLIC
+ *   0x0010_1000  goldfish RTC (IRQ 11)        0x1000_0000  ns16550a UART (IRQ 10)
+ *   0x0200_0000  CLINT                        0x1000_1000  virtio-mmio slots, every 0x1000 (IRQ 1..8)
+ *   0x8000_0000  DRAM
+ *
+ * Firmware: the built-in SBI (hypercalls served in TypeScript, see sbi/) or a real one
+ * (`bios`, e.g. OpenSBI fw_jump.elf) running in M-mode on the hart.
+ *
+ * How the guest kernel runs is the vCPU's business (vcpu.ts): directly in S-mode
+ * (`virt: "off"`), or as a VS-mode guest under the H extension with nested (G-stage) or
+ * shadow paging. The machine only sees exits.
+ */
+import { Hart, STOP_EXIT, STOP_WFI } from "@visor/cpu";
+import {
+  type BlockBackend,
+  Clint,
+  GoldfishRtc,
+  type IrqLine,
+  type NetBackend,
+  Plic,
+  plicSize,
+  Syscon,
+  type SysconEvent,
+  Uart16550,
+  VirtioBlk,
+  VirtioMmio,
+  VirtioNet,
+  VirtioRng,
+} from "@visor/devices";
+import { IoManager } from "@visor/io-bus";
+import { GuestRam } from "@visor/memory";
+import { loadElf, type LinuxBootPlan, loadLinux, planLinuxBoot, fwJumpReservedRanges } from "./boot/index.ts";
+import {
+  buildVirtDtb,
+  VIRT_IRQ,
+  VIRT_MEMMAP,
+  VIRT_TIMEBASE_FREQUENCY,
+  VIRT_VIRTIO_COUNT,
+  virtioMmioBase,
+} from "./fdt/index.ts";
+import { Htif } from "./htif.ts";
+import { Sbi, SbiCallCounter, type SbiHsmState } from "./sbi/index.ts";
+import { GStage, PageAllocator } from "./gstage.ts";
+import { ExitStats } from "./stats.ts";
+import { type VirtMode, Vcpu } from "./vcpu.ts";
+
+const TIMEBASE_HZ = VIRT_TIMEBASE_FREQUENCY;
+const M = VIRT_MEMMAP;
+
+export interface DiskConfig {
+  backend: BlockBackend;
+  /** Serial reported by VIRTIO_BLK_T_GET_ID. */
+  id?: string;
+}
+
+export interface MachineConsole {
+  /** Guest console output (UART and SBI console). */
+  write(bytes: Uint8Array): void;
+}
+
+export interface MachineOptions {
+  /** Guest RAM in bytes. */
+  memory: number;
+  harts?: number;
+  /** Linux Image or Image.gz. */
+  kernel?: Uint8Array;
+  initrd?: Uint8Array;
+  append?: string;
+  /** Firmware ELF (fw_jump.elf or a bare-metal program with HTIF); absent = built-in SBI. */
+  bios?: Uint8Array;
+  disks?: DiskConfig[];
+  nets?: NetBackend[];
+  /** Add a virtio-rng device. Default true. */
+  rng?: boolean;
+  console: MachineConsole;
+  /** "host": time follows the host clock; "deterministic": time = instructions retired / 10. */
+  clock?: "host" | "deterministic";
+  virt?: VirtMode;
+  /** Collect exit statistics (--stats). */
+  stats?: boolean;
+}
+
+export type MachineExit =
+  | { kind: "poweroff" }
+  | { kind: "reset" }
+  | { kind: "fail"; code: number }
+  | { kind: "htif"; code: number }
+  | { kind: "stopped" };
+
+/** A fatal guest error (an exit nobody handles): one line with the pc and cause. */
+export class GuestError extends Error {
+  override name = "GuestError";
+}
+
+const SLICE = 200_000;
+
+export class Machine {
+  readonly ram: GuestRam;
+  readonly io = new IoManager();
+  readonly vcpus: Vcpu[] = [];
+  readonly uart: Uart16550;
+  readonly plic: Plic;
+  readonly clint: Clint;
+  readonly rtc: GoldfishRtc;
+  readonly syscon: Syscon;
+  readonly virtio: VirtioMmio[] = [];
+  readonly sbi: Sbi;
+  readonly sbiCalls = new SbiCallCounter();
+  readonly exitStats: ExitStats;
+  readonly virtMode: VirtMode;
+  readonly deterministic: boolean;
+  htif: Htif | undefined;
+  /** End of guest RAM; the hypervisor's own memory (page tables) follows it. */
+  readonly guestRamEnd: number;
+  /** Pages for the hypervisor's G-stage or shadow tables. */
+  readonly hvPool: PageAllocator;
+  readonly gstage: GStage | undefined;
+
+  private readonly console: MachineConsole;
+  private readonly t0 = performance.now();
+  private skippedTicks = 0;
+  private exit: MachineExit | undefined;
+  private wake: (() => void) | undefined;
+  private consoleIn: number[] = [];
+  /** Total guest instructions executed, all harts. */
+  instructions = 0;
+  bootTimeMs = 0;
+
+  private constructor(opts: MachineOptions, ram: GuestRam) {
+    const harts = opts.harts ?? 1;
+    this.ram = ram;
+    this.guestRamEnd = ram.base + opts.memory;
+    this.hvPool = new PageAllocator(this.guestRamEnd, ram.end);
+    this.gstage = opts.virt === "nested" ? new GStage(ram, ram.base, opts.memory, this.hvPool) : undefined;
+    this.console = opts.console;
+    this.virtMode = opts.virt ?? "off";
+    this.deterministic = opts.clock === "deterministic";
+    this.exitStats = new ExitStats(opts.stats ?? false);
+    const clock = { now: () => this.now() };
+    const firmware = opts.bios !== undefined;
+
+    for (let i = 0; i < harts; i++) {
+      this.vcpus.push(new Vcpu(this, i, this.virtMode, firmware));
+    }
+    const hartOf = (i: number): Hart => this.vcpus[i]!.hart;
+    const line = (hart: number, bit: number): IrqLine => ({
+      set: (l: boolean) => hartOf(hart).setIrq(bit, l),
+    });
+
+    this.syscon = new Syscon({ onEvent: (e) => this.onSyscon(e) });
+    this.clint = new Clint({
+      clock,
+      msip: this.vcpus.map((_, i) => line(i, 3)),
+      mtip: this.vcpus.map((_, i) => line(i, 7)),
+    });
+    const contexts: IrqLine[] = [];
+    for (let i = 0; i < harts; i++) {
+      contexts.push(line(i, 11)); // M-mode external
+      contexts.push({ set: (l: boolean) => this.vcpus[i]!.setGuestExternal(l) }); // S-mode external
+    }
+    this.plic = new Plic({ harts, contexts });
+    this.uart = new Uart16550({
+      irq: this.plic.irqLine(VIRT_IRQ.uart0),
+      output: (b) => this.console.write(Uint8Array.of(b)),
+    });
+    this.rtc = new GoldfishRtc({ irq: this.plic.irqLine(VIRT_IRQ.rtc) });
+
+    const mmio = this.io.mmio;
+    mmio.register(M.test.base, M.test.size, this.syscon);
+    mmio.register(M.rtc.base, M.rtc.size, this.rtc);
+    mmio.register(M.clint.base, M.clint.size, this.clint);
+    mmio.register(M.plic.base, plicSize(harts * 2), this.plic);
+    mmio.register(M.uart0.base, M.uart0.size, this.uart);
+
+    const onError = (m: string) => this.console.write(new TextEncoder().encode(`visor: virtio: ${m}\r\n`));
+    const devices = [
+      ...(opts.disks ?? []).map(
+        (d) => new VirtioBlk({ backend: d.backend, ...(d.id ? { id: d.id } : {}), onError }),
+      ),
+      ...(opts.nets ?? []).map((n, i) => new VirtioNet({ backend: n, mac: macFor(i) })),
+      ...(opts.rng === false ? [] : [new VirtioRng({})]),
+    ];
+    if (devices.length > VIRT_VIRTIO_COUNT)
+      throw new Error(`too many virtio devices: ${devices.length} (at most 8)`);
+    devices.forEach((device, slot) => {
+      const t = new VirtioMmio({ device, ram, irq: this.plic.irqLine(VIRT_IRQ.virtio + slot), onError });
+      mmio.register(virtioMmioBase(slot), M.virtio.size, t);
+      // ioeventfd-style fast path: a queue notify skips the transport's register decode.
+      mmio.addWriteListener(virtioMmioBase(slot) + 0x50, 4, (q) => t.notify(q));
+      this.virtio.push(t);
+    });
+    if (opts.stats) this.io.enableStats();
+
+    this.sbi = new Sbi(
+      {
+        hartCount: harts,
+        setTimer: (h, t) => this.vcpus[h]!.setTimer(t),
+        sendIpi: (h) => this.vcpus[h]!.injectSoftware(),
+        remoteFenceI: () => {},
+        remoteSfenceVma: (hs) => {
+          for (const h of hs) this.vcpus[h]!.hart.flushTlb();
+        },
+        hartStart: (h, addr, opaque) => this.vcpus[h]!.start(addr, opaque),
+        hartStop: (h) => this.vcpus[h]!.stop(),
+        hartStatus: (h) => this.vcpus[h]!.hsmState() as SbiHsmState,
+        hartSuspend: (h) => this.vcpus[h]!.suspend(),
+        systemReset: (type) => this.finish(type === 0 ? { kind: "poweroff" } : { kind: "reset" }),
+        consoleWrite: (b) => this.console.write(b),
+        consoleRead: (max) => Uint8Array.from(this.consoleIn.splice(0, max)),
+        readPhys: (pa, len) => (ram.contains(pa, len) ? ram.view(pa, len) : undefined),
+        writePhys: (pa, b) => {
+          if (!ram.contains(pa, b.length)) return false;
+          ram.write(pa, b);
+          return true;
+        },
+      },
+      this.sbiCalls,
+    );
+  }
+
+  /** Build a machine and load the kernel/firmware (decompressing as needed). */
+  static async create(opts: MachineOptions): Promise<Machine> {
+    if (!Number.isSafeInteger(opts.memory) || opts.memory < 16 << 20) {
+      throw new Error(`memory ${opts.memory} bytes is too small (at least 16 MiB)`);
+    }
+    const extra = opts.virt === "nested" || opts.virt === "shadow" ? Vcpu.hypervisorMemory(opts.memory) : 0;
+    const ram = new GuestRam(M.dram.base, opts.memory + extra);
+    const m = new Machine(opts, ram);
+    await m.load(opts);
+    return m;
+  }
+
+  private async load(opts: MachineOptions): Promise<void> {
+    const harts = this.vcpus.length;
+    let fwEntry: number | undefined;
+    if (opts.bios !== undefined) {
+      const elf = loadElf(this.ram, opts.bios);
+      fwEntry = elf.entry;
+      if (elf.tohost !== undefined && opts.kernel === undefined) {
+        // A bare-metal test program speaking HTIF.
+        this.htif = new Htif(this.ram, elf.tohost, elf.fromhost, (b) => this.console.write(b));
+        for (const v of this.vcpus) v.bootFirmware(elf.entry, 0);
+        return;
+      }
+    }
+    if (opts.kernel === undefined) throw new Error("no kernel given (--kernel)");
+    const dtbConfig = (initrd?: { start: bigint; end: bigint }) => ({
+      harts,
+      memorySize: opts.memory,
+      mmu: "sv57" as const,
+      hypervisor: this.vcpus[0]!.exposesH,
+      bootargs: opts.append ?? "",
+      ...(initrd ? { initrd } : {}),
+      virtioDevices: this.virtio.length,
+    });
+    const probe = buildVirtDtb(dtbConfig({ start: 0n, end: 0n }));
+    const plan: LinuxBootPlan = await planLinuxBoot({
+      kernel: opts.kernel,
+      ramSize: opts.memory,
+      initrdSize: opts.initrd?.length ?? 0,
+      fdtSize: probe.length + 1024,
+      ...(fwEntry !== undefined ? { reserved: fwJumpReservedRanges(probe.length + 1024) } : {}),
+    });
+    const dtb = buildVirtDtb(
+      dtbConfig(opts.initrd ? { start: BigInt(plan.initrdStart), end: BigInt(plan.initrdEnd) } : undefined),
+    );
+    loadLinux(this.ram, { plan, fdt: dtb, ...(opts.initrd ? { initrd: opts.initrd } : {}) });
+    if (fwEntry !== undefined) {
+      for (const v of this.vcpus) v.bootFirmware(fwEntry, plan.fdtAddr);
+    } else {
+      this.vcpus[0]!.bootKernel(plan.entry, plan.fdtAddr);
+    }
+  }
+
+  /** mtime in 10 MHz ticks. */
+  now(): number {
+    if (this.deterministic) return Math.floor(this.instructionsNow() / 10) + this.skippedTicks;
+    return Math.floor((performance.now() - this.t0) * (TIMEBASE_HZ / 1000));
+  }
+
+  private instructionsNow(): number {
+    let n = 0;
+    for (const v of this.vcpus) n += v.hart.instret();
+    return n;
+  }
+
+  /** Bytes typed for the guest (UART; the SBI console reads the same queue). */
+  input(bytes: Uint8Array): void {
+    const took = this.uart.pushInput(bytes);
+    for (let i = took; i < bytes.length; i++) this.consoleIn.push(bytes[i]!);
+    this.wake?.();
+  }
+
+  get exited(): boolean {
+    return this.exit !== undefined;
+  }
+
+  /** Stop the run loop from outside (Ctrl-A X). */
+  stop(): void {
+    this.finish({ kind: "stopped" });
+  }
+
+  finish(e: MachineExit): void {
+    if (this.exit === undefined) this.exit = e;
+    for (const v of this.vcpus) v.hart.requestStop();
+    this.wake?.();
+  }
+
+  private onSyscon(e: SysconEvent): void {
+    if (e.kind === "poweroff") this.finish({ kind: "poweroff" });
+    else if (e.kind === "reset") this.finish({ kind: "reset" });
+    else this.finish({ kind: "fail", code: e.code });
+  }
+
+  /** Run until power-off (or another exit). Yields to the event loop regularly. */
+  async run(): Promise<MachineExit> {
+    const start = performance.now();
+    let lastYield = start;
+    while (this.exit === undefined) {
+      let allIdle = true;
+      for (const v of this.vcpus) {
+        if (!v.running) continue;
+        this.tickTimers();
+        const r = v.run(SLICE);
+        if (r !== STOP_WFI) allIdle = false;
+        if (this.exit !== undefined) break;
+      }
+      if (this.htif?.poll()) this.finish({ kind: "htif", code: this.htif.exitCode ?? 1 });
+      if (this.exit !== undefined) break;
+      this.tickTimers();
+      if (allIdle && !this.anyInterruptPending()) await this.idle();
+      const t = performance.now();
+      if (t - lastYield > 15) {
+        await new Promise<void>((r) => setImmediate(r));
+        lastYield = performance.now();
+      }
+    }
+    this.instructions = this.instructionsNow();
+    this.bootTimeMs = performance.now() - start;
+    return this.exit;
+  }
+
+  private anyInterruptPending(): boolean {
+    for (const v of this.vcpus) if (v.running && v.hart.interruptPending()) return true;
+    return false;
+  }
+
+  private tickTimers(): void {
+    const now = this.now();
+    this.clint.tick();
+    for (const v of this.vcpus) v.checkTimer(now);
+  }
+
+  /** Every hart waits for an interrupt: sleep until the next timer or an input event. */
+  private async idle(): Promise<void> {
+    let next = this.clint.nextEvent();
+    for (const v of this.vcpus) next = Math.min(next, v.timerDeadline());
+    const now = this.now();
+    this.exitStats.idle++;
+    if (this.deterministic) {
+      if (Number.isFinite(next) && next > now) this.skippedTicks += next - now;
+      else if (!Number.isFinite(next)) await this.sleep(50);
+      return;
+    }
+    const ms = Number.isFinite(next) ? Math.max(0, (next - now) / (TIMEBASE_HZ / 1000)) : 50;
+    if (ms > 0.05) await this.sleep(Math.min(ms, 50));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  /** The fatal-error line for an exit nobody handles. */
+  static describeExit(hart: Hart, what: string): string {
+    return `${what} at pc 0x${hart.pc.toString(16)} (cause ${hart.exitCause}, tval 0x${(
+      (BigInt(hart.exitTvalHi >>> 0) << 32n) | BigInt(hart.exitTvalLo >>> 0)
+    ).toString(16)})`;
+  }
+}
+
+function macFor(i: number): string {
+  // A locally administered unicast address (bit 1 of the first byte set), distinct per NIC
+  // and per VM so two visor VMs on one LAN differ: the low bytes come from the process id.
+  const pid = typeof process !== "undefined" ? process.pid : Math.floor(Math.random() * 65536);
+  const b = [0x52, 0x56, 0x00, (pid >>> 8) & 0xff, pid & 0xff, i & 0xff];
+  return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+export { STOP_EXIT };

@@ -1,0 +1,349 @@
+/**
+ * A virtual CPU: one hart plus the hypervisor's handling of its exits, like KVM's vcpu run
+ * loop. Three ways to run the guest kernel:
+ *
+ * - "off":    plain emulation. The kernel runs in S-mode on the hart; the host is M-mode,
+ *             so its `ecall`s (SBI hypercalls) are exits (EXIT_M).
+ * - "nested": the kernel runs in VS-mode (H extension) with hgatp pointing at G-stage
+ *             tables the hypervisor built: two-stage translation, the EPT analogue.
+ *             Guest-page faults outside RAM are MMIO exits; VS ecalls are hypercalls;
+ *             WFI traps (hstatus.VTW) so an idle guest is an exit too.
+ * - "shadow": VS-mode with hgatp bare and vsatp pointing at shadow page tables the
+ *             hypervisor keeps from the guest's own (shadow.ts); satp writes and
+ *             sfence.vma trap (hstatus.VTVM).
+ *
+ * With firmware (`--bios`), the hart starts in M-mode at the firmware and nothing exits.
+ */
+import {
+  csr as C,
+  EXIT_HS,
+  EXIT_M,
+  Hart,
+  STOP_BUDGET,
+  STOP_EXIT,
+  STOP_REQUESTED,
+  STOP_WFI,
+} from "@visor/cpu";
+import { SATP_MODE_SV39 } from "@visor/memory";
+import type { Machine } from "./machine.ts";
+import { GuestError } from "./machine.ts";
+import { SBI_HSM_STATE_STARTED, SBI_HSM_STATE_STOPPED, SBI_HSM_STATE_SUSPENDED } from "./sbi/index.ts";
+import { ShadowMmu } from "./shadow.ts";
+
+export type VirtMode = "off" | "nested" | "shadow";
+
+const HSTATUS_SPV = 1 << 7;
+const HSTATUS_SPVP = 1 << 8;
+const HSTATUS_VTW = 1 << 21;
+const HSTATUS_VTVM = 1 << 20;
+
+/** Exceptions the host lets the guest kernel handle itself (KVM's default hedeleg, plus illegal instruction). */
+const GUEST_EXCEPTIONS =
+  (1 << C.CAUSE_MISALIGNED_FETCH) |
+  (1 << C.CAUSE_FETCH_ACCESS) |
+  (1 << C.CAUSE_ILLEGAL_INSTRUCTION) |
+  (1 << C.CAUSE_BREAKPOINT) |
+  (1 << C.CAUSE_MISALIGNED_LOAD) |
+  (1 << C.CAUSE_LOAD_ACCESS) |
+  (1 << C.CAUSE_MISALIGNED_STORE) |
+  (1 << C.CAUSE_STORE_ACCESS) |
+  (1 << C.CAUSE_USER_ECALL) |
+  (1 << C.CAUSE_FETCH_PAGE_FAULT) |
+  (1 << C.CAUSE_LOAD_PAGE_FAULT) |
+  (1 << C.CAUSE_STORE_PAGE_FAULT);
+const PAGE_FAULTS =
+  (1 << C.CAUSE_FETCH_PAGE_FAULT) | (1 << C.CAUSE_LOAD_PAGE_FAULT) | (1 << C.CAUSE_STORE_PAGE_FAULT);
+
+export class Vcpu {
+  readonly hart: Hart;
+  readonly mode: VirtMode;
+  readonly exposesH: boolean;
+  private readonly machine: Machine;
+  private readonly firmware: boolean;
+  running = false;
+  private suspended = false;
+  private deadline = Number.POSITIVE_INFINITY;
+  readonly shadow: ShadowMmu | undefined;
+
+  /** Bytes of host memory the hypervisor reserves after guest RAM for its page tables. */
+  static hypervisorMemory(guestBytes: number): number {
+    // G-stage tables (a 16 KiB root + one 4 KiB table per GiB) or the shadow pool.
+    return Math.max(8 << 20, Math.ceil(guestBytes / 32 / 4096) * 4096);
+  }
+
+  constructor(machine: Machine, id: number, mode: VirtMode, firmware: boolean) {
+    this.machine = machine;
+    this.mode = firmware ? "off" : mode;
+    this.firmware = firmware;
+    const virt = this.mode !== "off";
+    this.hart = new Hart({
+      ram: machine.ram,
+      bus: machine.io.mmio,
+      hartId: id,
+      time: () => machine.now(),
+      hypervisor: virt || firmware,
+      ...(id > 0 ? { codeCache: machine.vcpus[0]!.hart.code } : {}),
+    });
+    this.exposesH = firmware; // a guest under our hypervisor sees no H extension (no nesting)
+    if (this.mode === "shadow") this.shadow = new ShadowMmu(machine, this.hart);
+  }
+
+  /** Start at a firmware entry in M-mode (OpenSBI, or a bare-metal HTIF program). */
+  bootFirmware(entry: number, fdt: number): void {
+    const h = this.hart;
+    h.reset(entry);
+    h.xlo[10] = this.hart.hartId;
+    h.xlo[11] = fdt | 0;
+    h.xhi[11] = Math.floor(fdt / 2 ** 32);
+    h.exitMask = 0;
+    this.running = true;
+  }
+
+  /** Start the guest kernel at `entry` in (V)S-mode with a0 = hart id, a1 = device tree. */
+  bootKernel(entry: number, fdt: number, opaque?: bigint): void {
+    const h = this.hart;
+    h.reset(entry);
+    // What M-mode firmware would have set up.
+    h.mcounteren = 7;
+    h.scounteren = 0;
+    h.medeleg = 0xb1ff & ~(1 << C.CAUSE_SUPERVISOR_ECALL);
+    h.mideleg = C.MIP_SSIP | C.MIP_STIP | C.MIP_SEIP;
+    h.exitMask = EXIT_M;
+    if (this.mode !== "off") {
+      const hx = h.h!;
+      h.medeleg = 0xb1ff | (1 << 10) | (0xf << 20); // everything to HS; HS is the host
+      hx.hedeleg = this.mode === "shadow" ? GUEST_EXCEPTIONS & ~PAGE_FAULTS : GUEST_EXCEPTIONS;
+      hx.hideleg = C.MIP_VSSIP | C.MIP_VSTIP | C.MIP_VSEIP;
+      hx.hcounteren = 7;
+      hx.hstatus = HSTATUS_VTW | HSTATUS_SPV | HSTATUS_SPVP | (this.mode === "shadow" ? HSTATUS_VTVM : 0);
+      h.exitMask = EXIT_M | EXIT_HS;
+      // The host keeps the FPU on for the guest (like KVM's sstatus.FS); the guest's own
+      // vsstatus.FS decides whether it may use it.
+      h.writeMstatus(h.mstatus | C.MSTATUS_FS, 0);
+      h.setPriv(C.PRV_S);
+      h.setVirt(true);
+      if (this.mode === "nested") this.machine.gstage!.install(h);
+      else this.shadow!.enter();
+    } else {
+      h.setPriv(C.PRV_S);
+    }
+    h.xlo[10] = h.hartId;
+    h.xhi[10] = 0;
+    if (opaque !== undefined) h.setX(11, opaque);
+    else {
+      h.xlo[11] = fdt | 0;
+      h.xhi[11] = Math.floor(fdt / 2 ** 32);
+    }
+    this.running = true;
+  }
+
+  start(addr: number, opaque: bigint): void {
+    this.bootKernel(addr, 0, opaque);
+  }
+
+  stop(): void {
+    this.running = false;
+    this.hart.requestStop();
+  }
+
+  suspend(): void {
+    this.suspended = true;
+    this.hart.wfi = true;
+    this.hart.requestStop();
+  }
+
+  hsmState(): number {
+    if (!this.running) return SBI_HSM_STATE_STOPPED;
+    return this.suspended && this.hart.wfi ? SBI_HSM_STATE_SUSPENDED : SBI_HSM_STATE_STARTED;
+  }
+
+  timerDeadline(): number {
+    return this.deadline;
+  }
+
+  /** SBI set_timer: the next supervisor timer interrupt, in mtime ticks. */
+  setTimer(t: bigint): void {
+    this.deadline = t >= BigInt(Number.MAX_SAFE_INTEGER) ? Number.POSITIVE_INFINITY : Number(t);
+    this.setTimerLine(false);
+    this.checkTimer(this.machine.now());
+  }
+
+  checkTimer(now: number): void {
+    if (now >= this.deadline) {
+      this.deadline = Number.POSITIVE_INFINITY;
+      this.setTimerLine(true);
+    }
+  }
+
+  private setTimerLine(level: boolean): void {
+    if (this.mode === "off") this.hart.setIrq(C.IRQ_STI, level);
+    else this.setVirtualIrq(C.MIP_VSTIP, level);
+  }
+
+  /** SBI send_ipi to this hart. */
+  injectSoftware(): void {
+    if (this.mode === "off") {
+      this.hart.mipSw |= C.MIP_SSIP;
+      this.hart.mip = this.hart.mipSw | this.hart.mipHw;
+      if (this.hart.wfi) this.hart.wfi = false;
+    } else {
+      this.setVirtualIrq(C.MIP_VSSIP, true);
+    }
+    this.machine.exitStats.add("interrupt injected: software", 0);
+  }
+
+  /** The PLIC's supervisor context line for this hart. */
+  setGuestExternal(level: boolean): void {
+    if (this.mode === "off" || this.firmware) this.hart.setIrq(C.IRQ_SEI, level);
+    else this.setVirtualIrq(C.MIP_VSEIP, level);
+    if (level) this.machine.exitStats.add("interrupt injected: external", 0);
+  }
+
+  /** Interrupt injection through hvip (the VS bits of mip). */
+  private setVirtualIrq(bit: number, level: boolean): void {
+    const h = this.hart;
+    if (level) h.mipSw |= bit;
+    else h.mipSw &= ~bit;
+    h.mip = h.mipSw | h.mipHw;
+    if (level) {
+      if (bit === C.MIP_VSTIP) this.machine.exitStats.add("interrupt injected: timer", 0);
+      if (h.wfi && (h.mip & h.mie) !== 0) h.wfi = false;
+    }
+  }
+
+  /** Run up to `budget` instructions, handling exits; returns the hart's stop reason. */
+  run(budget: number): number {
+    const h = this.hart;
+    const stats = this.machine.exitStats;
+    let left = budget;
+    while (left > 0) {
+      const before = h.instret();
+      const r = h.run(left);
+      left -= h.instret() - before + 1;
+      if (r !== STOP_EXIT) {
+        if (r === STOP_WFI && this.suspended) return r;
+        if (r === STOP_REQUESTED || r === STOP_WFI || r === STOP_BUDGET) return r;
+        continue;
+      }
+      const t0 = stats.enabled ? performance.now() : 0;
+      const reason = this.handleExit();
+      if (stats.enabled) stats.add(reason, (performance.now() - t0) * 1e6);
+      if (!this.running || this.machine.exited) return STOP_REQUESTED;
+      if (h.wfi) return STOP_WFI;
+    }
+    return STOP_BUDGET;
+  }
+
+  /** Handle one exit; returns its name for the statistics. Throws GuestError when fatal. */
+  private handleExit(): string {
+    const h = this.hart;
+    const cause = h.exitCause;
+    switch (cause) {
+      case C.CAUSE_SUPERVISOR_ECALL:
+      case C.CAUSE_VIRTUAL_SUPERVISOR_ECALL:
+        return this.hypercall();
+      case C.CAUSE_FETCH_GUEST_PAGE_FAULT:
+      case C.CAUSE_LOAD_GUEST_PAGE_FAULT:
+      case C.CAUSE_STORE_GUEST_PAGE_FAULT:
+        return this.mmioExit(h.exitTval2, cause === C.CAUSE_STORE_GUEST_PAGE_FAULT, cause === 20);
+      case C.CAUSE_FETCH_PAGE_FAULT:
+      case C.CAUSE_LOAD_PAGE_FAULT:
+      case C.CAUSE_STORE_PAGE_FAULT:
+        if (this.shadow !== undefined) return this.shadow.pageFault(cause, this);
+        break;
+      case C.CAUSE_VIRTUAL_INSTRUCTION:
+        return this.virtualInstruction();
+    }
+    throw new GuestError(`unhandled guest trap: ${describe(h)}`);
+  }
+
+  private hypercall(): string {
+    const h = this.hart;
+    const sbi = this.machine.sbi;
+    sbi.call(h.hartId, {
+      get: (i) => h.getX(10 + i),
+      set: (i, v) => h.setX(10 + i, v),
+    });
+    h.advancePc(4);
+    return `hypercall: SBI ext 0x${h.getX(17).toString(16)}`;
+  }
+
+  /** Emulate a guest load/store to `gpa` from its (transformed) instruction. */
+  mmioExit(gpa: number, _write: boolean, fetch: boolean): string {
+    const h = this.hart;
+    const io = this.machine.io.mmio;
+    const ram = this.machine.ram;
+    if (fetch)
+      throw new GuestError(
+        `guest executed from non-RAM guest-physical 0x${gpa.toString(16)}: ${describe(h)}`,
+      );
+    if (gpa >= ram.base && gpa < this.machine.guestRamEnd) {
+      throw new GuestError(`guest-page fault inside guest RAM at 0x${gpa.toString(16)}: ${describe(h)}`);
+    }
+    const insn = h.exitInsn;
+    if (insn === 0) throw new GuestError(`cannot decode the access to 0x${gpa.toString(16)}: ${describe(h)}`);
+    const len = (insn & 3) === 3 ? 4 : 2;
+    const opcode = (insn & 0x7f) | 3;
+    const f3 = (insn >>> 12) & 7;
+    const size = 1 << (f3 & 3);
+    const name = io.deviceAt(gpa)?.device.name ?? "unmapped";
+    if (opcode === 0x03) {
+      const rd = (insn >>> 7) & 0x1f;
+      let v: bigint;
+      if (size === 8) {
+        const r = io.read64(gpa);
+        if (r === undefined) return this.injectAccessFault(C.CAUSE_LOAD_ACCESS, name);
+        v = r;
+      } else {
+        const r = io.read(gpa, size as 1 | 2 | 4);
+        if (r < 0) return this.injectAccessFault(C.CAUSE_LOAD_ACCESS, name);
+        v = BigInt(r);
+        if (f3 < 4) v = BigInt.asIntN(8 * size, v); // signed load
+      }
+      h.setX(rd, BigInt.asUintN(64, v));
+      h.advancePc(len);
+      return `mmio read: ${name}`;
+    }
+    if (opcode === 0x23) {
+      const rs2 = (insn >>> 20) & 0x1f;
+      const v = h.getX(rs2);
+      const ok = size === 8 ? io.write64(gpa, v) : io.write(gpa, size as 1 | 2 | 4, Number(v & 0xffffffffn));
+      if (!ok) return this.injectAccessFault(C.CAUSE_STORE_ACCESS, name);
+      h.advancePc(len);
+      return `mmio write: ${name}`;
+    }
+    throw new GuestError(
+      `unsupported MMIO instruction 0x${insn.toString(16)} at 0x${gpa.toString(16)}: ${describe(h)}`,
+    );
+  }
+
+  /** A guest access to a guest-physical address with no device: an access fault for the guest. */
+  private injectAccessFault(cause: number, _name: string): string {
+    throw new GuestError(
+      `guest ${cause === C.CAUSE_LOAD_ACCESS ? "read" : "write"} of an unmapped address: ${describe(this.hart)}`,
+    );
+  }
+
+  private virtualInstruction(): string {
+    const h = this.hart;
+    const insn = h.exitTvalLo >>> 0;
+    if (insn === 0x10500073) {
+      // WFI: the vCPU idles until an interrupt is injected.
+      h.advancePc(4);
+      if (!h.interruptPending()) h.wfi = true;
+      return "wfi";
+    }
+    if (this.shadow !== undefined) {
+      const r = this.shadow.virtualInstruction(insn, this);
+      if (r !== undefined) return r;
+    }
+    throw new GuestError(`unhandled virtual instruction 0x${insn.toString(16)}: ${describe(h)}`);
+  }
+}
+
+export function describe(h: Hart): string {
+  const tval = (BigInt(h.exitTvalHi >>> 0) << 32n) | BigInt(h.exitTvalLo >>> 0);
+  return `pc 0x${h.pc.toString(16)} cause ${h.exitCause} (${C.EXCEPTION_NAMES[h.exitCause] ?? "?"}) tval 0x${tval.toString(16)}`;
+}
+
+export { SATP_MODE_SV39 };
