@@ -35,6 +35,7 @@ export type {
   HostStatFs,
 } from "./host.ts";
 export { Kernel, type KernelOptions, type KernelStats, type SyscallStat } from "./kernel.ts";
+export { MemoryConsole } from "./memconsole.ts";
 export { NR, SYSCALL_NAMES, syscallName } from "./numbers.ts";
 export { Resolver } from "./vfs.ts";
 

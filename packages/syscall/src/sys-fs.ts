@@ -528,8 +528,10 @@ const sys_sendfile: Syscall = (k, t) => {
   const inp = readableFile(t, t.ai(1));
   const offPtr = t.a(2);
   let count = Math.min(t.a(3), MAX_RW);
-  let pos = offPtr !== 0 ? t.mm.readI64(offPtr) : -1;
-  if (offPtr !== 0 && pos < 0) return -EINVAL;
+  // The input must be seekable (a regular file): bytes the output does not take are not consumed.
+  if (!(inp instanceof HostFileDesc) || inp.isDir) return -EINVAL;
+  let pos = offPtr !== 0 ? t.mm.readI64(offPtr) : inp.pos;
+  if (pos < 0) return -EINVAL;
   const buf = new Uint8Array(Math.min(count, 65536));
   let total = 0;
   while (count > 0) {
@@ -537,7 +539,7 @@ const sys_sendfile: Syscall = (k, t) => {
     const r = inp.read(k, buf.subarray(0, want), pos);
     if (r < 0) {
       if (total > 0) break;
-      return finishIo(k, t, inp, r);
+      return r;
     }
     if (r === 0) break;
     const w = out.write(k, buf.subarray(0, r), -1);
@@ -547,10 +549,11 @@ const sys_sendfile: Syscall = (k, t) => {
     }
     total += w;
     count -= w;
-    if (pos >= 0) pos += w;
+    pos += w;
     if (w < r) break;
   }
   if (offPtr !== 0) t.mm.writeU64(offPtr, pos);
+  else inp.pos = pos;
   return total;
 };
 

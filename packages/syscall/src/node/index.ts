@@ -388,12 +388,13 @@ export class NodeConsole implements HostConsole {
 export interface NodeHostOptions extends NodeConsoleOptions {
   /** Host directory that is the guest's "/" (default: the current directory). */
   root?: string;
+  /** Use this console instead of the process's standard streams (tests, scripted runs). */
+  console?: HostConsole;
   /** Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT received by this process to the guest. */
   forwardSignals?: boolean;
 }
 
 export interface NodeHost extends Host {
-  console: NodeConsole;
   fs: NodeFs;
   /** Stop listening to stdin and signals. */
   close(): void;
@@ -403,7 +404,8 @@ const SIGNALS: Record<string, number> = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1, SIG
 
 export function createNodeHost(opts: NodeHostOptions = {}): NodeHost {
   const nfs = new NodeFs(opts.root ?? process.cwd());
-  const con = new NodeConsole(opts);
+  const own = opts.console === undefined ? new NodeConsole(opts) : undefined;
+  const con: HostConsole = own ?? opts.console!;
   const pendingSignals: number[] = [];
   let wake: (() => void) | undefined;
   const poke = () => {
@@ -411,7 +413,7 @@ export function createNodeHost(opts: NodeHostOptions = {}): NodeHost {
     wake = undefined;
     w?.();
   };
-  con.onInput = poke;
+  if (own !== undefined) own.onInput = poke;
   const handlers: [string, () => void][] = [];
   if (opts.forwardSignals ?? false) {
     for (const [name, num] of Object.entries(SIGNALS)) {
@@ -456,7 +458,7 @@ export function createNodeHost(opts: NodeHostOptions = {}): NodeHost {
       }),
     takeSignals: () => pendingSignals.splice(0),
     close: () => {
-      con.close();
+      own?.close();
       for (const [name, h] of handlers) process.off(name as NodeJS.Signals, h);
     },
   };
