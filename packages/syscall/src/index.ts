@@ -124,6 +124,8 @@ export function spawnInit(k: Kernel, program: string, argv: string[], env: strin
   t.exe = img.exe;
   t.comm = img.comm;
   t.cwd = cwd;
+  // A process started from a shell: leader of its own process group, not of a session.
+  t.sid = 1;
   t.hart.pc = BigInt(img.entry);
   t.hart.setX(2, BigInt(img.sp));
   k.init = t;
