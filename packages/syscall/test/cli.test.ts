@@ -1,0 +1,133 @@
+/// <reference types="node" />
+/**
+ * `visor exec` through execMain in a real child process: exit status pass-through,
+ * 128 + signal, stdin/stdout/stderr, clear one-line errors for programs that cannot run,
+ * and the --stats report.
+ */
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseExecArgs } from "../src/node/cli.ts";
+import { makeRoot } from "./root.ts";
+
+const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "src", "node", "cli.ts");
+let root: string;
+
+function visor(args: string[], input = ""): { status: number; stdout: string; stderr: string } {
+  const code = `import(${JSON.stringify(cli)}).then((m) => m.execMain(process.argv.slice(1))).then((c) => process.exit(c));`;
+  const r = spawnSync(
+    process.execPath,
+    ["--conditions=source", "--input-type=module", "-e", code, "--", ...args],
+    {
+      input,
+      encoding: "utf8",
+      timeout: 60_000,
+    },
+  );
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "visor-cli-"));
+  makeRoot(root);
+  fs.writeFileSync(path.join(root, "notelf"), "just text\n", { mode: 0o755 });
+  fs.writeFileSync(path.join(root, "noexec"), "#!/bin/sh\necho hi\n", { mode: 0o644 });
+  fs.writeFileSync(path.join(root, "script"), '#!/bin/sh\necho "script says $1"\n', { mode: 0o755 });
+  // A 64-bit little-endian ELF header for x86-64 (e_machine 62).
+  const elf = new Uint8Array(64);
+  elf.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
+  const dv = new DataView(elf.buffer);
+  dv.setUint16(16, 2, true);
+  dv.setUint16(18, 62, true);
+  fs.writeFileSync(path.join(root, "x86"), elf, { mode: 0o755 });
+});
+
+afterAll(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe("visor exec", () => {
+  it("passes the guest's exit status through", () => {
+    const r = visor(["--root", root, "/bin/sh", "-c", "exit 42"]);
+    expect(r.status).toBe(42);
+  });
+
+  it("exits 128 + signal when the guest is killed", () => {
+    expect(visor(["--root", root, "/bin/sh", "-c", "kill -9 $$"]).status).toBe(137);
+    expect(visor(["--root", root, "/bin/sh", "-c", "kill -SEGV $$"]).status).toBe(139);
+  });
+
+  it("passes stdin, stdout and stderr through, with --env", () => {
+    const r = visor(
+      ["--root", root, "--env", "GREETING=hi there", "/bin/sh", "-c", 'cat; echo "$GREETING"; echo oops >&2'],
+      "from stdin\n",
+    );
+    expect(r.stdout).toBe("from stdin\nhi there\n");
+    expect(r.stderr).toBe("oops\n");
+    expect(r.status).toBe(0);
+  });
+
+  it("runs #! scripts", () => {
+    const r = visor(["--root", root, "/script", "arg1"]);
+    expect(r.stdout).toBe("script says arg1\n");
+  });
+
+  it("reports a missing program in one line", () => {
+    const r = visor(["--root", root, "/no/such/program"]);
+    expect(r.stderr).toBe("visor exec: /no/such/program: No such file or directory\n");
+    expect(r.status).toBe(127);
+  });
+
+  it("reports a non-ELF file in one line", () => {
+    const r = visor(["--root", root, "/notelf"]);
+    expect(r.stderr).toBe("visor exec: /notelf: not an ELF executable or #! script\n");
+    expect(r.status).toBe(126);
+  });
+
+  it("reports a wrong-architecture ELF in one line", () => {
+    const r = visor(["--root", root, "/x86"]);
+    expect(r.stderr).toBe("visor exec: /x86: ELF for x86-64, not riscv64\n");
+    expect(r.status).toBe(126);
+  });
+
+  it("reports a file without execute permission", () => {
+    const r = visor(["--root", root, "/noexec"]);
+    expect(r.stderr).toBe("visor exec: /noexec: Permission denied\n");
+    expect(r.status).toBe(126);
+  });
+
+  it("reports a bad --root and bad usage", () => {
+    const r = visor(["--root", path.join(root, "nope"), "/bin/sh"]);
+    expect(r.stderr).toBe(`visor exec: --root ${path.join(root, "nope")}: no such directory\n`);
+    expect(r.status).toBe(2);
+    const u = visor(["--bogus", "/bin/sh"]);
+    expect(u.stderr.split("\n")[0]).toBe("visor exec: unknown option --bogus");
+    expect(u.status).toBe(2);
+  });
+
+  it("--stats lists system calls by name with counts and time, and the traps", () => {
+    const r = visor(["--root", root, "--stats", "/bin/sh", "-c", "echo a; echo b; cat /data/tree/top.txt"]);
+    expect(r.stdout).toBe("a\nb\ntop of the tree\n");
+    expect(r.stderr).toMatch(/traps to the kernel\s+\d+ \(\d+ system calls, \d+ page faults/);
+    expect(r.stderr).toMatch(/\n\s+write\s+2\s+0\s+\d+\.\d\d\s+\d+\.\d\n/);
+    expect(r.stderr).toMatch(/\n\s+execve\s+1\s+0\s/);
+  });
+
+  it("parses options", () => {
+    expect(
+      parseExecArgs(["--root", "/r", "--env", "A=1", "--env=B=2", "--stats", "prog", "--not-an-option"]),
+    ).toEqual({
+      root: "/r",
+      env: ["A=1", "B=2"],
+      stats: true,
+      memoryMiB: 1024,
+      program: "prog",
+      args: ["--not-an-option"],
+    });
+    expect(() => parseExecArgs(["--env", "novalue", "p"])).toThrow("--env wants K=V");
+    expect(() => parseExecArgs([])).toThrow("missing PROGRAM");
+  });
+});
