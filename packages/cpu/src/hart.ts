@@ -130,9 +130,24 @@ export class Hart {
   readonly xhi = new Int32Array(33);
   pcLo = 0;
   pcHi = 0;
-  priv = C.PRV_M;
+  private privMode = C.PRV_M;
+  private virtMode = false;
+  /** Current privilege mode (PRV_U, PRV_S, PRV_M). Setting it selects the matching TLBs. */
+  get priv(): number {
+    return this.privMode;
+  }
+  set priv(p: number) {
+    this.privMode = p;
+    if (this.tlbSets.length > 0) this.selectTlb();
+  }
   /** Virtualization mode (H extension). */
-  virt = false;
+  get virt(): boolean {
+    return this.virtMode;
+  }
+  set virt(v: boolean) {
+    this.virtMode = v;
+    if (this.tlbSets.length > 0) this.selectTlb();
+  }
   /** Waiting in WFI. */
   wfi = false;
 
@@ -177,16 +192,20 @@ export class Hart {
   /** Decoded word of the load/store now in a slow path (for htinst). */
   lastW = 0;
 
-  // TLBs: tags are the page-aligned VA (lo word) and the VA's hi word; page is the RAM offset.
-  readonly rTagLo = new Int32Array(256).fill(INVALID_TAG);
-  readonly rTagHi = new Int32Array(256);
-  readonly rPage = new Int32Array(256);
-  readonly wTagLo = new Int32Array(256).fill(INVALID_TAG);
-  readonly wTagHi = new Int32Array(256);
-  readonly wPage = new Int32Array(256);
-  readonly xTagLo = new Int32Array(256).fill(INVALID_TAG);
-  readonly xTagHi = new Int32Array(256);
-  readonly xPage = new Int32Array(256);
+  // TLBs: tags are the page-aligned VA (lo word) and the VA's hi word; page is the RAM
+  // offset. One set of read/write/fetch TLBs per translation context (privilege, V, SUM),
+  // so switching between user and kernel, or toggling SUM, flushes nothing.
+  private readonly tlbSets: TlbSet[] = [];
+  rTagLo!: Int32Array;
+  rTagHi!: Int32Array;
+  rPage!: Int32Array;
+  wTagLo!: Int32Array;
+  wTagHi!: Int32Array;
+  wPage!: Int32Array;
+  xTagLo!: Int32Array;
+  xTagHi!: Int32Array;
+  xPage!: Int32Array;
+  tlbFlushes = 0;
 
   /** Scratch results of slow paths (no allocation). */
   ldLo = 0;
@@ -214,6 +233,8 @@ export class Hart {
       this.h.attach(this);
     }
     this.time = opts.time ?? (() => Math.floor(this.instret() / 100));
+    for (let i = 0; i < 8; i++) this.tlbSets.push(new TlbSet());
+    this.selectTlb();
     this.code.onNewCodePage((pageOff) => this.dropWritePage(pageOff));
     const prevReset = this.ram.onDirtyLogReset;
     this.ram.onDirtyLogReset = () => {
@@ -243,6 +264,7 @@ export class Hart {
     this.satpPpn = 0;
     this.resValid = false;
     this.flushTlb();
+    this.selectTlb();
   }
 
   /** The pc as an unsigned BigInt (for tools). */
@@ -304,17 +326,45 @@ export class Hart {
     return (this.mip & this.mie) !== 0;
   }
 
+  /** Drop every cached translation (satp/hgatp writes, sfence.vma, hfence). */
   flushTlb(): void {
-    this.rTagLo.fill(INVALID_TAG);
-    this.wTagLo.fill(INVALID_TAG);
-    this.xTagLo.fill(INVALID_TAG);
+    for (const t of this.tlbSets) t.flush();
+    this.tlbFlushes++;
   }
 
-  /** Drop write-TLB entries that map a page that now holds decoded instructions. */
+  /**
+   * Point the TLB fields at the set for the current translation context: data accesses
+   * use the effective privilege (mstatus.MPRV), fetches the real one.
+   */
+  selectTlb(): void {
+    let dp = this.priv;
+    let dv = this.virt;
+    const s = this.mstatus;
+    if ((s & C.MSTATUS_MPRV) !== 0 && dp === C.PRV_M) {
+      dp = (s >>> C.MSTATUS_MPP_SHIFT) & 3;
+      dv = dp !== C.PRV_M && (this.mstatusHiBits & C.MSTATUSH_MPV) !== 0;
+    }
+    const sum = ((dv && this.h !== undefined ? this.h.vsstatus : s) & C.MSTATUS_SUM) !== 0;
+    const d = this.tlbSets[tlbContext(dp, dv, sum)]!;
+    const x = this.tlbSets[tlbContext(this.priv, this.virt, false)]!;
+    this.rTagLo = d.rTagLo;
+    this.rTagHi = d.rTagHi;
+    this.rPage = d.rPage;
+    this.wTagLo = d.wTagLo;
+    this.wTagHi = d.wTagHi;
+    this.wPage = d.wPage;
+    this.xTagLo = x.xTagLo;
+    this.xTagHi = x.xTagHi;
+    this.xPage = x.xPage;
+  }
+
+  /** Drop write-TLB entries (in every set) that map a page now holding decoded instructions. */
   private dropWritePage(pageOff: number): void {
-    const wp = this.wPage;
-    const wt = this.wTagLo;
-    for (let i = 0; i < 256; i++) if (wp[i] === pageOff) wt[i] = INVALID_TAG;
+    for (const t of this.tlbSets) {
+      const wp = t.wPage;
+      const wt = t.wTagLo;
+      for (let i = 0; i < TLB_SIZE; i++) if (wp[i] === pageOff) wt[i] = INVALID_TAG;
+    }
   }
 
   // ---------------------------------------------------------------- status helpers
@@ -373,7 +423,7 @@ export class Hart {
 
   /** Fetch-side translation of the pc's page: RAM offset of the page, or -1 after a trap. */
   private fetchPage(pcLo: number, pcHi: number): number {
-    const ti = (pcLo >>> 12) & 255;
+    const ti = (pcLo >>> 12) & TLB_MASK;
     const tag = pcLo & ~0xfff;
     if (this.xTagLo[ti] === tag && this.xTagHi[ti] === pcHi) return this.xPage[ti]!;
     this.stats.tlbMisses++;
@@ -409,7 +459,7 @@ export class Hart {
     }
     const ram = this.ram;
     if (pa >= ram.base && pa + 4096 <= ram.end) {
-      const ti = (aLo >>> 12) & 255;
+      const ti = (aLo >>> 12) & TLB_MASK;
       const po = pa - ram.base;
       this.rTagLo[ti] = aLo & ~0xfff;
       this.rTagHi[ti] = aHi;
@@ -494,7 +544,7 @@ export class Hart {
       const po = pa - ram.base;
       if (this.code.isCode(po)) this.code.invalidatePage(po);
       if (ram.dirtyLogging) ram.dirty[po >>> 17]! |= 1 << ((po >>> 12) & 31);
-      const ti = (aLo >>> 12) & 255;
+      const ti = (aLo >>> 12) & TLB_MASK;
       this.wTagLo[ti] = aLo & ~0xfff;
       this.wTagHi[ti] = aHi;
       this.wPage[ti] = po;
@@ -676,17 +726,11 @@ export class Hart {
   }
 
   setPriv(p: number): void {
-    if (p !== this.priv) {
-      this.priv = p;
-      this.flushTlb();
-    }
+    if (p !== this.privMode) this.priv = p;
   }
 
   setVirt(v: boolean): void {
-    if (v !== this.virt) {
-      this.virt = v;
-      this.flushTlb();
-    }
+    if (v !== this.virtMode) this.virt = v;
   }
 
   /** If an enabled interrupt is pending, take it and return true. */
@@ -1031,9 +1075,11 @@ export class Hart {
   writeMstatus(lo: number, hiBits: number): void {
     let v = (this.mstatus & ~MSTATUS_WMASK) | (lo & MSTATUS_WMASK);
     if (((v & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT) === 2) v = (v & ~C.MSTATUS_MPP) | (this.mstatus & C.MSTATUS_MPP);
+    const old = this.mstatus;
     this.mstatus = v;
     this.mstatusHiBits = hiBits;
-    this.flushTlb();
+    if (((old ^ v) & C.MSTATUS_MXR) !== 0) this.flushTlb();
+    this.selectTlb();
   }
 
   /** Execute a Zicsr instruction (raw bits). Returns 0 or an exception cause. */
@@ -1116,7 +1162,7 @@ export class Hart {
         this.pcHi = this.csrHi[C.CSR_MEPC]!;
         this.setPriv(mpp);
         if (this.hasH) this.setVirt(mpv);
-        this.flushTlb();
+        this.selectTlb();
         return 0;
       }
       case D.OP_SRET: {
@@ -1133,7 +1179,7 @@ export class Hart {
         this.pcLo = this.csrLo[C.CSR_SEPC]!;
         this.pcHi = this.csrHi[C.CSR_SEPC]!;
         this.setPriv(spp);
-        this.flushTlb();
+        this.selectTlb();
         return 0;
       }
       case D.OP_WFI: {
@@ -1313,12 +1359,12 @@ export class Hart {
     const xlo = this.xlo;
     const xhi = this.xhi;
     const dv = this.ram.dv;
-    const rTagLo = this.rTagLo;
-    const rTagHi = this.rTagHi;
-    const rPage = this.rPage;
-    const wTagLo = this.wTagLo;
-    const wTagHi = this.wTagHi;
-    const wPage = this.wPage;
+    let rTagLo = this.rTagLo;
+    let rTagHi = this.rTagHi;
+    let rPage = this.rPage;
+    let wTagLo = this.wTagLo;
+    let wTagHi = this.wTagHi;
+    let wPage = this.wPage;
     const code = this.code;
     let pcLo = this.pcLo;
     let pcHi = this.pcHi;
@@ -1331,678 +1377,685 @@ export class Hart {
     let stop = STOP_BUDGET;
     this.runN = 0;
 
+    let limit = 0;
     for (;;) {
-      // Between slices of straight-line execution: interrupts, exits, stop requests.
-      this.pcLo = pcLo;
-      this.pcHi = pcHi;
-      this.runN = n;
-      if (this.stopExit) {
-        stop = STOP_EXIT;
-        break;
-      }
-      if (this.stopRequested) {
-        stop = STOP_REQUESTED;
-        break;
-      }
-      if (this.wfi) {
-        stop = STOP_WFI;
-        break;
-      }
-      if ((this.mip !== 0 || this.h !== undefined) && this.takeInterrupt()) {
+      if (n >= limit) {
+        // Between slices of straight-line execution: interrupts, exits, stop requests.
+        this.pcLo = pcLo;
+        this.pcHi = pcHi;
+        this.runN = n;
         if (this.stopExit) {
           stop = STOP_EXIT;
           break;
         }
-        pcLo = this.pcLo;
-        pcHi = this.pcHi;
-        curLo = INVALID_TAG;
-      }
-      if (n >= budget) break;
-      if (code.generation !== gen) {
-        gen = code.generation;
-        curLo = INVALID_TAG;
-      }
-      let limit = budget;
-
-      while (n < limit) {
-        if ((pcLo & ~0xfff) !== curLo || pcHi !== curHi) {
-          if (curLo !== INVALID_TAG && pcHi === curHi) {
-            // Sequential flow or a short branch crossed a 4 GiB boundary of the low word.
-            const np = pcLo & ~0xfff;
-            if (curLo === (0xfffff000 | 0) && np === 0) pcHi = (pcHi + 1) | 0;
-            else if (curLo === 0 && np === (0xfffff000 | 0)) pcHi = (pcHi - 1) | 0;
+        if (this.stopRequested) {
+          stop = STOP_REQUESTED;
+          break;
+        }
+        if (this.wfi) {
+          stop = STOP_WFI;
+          break;
+        }
+        if ((this.mip !== 0 || this.h !== undefined) && this.takeInterrupt()) {
+          if (this.stopExit) {
+            stop = STOP_EXIT;
+            break;
           }
+          pcLo = this.pcLo;
+          pcHi = this.pcHi;
+          curLo = INVALID_TAG;
+        }
+        if (n >= budget) break;
+        rTagLo = this.rTagLo;
+        rTagHi = this.rTagHi;
+        rPage = this.rPage;
+        wTagLo = this.wTagLo;
+        wTagHi = this.wTagHi;
+        wPage = this.wPage;
+        if (code.generation !== gen) {
+          gen = code.generation;
+          curLo = INVALID_TAG;
+        }
+        limit = budget;
+        continue;
+      }
+      if ((pcLo & ~0xfff) !== curLo || pcHi !== curHi) {
+        if (curLo !== INVALID_TAG && pcHi === curHi) {
+          // Sequential flow or a short branch crossed a 4 GiB boundary of the low word.
+          const np = pcLo & ~0xfff;
+          if (curLo === (0xfffff000 | 0) && np === 0) pcHi = (pcHi + 1) | 0;
+          else if (curLo === 0 && np === (0xfffff000 | 0)) pcHi = (pcHi - 1) | 0;
+        }
+        this.pcLo = pcLo;
+        this.pcHi = pcHi;
+        const off = this.fetchPage(pcLo, pcHi);
+        if (off < 0) {
+          pcLo = this.pcLo;
+          pcHi = this.pcHi;
+          curLo = INVALID_TAG;
+          limit = n;
+          continue;
+        }
+        curLo = pcLo & ~0xfff;
+        curHi = pcHi;
+        curOff = off;
+        dec = code.page(off);
+        gen = code.generation;
+      }
+      const slot = pcLo & 0xffe;
+      let w = dec[slot]!;
+      let imm = dec[slot + 1]!;
+      if (w === 0) {
+        const po = pcLo & 0xfff;
+        const h = dv.getUint16(curOff | po, true);
+        if ((h & 3) !== 3) {
+          w = D.decode16(h);
+        } else if (po !== 0xffe) {
+          w = D.decode32(dv.getInt32(curOff | po, true));
+        } else {
+          // A 32-bit instruction straddling two pages: decode it every time, never cache.
+          const nLo = (pcLo + 2) | 0;
+          const nHi = nLo === 0 ? (pcHi + 1) | 0 : pcHi;
           this.pcLo = pcLo;
           this.pcHi = pcHi;
-          const off = this.fetchPage(pcLo, pcHi);
-          if (off < 0) {
+          const pa = this.translate(nLo, nHi, ACCESS_EXEC);
+          const ram = this.ram;
+          if (pa < 0 || pa < ram.base || pa + 4096 > ram.end) {
+            this.raise(pa < 0 ? -pa : C.CAUSE_FETCH_ACCESS, nLo, nHi);
             pcLo = this.pcLo;
             pcHi = this.pcHi;
             curLo = INVALID_TAG;
             limit = n;
             continue;
           }
-          curLo = pcLo & ~0xfff;
-          curHi = pcHi;
-          curOff = off;
-          dec = code.page(off);
-          gen = code.generation;
+          // Not cached: it is decoded again each time it runs.
+          w = D.decode32(h | (dv.getUint16(pa - ram.base, true) << 16));
         }
-        const slot = pcLo & 0xffe;
-        let w = dec[slot]!;
-        let imm = dec[slot + 1]!;
-        if (w === 0) {
-          const po = pcLo & 0xfff;
-          const h = dv.getUint16(curOff | po, true);
-          if ((h & 3) !== 3) {
-            w = D.decode16(h);
-          } else if (po !== 0xffe) {
-            w = D.decode32(dv.getInt32(curOff | po, true));
+        imm = D.decodedImm;
+        if ((h & 3) !== 3 || po !== 0xffe) {
+          dec[slot] = w;
+          dec[slot + 1] = imm;
+        }
+      }
+      n++;
+      const rd = (w >>> 8) & 0xff;
+      switch (w & 0x7f) {
+        case 22 /* OP_ADDI */: {
+          const r1 = (w >>> 16) & 0xff;
+          const a = xlo[r1]!;
+          const lo = (a + imm) | 0;
+          xhi[rd] = (xhi[r1]! + (imm >> 31) + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+          xlo[rd] = lo;
+          break;
+        }
+        case 82 /* OP_LI */:
+          xlo[rd] = imm;
+          xhi[rd] = imm >> 31;
+          break;
+        case 83 /* OP_MV */: {
+          const r2 = w >>> 24;
+          xlo[rd] = xlo[r2]!;
+          xhi[rd] = xhi[r2]!;
+          break;
+        }
+        case 84 /* OP_NOP */:
+        case 63 /* OP_FENCE */:
+        case 64 /* OP_FENCE_I */:
+          break;
+        case 1 /* OP_LUI */:
+          xlo[rd] = imm;
+          xhi[rd] = imm >> 31;
+          break;
+        case 2 /* OP_AUIPC */: {
+          const lo = (pcLo + imm) | 0;
+          xhi[rd] = (pcHi + (imm >> 31) + (lo >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+          xlo[rd] = lo;
+          break;
+        }
+        case 3 /* OP_JAL */: {
+          const len = 4 - ((w >>> 6) & 2);
+          const ret = (pcLo + len) | 0;
+          const retHi = (pcHi + (ret >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+          const t = (pcLo + imm) | 0;
+          pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+          pcLo = t;
+          xlo[rd] = ret;
+          xhi[rd] = retHi;
+          continue;
+        }
+        case 4 /* OP_JALR */: {
+          const len = 4 - ((w >>> 6) & 2);
+          const r1 = (w >>> 16) & 0xff;
+          const a = xlo[r1]!;
+          const t = ((a + imm) | 0) & ~1;
+          const tHi = (xhi[r1]! + (imm >> 31) + (((a + imm) | 0) >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+          const ret = (pcLo + len) | 0;
+          xhi[rd] = (pcHi + (ret >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+          xlo[rd] = ret;
+          pcLo = t;
+          pcHi = tHi;
+          curLo = INVALID_TAG; // a far jump: the carry rule above must not apply
+          continue;
+        }
+        case 5 /* OP_BEQ */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          if (xlo[r1] === xlo[r2] && xhi[r1] === xhi[r2]) {
+            const t = (pcLo + imm) | 0;
+            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+            pcLo = t;
+            continue;
+          }
+          break;
+        }
+        case 6 /* OP_BNE */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          if (xlo[r1] !== xlo[r2] || xhi[r1] !== xhi[r2]) {
+            const t = (pcLo + imm) | 0;
+            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+            pcLo = t;
+            continue;
+          }
+          break;
+        }
+        case 7 /* OP_BLT */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const h1 = xhi[r1]!;
+          const h2 = xhi[r2]!;
+          if (h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0)) {
+            const t = (pcLo + imm) | 0;
+            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+            pcLo = t;
+            continue;
+          }
+          break;
+        }
+        case 8 /* OP_BGE */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const h1 = xhi[r1]!;
+          const h2 = xhi[r2]!;
+          if (h1 > h2 || (h1 === h2 && xlo[r1]! >>> 0 >= xlo[r2]! >>> 0)) {
+            const t = (pcLo + imm) | 0;
+            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+            pcLo = t;
+            continue;
+          }
+          break;
+        }
+        case 9 /* OP_BLTU */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const h1 = xhi[r1]! >>> 0;
+          const h2 = xhi[r2]! >>> 0;
+          if (h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0)) {
+            const t = (pcLo + imm) | 0;
+            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+            pcLo = t;
+            continue;
+          }
+          break;
+        }
+        case 10 /* OP_BGEU */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const h1 = xhi[r1]! >>> 0;
+          const h2 = xhi[r2]! >>> 0;
+          if (h1 > h2 || (h1 === h2 && xlo[r1]! >>> 0 >= xlo[r2]! >>> 0)) {
+            const t = (pcLo + imm) | 0;
+            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+            pcLo = t;
+            continue;
+          }
+          break;
+        }
+        case 11 /* OP_LB */:
+        case 12 /* OP_LH */:
+        case 13 /* OP_LW */:
+        case 14 /* OP_LD */:
+        case 15 /* OP_LBU */:
+        case 16 /* OP_LHU */:
+        case 17 /* OP_LWU */: {
+          const op = w & 0x7f;
+          const r1 = (w >>> 16) & 0xff;
+          const b = xlo[r1]!;
+          const aLo = (b + imm) | 0;
+          const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+          const size = op === D.OP_LD ? 8 : op === D.OP_LW || op === D.OP_LWU ? 4 : op === D.OP_LB || op === D.OP_LBU ? 1 : 2;
+          const ti = (aLo >>> 12) & TLB_MASK;
+          let lo: number;
+          let hi = 0;
+          if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
+            const o = rPage[ti]! | (aLo & 0xfff);
+            switch (op) {
+              case 14 /* OP_LD */:
+                lo = dv.getInt32(o, true);
+                hi = dv.getInt32(o + 4, true);
+                break;
+              case 13 /* OP_LW */:
+                lo = dv.getInt32(o, true);
+                hi = lo >> 31;
+                break;
+              case 17 /* OP_LWU */:
+                lo = dv.getInt32(o, true);
+                break;
+              case 15 /* OP_LBU */:
+                lo = dv.getUint8(o);
+                break;
+              case 11 /* OP_LB */:
+                lo = dv.getInt8(o);
+                hi = lo >> 31;
+                break;
+              case 16 /* OP_LHU */:
+                lo = dv.getUint16(o, true);
+                break;
+              default:
+                lo = dv.getInt16(o, true);
+                hi = lo >> 31;
+            }
           } else {
-            // A 32-bit instruction straddling two pages: decode it every time, never cache.
-            const nLo = (pcLo + 2) | 0;
-            const nHi = nLo === 0 ? (pcHi + 1) | 0 : pcHi;
             this.pcLo = pcLo;
             this.pcHi = pcHi;
-            const pa = this.translate(nLo, nHi, ACCESS_EXEC);
-            const ram = this.ram;
-            if (pa < 0 || pa < ram.base || pa + 4096 > ram.end) {
-              this.raise(pa < 0 ? -pa : C.CAUSE_FETCH_ACCESS, nLo, nHi);
+            this.lastW = w;
+            const r = this.loadSlow(aLo, aHi, size);
+            if (r === 0) {
               pcLo = this.pcLo;
               pcHi = this.pcHi;
               curLo = INVALID_TAG;
               limit = n;
               continue;
             }
-            // Not cached: it is decoded again each time it runs.
-            w = D.decode32(h | (dv.getUint16(pa - ram.base, true) << 16));
+            if (r === 2) limit = n;
+            lo = this.ldLo;
+            switch (op) {
+              case 14 /* OP_LD */:
+                hi = this.ldHi;
+                break;
+              case 13 /* OP_LW */:
+                hi = lo >> 31;
+                break;
+              case 11 /* OP_LB */:
+                lo = (lo << 24) >> 24;
+                hi = lo >> 31;
+                break;
+              case 12 /* OP_LH */:
+                lo = (lo << 16) >> 16;
+                hi = lo >> 31;
+                break;
+            }
           }
-          imm = D.decodedImm;
-          if ((h & 3) !== 3 || po !== 0xffe) {
-            dec[slot] = w;
-            dec[slot + 1] = imm;
-          }
+          xlo[rd] = lo;
+          xhi[rd] = hi;
+          break;
         }
-        n++;
-        const rd = (w >>> 8) & 0xff;
-        switch (w & 0x7f) {
-          case D.OP_ADDI: {
-            const r1 = (w >>> 16) & 0xff;
-            const a = xlo[r1]!;
-            const lo = (a + imm) | 0;
-            xhi[rd] = (xhi[r1]! + (imm >> 31) + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
-            xlo[rd] = lo;
-            break;
-          }
-          case D.OP_LI:
-            xlo[rd] = imm;
-            xhi[rd] = imm >> 31;
-            break;
-          case D.OP_MV: {
-            const r2 = w >>> 24;
-            xlo[rd] = xlo[r2]!;
-            xhi[rd] = xhi[r2]!;
-            break;
-          }
-          case D.OP_NOP:
-          case D.OP_FENCE:
-          case D.OP_FENCE_I:
-            break;
-          case D.OP_LUI:
-            xlo[rd] = imm;
-            xhi[rd] = imm >> 31;
-            break;
-          case D.OP_AUIPC: {
-            const lo = (pcLo + imm) | 0;
-            xhi[rd] = (pcHi + (imm >> 31) + (lo >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-            xlo[rd] = lo;
-            break;
-          }
-          case D.OP_JAL: {
-            const len = 4 - ((w >>> 6) & 2);
-            const ret = (pcLo + len) | 0;
-            const retHi = (pcHi + (ret >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-            const t = (pcLo + imm) | 0;
-            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-            pcLo = t;
-            xlo[rd] = ret;
-            xhi[rd] = retHi;
-            continue;
-          }
-          case D.OP_JALR: {
-            const len = 4 - ((w >>> 6) & 2);
-            const r1 = (w >>> 16) & 0xff;
-            const a = xlo[r1]!;
-            const t = ((a + imm) | 0) & ~1;
-            const tHi = (xhi[r1]! + (imm >> 31) + (((a + imm) | 0) >>> 0 < a >>> 0 ? 1 : 0)) | 0;
-            const ret = (pcLo + len) | 0;
-            xhi[rd] = (pcHi + (ret >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-            xlo[rd] = ret;
-            pcLo = t;
-            pcHi = tHi;
-            curLo = INVALID_TAG; // a far jump: the carry rule above must not apply
-            continue;
-          }
-          case D.OP_BEQ: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            if (xlo[r1] === xlo[r2] && xhi[r1] === xhi[r2]) {
-              const t = (pcLo + imm) | 0;
-              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-              pcLo = t;
-              continue;
-            }
-            break;
-          }
-          case D.OP_BNE: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            if (xlo[r1] !== xlo[r2] || xhi[r1] !== xhi[r2]) {
-              const t = (pcLo + imm) | 0;
-              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-              pcLo = t;
-              continue;
-            }
-            break;
-          }
-          case D.OP_BLT: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const h1 = xhi[r1]!;
-            const h2 = xhi[r2]!;
-            if (h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0)) {
-              const t = (pcLo + imm) | 0;
-              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-              pcLo = t;
-              continue;
-            }
-            break;
-          }
-          case D.OP_BGE: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const h1 = xhi[r1]!;
-            const h2 = xhi[r2]!;
-            if (h1 > h2 || (h1 === h2 && xlo[r1]! >>> 0 >= xlo[r2]! >>> 0)) {
-              const t = (pcLo + imm) | 0;
-              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-              pcLo = t;
-              continue;
-            }
-            break;
-          }
-          case D.OP_BLTU: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const h1 = xhi[r1]! >>> 0;
-            const h2 = xhi[r2]! >>> 0;
-            if (h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0)) {
-              const t = (pcLo + imm) | 0;
-              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-              pcLo = t;
-              continue;
-            }
-            break;
-          }
-          case D.OP_BGEU: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const h1 = xhi[r1]! >>> 0;
-            const h2 = xhi[r2]! >>> 0;
-            if (h1 > h2 || (h1 === h2 && xlo[r1]! >>> 0 >= xlo[r2]! >>> 0)) {
-              const t = (pcLo + imm) | 0;
-              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-              pcLo = t;
-              continue;
-            }
-            break;
-          }
-          case D.OP_LB:
-          case D.OP_LH:
-          case D.OP_LW:
-          case D.OP_LD:
-          case D.OP_LBU:
-          case D.OP_LHU:
-          case D.OP_LWU: {
-            const op = w & 0x7f;
-            const r1 = (w >>> 16) & 0xff;
-            const b = xlo[r1]!;
-            const aLo = (b + imm) | 0;
-            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-            const size = op === D.OP_LD ? 8 : op === D.OP_LW || op === D.OP_LWU ? 4 : op === D.OP_LB || op === D.OP_LBU ? 1 : 2;
-            const ti = (aLo >>> 12) & 255;
-            let lo: number;
-            let hi = 0;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
-              const o = rPage[ti]! | (aLo & 0xfff);
-              switch (op) {
-                case D.OP_LD:
-                  lo = dv.getInt32(o, true);
-                  hi = dv.getInt32(o + 4, true);
-                  break;
-                case D.OP_LW:
-                  lo = dv.getInt32(o, true);
-                  hi = lo >> 31;
-                  break;
-                case D.OP_LWU:
-                  lo = dv.getInt32(o, true);
-                  break;
-                case D.OP_LBU:
-                  lo = dv.getUint8(o);
-                  break;
-                case D.OP_LB:
-                  lo = dv.getInt8(o);
-                  hi = lo >> 31;
-                  break;
-                case D.OP_LHU:
-                  lo = dv.getUint16(o, true);
-                  break;
-                default:
-                  lo = dv.getInt16(o, true);
-                  hi = lo >> 31;
-              }
-            } else {
-              this.pcLo = pcLo;
-              this.pcHi = pcHi;
-              this.lastW = w;
-              const r = this.loadSlow(aLo, aHi, size);
-              if (r === 0) {
-                pcLo = this.pcLo;
-                pcHi = this.pcHi;
-                curLo = INVALID_TAG;
-                limit = n;
-                continue;
-              }
-              if (r === 2) limit = n;
-              lo = this.ldLo;
-              switch (op) {
-                case D.OP_LD:
-                  hi = this.ldHi;
-                  break;
-                case D.OP_LW:
-                  hi = lo >> 31;
-                  break;
-                case D.OP_LB:
-                  lo = (lo << 24) >> 24;
-                  hi = lo >> 31;
-                  break;
-                case D.OP_LH:
-                  lo = (lo << 16) >> 16;
-                  hi = lo >> 31;
-                  break;
-              }
-            }
-            xlo[rd] = lo;
-            xhi[rd] = hi;
-            break;
-          }
-          case D.OP_SB:
-          case D.OP_SH:
-          case D.OP_SW:
-          case D.OP_SD: {
-            const op = w & 0x7f;
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const b = xlo[r1]!;
-            const aLo = (b + imm) | 0;
-            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-            const size = 1 << (op - D.OP_SB);
-            const ti = (aLo >>> 12) & 255;
-            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
-              const o = wPage[ti]! | (aLo & 0xfff);
-              switch (op) {
-                case D.OP_SD:
-                  dv.setInt32(o, xlo[r2]!, true);
-                  dv.setInt32(o + 4, xhi[r2]!, true);
-                  break;
-                case D.OP_SW:
-                  dv.setInt32(o, xlo[r2]!, true);
-                  break;
-                case D.OP_SH:
-                  dv.setInt16(o, xlo[r2]!, true);
-                  break;
-                default:
-                  dv.setInt8(o, xlo[r2]!);
-              }
-            } else {
-              this.pcLo = pcLo;
-              this.pcHi = pcHi;
-              this.lastW = w;
-              const r = this.storeSlow(aLo, aHi, size, xlo[r2]!, xhi[r2]!);
-              if (r === 0) {
-                pcLo = this.pcLo;
-                pcHi = this.pcHi;
-                curLo = INVALID_TAG;
-                limit = n;
-                continue;
-              }
-              if (r === 2 || code.generation !== gen) limit = n;
-            }
-            break;
-          }
-          case D.OP_SLTI: {
-            const r1 = (w >>> 16) & 0xff;
-            const h1 = xhi[r1]!;
-            const h2 = imm >> 31;
-            xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
-            xhi[rd] = 0;
-            break;
-          }
-          case D.OP_SLTIU: {
-            const r1 = (w >>> 16) & 0xff;
-            const h1 = xhi[r1]! >>> 0;
-            const h2 = (imm >> 31) >>> 0;
-            xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
-            xhi[rd] = 0;
-            break;
-          }
-          case D.OP_XORI: {
-            const r1 = (w >>> 16) & 0xff;
-            xhi[rd] = xhi[r1]! ^ (imm >> 31);
-            xlo[rd] = xlo[r1]! ^ imm;
-            break;
-          }
-          case D.OP_ORI: {
-            const r1 = (w >>> 16) & 0xff;
-            xhi[rd] = xhi[r1]! | (imm >> 31);
-            xlo[rd] = xlo[r1]! | imm;
-            break;
-          }
-          case D.OP_ANDI: {
-            const r1 = (w >>> 16) & 0xff;
-            xhi[rd] = xhi[r1]! & (imm >> 31);
-            xlo[rd] = xlo[r1]! & imm;
-            break;
-          }
-          case D.OP_SLLI: {
-            const r1 = (w >>> 16) & 0xff;
-            const lo = xlo[r1]!;
-            const hi = xhi[r1]!;
-            if (imm === 0) {
-              xlo[rd] = lo;
-              xhi[rd] = hi;
-            } else if (imm < 32) {
-              xhi[rd] = (hi << imm) | (lo >>> (32 - imm));
-              xlo[rd] = lo << imm;
-            } else {
-              xhi[rd] = lo << (imm - 32);
-              xlo[rd] = 0;
-            }
-            break;
-          }
-          case D.OP_SRLI: {
-            const r1 = (w >>> 16) & 0xff;
-            const lo = xlo[r1]!;
-            const hi = xhi[r1]!;
-            if (imm === 0) {
-              xlo[rd] = lo;
-              xhi[rd] = hi;
-            } else if (imm < 32) {
-              xlo[rd] = (lo >>> imm) | (hi << (32 - imm));
-              xhi[rd] = hi >>> imm;
-            } else {
-              xlo[rd] = hi >>> (imm - 32);
-              xhi[rd] = 0;
-            }
-            break;
-          }
-          case D.OP_SRAI: {
-            const r1 = (w >>> 16) & 0xff;
-            const lo = xlo[r1]!;
-            const hi = xhi[r1]!;
-            if (imm === 0) {
-              xlo[rd] = lo;
-              xhi[rd] = hi;
-            } else if (imm < 32) {
-              xlo[rd] = (lo >>> imm) | (hi << (32 - imm));
-              xhi[rd] = hi >> imm;
-            } else {
-              xlo[rd] = hi >> (imm - 32);
-              xhi[rd] = hi >> 31;
-            }
-            break;
-          }
-          case D.OP_ADD: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const a = xlo[r1]!;
-            const lo = (a + xlo[r2]!) | 0;
-            xhi[rd] = (xhi[r1]! + xhi[r2]! + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
-            xlo[rd] = lo;
-            break;
-          }
-          case D.OP_SUB: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const a = xlo[r1]!;
-            const b = xlo[r2]!;
-            xhi[rd] = (xhi[r1]! - xhi[r2]! - (a >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-            xlo[rd] = (a - b) | 0;
-            break;
-          }
-          case D.OP_SLL:
-          case D.OP_SRL:
-          case D.OP_SRA: {
-            const r1 = (w >>> 16) & 0xff;
-            const s = xlo[w >>> 24]! & 63;
-            const lo = xlo[r1]!;
-            const hi = xhi[r1]!;
-            const op = w & 0x7f;
-            if (s === 0) {
-              xlo[rd] = lo;
-              xhi[rd] = hi;
-            } else if (op === D.OP_SLL) {
-              if (s < 32) {
-                xhi[rd] = (hi << s) | (lo >>> (32 - s));
-                xlo[rd] = lo << s;
-              } else {
-                xhi[rd] = lo << (s - 32);
-                xlo[rd] = 0;
-              }
-            } else if (op === D.OP_SRL) {
-              if (s < 32) {
-                xlo[rd] = (lo >>> s) | (hi << (32 - s));
-                xhi[rd] = hi >>> s;
-              } else {
-                xlo[rd] = hi >>> (s - 32);
-                xhi[rd] = 0;
-              }
-            } else if (s < 32) {
-              xlo[rd] = (lo >>> s) | (hi << (32 - s));
-              xhi[rd] = hi >> s;
-            } else {
-              xlo[rd] = hi >> (s - 32);
-              xhi[rd] = hi >> 31;
-            }
-            break;
-          }
-          case D.OP_SLT: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const h1 = xhi[r1]!;
-            const h2 = xhi[r2]!;
-            xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0) ? 1 : 0;
-            xhi[rd] = 0;
-            break;
-          }
-          case D.OP_SLTU: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const h1 = xhi[r1]! >>> 0;
-            const h2 = xhi[r2]! >>> 0;
-            xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0) ? 1 : 0;
-            xhi[rd] = 0;
-            break;
-          }
-          case D.OP_XOR: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            xhi[rd] = xhi[r1]! ^ xhi[r2]!;
-            xlo[rd] = xlo[r1]! ^ xlo[r2]!;
-            break;
-          }
-          case D.OP_OR: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            xhi[rd] = xhi[r1]! | xhi[r2]!;
-            xlo[rd] = xlo[r1]! | xlo[r2]!;
-            break;
-          }
-          case D.OP_AND: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            xhi[rd] = xhi[r1]! & xhi[r2]!;
-            xlo[rd] = xlo[r1]! & xlo[r2]!;
-            break;
-          }
-          case D.OP_ADDIW: {
-            const v = (xlo[(w >>> 16) & 0xff]! + imm) | 0;
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_SLLIW: {
-            const v = xlo[(w >>> 16) & 0xff]! << imm;
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_SRLIW: {
-            const v = (xlo[(w >>> 16) & 0xff]! >>> imm) | 0;
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_SRAIW: {
-            const v = xlo[(w >>> 16) & 0xff]! >> imm;
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_ADDW: {
-            const v = (xlo[(w >>> 16) & 0xff]! + xlo[w >>> 24]!) | 0;
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_SUBW: {
-            const v = (xlo[(w >>> 16) & 0xff]! - xlo[w >>> 24]!) | 0;
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_SLLW: {
-            const v = xlo[(w >>> 16) & 0xff]! << (xlo[w >>> 24]! & 31);
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_SRLW: {
-            const v = (xlo[(w >>> 16) & 0xff]! >>> (xlo[w >>> 24]! & 31)) | 0;
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_SRAW: {
-            const v = xlo[(w >>> 16) & 0xff]! >> (xlo[w >>> 24]! & 31);
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_MUL: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            I64.mul64(xhi[r1]!, xlo[r1]!, xhi[r2]!, xlo[r2]!);
-            xlo[rd] = I64.rLo;
-            xhi[rd] = I64.rHi;
-            break;
-          }
-          case D.OP_MULW: {
-            const v = Math.imul(xlo[(w >>> 16) & 0xff]!, xlo[w >>> 24]!);
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          case D.OP_MULH:
-          case D.OP_MULHSU:
-          case D.OP_MULHU:
-          case D.OP_DIV:
-          case D.OP_DIVU:
-          case D.OP_REM:
-          case D.OP_REMU: {
-            const r1 = (w >>> 16) & 0xff;
-            const r2 = w >>> 24;
-            const a1 = xhi[r1]!;
-            const a0 = xlo[r1]!;
-            const b1 = xhi[r2]!;
-            const b0 = xlo[r2]!;
-            switch (w & 0x7f) {
-              case D.OP_MULH:
-                I64.mulh(a1, a0, b1, b0);
+        case 18 /* OP_SB */:
+        case 19 /* OP_SH */:
+        case 20 /* OP_SW */:
+        case 21 /* OP_SD */: {
+          const op = w & 0x7f;
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const b = xlo[r1]!;
+          const aLo = (b + imm) | 0;
+          const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+          const size = 1 << (op - D.OP_SB);
+          const ti = (aLo >>> 12) & TLB_MASK;
+          if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
+            const o = wPage[ti]! | (aLo & 0xfff);
+            switch (op) {
+              case 21 /* OP_SD */:
+                dv.setInt32(o, xlo[r2]!, true);
+                dv.setInt32(o + 4, xhi[r2]!, true);
                 break;
-              case D.OP_MULHSU:
-                I64.mulhsu(a1, a0, b1, b0);
+              case 20 /* OP_SW */:
+                dv.setInt32(o, xlo[r2]!, true);
                 break;
-              case D.OP_MULHU:
-                I64.mulhu(a1, a0, b1, b0);
-                break;
-              case D.OP_DIV:
-                I64.div64(a1, a0, b1, b0);
-                break;
-              case D.OP_DIVU:
-                I64.divu64(a1, a0, b1, b0);
-                break;
-              case D.OP_REM:
-                I64.rem64(a1, a0, b1, b0);
+              case 19 /* OP_SH */:
+                dv.setInt16(o, xlo[r2]!, true);
                 break;
               default:
-                I64.remu64(a1, a0, b1, b0);
+                dv.setInt8(o, xlo[r2]!);
             }
-            xlo[rd] = I64.rLo;
-            xhi[rd] = I64.rHi;
-            break;
-          }
-          case D.OP_DIVW:
-          case D.OP_DIVUW:
-          case D.OP_REMW:
-          case D.OP_REMUW: {
-            const a = xlo[(w >>> 16) & 0xff]!;
-            const b = xlo[w >>> 24]!;
-            let v: number;
-            switch (w & 0x7f) {
-              case D.OP_DIVW:
-                v = b === 0 ? -1 : a === (0x80000000 | 0) && b === -1 ? a : (a / b) | 0;
-                break;
-              case D.OP_DIVUW:
-                v = b === 0 ? -1 : ((a >>> 0) / (b >>> 0)) | 0;
-                break;
-              case D.OP_REMW:
-                v = b === 0 ? a : a === (0x80000000 | 0) && b === -1 ? 0 : a % b | 0;
-                break;
-              default:
-                v = b === 0 ? a : ((a >>> 0) % (b >>> 0)) | 0;
-            }
-            xlo[rd] = v;
-            xhi[rd] = v >> 31;
-            break;
-          }
-          default: {
-            // Everything rare: system, CSR, AMO, FP, illegal.
+          } else {
             this.pcLo = pcLo;
             this.pcHi = pcHi;
-            this.runN = n;
-            const brk = this.execOne(w, imm, pcLo, pcHi);
-            pcLo = this.pcLo;
-            pcHi = this.pcHi;
-            if (brk) {
+            this.lastW = w;
+            const r = this.storeSlow(aLo, aHi, size, xlo[r2]!, xhi[r2]!);
+            if (r === 0) {
+              pcLo = this.pcLo;
+              pcHi = this.pcHi;
               curLo = INVALID_TAG;
               limit = n;
+              continue;
             }
-            continue;
+            if (r === 2 || code.generation !== gen) limit = n;
           }
+          break;
         }
-        pcLo = (pcLo + 4 - ((w >>> 6) & 2)) | 0;
+        case 23 /* OP_SLTI */: {
+          const r1 = (w >>> 16) & 0xff;
+          const h1 = xhi[r1]!;
+          const h2 = imm >> 31;
+          xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
+          xhi[rd] = 0;
+          break;
+        }
+        case 24 /* OP_SLTIU */: {
+          const r1 = (w >>> 16) & 0xff;
+          const h1 = xhi[r1]! >>> 0;
+          const h2 = (imm >> 31) >>> 0;
+          xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
+          xhi[rd] = 0;
+          break;
+        }
+        case 25 /* OP_XORI */: {
+          const r1 = (w >>> 16) & 0xff;
+          xhi[rd] = xhi[r1]! ^ (imm >> 31);
+          xlo[rd] = xlo[r1]! ^ imm;
+          break;
+        }
+        case 26 /* OP_ORI */: {
+          const r1 = (w >>> 16) & 0xff;
+          xhi[rd] = xhi[r1]! | (imm >> 31);
+          xlo[rd] = xlo[r1]! | imm;
+          break;
+        }
+        case 27 /* OP_ANDI */: {
+          const r1 = (w >>> 16) & 0xff;
+          xhi[rd] = xhi[r1]! & (imm >> 31);
+          xlo[rd] = xlo[r1]! & imm;
+          break;
+        }
+        case 28 /* OP_SLLI */: {
+          const r1 = (w >>> 16) & 0xff;
+          const lo = xlo[r1]!;
+          const hi = xhi[r1]!;
+          if (imm === 0) {
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+          } else if (imm < 32) {
+            xhi[rd] = (hi << imm) | (lo >>> (32 - imm));
+            xlo[rd] = lo << imm;
+          } else {
+            xhi[rd] = lo << (imm - 32);
+            xlo[rd] = 0;
+          }
+          break;
+        }
+        case 29 /* OP_SRLI */: {
+          const r1 = (w >>> 16) & 0xff;
+          const lo = xlo[r1]!;
+          const hi = xhi[r1]!;
+          if (imm === 0) {
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+          } else if (imm < 32) {
+            xlo[rd] = (lo >>> imm) | (hi << (32 - imm));
+            xhi[rd] = hi >>> imm;
+          } else {
+            xlo[rd] = hi >>> (imm - 32);
+            xhi[rd] = 0;
+          }
+          break;
+        }
+        case 30 /* OP_SRAI */: {
+          const r1 = (w >>> 16) & 0xff;
+          const lo = xlo[r1]!;
+          const hi = xhi[r1]!;
+          if (imm === 0) {
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+          } else if (imm < 32) {
+            xlo[rd] = (lo >>> imm) | (hi << (32 - imm));
+            xhi[rd] = hi >> imm;
+          } else {
+            xlo[rd] = hi >> (imm - 32);
+            xhi[rd] = hi >> 31;
+          }
+          break;
+        }
+        case 31 /* OP_ADD */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const a = xlo[r1]!;
+          const lo = (a + xlo[r2]!) | 0;
+          xhi[rd] = (xhi[r1]! + xhi[r2]! + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+          xlo[rd] = lo;
+          break;
+        }
+        case 32 /* OP_SUB */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const a = xlo[r1]!;
+          const b = xlo[r2]!;
+          xhi[rd] = (xhi[r1]! - xhi[r2]! - (a >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+          xlo[rd] = (a - b) | 0;
+          break;
+        }
+        case 33 /* OP_SLL */:
+        case 37 /* OP_SRL */:
+        case 38 /* OP_SRA */: {
+          const r1 = (w >>> 16) & 0xff;
+          const s = xlo[w >>> 24]! & 63;
+          const lo = xlo[r1]!;
+          const hi = xhi[r1]!;
+          const op = w & 0x7f;
+          if (s === 0) {
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+          } else if (op === D.OP_SLL) {
+            if (s < 32) {
+              xhi[rd] = (hi << s) | (lo >>> (32 - s));
+              xlo[rd] = lo << s;
+            } else {
+              xhi[rd] = lo << (s - 32);
+              xlo[rd] = 0;
+            }
+          } else if (op === D.OP_SRL) {
+            if (s < 32) {
+              xlo[rd] = (lo >>> s) | (hi << (32 - s));
+              xhi[rd] = hi >>> s;
+            } else {
+              xlo[rd] = hi >>> (s - 32);
+              xhi[rd] = 0;
+            }
+          } else if (s < 32) {
+            xlo[rd] = (lo >>> s) | (hi << (32 - s));
+            xhi[rd] = hi >> s;
+          } else {
+            xlo[rd] = hi >> (s - 32);
+            xhi[rd] = hi >> 31;
+          }
+          break;
+        }
+        case 34 /* OP_SLT */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const h1 = xhi[r1]!;
+          const h2 = xhi[r2]!;
+          xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0) ? 1 : 0;
+          xhi[rd] = 0;
+          break;
+        }
+        case 35 /* OP_SLTU */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const h1 = xhi[r1]! >>> 0;
+          const h2 = xhi[r2]! >>> 0;
+          xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0) ? 1 : 0;
+          xhi[rd] = 0;
+          break;
+        }
+        case 36 /* OP_XOR */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          xhi[rd] = xhi[r1]! ^ xhi[r2]!;
+          xlo[rd] = xlo[r1]! ^ xlo[r2]!;
+          break;
+        }
+        case 39 /* OP_OR */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          xhi[rd] = xhi[r1]! | xhi[r2]!;
+          xlo[rd] = xlo[r1]! | xlo[r2]!;
+          break;
+        }
+        case 40 /* OP_AND */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          xhi[rd] = xhi[r1]! & xhi[r2]!;
+          xlo[rd] = xlo[r1]! & xlo[r2]!;
+          break;
+        }
+        case 41 /* OP_ADDIW */: {
+          const v = (xlo[(w >>> 16) & 0xff]! + imm) | 0;
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 42 /* OP_SLLIW */: {
+          const v = xlo[(w >>> 16) & 0xff]! << imm;
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 43 /* OP_SRLIW */: {
+          const v = (xlo[(w >>> 16) & 0xff]! >>> imm) | 0;
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 44 /* OP_SRAIW */: {
+          const v = xlo[(w >>> 16) & 0xff]! >> imm;
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 45 /* OP_ADDW */: {
+          const v = (xlo[(w >>> 16) & 0xff]! + xlo[w >>> 24]!) | 0;
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 46 /* OP_SUBW */: {
+          const v = (xlo[(w >>> 16) & 0xff]! - xlo[w >>> 24]!) | 0;
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 47 /* OP_SLLW */: {
+          const v = xlo[(w >>> 16) & 0xff]! << (xlo[w >>> 24]! & 31);
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 48 /* OP_SRLW */: {
+          const v = (xlo[(w >>> 16) & 0xff]! >>> (xlo[w >>> 24]! & 31)) | 0;
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 49 /* OP_SRAW */: {
+          const v = xlo[(w >>> 16) & 0xff]! >> (xlo[w >>> 24]! & 31);
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 50 /* OP_MUL */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          I64.mul64(xhi[r1]!, xlo[r1]!, xhi[r2]!, xlo[r2]!);
+          xlo[rd] = I64.rLo;
+          xhi[rd] = I64.rHi;
+          break;
+        }
+        case 58 /* OP_MULW */: {
+          const v = Math.imul(xlo[(w >>> 16) & 0xff]!, xlo[w >>> 24]!);
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        case 51 /* OP_MULH */:
+        case 52 /* OP_MULHSU */:
+        case 53 /* OP_MULHU */:
+        case 54 /* OP_DIV */:
+        case 55 /* OP_DIVU */:
+        case 56 /* OP_REM */:
+        case 57 /* OP_REMU */: {
+          const r1 = (w >>> 16) & 0xff;
+          const r2 = w >>> 24;
+          const a1 = xhi[r1]!;
+          const a0 = xlo[r1]!;
+          const b1 = xhi[r2]!;
+          const b0 = xlo[r2]!;
+          switch (w & 0x7f) {
+            case 51 /* OP_MULH */:
+              I64.mulh(a1, a0, b1, b0);
+              break;
+            case 52 /* OP_MULHSU */:
+              I64.mulhsu(a1, a0, b1, b0);
+              break;
+            case 53 /* OP_MULHU */:
+              I64.mulhu(a1, a0, b1, b0);
+              break;
+            case 54 /* OP_DIV */:
+              I64.div64(a1, a0, b1, b0);
+              break;
+            case 55 /* OP_DIVU */:
+              I64.divu64(a1, a0, b1, b0);
+              break;
+            case 56 /* OP_REM */:
+              I64.rem64(a1, a0, b1, b0);
+              break;
+            default:
+              I64.remu64(a1, a0, b1, b0);
+          }
+          xlo[rd] = I64.rLo;
+          xhi[rd] = I64.rHi;
+          break;
+        }
+        case 59 /* OP_DIVW */:
+        case 60 /* OP_DIVUW */:
+        case 61 /* OP_REMW */:
+        case 62 /* OP_REMUW */: {
+          const a = xlo[(w >>> 16) & 0xff]!;
+          const b = xlo[w >>> 24]!;
+          let v: number;
+          switch (w & 0x7f) {
+            case 59 /* OP_DIVW */:
+              v = b === 0 ? -1 : a === (0x80000000 | 0) && b === -1 ? a : (a / b) | 0;
+              break;
+            case 60 /* OP_DIVUW */:
+              v = b === 0 ? -1 : ((a >>> 0) / (b >>> 0)) | 0;
+              break;
+            case 61 /* OP_REMW */:
+              v = b === 0 ? a : a === (0x80000000 | 0) && b === -1 ? 0 : a % b | 0;
+              break;
+            default:
+              v = b === 0 ? a : ((a >>> 0) % (b >>> 0)) | 0;
+          }
+          xlo[rd] = v;
+          xhi[rd] = v >> 31;
+          break;
+        }
+        default: {
+          // Everything rare: system, CSR, AMO, FP, illegal.
+          this.pcLo = pcLo;
+          this.pcHi = pcHi;
+          this.runN = n;
+          const brk = this.execOne(w, imm, pcLo, pcHi);
+          pcLo = this.pcLo;
+          pcHi = this.pcHi;
+          if (brk) {
+            curLo = INVALID_TAG;
+            limit = n;
+          }
+          continue;
+        }
       }
+      pcLo = (pcLo + 4 - ((w >>> 6) & 2)) | 0;
     }
     this.pcLo = pcLo;
     this.pcHi = pcHi;
@@ -2143,6 +2196,34 @@ export class Hart {
   private loadFast(aLo: number, aHi: number, size: number): number {
     return this.loadSlow(aLo, aHi, size);
   }
+}
+
+const TLB_SIZE = 1024;
+const TLB_MASK = TLB_SIZE - 1;
+
+/** One translation context's read, write and fetch TLBs. */
+class TlbSet {
+  readonly rTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
+  readonly rTagHi = new Int32Array(TLB_SIZE);
+  readonly rPage = new Int32Array(TLB_SIZE);
+  readonly wTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
+  readonly wTagHi = new Int32Array(TLB_SIZE);
+  readonly wPage = new Int32Array(TLB_SIZE);
+  readonly xTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
+  readonly xTagHi = new Int32Array(TLB_SIZE);
+  readonly xPage = new Int32Array(TLB_SIZE);
+
+  flush(): void {
+    this.rTagLo.fill(INVALID_TAG);
+    this.wTagLo.fill(INVALID_TAG);
+    this.xTagLo.fill(INVALID_TAG);
+  }
+}
+
+/** TLB set index: U 0, S 1, S+SUM 2, M 3; +4 with V=1. */
+function tlbContext(priv: number, virt: boolean, sum: boolean): number {
+  const base = priv === C.PRV_U ? 0 : priv === C.PRV_S ? (sum ? 2 : 1) : 3;
+  return virt ? base + 4 : base;
 }
 
 function accessFault(access: Access): number {

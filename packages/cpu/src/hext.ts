@@ -531,10 +531,13 @@ export class HExt implements PteTranslator {
         h.flushTlb();
         break;
       }
-      case C.CSR_VSSTATUS:
+      case C.CSR_VSSTATUS: {
+        const old = this.vsstatus;
         this.vsstatus = (this.vsstatus & ~VSSTATUS_MASK) | (lo & VSSTATUS_MASK);
-        h.flushTlb();
+        if (((old ^ this.vsstatus) & C.MSTATUS_MXR) !== 0) h.flushTlb();
+        h.selectTlb();
         break;
+      }
       case C.CSR_VSIE: {
         const m = this.hideleg & VS_IRQS;
         h.mie = (h.mie & ~m) | ((lo << 1) & m);
@@ -584,7 +587,7 @@ export class HExt implements PteTranslator {
       h.pcLo = h.csrLo[C.CSR_VSEPC]!;
       h.pcHi = h.csrHi[C.CSR_VSEPC]!;
       h.setPriv(spp);
-      h.flushTlb();
+      h.selectTlb();
       return 0;
     }
     if (h.priv < C.PRV_S) return C.CAUSE_ILLEGAL_INSTRUCTION;
@@ -602,7 +605,7 @@ export class HExt implements PteTranslator {
     h.pcHi = h.csrHi[C.CSR_SEPC]!;
     h.setPriv(spp);
     h.setVirt(spv);
-    h.flushTlb();
+    h.selectTlb();
     return 0;
   }
 
