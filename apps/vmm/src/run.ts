@@ -138,6 +138,7 @@ export async function runMain(argv: string[]): Promise<number> {
       clock,
       virt,
       stats: opts.has("stats"),
+      yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
     });
   } catch (e) {
     throw new UserError((e as Error).message);

@@ -294,8 +294,8 @@ export class Hart {
 
   /** Set satp (as the host would through the CSR): mode 0/8/9/10, root page number, ASID. */
   setSatp(mode: number, rootPpn: number, asid = 0): void {
-    const lo = rootPpn % 4294967296 | 0;
-    const hi = ((mode << 28) | ((asid & 0xffff) << 12) | Math.floor(rootPpn / 4294967296)) | 0;
+    const lo = (rootPpn % 4294967296) | 0;
+    const hi = (mode << 28) | ((asid & 0xffff) << 12) | Math.floor(rootPpn / 4294967296) | 0;
     this.csrWriteRaw(C.CSR_SATP, lo, hi);
   }
 
@@ -371,7 +371,7 @@ export class Hart {
 
   mstatusHi(): number {
     const fs = (this.mstatus & C.MSTATUS_FS) === C.MSTATUS_FS;
-    return (0xa | this.mstatusHiBits | (fs ? C.MSTATUSH_SD : 0)) | 0;
+    return 0xa | this.mstatusHiBits | (fs ? C.MSTATUSH_SD : 0) | 0;
   }
 
   private fsOff(): boolean {
@@ -396,7 +396,8 @@ export class Hart {
       priv = (this.mstatus >>> C.MSTATUS_MPP_SHIFT) & 3;
       virt = priv !== C.PRV_M && (this.mstatusHiBits & C.MSTATUSH_MPV) !== 0;
     }
-    if (virt && this.h !== undefined) return this.h.translateGuest(this, aLo, aHi, access, priv, this.walkRes);
+    if (virt && this.h !== undefined)
+      return this.h.translateGuest(this, aLo, aHi, access, priv, this.walkRes);
     if (priv === C.PRV_M || this.satpMode === SATP_MODE_BARE) {
       if (aHi >>> 24 !== 0) return -accessFault(access);
       return aHi * 4294967296 + ((aLo & ~0xfff) >>> 0);
@@ -517,7 +518,7 @@ export class Hart {
     let kind = 1;
     for (let i = 0; i < size; i++) {
       const bLo = (aLo + i) | 0;
-      const bHi = (aHi + ((bLo >>> 0) < (aLo >>> 0) ? 1 : 0)) | 0;
+      const bHi = (aHi + (bLo >>> 0 < aLo >>> 0 ? 1 : 0)) | 0;
       const r = this.loadSlow(bLo, bHi, 1);
       if (r === 0) return 0;
       if (r === 2) kind = 2;
@@ -575,7 +576,11 @@ export class Hart {
     const ok =
       size === 8
         ? this.bus.write64(addr, (BigInt(vHi >>> 0) << 32n) | BigInt(vLo >>> 0))
-        : this.bus.write(addr, size as 1 | 2 | 4, size === 4 ? vLo >>> 0 : vLo & (size === 1 ? 0xff : 0xffff));
+        : this.bus.write(
+            addr,
+            size as 1 | 2 | 4,
+            size === 4 ? vLo >>> 0 : vLo & (size === 1 ? 0xff : 0xffff),
+          );
     if (!ok) {
       this.raise(C.CAUSE_STORE_ACCESS, aLo, aHi);
       return 0;
@@ -587,7 +592,7 @@ export class Hart {
     // Check every byte's translation first so a fault leaves memory unchanged.
     for (let i = 0; i < size; i++) {
       const bLo = (aLo + i) | 0;
-      const bHi = (aHi + ((bLo >>> 0) < (aLo >>> 0) ? 1 : 0)) | 0;
+      const bHi = (aHi + (bLo >>> 0 < aLo >>> 0 ? 1 : 0)) | 0;
       const pa = this.translate(bLo, bHi, ACCESS_WRITE);
       if (pa < 0) {
         this.raise(-pa, bLo, bHi);
@@ -597,7 +602,7 @@ export class Hart {
     let kind = 1;
     for (let i = 0; i < size; i++) {
       const bLo = (aLo + i) | 0;
-      const bHi = (aHi + ((bLo >>> 0) < (aLo >>> 0) ? 1 : 0)) | 0;
+      const bHi = (aHi + (bLo >>> 0 < aLo >>> 0 ? 1 : 0)) | 0;
       const byte = i < 4 ? vLo >>> (8 * i) : vHi >>> (8 * (i - 4));
       const r = this.storeSlow(bLo, bHi, 1, byte & 0xff, 0);
       if (r === 0) return 0;
@@ -640,7 +645,7 @@ export class Hart {
   raise(cause: number, tvalLo: number, tvalHi: number, irq = false, tval2 = 0, tinst = 0): void {
     this.stats.traps++;
     const h = this.h;
-    if (h !== undefined && h.raise(this, cause, tvalLo, tvalHi, irq, tval2, tinst)) return;
+    if (h?.raise(this, cause, tvalLo, tvalHi, irq, tval2, tinst)) return;
     const deleg = irq ? this.mideleg : this.medeleg;
     const toS = this.priv <= C.PRV_S && cause < 32 && ((deleg >>> cause) & 1) !== 0;
     if (toS) this.trapToS(cause, tvalLo, tvalHi, irq);
@@ -750,8 +755,7 @@ export class Hart {
     let cand = mEnabled ? mPend : 0;
     if (cand === 0) {
       const sPend = pend & this.mideleg;
-      const sEnabled =
-        this.priv < C.PRV_S || (this.priv === C.PRV_S && (this.mstatus & C.MSTATUS_SIE) !== 0);
+      const sEnabled = this.priv < C.PRV_S || (this.priv === C.PRV_S && (this.mstatus & C.MSTATUS_SIE) !== 0);
       cand = sEnabled ? sPend : 0;
     }
     if (cand === 0) return false;
@@ -804,14 +808,14 @@ export class Hart {
       case C.CSR_INSTRET: {
         if (!this.counterEnabled(csr & 31)) return C.CAUSE_ILLEGAL_INSTRUCTION;
         const v = csr === C.CSR_TIME ? this.time() + (this.h?.timeDelta(this) ?? 0) : this.instret();
-        lo = v % 4294967296 | 0;
+        lo = (v % 4294967296) | 0;
         hi = Math.floor(v / 4294967296) | 0;
         break;
       }
       case C.CSR_MCYCLE:
       case C.CSR_MINSTRET: {
         const v = this.instret();
-        lo = v % 4294967296 | 0;
+        lo = (v % 4294967296) | 0;
         hi = Math.floor(v / 4294967296) | 0;
         break;
       }
@@ -930,7 +934,7 @@ export class Hart {
 
   /** Write a CSR. Returns 0, or the exception cause. The privilege check was done by the caller. */
   csrWrite(csr: number, lo: number, hi: number): number {
-    if ((csr >>> 10) === 3) return C.CAUSE_ILLEGAL_INSTRUCTION;
+    if (csr >>> 10 === 3) return C.CAUSE_ILLEGAL_INSTRUCTION;
     if (this.h !== undefined) {
       const r = this.h.csrAccessCheck(this, csr, true);
       if (r >= 0) return r === 0 ? this.h.csrWrite(this, csr, lo, hi) : r;
@@ -977,7 +981,12 @@ export class Hart {
       case C.CSR_SATP: {
         if (this.priv === C.PRV_S && (this.mstatus & C.MSTATUS_TVM) !== 0) return C.CAUSE_ILLEGAL_INSTRUCTION;
         const mode = hi >>> 28;
-        if (mode !== SATP_MODE_BARE && mode !== SATP_MODE_SV39 && mode !== SATP_MODE_SV48 && mode !== SATP_MODE_SV57)
+        if (
+          mode !== SATP_MODE_BARE &&
+          mode !== SATP_MODE_SV39 &&
+          mode !== SATP_MODE_SV48 &&
+          mode !== SATP_MODE_SV57
+        )
           break; // unsupported mode: the write has no effect (priv spec §4.1.11)
         this.csrLo[C.CSR_SATP] = lo;
         this.csrHi[C.CSR_SATP] = hi;
@@ -1074,7 +1083,8 @@ export class Hart {
 
   writeMstatus(lo: number, hiBits: number): void {
     let v = (this.mstatus & ~MSTATUS_WMASK) | (lo & MSTATUS_WMASK);
-    if (((v & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT) === 2) v = (v & ~C.MSTATUS_MPP) | (this.mstatus & C.MSTATUS_MPP);
+    if ((v & C.MSTATUS_MPP) >>> C.MSTATUS_MPP_SHIFT === 2)
+      v = (v & ~C.MSTATUS_MPP) | (this.mstatus & C.MSTATUS_MPP);
     const old = this.mstatus;
     this.mstatus = v;
     this.mstatusHiBits = hiBits;
@@ -1110,7 +1120,7 @@ export class Hart {
     const oldLo = this.cLo;
     const oldHi = this.cHi;
     if (writes) {
-      if ((csr >>> 10) === 3) return this.h?.illegalOrVirtual(this, csr) ?? C.CAUSE_ILLEGAL_INSTRUCTION;
+      if (csr >>> 10 === 3) return this.h?.illegalOrVirtual(this, csr) ?? C.CAUSE_ILLEGAL_INSTRUCTION;
       let nLo = srcLo;
       let nHi = srcHi;
       if (op === 2) {
@@ -1232,7 +1242,14 @@ export class Hart {
     this.pcLo = pcLo;
     this.pcHi = pcHi;
     const raw = this.rawInsnAt(pcLo, pcHi);
-    this.raise(cause, cause === C.CAUSE_ILLEGAL_INSTRUCTION || cause === C.CAUSE_VIRTUAL_INSTRUCTION ? raw : 0, 0, false, 0, raw);
+    this.raise(
+      cause,
+      cause === C.CAUSE_ILLEGAL_INSTRUCTION || cause === C.CAUSE_VIRTUAL_INSTRUCTION ? raw : 0,
+      0,
+      false,
+      0,
+      raw,
+    );
   }
 
   // ---------------------------------------------------------------- AMO
@@ -1480,24 +1497,26 @@ export class Hart {
       n++;
       const rd = (w >>> 8) & 0xff;
       switch (w & 0x7f) {
-        case 22 /* OP_ADDI */: {
-          const r1 = (w >>> 16) & 0xff;
-          const a = xlo[r1]!;
-          const lo = (a + imm) | 0;
-          xhi[rd] = (xhi[r1]! + (imm >> 31) + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
-          xlo[rd] = lo;
-          break;
-        }
+        case 22 /* OP_ADDI */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const a = xlo[r1]!;
+            const lo = (a + imm) | 0;
+            xhi[rd] = (xhi[r1]! + (imm >> 31) + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+            xlo[rd] = lo;
+            break;
+          }
         case 82 /* OP_LI */:
           xlo[rd] = imm;
           xhi[rd] = imm >> 31;
           break;
-        case 83 /* OP_MV */: {
-          const r2 = w >>> 24;
-          xlo[rd] = xlo[r2]!;
-          xhi[rd] = xhi[r2]!;
-          break;
-        }
+        case 83 /* OP_MV */:
+          {
+            const r2 = w >>> 24;
+            xlo[rd] = xlo[r2]!;
+            xhi[rd] = xhi[r2]!;
+            break;
+          }
         case 84 /* OP_NOP */:
         case 63 /* OP_FENCE */:
         case 64 /* OP_FENCE_I */:
@@ -1506,540 +1525,587 @@ export class Hart {
           xlo[rd] = imm;
           xhi[rd] = imm >> 31;
           break;
-        case 2 /* OP_AUIPC */: {
-          const lo = (pcLo + imm) | 0;
-          xhi[rd] = (pcHi + (imm >> 31) + (lo >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-          xlo[rd] = lo;
-          break;
-        }
-        case 3 /* OP_JAL */: {
-          const len = 4 - ((w >>> 6) & 2);
-          const ret = (pcLo + len) | 0;
-          const retHi = (pcHi + (ret >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-          const t = (pcLo + imm) | 0;
-          pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-          pcLo = t;
-          xlo[rd] = ret;
-          xhi[rd] = retHi;
-          continue;
-        }
-        case 4 /* OP_JALR */: {
-          const len = 4 - ((w >>> 6) & 2);
-          const r1 = (w >>> 16) & 0xff;
-          const a = xlo[r1]!;
-          const t = ((a + imm) | 0) & ~1;
-          const tHi = (xhi[r1]! + (imm >> 31) + (((a + imm) | 0) >>> 0 < a >>> 0 ? 1 : 0)) | 0;
-          const ret = (pcLo + len) | 0;
-          xhi[rd] = (pcHi + (ret >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-          xlo[rd] = ret;
-          pcLo = t;
-          pcHi = tHi;
-          curLo = INVALID_TAG; // a far jump: the carry rule above must not apply
-          continue;
-        }
-        case 5 /* OP_BEQ */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          if (xlo[r1] === xlo[r2] && xhi[r1] === xhi[r2]) {
+        case 2 /* OP_AUIPC */:
+          {
+            const lo = (pcLo + imm) | 0;
+            xhi[rd] = (pcHi + (imm >> 31) + (lo >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+            xlo[rd] = lo;
+            break;
+          }
+        case 3 /* OP_JAL */:
+          {
+            const len = 4 - ((w >>> 6) & 2);
+            const ret = (pcLo + len) | 0;
+            const retHi = (pcHi + (ret >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
             const t = (pcLo + imm) | 0;
             pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
             pcLo = t;
+            xlo[rd] = ret;
+            xhi[rd] = retHi;
             continue;
           }
-          break;
-        }
-        case 6 /* OP_BNE */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          if (xlo[r1] !== xlo[r2] || xhi[r1] !== xhi[r2]) {
-            const t = (pcLo + imm) | 0;
-            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+        case 4 /* OP_JALR */:
+          {
+            const len = 4 - ((w >>> 6) & 2);
+            const r1 = (w >>> 16) & 0xff;
+            const a = xlo[r1]!;
+            const t = ((a + imm) | 0) & ~1;
+            const tHi = (xhi[r1]! + (imm >> 31) + (((a + imm) | 0) >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+            const ret = (pcLo + len) | 0;
+            xhi[rd] = (pcHi + (ret >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+            xlo[rd] = ret;
             pcLo = t;
+            pcHi = tHi;
+            curLo = INVALID_TAG; // a far jump: the carry rule above must not apply
             continue;
           }
-          break;
-        }
-        case 7 /* OP_BLT */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const h1 = xhi[r1]!;
-          const h2 = xhi[r2]!;
-          if (h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0)) {
-            const t = (pcLo + imm) | 0;
-            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-            pcLo = t;
-            continue;
+        case 5 /* OP_BEQ */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            if (xlo[r1] === xlo[r2] && xhi[r1] === xhi[r2]) {
+              const t = (pcLo + imm) | 0;
+              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+              pcLo = t;
+              continue;
+            }
+            break;
           }
-          break;
-        }
-        case 8 /* OP_BGE */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const h1 = xhi[r1]!;
-          const h2 = xhi[r2]!;
-          if (h1 > h2 || (h1 === h2 && xlo[r1]! >>> 0 >= xlo[r2]! >>> 0)) {
-            const t = (pcLo + imm) | 0;
-            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-            pcLo = t;
-            continue;
+        case 6 /* OP_BNE */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            if (xlo[r1] !== xlo[r2] || xhi[r1] !== xhi[r2]) {
+              const t = (pcLo + imm) | 0;
+              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+              pcLo = t;
+              continue;
+            }
+            break;
           }
-          break;
-        }
-        case 9 /* OP_BLTU */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const h1 = xhi[r1]! >>> 0;
-          const h2 = xhi[r2]! >>> 0;
-          if (h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0)) {
-            const t = (pcLo + imm) | 0;
-            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-            pcLo = t;
-            continue;
+        case 7 /* OP_BLT */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const h1 = xhi[r1]!;
+            const h2 = xhi[r2]!;
+            if (h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0)) {
+              const t = (pcLo + imm) | 0;
+              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+              pcLo = t;
+              continue;
+            }
+            break;
           }
-          break;
-        }
-        case 10 /* OP_BGEU */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const h1 = xhi[r1]! >>> 0;
-          const h2 = xhi[r2]! >>> 0;
-          if (h1 > h2 || (h1 === h2 && xlo[r1]! >>> 0 >= xlo[r2]! >>> 0)) {
-            const t = (pcLo + imm) | 0;
-            pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
-            pcLo = t;
-            continue;
+        case 8 /* OP_BGE */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const h1 = xhi[r1]!;
+            const h2 = xhi[r2]!;
+            if (h1 > h2 || (h1 === h2 && xlo[r1]! >>> 0 >= xlo[r2]! >>> 0)) {
+              const t = (pcLo + imm) | 0;
+              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+              pcLo = t;
+              continue;
+            }
+            break;
           }
-          break;
-        }
+        case 9 /* OP_BLTU */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const h1 = xhi[r1]! >>> 0;
+            const h2 = xhi[r2]! >>> 0;
+            if (h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0)) {
+              const t = (pcLo + imm) | 0;
+              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+              pcLo = t;
+              continue;
+            }
+            break;
+          }
+        case 10 /* OP_BGEU */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const h1 = xhi[r1]! >>> 0;
+            const h2 = xhi[r2]! >>> 0;
+            if (h1 > h2 || (h1 === h2 && xlo[r1]! >>> 0 >= xlo[r2]! >>> 0)) {
+              const t = (pcLo + imm) | 0;
+              pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+              pcLo = t;
+              continue;
+            }
+            break;
+          }
         case 11 /* OP_LB */:
         case 12 /* OP_LH */:
         case 13 /* OP_LW */:
         case 14 /* OP_LD */:
         case 15 /* OP_LBU */:
         case 16 /* OP_LHU */:
-        case 17 /* OP_LWU */: {
-          const op = w & 0x7f;
-          const r1 = (w >>> 16) & 0xff;
-          const b = xlo[r1]!;
-          const aLo = (b + imm) | 0;
-          const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-          const size = op === D.OP_LD ? 8 : op === D.OP_LW || op === D.OP_LWU ? 4 : op === D.OP_LB || op === D.OP_LBU ? 1 : 2;
-          const ti = (aLo >>> 12) & TLB_MASK;
-          let lo: number;
-          let hi = 0;
-          if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
-            const o = rPage[ti]! | (aLo & 0xfff);
-            switch (op) {
-              case 14 /* OP_LD */:
-                lo = dv.getInt32(o, true);
-                hi = dv.getInt32(o + 4, true);
-                break;
-              case 13 /* OP_LW */:
-                lo = dv.getInt32(o, true);
-                hi = lo >> 31;
-                break;
-              case 17 /* OP_LWU */:
-                lo = dv.getInt32(o, true);
-                break;
-              case 15 /* OP_LBU */:
-                lo = dv.getUint8(o);
-                break;
-              case 11 /* OP_LB */:
-                lo = dv.getInt8(o);
-                hi = lo >> 31;
-                break;
-              case 16 /* OP_LHU */:
-                lo = dv.getUint16(o, true);
-                break;
-              default:
-                lo = dv.getInt16(o, true);
-                hi = lo >> 31;
+        case 17 /* OP_LWU */:
+          {
+            const op = w & 0x7f;
+            const r1 = (w >>> 16) & 0xff;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const size =
+              op === D.OP_LD
+                ? 8
+                : op === D.OP_LW || op === D.OP_LWU
+                  ? 4
+                  : op === D.OP_LB || op === D.OP_LBU
+                    ? 1
+                    : 2;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            let lo: number;
+            let hi = 0;
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
+              const o = rPage[ti]! | (aLo & 0xfff);
+              switch (op) {
+                case 14 /* OP_LD */:
+                  lo = dv.getInt32(o, true);
+                  hi = dv.getInt32(o + 4, true);
+                  break;
+                case 13 /* OP_LW */:
+                  lo = dv.getInt32(o, true);
+                  hi = lo >> 31;
+                  break;
+                case 17 /* OP_LWU */:
+                  lo = dv.getInt32(o, true);
+                  break;
+                case 15 /* OP_LBU */:
+                  lo = dv.getUint8(o);
+                  break;
+                case 11 /* OP_LB */:
+                  lo = dv.getInt8(o);
+                  hi = lo >> 31;
+                  break;
+                case 16 /* OP_LHU */:
+                  lo = dv.getUint16(o, true);
+                  break;
+                default:
+                  lo = dv.getInt16(o, true);
+                  hi = lo >> 31;
+              }
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.loadSlow(aLo, aHi, size);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2) limit = n;
+              lo = this.ldLo;
+              switch (op) {
+                case 14 /* OP_LD */:
+                  hi = this.ldHi;
+                  break;
+                case 13 /* OP_LW */:
+                  hi = lo >> 31;
+                  break;
+                case 11 /* OP_LB */:
+                  lo = (lo << 24) >> 24;
+                  hi = lo >> 31;
+                  break;
+                case 12 /* OP_LH */:
+                  lo = (lo << 16) >> 16;
+                  hi = lo >> 31;
+                  break;
+              }
             }
-          } else {
-            this.pcLo = pcLo;
-            this.pcHi = pcHi;
-            this.lastW = w;
-            const r = this.loadSlow(aLo, aHi, size);
-            if (r === 0) {
-              pcLo = this.pcLo;
-              pcHi = this.pcHi;
-              curLo = INVALID_TAG;
-              limit = n;
-              continue;
-            }
-            if (r === 2) limit = n;
-            lo = this.ldLo;
-            switch (op) {
-              case 14 /* OP_LD */:
-                hi = this.ldHi;
-                break;
-              case 13 /* OP_LW */:
-                hi = lo >> 31;
-                break;
-              case 11 /* OP_LB */:
-                lo = (lo << 24) >> 24;
-                hi = lo >> 31;
-                break;
-              case 12 /* OP_LH */:
-                lo = (lo << 16) >> 16;
-                hi = lo >> 31;
-                break;
-            }
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+            break;
           }
-          xlo[rd] = lo;
-          xhi[rd] = hi;
-          break;
-        }
         case 18 /* OP_SB */:
         case 19 /* OP_SH */:
         case 20 /* OP_SW */:
-        case 21 /* OP_SD */: {
-          const op = w & 0x7f;
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const b = xlo[r1]!;
-          const aLo = (b + imm) | 0;
-          const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-          const size = 1 << (op - D.OP_SB);
-          const ti = (aLo >>> 12) & TLB_MASK;
-          if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
-            const o = wPage[ti]! | (aLo & 0xfff);
-            switch (op) {
-              case 21 /* OP_SD */:
-                dv.setInt32(o, xlo[r2]!, true);
-                dv.setInt32(o + 4, xhi[r2]!, true);
-                break;
-              case 20 /* OP_SW */:
-                dv.setInt32(o, xlo[r2]!, true);
-                break;
-              case 19 /* OP_SH */:
-                dv.setInt16(o, xlo[r2]!, true);
-                break;
-              default:
-                dv.setInt8(o, xlo[r2]!);
-            }
-          } else {
-            this.pcLo = pcLo;
-            this.pcHi = pcHi;
-            this.lastW = w;
-            const r = this.storeSlow(aLo, aHi, size, xlo[r2]!, xhi[r2]!);
-            if (r === 0) {
-              pcLo = this.pcLo;
-              pcHi = this.pcHi;
-              curLo = INVALID_TAG;
-              limit = n;
-              continue;
-            }
-            if (r === 2 || code.generation !== gen) limit = n;
-          }
-          break;
-        }
-        case 23 /* OP_SLTI */: {
-          const r1 = (w >>> 16) & 0xff;
-          const h1 = xhi[r1]!;
-          const h2 = imm >> 31;
-          xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
-          xhi[rd] = 0;
-          break;
-        }
-        case 24 /* OP_SLTIU */: {
-          const r1 = (w >>> 16) & 0xff;
-          const h1 = xhi[r1]! >>> 0;
-          const h2 = (imm >> 31) >>> 0;
-          xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
-          xhi[rd] = 0;
-          break;
-        }
-        case 25 /* OP_XORI */: {
-          const r1 = (w >>> 16) & 0xff;
-          xhi[rd] = xhi[r1]! ^ (imm >> 31);
-          xlo[rd] = xlo[r1]! ^ imm;
-          break;
-        }
-        case 26 /* OP_ORI */: {
-          const r1 = (w >>> 16) & 0xff;
-          xhi[rd] = xhi[r1]! | (imm >> 31);
-          xlo[rd] = xlo[r1]! | imm;
-          break;
-        }
-        case 27 /* OP_ANDI */: {
-          const r1 = (w >>> 16) & 0xff;
-          xhi[rd] = xhi[r1]! & (imm >> 31);
-          xlo[rd] = xlo[r1]! & imm;
-          break;
-        }
-        case 28 /* OP_SLLI */: {
-          const r1 = (w >>> 16) & 0xff;
-          const lo = xlo[r1]!;
-          const hi = xhi[r1]!;
-          if (imm === 0) {
-            xlo[rd] = lo;
-            xhi[rd] = hi;
-          } else if (imm < 32) {
-            xhi[rd] = (hi << imm) | (lo >>> (32 - imm));
-            xlo[rd] = lo << imm;
-          } else {
-            xhi[rd] = lo << (imm - 32);
-            xlo[rd] = 0;
-          }
-          break;
-        }
-        case 29 /* OP_SRLI */: {
-          const r1 = (w >>> 16) & 0xff;
-          const lo = xlo[r1]!;
-          const hi = xhi[r1]!;
-          if (imm === 0) {
-            xlo[rd] = lo;
-            xhi[rd] = hi;
-          } else if (imm < 32) {
-            xlo[rd] = (lo >>> imm) | (hi << (32 - imm));
-            xhi[rd] = hi >>> imm;
-          } else {
-            xlo[rd] = hi >>> (imm - 32);
-            xhi[rd] = 0;
-          }
-          break;
-        }
-        case 30 /* OP_SRAI */: {
-          const r1 = (w >>> 16) & 0xff;
-          const lo = xlo[r1]!;
-          const hi = xhi[r1]!;
-          if (imm === 0) {
-            xlo[rd] = lo;
-            xhi[rd] = hi;
-          } else if (imm < 32) {
-            xlo[rd] = (lo >>> imm) | (hi << (32 - imm));
-            xhi[rd] = hi >> imm;
-          } else {
-            xlo[rd] = hi >> (imm - 32);
-            xhi[rd] = hi >> 31;
-          }
-          break;
-        }
-        case 31 /* OP_ADD */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const a = xlo[r1]!;
-          const lo = (a + xlo[r2]!) | 0;
-          xhi[rd] = (xhi[r1]! + xhi[r2]! + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
-          xlo[rd] = lo;
-          break;
-        }
-        case 32 /* OP_SUB */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const a = xlo[r1]!;
-          const b = xlo[r2]!;
-          xhi[rd] = (xhi[r1]! - xhi[r2]! - (a >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-          xlo[rd] = (a - b) | 0;
-          break;
-        }
-        case 33 /* OP_SLL */:
-        case 37 /* OP_SRL */:
-        case 38 /* OP_SRA */: {
-          const r1 = (w >>> 16) & 0xff;
-          const s = xlo[w >>> 24]! & 63;
-          const lo = xlo[r1]!;
-          const hi = xhi[r1]!;
-          const op = w & 0x7f;
-          if (s === 0) {
-            xlo[rd] = lo;
-            xhi[rd] = hi;
-          } else if (op === D.OP_SLL) {
-            if (s < 32) {
-              xhi[rd] = (hi << s) | (lo >>> (32 - s));
-              xlo[rd] = lo << s;
+        case 21 /* OP_SD */:
+          {
+            const op = w & 0x7f;
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const size = 1 << (op - D.OP_SB);
+            const ti = (aLo >>> 12) & TLB_MASK;
+            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
+              const o = wPage[ti]! | (aLo & 0xfff);
+              switch (op) {
+                case 21 /* OP_SD */:
+                  dv.setInt32(o, xlo[r2]!, true);
+                  dv.setInt32(o + 4, xhi[r2]!, true);
+                  break;
+                case 20 /* OP_SW */:
+                  dv.setInt32(o, xlo[r2]!, true);
+                  break;
+                case 19 /* OP_SH */:
+                  dv.setInt16(o, xlo[r2]!, true);
+                  break;
+                default:
+                  dv.setInt8(o, xlo[r2]!);
+              }
             } else {
-              xhi[rd] = lo << (s - 32);
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.storeSlow(aLo, aHi, size, xlo[r2]!, xhi[r2]!);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2 || code.generation !== gen) limit = n;
+            }
+            break;
+          }
+        case 23 /* OP_SLTI */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const h1 = xhi[r1]!;
+            const h2 = imm >> 31;
+            xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
+            xhi[rd] = 0;
+            break;
+          }
+        case 24 /* OP_SLTIU */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const h1 = xhi[r1]! >>> 0;
+            const h2 = (imm >> 31) >>> 0;
+            xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < imm >>> 0) ? 1 : 0;
+            xhi[rd] = 0;
+            break;
+          }
+        case 25 /* OP_XORI */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            xhi[rd] = xhi[r1]! ^ (imm >> 31);
+            xlo[rd] = xlo[r1]! ^ imm;
+            break;
+          }
+        case 26 /* OP_ORI */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            xhi[rd] = xhi[r1]! | (imm >> 31);
+            xlo[rd] = xlo[r1]! | imm;
+            break;
+          }
+        case 27 /* OP_ANDI */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            xhi[rd] = xhi[r1]! & (imm >> 31);
+            xlo[rd] = xlo[r1]! & imm;
+            break;
+          }
+        case 28 /* OP_SLLI */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const lo = xlo[r1]!;
+            const hi = xhi[r1]!;
+            if (imm === 0) {
+              xlo[rd] = lo;
+              xhi[rd] = hi;
+            } else if (imm < 32) {
+              xhi[rd] = (hi << imm) | (lo >>> (32 - imm));
+              xlo[rd] = lo << imm;
+            } else {
+              xhi[rd] = lo << (imm - 32);
               xlo[rd] = 0;
             }
-          } else if (op === D.OP_SRL) {
-            if (s < 32) {
-              xlo[rd] = (lo >>> s) | (hi << (32 - s));
-              xhi[rd] = hi >>> s;
+            break;
+          }
+        case 29 /* OP_SRLI */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const lo = xlo[r1]!;
+            const hi = xhi[r1]!;
+            if (imm === 0) {
+              xlo[rd] = lo;
+              xhi[rd] = hi;
+            } else if (imm < 32) {
+              xlo[rd] = (lo >>> imm) | (hi << (32 - imm));
+              xhi[rd] = hi >>> imm;
             } else {
-              xlo[rd] = hi >>> (s - 32);
+              xlo[rd] = hi >>> (imm - 32);
               xhi[rd] = 0;
             }
-          } else if (s < 32) {
-            xlo[rd] = (lo >>> s) | (hi << (32 - s));
-            xhi[rd] = hi >> s;
-          } else {
-            xlo[rd] = hi >> (s - 32);
-            xhi[rd] = hi >> 31;
+            break;
           }
-          break;
-        }
-        case 34 /* OP_SLT */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const h1 = xhi[r1]!;
-          const h2 = xhi[r2]!;
-          xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0) ? 1 : 0;
-          xhi[rd] = 0;
-          break;
-        }
-        case 35 /* OP_SLTU */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const h1 = xhi[r1]! >>> 0;
-          const h2 = xhi[r2]! >>> 0;
-          xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0) ? 1 : 0;
-          xhi[rd] = 0;
-          break;
-        }
-        case 36 /* OP_XOR */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          xhi[rd] = xhi[r1]! ^ xhi[r2]!;
-          xlo[rd] = xlo[r1]! ^ xlo[r2]!;
-          break;
-        }
-        case 39 /* OP_OR */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          xhi[rd] = xhi[r1]! | xhi[r2]!;
-          xlo[rd] = xlo[r1]! | xlo[r2]!;
-          break;
-        }
-        case 40 /* OP_AND */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          xhi[rd] = xhi[r1]! & xhi[r2]!;
-          xlo[rd] = xlo[r1]! & xlo[r2]!;
-          break;
-        }
-        case 41 /* OP_ADDIW */: {
-          const v = (xlo[(w >>> 16) & 0xff]! + imm) | 0;
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
-        case 42 /* OP_SLLIW */: {
-          const v = xlo[(w >>> 16) & 0xff]! << imm;
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
-        case 43 /* OP_SRLIW */: {
-          const v = (xlo[(w >>> 16) & 0xff]! >>> imm) | 0;
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
-        case 44 /* OP_SRAIW */: {
-          const v = xlo[(w >>> 16) & 0xff]! >> imm;
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
-        case 45 /* OP_ADDW */: {
-          const v = (xlo[(w >>> 16) & 0xff]! + xlo[w >>> 24]!) | 0;
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
-        case 46 /* OP_SUBW */: {
-          const v = (xlo[(w >>> 16) & 0xff]! - xlo[w >>> 24]!) | 0;
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
-        case 47 /* OP_SLLW */: {
-          const v = xlo[(w >>> 16) & 0xff]! << (xlo[w >>> 24]! & 31);
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
-        case 48 /* OP_SRLW */: {
-          const v = (xlo[(w >>> 16) & 0xff]! >>> (xlo[w >>> 24]! & 31)) | 0;
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
-        case 49 /* OP_SRAW */: {
-          const v = xlo[(w >>> 16) & 0xff]! >> (xlo[w >>> 24]! & 31);
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
-        case 50 /* OP_MUL */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          I64.mul64(xhi[r1]!, xlo[r1]!, xhi[r2]!, xlo[r2]!);
-          xlo[rd] = I64.rLo;
-          xhi[rd] = I64.rHi;
-          break;
-        }
-        case 58 /* OP_MULW */: {
-          const v = Math.imul(xlo[(w >>> 16) & 0xff]!, xlo[w >>> 24]!);
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
+        case 30 /* OP_SRAI */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const lo = xlo[r1]!;
+            const hi = xhi[r1]!;
+            if (imm === 0) {
+              xlo[rd] = lo;
+              xhi[rd] = hi;
+            } else if (imm < 32) {
+              xlo[rd] = (lo >>> imm) | (hi << (32 - imm));
+              xhi[rd] = hi >> imm;
+            } else {
+              xlo[rd] = hi >> (imm - 32);
+              xhi[rd] = hi >> 31;
+            }
+            break;
+          }
+        case 31 /* OP_ADD */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const a = xlo[r1]!;
+            const lo = (a + xlo[r2]!) | 0;
+            xhi[rd] = (xhi[r1]! + xhi[r2]! + (lo >>> 0 < a >>> 0 ? 1 : 0)) | 0;
+            xlo[rd] = lo;
+            break;
+          }
+        case 32 /* OP_SUB */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const a = xlo[r1]!;
+            const b = xlo[r2]!;
+            xhi[rd] = (xhi[r1]! - xhi[r2]! - (a >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            xlo[rd] = (a - b) | 0;
+            break;
+          }
+        case 33 /* OP_SLL */:
+        case 37 /* OP_SRL */:
+        case 38 /* OP_SRA */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const s = xlo[w >>> 24]! & 63;
+            const lo = xlo[r1]!;
+            const hi = xhi[r1]!;
+            const op = w & 0x7f;
+            if (s === 0) {
+              xlo[rd] = lo;
+              xhi[rd] = hi;
+            } else if (op === D.OP_SLL) {
+              if (s < 32) {
+                xhi[rd] = (hi << s) | (lo >>> (32 - s));
+                xlo[rd] = lo << s;
+              } else {
+                xhi[rd] = lo << (s - 32);
+                xlo[rd] = 0;
+              }
+            } else if (op === D.OP_SRL) {
+              if (s < 32) {
+                xlo[rd] = (lo >>> s) | (hi << (32 - s));
+                xhi[rd] = hi >>> s;
+              } else {
+                xlo[rd] = hi >>> (s - 32);
+                xhi[rd] = 0;
+              }
+            } else if (s < 32) {
+              xlo[rd] = (lo >>> s) | (hi << (32 - s));
+              xhi[rd] = hi >> s;
+            } else {
+              xlo[rd] = hi >> (s - 32);
+              xhi[rd] = hi >> 31;
+            }
+            break;
+          }
+        case 34 /* OP_SLT */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const h1 = xhi[r1]!;
+            const h2 = xhi[r2]!;
+            xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0) ? 1 : 0;
+            xhi[rd] = 0;
+            break;
+          }
+        case 35 /* OP_SLTU */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const h1 = xhi[r1]! >>> 0;
+            const h2 = xhi[r2]! >>> 0;
+            xlo[rd] = h1 < h2 || (h1 === h2 && xlo[r1]! >>> 0 < xlo[r2]! >>> 0) ? 1 : 0;
+            xhi[rd] = 0;
+            break;
+          }
+        case 36 /* OP_XOR */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            xhi[rd] = xhi[r1]! ^ xhi[r2]!;
+            xlo[rd] = xlo[r1]! ^ xlo[r2]!;
+            break;
+          }
+        case 39 /* OP_OR */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            xhi[rd] = xhi[r1]! | xhi[r2]!;
+            xlo[rd] = xlo[r1]! | xlo[r2]!;
+            break;
+          }
+        case 40 /* OP_AND */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            xhi[rd] = xhi[r1]! & xhi[r2]!;
+            xlo[rd] = xlo[r1]! & xlo[r2]!;
+            break;
+          }
+        case 41 /* OP_ADDIW */:
+          {
+            const v = (xlo[(w >>> 16) & 0xff]! + imm) | 0;
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
+        case 42 /* OP_SLLIW */:
+          {
+            const v = xlo[(w >>> 16) & 0xff]! << imm;
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
+        case 43 /* OP_SRLIW */:
+          {
+            const v = (xlo[(w >>> 16) & 0xff]! >>> imm) | 0;
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
+        case 44 /* OP_SRAIW */:
+          {
+            const v = xlo[(w >>> 16) & 0xff]! >> imm;
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
+        case 45 /* OP_ADDW */:
+          {
+            const v = (xlo[(w >>> 16) & 0xff]! + xlo[w >>> 24]!) | 0;
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
+        case 46 /* OP_SUBW */:
+          {
+            const v = (xlo[(w >>> 16) & 0xff]! - xlo[w >>> 24]!) | 0;
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
+        case 47 /* OP_SLLW */:
+          {
+            const v = xlo[(w >>> 16) & 0xff]! << (xlo[w >>> 24]! & 31);
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
+        case 48 /* OP_SRLW */:
+          {
+            const v = (xlo[(w >>> 16) & 0xff]! >>> (xlo[w >>> 24]! & 31)) | 0;
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
+        case 49 /* OP_SRAW */:
+          {
+            const v = xlo[(w >>> 16) & 0xff]! >> (xlo[w >>> 24]! & 31);
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
+        case 50 /* OP_MUL */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            I64.mul64(xhi[r1]!, xlo[r1]!, xhi[r2]!, xlo[r2]!);
+            xlo[rd] = I64.rLo;
+            xhi[rd] = I64.rHi;
+            break;
+          }
+        case 58 /* OP_MULW */:
+          {
+            const v = Math.imul(xlo[(w >>> 16) & 0xff]!, xlo[w >>> 24]!);
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
+          }
         case 51 /* OP_MULH */:
         case 52 /* OP_MULHSU */:
         case 53 /* OP_MULHU */:
         case 54 /* OP_DIV */:
         case 55 /* OP_DIVU */:
         case 56 /* OP_REM */:
-        case 57 /* OP_REMU */: {
-          const r1 = (w >>> 16) & 0xff;
-          const r2 = w >>> 24;
-          const a1 = xhi[r1]!;
-          const a0 = xlo[r1]!;
-          const b1 = xhi[r2]!;
-          const b0 = xlo[r2]!;
-          switch (w & 0x7f) {
-            case 51 /* OP_MULH */:
-              I64.mulh(a1, a0, b1, b0);
-              break;
-            case 52 /* OP_MULHSU */:
-              I64.mulhsu(a1, a0, b1, b0);
-              break;
-            case 53 /* OP_MULHU */:
-              I64.mulhu(a1, a0, b1, b0);
-              break;
-            case 54 /* OP_DIV */:
-              I64.div64(a1, a0, b1, b0);
-              break;
-            case 55 /* OP_DIVU */:
-              I64.divu64(a1, a0, b1, b0);
-              break;
-            case 56 /* OP_REM */:
-              I64.rem64(a1, a0, b1, b0);
-              break;
-            default:
-              I64.remu64(a1, a0, b1, b0);
+        case 57 /* OP_REMU */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const a1 = xhi[r1]!;
+            const a0 = xlo[r1]!;
+            const b1 = xhi[r2]!;
+            const b0 = xlo[r2]!;
+            switch (w & 0x7f) {
+              case 51 /* OP_MULH */:
+                I64.mulh(a1, a0, b1, b0);
+                break;
+              case 52 /* OP_MULHSU */:
+                I64.mulhsu(a1, a0, b1, b0);
+                break;
+              case 53 /* OP_MULHU */:
+                I64.mulhu(a1, a0, b1, b0);
+                break;
+              case 54 /* OP_DIV */:
+                I64.div64(a1, a0, b1, b0);
+                break;
+              case 55 /* OP_DIVU */:
+                I64.divu64(a1, a0, b1, b0);
+                break;
+              case 56 /* OP_REM */:
+                I64.rem64(a1, a0, b1, b0);
+                break;
+              default:
+                I64.remu64(a1, a0, b1, b0);
+            }
+            xlo[rd] = I64.rLo;
+            xhi[rd] = I64.rHi;
+            break;
           }
-          xlo[rd] = I64.rLo;
-          xhi[rd] = I64.rHi;
-          break;
-        }
         case 59 /* OP_DIVW */:
         case 60 /* OP_DIVUW */:
         case 61 /* OP_REMW */:
-        case 62 /* OP_REMUW */: {
-          const a = xlo[(w >>> 16) & 0xff]!;
-          const b = xlo[w >>> 24]!;
-          let v: number;
-          switch (w & 0x7f) {
-            case 59 /* OP_DIVW */:
-              v = b === 0 ? -1 : a === (0x80000000 | 0) && b === -1 ? a : (a / b) | 0;
-              break;
-            case 60 /* OP_DIVUW */:
-              v = b === 0 ? -1 : ((a >>> 0) / (b >>> 0)) | 0;
-              break;
-            case 61 /* OP_REMW */:
-              v = b === 0 ? a : a === (0x80000000 | 0) && b === -1 ? 0 : a % b | 0;
-              break;
-            default:
-              v = b === 0 ? a : ((a >>> 0) % (b >>> 0)) | 0;
+        case 62 /* OP_REMUW */:
+          {
+            const a = xlo[(w >>> 16) & 0xff]!;
+            const b = xlo[w >>> 24]!;
+            let v: number;
+            switch (w & 0x7f) {
+              case 59 /* OP_DIVW */:
+                v = b === 0 ? -1 : a === (0x80000000 | 0) && b === -1 ? a : (a / b) | 0;
+                break;
+              case 60 /* OP_DIVUW */:
+                v = b === 0 ? -1 : ((a >>> 0) / (b >>> 0)) | 0;
+                break;
+              case 61 /* OP_REMW */:
+                v = b === 0 ? a : a === (0x80000000 | 0) && b === -1 ? 0 : (a % b) | 0;
+                break;
+              default:
+                v = b === 0 ? a : ((a >>> 0) % (b >>> 0)) | 0;
+            }
+            xlo[rd] = v;
+            xhi[rd] = v >> 31;
+            break;
           }
-          xlo[rd] = v;
-          xhi[rd] = v >> 31;
-          break;
-        }
         default: {
           // Everything rare: system, CSR, AMO, FP, illegal.
           this.pcLo = pcLo;
@@ -2227,5 +2293,9 @@ function tlbContext(priv: number, virt: boolean, sum: boolean): number {
 }
 
 function accessFault(access: Access): number {
-  return access === ACCESS_EXEC ? C.CAUSE_FETCH_ACCESS : access === ACCESS_READ ? C.CAUSE_LOAD_ACCESS : C.CAUSE_STORE_ACCESS;
+  return access === ACCESS_EXEC
+    ? C.CAUSE_FETCH_ACCESS
+    : access === ACCESS_READ
+      ? C.CAUSE_LOAD_ACCESS
+      : C.CAUSE_STORE_ACCESS;
 }

@@ -51,10 +51,24 @@ const VSSTATUS_MASK =
   C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_SPP | C.MSTATUS_FS | C.MSTATUS_SUM | C.MSTATUS_MXR;
 
 /** Causes whose tval is a guest virtual address when taken from V=1 or an HLV/HSV. */
-const GVA_CAUSES = (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 12) | (1 << 13) | (1 << 15);
+const GVA_CAUSES =
+  (1 << 0) |
+  (1 << 1) |
+  (1 << 3) |
+  (1 << 4) |
+  (1 << 5) |
+  (1 << 6) |
+  (1 << 7) |
+  (1 << 12) |
+  (1 << 13) |
+  (1 << 15);
 const GPF_CAUSES = (1 << 20) | (1 << 21) | (1 << 23);
 
-const GUEST_PAGE_FAULT = [C.CAUSE_LOAD_GUEST_PAGE_FAULT, C.CAUSE_STORE_GUEST_PAGE_FAULT, C.CAUSE_FETCH_GUEST_PAGE_FAULT];
+const GUEST_PAGE_FAULT = [
+  C.CAUSE_LOAD_GUEST_PAGE_FAULT,
+  C.CAUSE_STORE_GUEST_PAGE_FAULT,
+  C.CAUSE_FETCH_GUEST_PAGE_FAULT,
+];
 
 const PRIORITY = [
   C.IRQ_MEI,
@@ -172,7 +186,15 @@ export class HExt implements PteTranslator {
     const h = this.hart!;
     this.gWalks++;
     const before = res.refs;
-    const r = walkGStage(h.ram, this.hgatpMode, this.hgatpPpn, gpa, access, (h.mstatus & C.MSTATUS_MXR) !== 0, res);
+    const r = walkGStage(
+      h.ram,
+      this.hgatpMode,
+      this.hgatpPpn,
+      gpa,
+      access,
+      (h.mstatus & C.MSTATUS_MXR) !== 0,
+      res,
+    );
     this.gRefs += res.refs - before;
     if (r !== 0) {
       this.lastFaultGpa = gpa;
@@ -236,16 +258,37 @@ export class HExt implements PteTranslator {
 
   // --------------------------------------------------------------- traps
 
-  raise(h: Hart, cause: number, tvalLo: number, tvalHi: number, irq: boolean, tval2: number, tinst: number): boolean {
+  raise(
+    h: Hart,
+    cause: number,
+    tvalLo: number,
+    tvalHi: number,
+    irq: boolean,
+    tval2: number,
+    tinst: number,
+  ): boolean {
     const prevV = h.virt;
-    const gva = !irq && cause < 32 && ((GVA_CAUSES | GPF_CAUSES) >>> cause) & 1 && (prevV || this.hlvActive) ? true : false;
+    const gva = !!(
+      !irq &&
+      cause < 32 &&
+      ((GVA_CAUSES | GPF_CAUSES) >>> cause) & 1 &&
+      (prevV || this.hlvActive)
+    );
     let gpa2 = tval2;
     let inst = tinst;
     if (!irq && ((GPF_CAUSES >>> cause) & 1) !== 0) {
       gpa2 = Math.floor(this.lastFaultGpa / 4);
       if (this.lastFaultImplicit) inst = this.lastFaultImplicitWrite ? 0x3020 : 0x3000;
       else inst = transformedInsn(h.lastW);
-    } else if (!irq && (cause === C.CAUSE_LOAD_PAGE_FAULT || cause === C.CAUSE_STORE_PAGE_FAULT || cause === 4 || cause === 6 || cause === 5 || cause === 7)) {
+    } else if (
+      !irq &&
+      (cause === C.CAUSE_LOAD_PAGE_FAULT ||
+        cause === C.CAUSE_STORE_PAGE_FAULT ||
+        cause === 4 ||
+        cause === 6 ||
+        cause === 5 ||
+        cause === 7)
+    ) {
       inst = transformedInsn(h.lastW);
     }
     // Where does it go?
@@ -278,7 +321,8 @@ export class HExt implements PteTranslator {
       return true;
     }
     // VS-mode: VS-level interrupts appear with their S-level codes.
-    const vcause = irq && (cause === C.IRQ_VSSI || cause === C.IRQ_VSTI || cause === C.IRQ_VSEI) ? cause - 1 : cause;
+    const vcause =
+      irq && (cause === C.IRQ_VSSI || cause === C.IRQ_VSTI || cause === C.IRQ_VSEI) ? cause - 1 : cause;
     const L = h.csrLo;
     const H = h.csrHi;
     L[C.CSR_VSEPC] = h.pcLo;
@@ -298,7 +342,16 @@ export class HExt implements PteTranslator {
   }
 
   /** Enter HS-mode (a trap taken by the hypervisor when it runs as guest code on the hart). */
-  trapToHS(h: Hart, cause: number, tvalLo: number, tvalHi: number, irq: boolean, gpa2: number, inst: number, gva: boolean): void {
+  trapToHS(
+    h: Hart,
+    cause: number,
+    tvalLo: number,
+    tvalHi: number,
+    irq: boolean,
+    gpa2: number,
+    inst: number,
+    gva: boolean,
+  ): void {
     const prevV = h.virt;
     const L = h.csrLo;
     const H = h.csrHi;
@@ -344,7 +397,8 @@ export class HExt implements PteTranslator {
     if (m !== 0 && (priv < C.PRV_M || (h.mstatus & C.MSTATUS_MIE) !== 0)) cand = m;
     if (cand === 0) {
       const hs = pend & mideleg & ~this.hideleg;
-      if (hs !== 0 && (V || priv < C.PRV_S || (priv === C.PRV_S && (h.mstatus & C.MSTATUS_SIE) !== 0))) cand = hs;
+      if (hs !== 0 && (V || priv < C.PRV_S || (priv === C.PRV_S && (h.mstatus & C.MSTATUS_SIE) !== 0)))
+        cand = hs;
     }
     if (cand === 0 && V) {
       const vs = pend & mideleg & this.hideleg;

@@ -17,7 +17,7 @@ function mulu32(a: number, b: number): void {
   const p11 = a1 * b1;
   // middle = p01 + p10 + (p00 >>> 16), up to ~2^33: fits a double exactly
   const mid = p01 + p10 + (p00 >>> 16);
-  rLo = ((mid << 16) | (p00 & 0xffff)) | 0;
+  rLo = (mid << 16) | (p00 & 0xffff) | 0;
   rHi = (p11 + Math.floor(mid / 65536)) | 0;
 }
 
@@ -128,7 +128,7 @@ function setNum(v: number): void {
   rHi = ((v - lo) / TWO32) | 0;
   if (lo < 0) {
     // v negative with a nonzero low part: borrow
-    rHi = (Math.floor(v / TWO32)) | 0;
+    rHi = Math.floor(v / TWO32) | 0;
   }
 }
 

@@ -13,7 +13,7 @@
  * (`virt: "off"`), or as a VS-mode guest under the H extension with nested (G-stage) or
  * shadow paging. The machine only sees exits.
  */
-import { Hart, STOP_EXIT, STOP_WFI } from "@visor/cpu";
+import { type Hart, STOP_EXIT, STOP_WFI } from "@visor/cpu";
 import {
   type BlockBackend,
   Clint,
@@ -32,7 +32,7 @@ import {
 } from "@visor/devices";
 import { IoManager } from "@visor/io-bus";
 import { GuestRam } from "@visor/memory";
-import { loadElf, type LinuxBootPlan, loadLinux, planLinuxBoot, fwJumpReservedRanges } from "./boot/index.ts";
+import { fwJumpReservedRanges, type LinuxBootPlan, loadElf, loadLinux, planLinuxBoot } from "./boot/index.ts";
 import {
   buildVirtDtb,
   VIRT_IRQ,
@@ -41,11 +41,11 @@ import {
   VIRT_VIRTIO_COUNT,
   virtioMmioBase,
 } from "./fdt/index.ts";
+import { GStage, PageAllocator } from "./gstage.ts";
 import { Htif } from "./htif.ts";
 import { Sbi, SbiCallCounter, type SbiHsmState } from "./sbi/index.ts";
-import { GStage, PageAllocator } from "./gstage.ts";
 import { ExitStats } from "./stats.ts";
-import { type VirtMode, Vcpu } from "./vcpu.ts";
+import { Vcpu, type VirtMode } from "./vcpu.ts";
 
 const TIMEBASE_HZ = VIRT_TIMEBASE_FREQUENCY;
 const M = VIRT_MEMMAP;
@@ -81,6 +81,11 @@ export interface MachineOptions {
   virt?: VirtMode;
   /** Collect exit statistics (--stats). */
   stats?: boolean;
+  /**
+   * How the run loop lets the host's event loop run (console and network I/O). Default
+   * a zero-delay timer; Node hosts pass setImmediate, which has no minimum delay.
+   */
+  yieldToHost?: () => Promise<void>;
 }
 
 export type MachineExit =
@@ -120,6 +125,7 @@ export class Machine {
   readonly gstage: GStage | undefined;
 
   private readonly console: MachineConsole;
+  private readonly yieldToHost: () => Promise<void>;
   private readonly t0 = performance.now();
   private skippedTicks = 0;
   private exit: MachineExit | undefined;
@@ -136,6 +142,7 @@ export class Machine {
     this.hvPool = new PageAllocator(this.guestRamEnd, ram.end);
     this.gstage = opts.virt === "nested" ? new GStage(ram, ram.base, opts.memory, this.hvPool) : undefined;
     this.console = opts.console;
+    this.yieldToHost = opts.yieldToHost ?? (() => new Promise<void>((r) => setTimeout(r, 0)));
     this.virtMode = opts.virt ?? "off";
     this.deterministic = opts.clock === "deterministic";
     this.exitStats = new ExitStats(opts.stats ?? false);
@@ -334,7 +341,7 @@ export class Machine {
       if (allIdle && !this.anyInterruptPending()) await this.idle();
       const t = performance.now();
       if (t - lastYield > 15) {
-        await new Promise<void>((r) => setImmediate(r));
+        await this.yieldToHost();
         lastYield = performance.now();
       }
     }
@@ -393,9 +400,9 @@ export class Machine {
 
 function macFor(i: number): string {
   // A locally administered unicast address (bit 1 of the first byte set), distinct per NIC
-  // and per VM so two visor VMs on one LAN differ: the low bytes come from the process id.
-  const pid = typeof process !== "undefined" ? process.pid : Math.floor(Math.random() * 65536);
-  const b = [0x52, 0x56, 0x00, (pid >>> 8) & 0xff, pid & 0xff, i & 0xff];
+  // and, with two random bytes, per VM, so two visor VMs on one LAN differ.
+  const r = Math.floor(Math.random() * 65536);
+  const b = [0x52, 0x56, 0x00, (r >>> 8) & 0xff, r & 0xff, i & 0xff];
   return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
 }
 

@@ -37,10 +37,10 @@ import {
   WalkResult,
   walkStage1,
 } from "@visor/memory";
-import { PageAllocator, writePte } from "./gstage.ts";
+import { type PageAllocator, writePte } from "./gstage.ts";
 import type { Machine } from "./machine.ts";
-import { describe, type Vcpu } from "./vcpu.ts";
 import { GuestError } from "./machine.ts";
+import { describe, type Vcpu } from "./vcpu.ts";
 
 export interface ShadowStats {
   fills: number;

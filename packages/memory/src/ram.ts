@@ -52,7 +52,9 @@ export class GuestRam {
   }
 
   private check(pa: number, len: number): number {
-    if (!(Number.isInteger(pa) && Number.isInteger(len) && len >= 0 && pa >= this.base && pa + len <= this.end)) {
+    if (
+      !(Number.isInteger(pa) && Number.isInteger(len) && len >= 0 && pa >= this.base && pa + len <= this.end)
+    ) {
       throw new GuestMemoryError(
         `guest memory access [0x${pa.toString(16)}, +0x${len.toString(16)}) is outside RAM [0x${this.base.toString(16)}, 0x${this.end.toString(16)})`,
       );
