@@ -39,6 +39,8 @@ function tap(out: string): { ok: number; notOk: string[]; plan: number } {
   };
 }
 
+const SYSROOT = "/usr/riscv64-linux-gnu/lib";
+
 describe("guest programs", () => {
   it("io_uring through its rings: every check passes", async () => {
     const root = rootWith("iouring");
@@ -66,4 +68,33 @@ describe("guest programs", () => {
     expect(r.stats!.processes).toBeGreaterThanOrEqual(10);
     expect(r.stats!.cowCopies).toBeGreaterThan(0);
   });
+
+  it("batching cures: the same 20000 bytes cost 20000, a handful, or a few dozen system calls", async () => {
+    const root = rootWith("syscost");
+    const calls = async (mode: string, name: string) => {
+      const r = await runGuest(root, ["/syscost", mode, "20000"]);
+      expect(r.stdout).toBe(`${mode} 20000\n`);
+      expect(r.status).toBe(0);
+      return r.stats!.perSyscall.find((s) => s.name === name)?.count ?? 0;
+    };
+    expect(await calls("write1", "write")).toBe(20001); // + the final report line
+    expect(await calls("stdio", "write")).toBeLessThanOrEqual(7); // 4 KiB buffer: 5 flushes + report
+    expect(await calls("writev", "writev")).toBe(20); // 1024 iovecs per call
+    expect(await calls("uring", "io_uring_enter")).toBe(79); // 256 SQEs per call
+  });
+
+  it.skipIf(!fs.existsSync(`${SYSROOT}/ld-linux-riscv64-lp64d.so.1`))(
+    "runs a dynamically linked program through its ELF interpreter (needs the riscv64 glibc sysroot of gcc-riscv64-linux-gnu)",
+    async () => {
+      const root = rootWith("dynhello");
+      fs.mkdirSync(path.join(root, "lib"));
+      for (const f of ["ld-linux-riscv64-lp64d.so.1", "libc.so.6", "libm.so.6"]) {
+        fs.copyFileSync(path.join(SYSROOT, f), path.join(root, "lib", f));
+      }
+      const r = await runGuest(root, ["/dynhello", "x"]);
+      expect(r.stdout).toBe("dynamic /dynhello: sqrt(2) = 1.414214, argc = 2\n");
+      expect(r.status).toBe(3);
+      expect(r.stats!.perSyscall.find((s) => s.name === "mmap")!.count).toBeGreaterThan(3);
+    },
+  );
 });
