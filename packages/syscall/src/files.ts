@@ -54,6 +54,8 @@ export interface FileCtx {
   notify(): void;
   /** A fresh inode number for kernel objects (pipes, eventfds ...). */
   nextIno(): number;
+  /** The terminal generated a signal (ISIG: ^C, ^\\, ^Z) for its foreground process group. */
+  ttySignal(sig: number): void;
 }
 
 export abstract class OpenFile {
@@ -314,6 +316,11 @@ export class PipeEnd extends OpenFile {
 
 // ------------------------------------------------------------------------------ terminal
 
+/** Indexes into c_cc (asm-generic termbits.h). */
+const VINTR = 0;
+const VQUIT = 1;
+const VSUSP = 10;
+
 /** Terminal state shared by the console descriptions (struct termios + foreground group). */
 export class TtyState {
   iflag = ICRNL | IXON;
@@ -357,7 +364,30 @@ export class ConsoleFile extends OpenFile {
   override read(ctx: FileCtx, dst: Uint8Array): number {
     if (dst.length === 0) return 0;
     const n = ctx.host.console.read(dst);
-    return n < 0 ? -EAGAIN : n;
+    if (n < 0) return -EAGAIN;
+    const tty = this.tty;
+    if (!this.terminal || (tty.lflag & ICANON) !== 0) return n;
+    // Non-canonical mode puts the host terminal in raw mode, so the line discipline's
+    // remaining duties are done here: signals from ^C ^\\ ^Z (ISIG), CR to NL (ICRNL), echo.
+    let w = 0;
+    let signalled = false;
+    for (let i = 0; i < n; i++) {
+      let c = dst[i]!;
+      if ((tty.lflag & ISIG) !== 0) {
+        const sig = c === tty.cc[VINTR] ? 2 : c === tty.cc[VQUIT] ? 3 : c === tty.cc[VSUSP] ? 20 : 0;
+        if (sig !== 0 && c !== 0) {
+          // As n_tty does without NOFLSH: the signal flushes the input that follows.
+          ctx.ttySignal(sig);
+          signalled = true;
+          break;
+        }
+      }
+      if (c === 13 && (tty.iflag & ICRNL) !== 0) c = 10;
+      dst[w++] = c;
+    }
+    if (w > 0 && (tty.lflag & ECHO) !== 0) ctx.host.console.write(1, dst.slice(0, w));
+    if (w === 0 && signalled) return -EAGAIN;
+    return w;
   }
 
   override write(ctx: FileCtx, src: Uint8Array): number {

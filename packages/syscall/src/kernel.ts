@@ -804,18 +804,21 @@ export class Kernel implements FileCtx {
   }
 
   private hostSignals(): void {
-    for (const sig of this.host.takeSignals()) {
-      const pg = this.tty.fgPgrp !== 0 ? this.tty.fgPgrp : (this.init?.pgid ?? 0);
-      let any = false;
-      for (const t of this.order) {
-        if (t.pgid === pg && t.alive) {
-          this.sendSignal(t, sig, { signo: sig, code: SI_KERNEL, pid: 0, uid: 0, status: 0, addr: 0 });
-          any = true;
-        }
+    for (const sig of this.host.takeSignals()) this.ttySignal(sig);
+  }
+
+  /** A terminal signal: to the foreground process group (the first process's group by default). */
+  ttySignal(sig: number): void {
+    const pg = this.tty.fgPgrp !== 0 ? this.tty.fgPgrp : (this.init?.pgid ?? 0);
+    const info = { signo: sig, code: SI_KERNEL, pid: 0, uid: 0, status: 0, addr: 0 };
+    let any = false;
+    for (const t of this.order) {
+      if (t.pgid === pg && t.alive) {
+        this.sendSignal(t, sig, info);
+        any = true;
       }
-      if (!any && this.init?.alive)
-        this.sendSignal(this.init, sig, { signo: sig, code: SI_KERNEL, pid: 0, uid: 0, status: 0, addr: 0 });
     }
+    if (!any && this.init?.alive) this.sendSignal(this.init, sig, info);
   }
 
   /**

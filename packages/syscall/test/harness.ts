@@ -13,9 +13,15 @@ export interface RunResult {
 export async function runGuest(
   root: string,
   argv: string[],
-  opts: { env?: string[]; stdin?: string | Uint8Array; memoryBytes?: number; cwd?: string } = {},
+  opts: {
+    env?: string[];
+    stdin?: string | Uint8Array;
+    memoryBytes?: number;
+    cwd?: string;
+    tty?: boolean;
+  } = {},
 ): Promise<RunResult> {
-  const console = new MemoryConsole(opts.stdin ?? "");
+  const console = new MemoryConsole(opts.stdin ?? "", { tty: opts.tty ?? false });
   const host = createNodeHost({ root, console });
   let stats: KernelStats | undefined;
   try {
