@@ -282,6 +282,11 @@ export function installImage(k: Kernel, t: Task, img: Image): void {
     a.mask = 0n;
   }
   t.altStack = { sp: 0, size: 0, flags: 2 };
+  if (t.files.users > 1) {
+    // A descriptor table shared with another task (CLONE_FILES) is unshared by execve.
+    t.files.users--;
+    t.files = t.files.fork();
+  }
   t.files.closeOnExec(k);
   t.clearChildTid = 0;
   t.robustList = 0;

@@ -398,6 +398,7 @@ export class Kernel implements FileCtx {
 
   /** Wake tasks waiting on a futex word (no threads: only vfork parents and CLEARTID users care). */
   futexWake(_mm: AddressSpace, _addr: number, _n: number): number {
+    this.futexSeq++;
     this.notify();
     return 0;
   }

@@ -463,3 +463,5 @@ export function createNodeHost(opts: NodeHostOptions = {}): NodeHost {
     },
   };
 }
+
+export { EXEC_USAGE, type ExecArgs, execMain, formatStats, parseExecArgs } from "./cli.ts";
