@@ -154,7 +154,7 @@ export async function exitsSuite(ctx: Context): Promise<SuiteResult> {
   const visorPio = [...res].filter(([n]) => n.startsWith("visor")).flatMap(([, o]) => o.samples);
   if (visorPio.length > 0 && visorPio.every((s) => s.pioWired === false))
     notes.push(
-      "pio skipped on visor: the virt machine maps nothing at the PCI I/O window (0x03000000) yet, so there is no port-I/O path to time; QEMU's figure is shown alone.",
+      `pio skipped on visor: the virt machine maps nothing at the PCI I/O window (0x03000000) yet, so there is no port-I/O path to time${byRunner.get("qemu-system-riscv64")?.has("pio") ? "; QEMU's figure is shown alone" : ""}.`,
     );
   notes.push(
     "With --virt off the kernel runs in S-mode on the hart and the host is M-mode: MMIO goes straight to the bus (no exit), and an SBI ecall traps to the built-in SBI. QEMU (TCG) has no VM exits at all: its figures are the cost of the same instruction in a translator (the softmmu slow path into a device model, or a trap into OpenSBI), for scale.",
