@@ -154,8 +154,14 @@ export class IoUringFile extends OpenFile implements Mappable {
     this.sqes = new MemObject(k.frames, Math.ceil((sqEntries * 64) / PAGE));
     this.rings.addUser();
     this.sqes.addUser();
-    for (let i = 0; i < this.rings.pages.length; i++) this.rings.page(i);
-    for (let i = 0; i < this.sqes.pages.length; i++) this.sqes.page(i);
+    try {
+      for (let i = 0; i < this.rings.npages; i++) this.rings.page(i);
+      for (let i = 0; i < this.sqes.npages; i++) this.sqes.page(i);
+    } catch (e) {
+      this.rings.dropUser();
+      this.sqes.dropUser();
+      throw e;
+    }
     this.w32(SQ_MASK, sqEntries - 1);
     this.w32(SQ_ENTRIES, sqEntries);
     this.w32(this.cqOff + CQ_MASK, cqEntries - 1);
@@ -173,11 +179,11 @@ export class IoUringFile extends OpenFile implements Mappable {
 
   mmapObject(off: number, len: number): { obj: MemObject; pgoff: number } {
     if (off === IORING_OFF_SQ_RING || off === IORING_OFF_CQ_RING) {
-      if (len > this.rings.pages.length * PAGE) throw new LinuxError(EINVAL);
+      if (len > this.rings.npages * PAGE) throw new LinuxError(EINVAL);
       return { obj: this.rings, pgoff: 0 };
     }
     if (off === IORING_OFF_SQES) {
-      if (len > this.sqes.pages.length * PAGE) throw new LinuxError(EINVAL);
+      if (len > this.sqes.npages * PAGE) throw new LinuxError(EINVAL);
       return { obj: this.sqes, pgoff: 0 };
     }
     throw new LinuxError(EINVAL);
@@ -404,6 +410,8 @@ export class IoUringFile extends OpenFile implements Mappable {
         return t.files.alloc(f, (flags & O_CLOEXEC) !== 0, 0, t.rlimits[7]!.cur);
       }
       case IORING_OP_CLOSE:
+        // As Linux: a ring cannot close io_uring descriptors through itself.
+        if (t.files.get(sqe.fd) instanceof IoUringFile) return -EBADF;
         t.files.close(k, sqe.fd);
         return 0;
       case IORING_OP_STATX: {

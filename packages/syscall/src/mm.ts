@@ -133,15 +133,25 @@ export interface PageSource {
   release(): void;
 }
 
+/** Pages per chunk of a MemObject's sparse page table. */
+const CHUNK_SHIFT = 9;
+const CHUNK = 1 << CHUNK_SHIFT;
+
 /**
  * A set of pages shared by every mapping of it: the page cache of one file, a shared
  * anonymous region, or kernel memory shared with the guest (io_uring rings).
+ *
+ * Its page table is sparse (chunks of 512 entries in a Map), so a guest that maps a huge
+ * file or region and touches one page costs one chunk of host memory, not a table the
+ * size of the mapping.
  */
 export class MemObject {
   readonly frames: Frames;
-  pages: Int32Array;
+  /** Nominal size in pages (what mmap of the object may cover). */
+  readonly npages: number;
+  private readonly chunks = new Map<number, Int32Array>();
   /** Pages written through a shared writable mapping, to write back to the file. */
-  dirty: Uint8Array;
+  private readonly dirtyPages = new Set<number>();
   readonly source: PageSource | undefined;
   /** Number of VMAs (and other holders) using this object. */
   users = 0;
@@ -150,43 +160,56 @@ export class MemObject {
 
   constructor(frames: Frames, npages: number, source?: PageSource) {
     this.frames = frames;
-    this.pages = new Int32Array(npages).fill(-1);
-    this.dirty = new Uint8Array(npages);
+    this.npages = npages;
     this.source = source;
+  }
+
+  /** The frame of page `i` if it is populated, else -1. */
+  get(i: number): number {
+    const c = this.chunks.get(Math.floor(i / CHUNK));
+    return c === undefined ? -1 : c[i % CHUNK]!;
   }
 
   /** The frame of page `i`, reading or zero-filling it on first use. */
   page(i: number): number {
-    if (i >= this.pages.length) this.grow(i + 1);
-    let off = this.pages[i]!;
+    const ci = Math.floor(i / CHUNK);
+    let c = this.chunks.get(ci);
+    if (c === undefined) {
+      c = new Int32Array(CHUNK).fill(-1);
+      this.chunks.set(ci, c);
+    }
+    let off = c[i % CHUNK]!;
     if (off >= 0) return off;
     off = this.frames.allocZero();
     if (this.source !== undefined) {
-      this.source.readAt(i * PAGE, this.frames.ram.u8.subarray(off, off + PAGE));
+      try {
+        this.source.readAt(i * PAGE, this.frames.ram.u8.subarray(off, off + PAGE));
+      } catch (e) {
+        this.frames.unref(off);
+        throw e;
+      }
       this.frames.ram.markDirty(off, PAGE);
     }
-    this.pages[i] = off;
+    c[i % CHUNK] = off;
     return off;
   }
 
-  private grow(n: number): void {
-    const p = new Int32Array(n).fill(-1);
-    p.set(this.pages);
-    this.pages = p;
-    const d = new Uint8Array(n);
-    d.set(this.dirty);
-    this.dirty = d;
+  isDirty(i: number): boolean {
+    return this.dirtyPages.has(i);
+  }
+
+  setDirty(i: number): void {
+    if (this.source !== undefined) this.dirtyPages.add(i);
   }
 
   /** Write dirty pages back to the file. */
   writeBack(): void {
-    if (this.source === undefined) return;
+    if (this.source === undefined || this.dirtyPages.size === 0) return;
     const u8 = this.frames.ram.u8;
-    for (let i = 0; i < this.pages.length; i++) {
-      const off = this.pages[i]!;
-      if (this.dirty[i] === 0 || off < 0) continue;
-      this.source.writeAt(i * PAGE, u8.subarray(off, off + PAGE));
-      this.dirty[i] = 0;
+    for (const i of [...this.dirtyPages].sort((a, b) => a - b)) {
+      const off = this.get(i);
+      this.dirtyPages.delete(i);
+      if (off >= 0) this.source.writeAt(i * PAGE, u8.subarray(off, off + PAGE));
     }
   }
 
@@ -202,11 +225,10 @@ export class MemObject {
 
   free(): void {
     this.writeBack();
-    for (let i = 0; i < this.pages.length; i++) {
-      const off = this.pages[i]!;
-      if (off >= 0) this.frames.unref(off);
-      this.pages[i] = -1;
+    for (const c of this.chunks.values()) {
+      for (let k = 0; k < CHUNK; k++) if (c[k]! >= 0) this.frames.unref(c[k]!);
     }
+    this.chunks.clear();
     this.source?.release();
   }
 }
@@ -531,9 +553,7 @@ export class AddressSpace {
     let writable: boolean;
     if (v.shared) {
       writable =
-        v.obj === undefined ||
-        v.obj.source === undefined ||
-        v.obj.dirty[v.pgoff + (va - v.start) / PAGE] === 1;
+        v.obj === undefined || v.obj.source === undefined || v.obj.isDirty(v.pgoff + (va - v.start) / PAGE);
       return this.pteFlags(prot, writable);
     }
     writable = this.frames.refcount(frame) === 1 && !this.isCachePage(v, va, frame);
@@ -542,7 +562,7 @@ export class AddressSpace {
 
   /** True when `frame` is the object's own page (a private mapping must never write it). */
   private isCachePage(v: Vma, va: number, frame: number): boolean {
-    return v.obj !== undefined && v.obj.pages[v.pgoff + (va - v.start) / PAGE] === frame;
+    return v.obj !== undefined && v.obj.get(v.pgoff + (va - v.start) / PAGE) === frame;
   }
 
   // --------------------------------------------------------------- faults
@@ -569,7 +589,7 @@ export class AddressSpace {
       const frame = this.pteFrame(lo, hi);
       if (access === ACCESS_W && (lo & PTE_W) === 0) {
         if (v.shared) {
-          if (v.obj !== undefined) v.obj.dirty[v.pgoff + (page - v.start) / PAGE] = 1;
+          v.obj?.setDirty(v.pgoff + (page - v.start) / PAGE);
           this.writePte(e, frame, this.pteFlags(v.prot, true));
         } else if (this.frames.refcount(frame) === 1 && !this.isCachePage(v, page, frame)) {
           this.writePte(e, frame, this.pteFlags(v.prot, true));
@@ -600,7 +620,7 @@ export class AddressSpace {
       if (v.shared) {
         this.frames.ref(src);
         const w = (v.prot & PROT_WRITE) !== 0 && (v.obj.source === undefined || access === ACCESS_W);
-        if (w && v.obj.source !== undefined) v.obj.dirty[idx] = 1;
+        if (w) v.obj.setDirty(idx);
         this.writePte(e, src, this.pteFlags(v.prot, w));
       } else if (access === ACCESS_W) {
         const copy = this.frames.alloc();

@@ -1035,10 +1035,12 @@ const sys_fchownat: Syscall = (k, t) => {
   const path = readPath(t, t.a(1));
   if (path === "") {
     if ((flags & AT_EMPTY_PATH) === 0) return -ENOENT;
-    return sys_fchown_fd(k, t, t.ai(0), t.ai(2), t.ai(3));
+    return sys_fchown_fd(k, t, t.ai(0), t.au(2), t.au(3));
   }
   const n = hostNode(lookup(k, t, t.ai(0), path, (flags & AT_SYMLINK_NOFOLLOW) === 0));
-  k.host.fs.chown(n.path, t.ai(2) === -1 ? n.st.uid : t.ai(2), t.ai(3) === -1 ? n.st.gid : t.ai(3));
+  const uid = t.au(2);
+  const gid = t.au(3);
+  k.host.fs.chown(n.path, uid === 0xffffffff ? n.st.uid : uid, gid === 0xffffffff ? n.st.gid : gid);
   return 0;
 };
 
@@ -1046,11 +1048,11 @@ function sys_fchown_fd(k: Kernel, t: Task, fd: number, uid: number, gid: number)
   const f = t.files.get(fd);
   if (!(f instanceof HostFileDesc)) return -EPERM;
   const st = f.stat(k);
-  f.host.chown(uid === -1 ? st.uid : uid, gid === -1 ? st.gid : gid);
+  f.host.chown(uid === 0xffffffff ? st.uid : uid, gid === 0xffffffff ? st.gid : gid);
   return 0;
 }
 
-const sys_fchown: Syscall = (k, t) => sys_fchown_fd(k, t, t.ai(0), t.ai(1), t.ai(2));
+const sys_fchown: Syscall = (k, t) => sys_fchown_fd(k, t, t.ai(0), t.au(1), t.au(2));
 
 const UTIME_NOW = 0x3fffffff;
 const UTIME_OMIT = 0x3ffffffe;

@@ -94,6 +94,8 @@ export function doMmap(
       return f.readable || f.writable ? -ENODEV : -EBADF;
     }
   } else if (shared) {
+    // Shared anonymous memory is backed by guest RAM only: more than all of it cannot be.
+    if (size > k.ram.size) return -ENOMEM;
     obj = new MemObject(k.frames, size / PAGE);
     name = "/dev/zero (deleted)";
   }
@@ -209,12 +211,14 @@ const sys_mincore: Syscall = (_k, t) => {
   const addr = t.a(0);
   const len = pageUp(t.a(1));
   if (addr % PAGE !== 0) return -EINVAL;
-  const vec = new Uint8Array(len / PAGE);
-  for (let i = 0; i < vec.length; i++) {
-    const va = addr + i * PAGE;
-    if (t.mm.find(va) === undefined) return -ENOMEM;
-    vec[i] = t.mm.pteOff(va, false) >= 0 ? 1 : 0;
+  if (addr + len > USER_TOP) return -ENOMEM;
+  for (let va = addr; va < addr + len; ) {
+    const v = t.mm.find(va);
+    if (v === undefined) return -ENOMEM;
+    va = v.end;
   }
+  const vec = new Uint8Array(len / PAGE);
+  for (let i = 0; i < vec.length; i++) vec[i] = t.mm.pteOff(addr + i * PAGE, false) >= 0 ? 1 : 0;
   t.mm.copyOut(t.a(2), vec);
   return 0;
 };

@@ -70,7 +70,7 @@ import {
   WSTOPPED,
   WUNTRACED,
 } from "./abi.ts";
-import { EAGAIN, ECHILD, EINVAL, ENOMEM, EPERM, ESRCH, ETIMEDOUT, LinuxError } from "./errno.ts";
+import { E2BIG, EAGAIN, ECHILD, EINVAL, ENOMEM, EPERM, ESRCH, ETIMEDOUT, LinuxError } from "./errno.ts";
 import { buildImage, installImage } from "./exec.ts";
 import { type Kernel, NORETURN, type Syscall } from "./kernel.ts";
 import { NR } from "./numbers.ts";
@@ -167,22 +167,29 @@ const sys_clone: Syscall = (k, t) => {
 
 const MAX_ARGS = 65536;
 
-function readStringArray(t: Task, va: number): string[] {
+/** Total bytes of argv + envp strings execve accepts (a quarter of the 8 MiB stack, as Linux). */
+const MAX_ARG_BYTES = 2 * 1024 * 1024;
+
+function readStringArray(t: Task, va: number, budget: { left: number }): string[] {
   const out: string[] = [];
   if (va === 0) return out;
   for (let i = 0; ; i++) {
-    if (i >= MAX_ARGS) throw new LinuxError(7 /* E2BIG */);
+    if (i >= MAX_ARGS) throw new LinuxError(E2BIG);
     const p = t.mm.readU64(va + 8 * i);
     if (p === 0) break;
-    out.push(t.mm.readCString(p, 32 * 4096));
+    const s = t.mm.readCString(p, 32 * 4096);
+    budget.left -= s.length + 1 + 8;
+    if (budget.left < 0) throw new LinuxError(E2BIG);
+    out.push(s);
   }
   return out;
 }
 
 const sys_execve: Syscall = (k, t) => {
   const path = t.mm.readCString(t.a(0), 4096);
-  const argv = readStringArray(t, t.a(1));
-  const envp = readStringArray(t, t.a(2));
+  const budget = { left: MAX_ARG_BYTES };
+  const argv = readStringArray(t, t.a(1), budget);
+  const envp = readStringArray(t, t.a(2), budget);
   const img = buildImage(k, resolveCtx(t), t.cwd, path, argv, envp);
   installImage(k, t, img);
   return NORETURN;

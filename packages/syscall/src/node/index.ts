@@ -42,6 +42,10 @@ export function hostError(e: unknown): unknown {
   const code = (e as { code?: unknown }).code;
   if (typeof code === "string" && ERRNO_BY_NAME[code] !== undefined)
     return new LinuxError(ERRNO_BY_NAME[code]!, (e as Error).message);
+  // Node's own argument checks (a value out of range for the host call): EINVAL.
+  if (typeof code === "string" && (code === "ERR_OUT_OF_RANGE" || code.startsWith("ERR_INVALID_ARG"))) {
+    return new LinuxError(22, (e as Error).message);
+  }
   return e;
 }
 
