@@ -6,7 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BlockBackend, NetBackend } from "@visor/devices";
 import { FileBlockBackend, openSocketNetBackend } from "@visor/devices/node";
-import { GuestError, Machine, type MachineExit, type VirtMode } from "@visor/hypervisor";
+import { GuestError, Machine, type MachineExit, parseElf, type VirtMode } from "@visor/hypervisor";
 import { parseOptions, parseSize } from "./args.ts";
 import { HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
@@ -25,7 +25,8 @@ export const RUN_HELP = `usage: visor run [options]
   --memory SIZE        guest RAM (default 256M)
   --bios PATH|none     firmware ELF (e.g. OpenSBI fw_jump.elf, or a bare-metal program
                        with HTIF tohost); none = the built-in SBI (default)
-  --disk PATH[,readonly]   virtio-blk disk backed by a file (repeatable)
+  --disk PATH[,readonly][,transport=mmio|pci]   virtio-blk disk backed by a file (repeatable);
+                       transport=pci puts it on the PCI bus, driven through port I/O
   --net socket,listen=PORT | socket,connect=HOST:PORT   virtio-net on a socket LAN
   --virt nested|shadow|off how the guest kernel is virtualized (default nested)
   --clock host|deterministic  time source (deterministic: time follows instructions)
@@ -97,16 +98,22 @@ export async function runMain(argv: string[]): Promise<number> {
   if (!Number.isInteger(harts) || harts < 1 || harts > 8)
     throw new UserError(`--harts: '${one("harts")}' is not a number from 1 to 8`);
 
-  const disks: { backend: BlockBackend }[] = [];
+  const disks: { backend: BlockBackend; transport: "mmio" | "pci" }[] = [];
   const opened: FileBlockBackend[] = [];
   for (const d of opts.get("disk") ?? []) {
     const [path, ...flags] = d.split(",");
-    for (const f of flags)
-      if (f !== "readonly" && f !== "ro") throw new UserError(`--disk: unknown flag '${f}'`);
+    let readonly = false;
+    let transport: "mmio" | "pci" = "mmio";
+    for (const f of flags) {
+      if (f === "readonly" || f === "ro") readonly = true;
+      else if (f === "transport=pci" || f === "transport=mmio")
+        transport = f === "transport=pci" ? "pci" : "mmio";
+      else throw new UserError(`--disk: unknown flag '${f}' (readonly, transport=mmio|pci)`);
+    }
     try {
-      const b = new FileBlockBackend(path!, { readonly: flags.length > 0 });
+      const b = new FileBlockBackend(path!, { readonly });
       opened.push(b);
-      disks.push({ backend: b });
+      disks.push({ backend: b, transport });
     } catch (e) {
       throw new UserError(`--disk ${path}: ${(e as Error).message}`);
     }
@@ -184,8 +191,11 @@ export async function runMain(argv: string[]): Promise<number> {
 
 function isHtifProgram(elf: Uint8Array): boolean {
   // A bare-metal program speaking HTIF has a `tohost` symbol; firmware like OpenSBI does not.
-  const s = Buffer.from(elf.buffer, elf.byteOffset, elf.byteLength);
-  return s.indexOf("\0tohost\0") >= 0;
+  try {
+    return parseElf(elf).symbol("tohost") !== undefined;
+  } catch (e) {
+    throw new UserError(`firmware: ${(e as Error).message}`);
+  }
 }
 
 /** Guest console output, batched so one byte per MMIO write is not one syscall. */

@@ -37,6 +37,19 @@ export function printStats(m: Machine, out: NodeJS.WritableStream): void {
       `${d.name.padEnd(30)} ${String(d.reads).padStart(10)} ${String(d.writes).padStart(10)} ${String(d.listenerWrites ?? 0).padStart(17)}`,
     );
   }
+  const pio = m.io.pio.stats();
+  if (pio.devices.some((d) => d.reads + d.writes + (d.listenerWrites ?? 0) > 0)) {
+    lines.push("");
+    lines.push(
+      `${"port I/O device".padEnd(30)} ${"reads".padStart(10)} ${"writes".padStart(10)} ${"notify fast path".padStart(17)}`,
+    );
+    for (const d of pio.devices) {
+      if (d.reads + d.writes + (d.listenerWrites ?? 0) === 0) continue;
+      lines.push(
+        `${d.name.padEnd(30)} ${String(d.reads).padStart(10)} ${String(d.writes).padStart(10)} ${String(d.listenerWrites ?? 0).padStart(17)}`,
+      );
+    }
+  }
   for (const v of m.vcpus) {
     const s = v.hart.stats;
     lines.push("");

@@ -43,6 +43,7 @@ import {
 } from "./fdt/index.ts";
 import { GStage, PageAllocator } from "./gstage.ts";
 import { Htif } from "./htif.ts";
+import { attachPciBus, type PciBus } from "./pci.ts";
 import { Sbi, SbiCallCounter, type SbiHsmState } from "./sbi/index.ts";
 import { ExitStats } from "./stats.ts";
 import { Vcpu, type VirtMode } from "./vcpu.ts";
@@ -52,6 +53,8 @@ const M = VIRT_MEMMAP;
 
 export interface DiskConfig {
   backend: BlockBackend;
+  /** virtio-mmio (default) or legacy virtio-pci, driven through port I/O. */
+  transport?: "mmio" | "pci";
   /** Serial reported by VIRTIO_BLK_T_GET_ID. */
   id?: string;
 }
@@ -112,6 +115,7 @@ export class Machine {
   readonly rtc: GoldfishRtc;
   readonly syscon: Syscon;
   readonly virtio: VirtioMmio[] = [];
+  readonly pci: PciBus | undefined;
   readonly sbi: Sbi;
   readonly sbiCalls = new SbiCallCounter();
   readonly exitStats: ExitStats;
@@ -184,9 +188,9 @@ export class Machine {
 
     const onError = (m: string) => this.console.write(new TextEncoder().encode(`visor: virtio: ${m}\r\n`));
     const devices = [
-      ...(opts.disks ?? []).map(
-        (d) => new VirtioBlk({ backend: d.backend, ...(d.id ? { id: d.id } : {}), onError }),
-      ),
+      ...(opts.disks ?? [])
+        .filter((d) => d.transport !== "pci")
+        .map((d) => new VirtioBlk({ backend: d.backend, ...(d.id ? { id: d.id } : {}), onError })),
       ...(opts.nets ?? []).map((n, i) => new VirtioNet({ backend: n, mac: macFor(i) })),
       ...(opts.rng === false ? [] : [new VirtioRng({})]),
     ];
@@ -199,6 +203,19 @@ export class Machine {
       mmio.addWriteListener(virtioMmioBase(slot) + 0x50, 4, (q) => t.notify(q));
       this.virtio.push(t);
     });
+    const pciDisks = (opts.disks ?? []).filter((d) => d.transport === "pci");
+    this.pci =
+      pciDisks.length > 0
+        ? attachPciBus({
+            io: this.io,
+            ram,
+            plic: this.plic,
+            devices: pciDisks.map(
+              (d) => new VirtioBlk({ backend: d.backend, ...(d.id ? { id: d.id } : {}), onError }),
+            ),
+            onError,
+          })
+        : undefined;
     if (opts.stats) this.io.enableStats();
 
     this.sbi = new Sbi(
@@ -262,6 +279,7 @@ export class Machine {
       bootargs: opts.append ?? "",
       ...(initrd ? { initrd } : {}),
       virtioDevices: this.virtio.length,
+      pci: this.pci !== undefined,
     });
     const probe = buildVirtDtb(dtbConfig({ start: 0n, end: 0n }));
     const plan: LinuxBootPlan = await planLinuxBoot({

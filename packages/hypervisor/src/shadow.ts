@@ -71,8 +71,11 @@ export class ShadowMmu implements PteTranslator {
     poolResets: 0,
   };
 
-  constructor(machine: Machine, hart: Hart) {
+  private readonly vcpu: Vcpu;
+
+  constructor(machine: Machine, vcpu: Vcpu, hart: Hart) {
     this.machine = machine;
+    this.vcpu = vcpu;
     this.hart = hart;
     this.guestEnd = machine.guestRamEnd;
     this.pool = machine.hvPool;
@@ -195,23 +198,7 @@ export class ShadowMmu implements PteTranslator {
 
   /** Deliver a page fault to the guest's own handler (VS-mode trap). */
   private inject(cause: number): string {
-    const h = this.hart;
-    const hx = h.h!;
-    const L = h.csrLo;
-    const H = h.csrHi;
-    L[C.CSR_VSEPC] = h.pcLo;
-    H[C.CSR_VSEPC] = h.pcHi;
-    L[C.CSR_VSCAUSE] = cause;
-    H[C.CSR_VSCAUSE] = 0;
-    L[C.CSR_VSTVAL] = h.exitTvalLo;
-    H[C.CSR_VSTVAL] = h.exitTvalHi;
-    let s = hx.vsstatus;
-    s = (s & C.MSTATUS_SIE) !== 0 ? s | C.MSTATUS_SPIE : s & ~C.MSTATUS_SPIE;
-    s = h.priv === C.PRV_S ? s | C.MSTATUS_SPP : s & ~C.MSTATUS_SPP;
-    s &= ~C.MSTATUS_SIE;
-    hx.vsstatus = s;
-    h.setPriv(C.PRV_S);
-    h.jumpVector(L[C.CSR_VSTVEC]!, H[C.CSR_VSTVEC]!, cause, false);
+    this.vcpu.injectGuestTrap(cause, this.hart.exitTvalLo, this.hart.exitTvalHi);
     this.stats.injectedFaults++;
     return "shadow: page fault injected";
   }

@@ -85,7 +85,7 @@ export class Vcpu {
       ...(id > 0 ? { codeCache: machine.vcpus[0]!.hart.code } : {}),
     });
     this.exposesH = firmware; // a guest under our hypervisor sees no H extension (no nesting)
-    if (this.mode === "shadow") this.shadow = new ShadowMmu(machine, this.hart);
+    if (this.mode === "shadow") this.shadow = new ShadowMmu(machine, this, this.hart);
   }
 
   /** Start at a firmware entry in M-mode (OpenSBI, or a bare-metal HTIF program). */
@@ -105,7 +105,7 @@ export class Vcpu {
     h.reset(entry);
     // What M-mode firmware would have set up.
     h.mcounteren = 7;
-    h.scounteren = 0;
+    h.scounteren = 7; // as OpenSBI leaves it: cycle, time, instret readable from U-mode
     h.medeleg = 0xb1ff & ~(1 << C.CAUSE_SUPERVISOR_ECALL);
     h.mideleg = C.MIP_SSIP | C.MIP_STIP | C.MIP_SEIP;
     h.exitMask = EXIT_M;
@@ -286,7 +286,9 @@ export class Vcpu {
     const opcode = (insn & 0x7f) | 3;
     const f3 = (insn >>> 12) & 7;
     const size = 1 << (f3 & 3);
-    const name = io.deviceAt(gpa)?.device.name ?? "unmapped";
+    const port = this.machine.pci?.portAccess(gpa);
+    const name = port?.device ?? io.deviceAt(gpa)?.device.name ?? "unmapped";
+    const kind = port !== undefined ? "pio" : "mmio";
     if (opcode === 0x03) {
       const rd = (insn >>> 7) & 0x1f;
       let v: bigint;
@@ -302,7 +304,7 @@ export class Vcpu {
       }
       h.setX(rd, BigInt.asUintN(64, v));
       h.advancePc(len);
-      return `mmio read: ${name}`;
+      return `${kind} read: ${name}`;
     }
     if (opcode === 0x23) {
       const rs2 = (insn >>> 20) & 0x1f;
@@ -310,7 +312,7 @@ export class Vcpu {
       const ok = size === 8 ? io.write64(gpa, v) : io.write(gpa, size as 1 | 2 | 4, Number(v & 0xffffffffn));
       if (!ok) return this.injectAccessFault(C.CAUSE_STORE_ACCESS, name);
       h.advancePc(len);
-      return `mmio write: ${name}`;
+      return `${kind} write: ${name}`;
     }
     throw new GuestError(
       `unsupported MMIO instruction 0x${insn.toString(16)} at 0x${gpa.toString(16)}: ${describe(h)}`,
@@ -337,7 +339,31 @@ export class Vcpu {
       const r = this.shadow.virtualInstruction(insn, this);
       if (r !== undefined) return r;
     }
-    throw new GuestError(`unhandled virtual instruction 0x${insn.toString(16)}: ${describe(h)}`);
+    // Anything else the guest may not do: it gets an illegal-instruction exception, as
+    // KVM redirects it, instead of taking the VM down.
+    this.injectGuestTrap(C.CAUSE_ILLEGAL_INSTRUCTION, insn, 0);
+    return "virtual instruction: illegal instruction injected";
+  }
+
+  /** Deliver an exception to the guest kernel's own trap handler (a VS-mode trap). */
+  injectGuestTrap(cause: number, tvalLo: number, tvalHi: number): void {
+    const h = this.hart;
+    const hx = h.h!;
+    const L = h.csrLo;
+    const H = h.csrHi;
+    L[C.CSR_VSEPC] = h.pcLo;
+    H[C.CSR_VSEPC] = h.pcHi;
+    L[C.CSR_VSCAUSE] = cause;
+    H[C.CSR_VSCAUSE] = 0;
+    L[C.CSR_VSTVAL] = tvalLo;
+    H[C.CSR_VSTVAL] = tvalHi;
+    let s = hx.vsstatus;
+    s = (s & C.MSTATUS_SIE) !== 0 ? s | C.MSTATUS_SPIE : s & ~C.MSTATUS_SPIE;
+    s = h.priv === C.PRV_S ? s | C.MSTATUS_SPP : s & ~C.MSTATUS_SPP;
+    s &= ~C.MSTATUS_SIE;
+    hx.vsstatus = s;
+    h.setPriv(C.PRV_S);
+    h.jumpVector(L[C.CSR_VSTVEC]!, H[C.CSR_VSTVEC]!, cause, false);
   }
 }
 
