@@ -34,6 +34,12 @@ const CONTROLS: Record<string, number> = {
 const KNOWN_BUGS: Record<string, string> = {
   "priv-counters":
     "check 3: mcountinhibit.IR is stored but ignored, minstret keeps counting (packages/cpu/src/hart.ts)",
+  "h-gpf-fetch":
+    "check 2: an instruction guest-page fault writes a stale transformed load/store into mtinst/htinst " +
+    "instead of 0 (packages/cpu/src/hext.ts, HExt.raise)",
+  "h-gpf-wide":
+    "check 1: mtval2 keeps only the low 32 bits of GPA >> 2 for a guest-page fault taken in M " +
+    "(packages/cpu/src/hart.ts, Hart.trapToM)",
 };
 
 interface IsaRun {
