@@ -1640,62 +1640,89 @@ export class Hart {
             break;
           }
         case 11 /* OP_LB */:
-        case 12 /* OP_LH */:
-        case 13 /* OP_LW */:
-        case 14 /* OP_LD */:
-        case 15 /* OP_LBU */:
-        case 16 /* OP_LHU */:
-        case 17 /* OP_LWU */:
           {
-            const op = w & 0x7f;
             const r1 = (w >>> 16) & 0xff;
             const b = xlo[r1]!;
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-            const size =
-              op === D.OP_LD
-                ? 8
-                : op === D.OP_LW || op === D.OP_LWU
-                  ? 4
-                  : op === D.OP_LB || op === D.OP_LBU
-                    ? 1
-                    : 2;
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
-            let hi = 0;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
+            let hi: number;
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
               const o = rPage[ti]! | (aLo & 0xfff);
-              switch (op) {
-                case 14 /* OP_LD */:
-                  lo = dv.getInt32(o, true);
-                  hi = dv.getInt32(o + 4, true);
-                  break;
-                case 13 /* OP_LW */:
-                  lo = dv.getInt32(o, true);
-                  hi = lo >> 31;
-                  break;
-                case 17 /* OP_LWU */:
-                  lo = dv.getInt32(o, true);
-                  break;
-                case 15 /* OP_LBU */:
-                  lo = dv.getUint8(o);
-                  break;
-                case 11 /* OP_LB */:
-                  lo = dv.getInt8(o);
-                  hi = lo >> 31;
-                  break;
-                case 16 /* OP_LHU */:
-                  lo = dv.getUint16(o, true);
-                  break;
-                default:
-                  lo = dv.getInt16(o, true);
-                  hi = lo >> 31;
-              }
+              lo = dv.getInt8(o);
+              hi = lo >> 31;
             } else {
               this.pcLo = pcLo;
               this.pcHi = pcHi;
               this.lastW = w;
-              const r = this.loadSlow(aLo, aHi, size);
+              const r = this.loadSlow(aLo, aHi, 1);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2) limit = n;
+              lo = (this.ldLo << 24) >> 24;
+              hi = lo >> 31;
+            }
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+            break;
+          }
+        case 12 /* OP_LH */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            let lo: number;
+            let hi: number;
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
+              const o = rPage[ti]! | (aLo & 0xfff);
+              lo = dv.getInt16(o, true);
+              hi = lo >> 31;
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.loadSlow(aLo, aHi, 2);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2) limit = n;
+              lo = (this.ldLo << 16) >> 16;
+              hi = lo >> 31;
+            }
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+            break;
+          }
+        case 13 /* OP_LW */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            let lo: number;
+            let hi: number;
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
+              const o = rPage[ti]! | (aLo & 0xfff);
+              lo = dv.getInt32(o, true);
+              hi = lo >> 31;
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.loadSlow(aLo, aHi, 4);
               if (r === 0) {
                 pcLo = this.pcLo;
                 pcHi = this.pcHi;
@@ -1705,61 +1732,242 @@ export class Hart {
               }
               if (r === 2) limit = n;
               lo = this.ldLo;
-              switch (op) {
-                case 14 /* OP_LD */:
-                  hi = this.ldHi;
-                  break;
-                case 13 /* OP_LW */:
-                  hi = lo >> 31;
-                  break;
-                case 11 /* OP_LB */:
-                  lo = (lo << 24) >> 24;
-                  hi = lo >> 31;
-                  break;
-                case 12 /* OP_LH */:
-                  lo = (lo << 16) >> 16;
-                  hi = lo >> 31;
-                  break;
+              hi = lo >> 31;
+            }
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+            break;
+          }
+        case 14 /* OP_LD */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            let lo: number;
+            let hi: number;
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
+              const o = rPage[ti]! | (aLo & 0xfff);
+              lo = dv.getInt32(o, true);
+              hi = dv.getInt32(o + 4, true);
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.loadSlow(aLo, aHi, 8);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
               }
+              if (r === 2) limit = n;
+              lo = this.ldLo;
+              hi = this.ldHi;
+            }
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+            break;
+          }
+        case 15 /* OP_LBU */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            let lo: number;
+            let hi: number;
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
+              const o = rPage[ti]! | (aLo & 0xfff);
+              lo = dv.getUint8(o);
+              hi = 0;
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.loadSlow(aLo, aHi, 1);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2) limit = n;
+              lo = this.ldLo;
+              hi = 0;
+            }
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+            break;
+          }
+        case 16 /* OP_LHU */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            let lo: number;
+            let hi: number;
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
+              const o = rPage[ti]! | (aLo & 0xfff);
+              lo = dv.getUint16(o, true);
+              hi = 0;
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.loadSlow(aLo, aHi, 2);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2) limit = n;
+              lo = this.ldLo;
+              hi = 0;
+            }
+            xlo[rd] = lo;
+            xhi[rd] = hi;
+            break;
+          }
+        case 17 /* OP_LWU */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            let lo: number;
+            let hi: number;
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
+              const o = rPage[ti]! | (aLo & 0xfff);
+              lo = dv.getInt32(o, true);
+              hi = 0;
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.loadSlow(aLo, aHi, 4);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2) limit = n;
+              lo = this.ldLo;
+              hi = 0;
             }
             xlo[rd] = lo;
             xhi[rd] = hi;
             break;
           }
         case 18 /* OP_SB */:
-        case 19 /* OP_SH */:
-        case 20 /* OP_SW */:
-        case 21 /* OP_SD */:
           {
-            const op = w & 0x7f;
             const r1 = (w >>> 16) & 0xff;
             const r2 = w >>> 24;
             const b = xlo[r1]!;
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-            const size = 1 << (op - D.OP_SB);
             const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4096 - size) {
+            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
               const o = wPage[ti]! | (aLo & 0xfff);
-              switch (op) {
-                case 21 /* OP_SD */:
-                  dv.setInt32(o, xlo[r2]!, true);
-                  dv.setInt32(o + 4, xhi[r2]!, true);
-                  break;
-                case 20 /* OP_SW */:
-                  dv.setInt32(o, xlo[r2]!, true);
-                  break;
-                case 19 /* OP_SH */:
-                  dv.setInt16(o, xlo[r2]!, true);
-                  break;
-                default:
-                  dv.setInt8(o, xlo[r2]!);
-              }
+              dv.setInt8(o, xlo[r2]!);
             } else {
               this.pcLo = pcLo;
               this.pcHi = pcHi;
               this.lastW = w;
-              const r = this.storeSlow(aLo, aHi, size, xlo[r2]!, xhi[r2]!);
+              const r = this.storeSlow(aLo, aHi, 1, xlo[r2]!, xhi[r2]!);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2 || code.generation !== gen) limit = n;
+            }
+            break;
+          }
+        case 19 /* OP_SH */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
+              const o = wPage[ti]! | (aLo & 0xfff);
+              dv.setInt16(o, xlo[r2]!, true);
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.storeSlow(aLo, aHi, 2, xlo[r2]!, xhi[r2]!);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2 || code.generation !== gen) limit = n;
+            }
+            break;
+          }
+        case 20 /* OP_SW */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
+              const o = wPage[ti]! | (aLo & 0xfff);
+              dv.setInt32(o, xlo[r2]!, true);
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.storeSlow(aLo, aHi, 4, xlo[r2]!, xhi[r2]!);
+              if (r === 0) {
+                pcLo = this.pcLo;
+                pcHi = this.pcHi;
+                curLo = INVALID_TAG;
+                limit = n;
+                continue;
+              }
+              if (r === 2 || code.generation !== gen) limit = n;
+            }
+            break;
+          }
+        case 21 /* OP_SD */:
+          {
+            const r1 = (w >>> 16) & 0xff;
+            const r2 = w >>> 24;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
+              const o = wPage[ti]! | (aLo & 0xfff);
+              dv.setInt32(o, xlo[r2]!, true);
+              dv.setInt32(o + 4, xhi[r2]!, true);
+            } else {
+              this.pcLo = pcLo;
+              this.pcHi = pcHi;
+              this.lastW = w;
+              const r = this.storeSlow(aLo, aHi, 8, xlo[r2]!, xhi[r2]!);
               if (r === 0) {
                 pcLo = this.pcLo;
                 pcHi = this.pcHi;
