@@ -170,7 +170,12 @@ export class Machine {
     const contexts: IrqLine[] = [];
     for (let i = 0; i < harts; i++) {
       contexts.push(line(i, 11)); // M-mode external
-      contexts.push({ set: (l: boolean) => this.vcpus[i]!.setGuestExternal(l) }); // S-mode external
+      contexts.push({
+        set: (l: boolean) => {
+          this.vcpus[i]!.setGuestExternal(l);
+          if (l) this.wake?.(); // a device interrupt (network, disk) ends an idle sleep
+        },
+      }); // S-mode external
     }
     this.plic = new Plic({ harts, contexts });
     this.uart = new Uart16550({
