@@ -85,6 +85,7 @@ import {
   type SigInfo,
   sigbit,
   TASK_BLOCKED,
+  TASK_DEAD,
   TASK_RUNNING,
   TASK_STOPPED,
   TASK_ZOMBIE,
@@ -147,6 +148,7 @@ export interface KernelStats {
   cowCopies: number;
   zeroFills: number;
   signals: number;
+  /** Processes and threads created. */
   processes: number;
   instructions: number;
   /** Scheduler slices run. */
@@ -331,10 +333,9 @@ export class Kernel implements FileCtx {
     t.startNs = this.host.clock.monotonicNs();
   }
 
-  /** Terminate a process with a wait status (exit: code << 8; killed: signal number). */
-  exitTask(t: Task, status: number): void {
-    if (t.state === TASK_ZOMBIE) return;
-    // The task may be blocked in a call: forget it.
+  /** Release what one thread holds (hart, address space, descriptors) and mark it gone. */
+  private releaseThread(t: Task): void {
+    // The thread may be blocked in a call: forget it.
     t.restart = false;
     t.blockCtx = undefined;
     if (t.clearChildTid !== 0) {
@@ -344,16 +345,51 @@ export class Kernel implements FileCtx {
         // the address may be gone; Linux ignores the failure too
       }
       this.futexWake(t.mm, t.clearChildTid, 1);
+      t.clearChildTid = 0;
     }
     if (--t.files.users === 0) t.files.closeAll(this);
     if (--t.sig.users < 0) t.sig.users = 0;
     this.releaseMm(t);
     this.hartPool.push(t.hart);
+    this.instructions += t.instret;
+    t.leader.threads.delete(t);
+    t.state = TASK_DEAD;
+    if (t.vforkParent !== undefined) this.vforkRelease(t);
+  }
+
+  /** exit(2) of one thread: the process ends with its last thread. */
+  exitThread(t: Task, status: number): void {
+    const leader = t.leader;
+    if (leader.threads.size <= 1) {
+      this.exitTask(t, status);
+      return;
+    }
+    this.releaseThread(t);
+    if (t !== leader) {
+      t.state = TASK_ZOMBIE;
+      this.tasks.delete(t.pid);
+    }
+    this.notify();
+  }
+
+  /**
+   * Terminate a whole process (every thread) with a wait status (exit: code << 8; killed:
+   * signal number).
+   */
+  exitTask(t: Task, status: number): void {
+    const p0 = t.leader;
+    if (p0.state === TASK_ZOMBIE) return;
+    for (const th of [...p0.threads]) {
+      if (th === p0) continue;
+      this.releaseThread(th);
+      th.state = TASK_ZOMBIE;
+      this.tasks.delete(th.pid);
+    }
+    if (p0.threads.has(p0)) this.releaseThread(p0);
+    t = p0;
     t.itimerNext = 0;
     t.state = TASK_ZOMBIE;
     t.exitStatus = status;
-    this.instructions += t.instret;
-    if (t.vforkParent !== undefined) this.vforkRelease(t);
     for (const c of t.children) {
       c.parent = undefined;
       if (c.state === TASK_ZOMBIE) this.reap(c);
@@ -367,7 +403,7 @@ export class Kernel implements FileCtx {
       const act = p.sig.actions[SIGCHLD]!;
       const killed = (status & 0x7f) !== 0;
       if (t.exitSignal !== 0)
-        this.sendSignal(p, t.exitSignal, {
+        this.signalProcess(p, t.exitSignal, {
           signo: t.exitSignal,
           code: killed ? ((status & 0x80) !== 0 ? CLD_DUMPED : CLD_KILLED) : CLD_EXITED,
           pid: t.pid,
@@ -378,6 +414,61 @@ export class Kernel implements FileCtx {
       if (act.handler === SIG_IGN || (act.flags & SA_NOCLDWAIT) !== 0) this.reap(t);
     }
     this.notify();
+  }
+
+  /**
+   * A process-directed signal: delivered to a thread of the group that does not block it
+   * (the leader first), or queued on the first live thread.
+   */
+  signalProcess(p: Task, sig: number, info: SigInfo): void {
+    const leader = p.leader;
+    const bit = sigbit(sig);
+    let target: Task | undefined;
+    for (const th of leader.threads) {
+      target ??= th;
+      if ((th.blocked & bit) === 0n) {
+        target = th;
+        break;
+      }
+    }
+    if (target !== undefined) this.sendSignal(target, sig, info);
+  }
+
+  /**
+   * execve in a multithreaded process: every other thread ends, and the calling thread
+   * becomes the process (it takes over the leader's identity). Returns the task that
+   * continues, the leader.
+   */
+  deThread(t: Task): Task {
+    const leader = t.leader;
+    for (const th of [...leader.threads]) {
+      if (th === t || th === leader) continue;
+      this.releaseThread(th);
+      th.state = TASK_ZOMBIE;
+      this.tasks.delete(th.pid);
+    }
+    if (t === leader) return t;
+    if (leader.threads.has(leader)) this.releaseThread(leader);
+    leader.hart = t.hart;
+    leader.mm = t.mm;
+    leader.files = t.files;
+    leader.sig = t.sig;
+    leader.blocked = t.blocked;
+    leader.pending |= t.pending;
+    for (const [k, v] of t.pendingInfo) if (!leader.pendingInfo.has(k)) leader.pendingInfo.set(k, v);
+    leader.cwd = t.cwd;
+    leader.umask = t.umask;
+    leader.altStack = t.altStack;
+    leader.instret = t.instret; // the leader's own count was accounted when its thread ended
+    leader.state = TASK_RUNNING;
+    leader.restart = false;
+    leader.threads.clear();
+    leader.threads.add(leader);
+    t.threads.clear();
+    t.state = TASK_ZOMBIE;
+    this.tasks.delete(t.pid);
+    if (!this.order.includes(leader)) this.order.push(leader);
+    return leader;
   }
 
   /** Remove a zombie for good. */
@@ -411,15 +502,20 @@ export class Kernel implements FileCtx {
 
   /** Queue a signal to a process. */
   sendSignal(t: Task, sig: number, info: SigInfo): void {
-    if (t.state === TASK_ZOMBIE || sig <= 0 || sig > 64) return;
+    if (t.state === TASK_ZOMBIE || t.state === TASK_DEAD || sig <= 0 || sig > 64) return;
     const bit = sigbit(sig);
     if (sig === SIGCONT || sig === SIGKILL) {
       t.pending &= ~STOP_SIGNALS;
       if (t.state === TASK_STOPPED) {
+        for (const th of t.leader.threads) {
+          if (th.state !== TASK_STOPPED) continue;
+          th.state = th.restart ? TASK_BLOCKED : TASK_RUNNING;
+          th.waitSeq = -1;
+        }
         t.state = t.restart ? TASK_BLOCKED : TASK_RUNNING;
         t.waitSeq = -1;
-        t.contReport = true;
-        t.stopReport = 0;
+        t.leader.contReport = true;
+        t.leader.stopReport = 0;
         const p = t.parent;
         if (p !== undefined && (p.sig.actions[SIGCHLD]!.flags & SA_NOCLDSTOP) === 0) {
           this.sendSignal(p, SIGCHLD, {
@@ -522,11 +618,16 @@ export class Kernel implements FileCtx {
   }
 
   private stopTask(t: Task, sig: number): void {
+    // A stop signal stops the whole process.
+    for (const th of t.leader.threads) {
+      if (th.state === TASK_RUNNING || th.state === TASK_BLOCKED) th.state = TASK_STOPPED;
+    }
     t.state = TASK_STOPPED;
+    t = t.leader;
     t.stopReport = sig;
     const p = t.parent;
     if (p !== undefined && (p.sig.actions[SIGCHLD]!.flags & SA_NOCLDSTOP) === 0) {
-      this.sendSignal(p, SIGCHLD, {
+      this.signalProcess(p, SIGCHLD, {
         signo: SIGCHLD,
         code: CLD_STOPPED,
         pid: t.pid,
@@ -796,10 +897,18 @@ export class Kernel implements FileCtx {
   }
 
   private checkTimers(now: number): void {
-    for (const t of this.order) {
+    for (const t of this.tasks.values()) {
+      if (t !== t.leader || t.threads.size === 0) continue;
       if (t.itimerNext !== 0 && now >= t.itimerNext) {
         t.itimerNext = t.itimerInterval > 0 ? now + t.itimerInterval : 0;
-        this.sendSignal(t, SIGALRM, { signo: SIGALRM, code: SI_KERNEL, pid: 0, uid: 0, status: 0, addr: 0 });
+        this.signalProcess(t, SIGALRM, {
+          signo: SIGALRM,
+          code: SI_KERNEL,
+          pid: 0,
+          uid: 0,
+          status: 0,
+          addr: 0,
+        });
       }
     }
   }
@@ -813,13 +922,14 @@ export class Kernel implements FileCtx {
     const pg = this.tty.fgPgrp !== 0 ? this.tty.fgPgrp : (this.init?.pgid ?? 0);
     const info = { signo: sig, code: SI_KERNEL, pid: 0, uid: 0, status: 0, addr: 0 };
     let any = false;
-    for (const t of this.order) {
-      if (t.pgid === pg && t.alive) {
-        this.sendSignal(t, sig, info);
+    for (const t of this.tasks.values()) {
+      if (t === t.leader && t.pgid === pg && t.threads.size > 0) {
+        this.signalProcess(t, sig, info);
         any = true;
       }
     }
-    if (!any && this.init?.alive) this.sendSignal(this.init, sig, info);
+    if (!any && this.init !== undefined && this.init.threads.size > 0)
+      this.signalProcess(this.init, sig, info);
   }
 
   /**
@@ -846,8 +956,8 @@ export class Kernel implements FileCtx {
           ran = true;
         }
       }
-      if (this.order.some((t) => t.state === TASK_ZOMBIE))
-        this.order = this.order.filter((t) => t.state !== TASK_ZOMBIE);
+      if (this.order.some((t) => t.state === TASK_ZOMBIE || t.state === TASK_DEAD))
+        this.order = this.order.filter((t) => t.state !== TASK_ZOMBIE && t.state !== TASK_DEAD);
       if (this.order.length === 0) break;
       const initDone = this.init === undefined || this.init.state === TASK_ZOMBIE;
       if (!ran) {
@@ -858,7 +968,7 @@ export class Kernel implements FileCtx {
             next = Math.min(next, t.deadline);
             consoleWait ||= t.waitsOnConsole;
           }
-          if (t.itimerNext !== 0) next = Math.min(next, t.itimerNext);
+          if (t.leader.itimerNext !== 0) next = Math.min(next, t.leader.itimerNext);
         }
         if (next === Number.POSITIVE_INFINITY && (!consoleWait || initDone)) {
           // Nothing can ever wake these processes (a deadlock, or orphans waiting on the
@@ -895,7 +1005,7 @@ export class Kernel implements FileCtx {
     }
     per.sort((a, b) => b.count - a.count);
     let live = 0;
-    for (const t of this.order) if (t.state !== TASK_ZOMBIE) live += t.instret;
+    for (const t of this.order) if (t.state !== TASK_ZOMBIE && t.state !== TASK_DEAD) live += t.instret;
     return {
       traps: this.traps,
       syscalls: per.reduce((a, s) => a + s.count, 0),

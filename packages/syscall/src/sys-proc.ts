@@ -25,6 +25,8 @@ import {
   CLONE_PARENT_SETTID,
   CLONE_SETTLS,
   CLONE_SIGHAND,
+  CLONE_SYSVSEM,
+  CLONE_THREAD,
   CLONE_VFORK,
   CLONE_VM,
   CSIGNAL,
@@ -75,7 +77,7 @@ import { buildImage, installImage } from "./exec.ts";
 import { type Kernel, NORETURN, type Syscall } from "./kernel.ts";
 import { NR } from "./numbers.ts";
 import { resolveCtx } from "./sys-fs.ts";
-import { sigbit, TASK_STOPPED, TASK_ZOMBIE, Task } from "./task.ts";
+import { sigbit, TASK_DEAD, TASK_STOPPED, TASK_ZOMBIE, Task } from "./task.ts";
 import { decodeTimespec, encodeTimespec, getI64, setI64, setU64 } from "./uapi.ts";
 
 const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
@@ -87,6 +89,19 @@ const NS_PER_INSN = 10n;
 
 const FORK_FLAGS =
   CSIGNAL | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID | CLONE_SETTLS | CLONE_DETACHED;
+/** What glibc's pthread_create passes, and the other flags a thread may carry. */
+const THREAD_FLAGS =
+  CLONE_VM |
+  CLONE_FS |
+  CLONE_FILES |
+  CLONE_SIGHAND |
+  CLONE_THREAD |
+  CLONE_SYSVSEM |
+  CLONE_SETTLS |
+  CLONE_PARENT_SETTID |
+  CLONE_CHILD_CLEARTID |
+  CLONE_CHILD_SETTID |
+  CLONE_DETACHED;
 
 function doClone(
   k: Kernel,
@@ -97,6 +112,7 @@ function doClone(
   tls: number,
   ctid: number,
 ): number {
+  if ((flags & CLONE_THREAD) !== 0) return doThread(k, t, flags, newsp, ptid, tls, ctid);
   const vfork = (flags & (CLONE_VM | CLONE_VFORK)) === (CLONE_VM | CLONE_VFORK);
   const allowed =
     FORK_FLAGS | (vfork ? CLONE_VM | CLONE_VFORK | CLONE_FS | CLONE_FILES | CLONE_SIGHAND : CLONE_FS);
@@ -124,8 +140,9 @@ function doClone(
   h.xhi[10] = 0;
   if (newsp !== 0) h.setX(2, BigInt(newsp));
   if ((flags & CLONE_SETTLS) !== 0) h.setX(4, BigInt(tls));
-  c.parent = t;
-  t.children.add(c);
+  // The children of a process belong to the process, whichever thread forked them.
+  c.parent = t.leader;
+  t.leader.children.add(c);
   c.pgid = t.pgid;
   c.sid = t.sid;
   c.cwd = t.cwd;
@@ -142,6 +159,58 @@ function doClone(
   k.addTask(c);
   if (vfork) c.vforkParent = t;
   return pid;
+}
+
+/** A thread: same address space, descriptors and handlers, in the caller's thread group. */
+function doThread(
+  k: Kernel,
+  t: Task,
+  flags: number,
+  newsp: number,
+  ptid: number,
+  tls: number,
+  ctid: number,
+): number {
+  const need = CLONE_VM | CLONE_SIGHAND | CLONE_THREAD;
+  if ((flags & need) !== need || (flags & ~THREAD_FLAGS) !== 0 || (flags & CSIGNAL) !== 0) return -EINVAL;
+  const tid = k.nextPid();
+  const files = (flags & CLONE_FILES) !== 0 ? t.files : t.files.fork();
+  if ((flags & CLONE_FILES) !== 0) files.users++;
+  t.sig.users++;
+  const c = new Task(tid, k.newHart(t.mm), t.mm, files, t.sig);
+  const h = c.hart;
+  const ph = t.hart;
+  h.xlo.set(ph.xlo);
+  h.xhi.set(ph.xhi);
+  h.fpu.w.set(ph.fpu.w);
+  h.fpu.fflags = ph.fpu.fflags;
+  h.fpu.frm = ph.fpu.frm;
+  h.pcLo = ph.pcLo;
+  h.pcHi = ph.pcHi;
+  h.advancePc(4);
+  h.xlo[10] = 0;
+  h.xhi[10] = 0;
+  if (newsp !== 0) h.setX(2, BigInt(newsp));
+  if ((flags & CLONE_SETTLS) !== 0) h.setX(4, BigInt(tls));
+  const leader = t.leader;
+  c.leader = leader;
+  c.tgid = leader.tgid;
+  c.threads.clear();
+  leader.threads.add(c);
+  c.exitSignal = 0;
+  c.pgid = t.pgid;
+  c.sid = t.sid;
+  c.cwd = t.cwd;
+  c.umask = t.umask;
+  c.exe = t.exe;
+  c.comm = t.comm;
+  c.blocked = t.blocked;
+  for (let i = 0; i < RLIM_NLIMITS; i++) c.rlimits[i] = { ...t.rlimits[i]! };
+  if ((flags & CLONE_PARENT_SETTID) !== 0) t.mm.writeI32(ptid, tid);
+  if ((flags & CLONE_CHILD_SETTID) !== 0) t.mm.writeI32(ctid, tid);
+  if ((flags & CLONE_CHILD_CLEARTID) !== 0) c.clearChildTid = ctid;
+  k.addTask(c);
+  return tid;
 }
 
 const sys_clone: Syscall = (k, t) => {
@@ -191,11 +260,18 @@ const sys_execve: Syscall = (k, t) => {
   const argv = readStringArray(t, t.a(1), budget);
   const envp = readStringArray(t, t.a(2), budget);
   const img = buildImage(k, resolveCtx(t), t.cwd, path, argv, envp);
-  installImage(k, t, img);
+  // Past the point of no return: the other threads end, the caller becomes the process.
+  installImage(k, k.deThread(t), img);
   return NORETURN;
 };
 
+/** exit(2): this thread; the process ends with its last thread. */
 const sys_exit: Syscall = (k, t) => {
+  k.exitThread(t, (t.ai(0) & 0xff) << 8);
+  return NORETURN;
+};
+
+const sys_exit_group: Syscall = (k, t) => {
   k.exitTask(t, (t.ai(0) & 0xff) << 8);
   return NORETURN;
 };
@@ -229,7 +305,7 @@ const sys_wait4: Syscall = (k, t) => {
   const rusageVa = t.a(3);
   if ((options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WALL | __WCLONE)) !== 0) return -EINVAL;
   let any = false;
-  for (const c of t.children) {
+  for (const c of t.leader.children) {
     if (!matches(t, c, pid)) continue;
     any = true;
     let status = -1;
@@ -262,7 +338,7 @@ const sys_waitid: Syscall = (k, t) => {
     idtype === P_ALL ? -1 : idtype === P_PID ? id : idtype === P_PGID ? (id === 0 ? 0 : -id) : Number.NaN;
   if (Number.isNaN(pid)) return -EINVAL;
   let any = false;
-  for (const c of t.children) {
+  for (const c of t.leader.children) {
     if (!matches(t, c, pid)) continue;
     any = true;
     let code = 0;
@@ -421,12 +497,16 @@ const sys_sigaltstack: Syscall = (_k, t) => {
   return 0;
 };
 
+/** The processes (thread-group leaders with live threads) that kill(pid) designates. */
 function signalTargets(k: Kernel, t: Task, pid: number): Task[] {
+  if (pid > 0) {
+    const x = k.tasks.get(pid)?.leader;
+    return x !== undefined && x.threads.size > 0 ? [x] : [];
+  }
   const out: Task[] = [];
   for (const x of k.tasks.values()) {
-    if (x.state === TASK_ZOMBIE) continue;
-    if (pid > 0 ? x.pid === pid : pid === 0 ? x.pgid === t.pgid : pid === -1 ? x !== t : x.pgid === -pid)
-      out.push(x);
+    if (x !== x.leader || x.threads.size === 0) continue;
+    if (pid === 0 ? x.pgid === t.pgid : pid === -1 ? x !== t.leader : x.pgid === -pid) out.push(x);
   }
   return out;
 }
@@ -439,7 +519,7 @@ const sys_kill: Syscall = (k, t) => {
   if (targets.length === 0) return -ESRCH;
   if (sig === 0) return 0;
   for (const x of targets)
-    k.sendSignal(x, sig, {
+    k.signalProcess(x, sig, {
       signo: sig,
       code: SI_USER,
       pid: t.pid,
@@ -451,11 +531,12 @@ const sys_kill: Syscall = (k, t) => {
 };
 
 const sys_tgkill: Syscall = (k, t) => {
+  const tgid = t.ai(0);
   const pid = t.ai(1);
   const sig = t.ai(2);
-  if (sig < 0 || sig > 64 || pid <= 0) return -EINVAL;
+  if (sig < 0 || sig > 64 || pid <= 0 || tgid <= 0) return -EINVAL;
   const x = k.tasks.get(pid);
-  if (x === undefined || x.state === TASK_ZOMBIE) return -ESRCH;
+  if (x === undefined || x.state === TASK_ZOMBIE || x.state === TASK_DEAD || x.tgid !== tgid) return -ESRCH;
   if (sig !== 0)
     k.sendSignal(x, sig, {
       signo: sig,
@@ -473,7 +554,7 @@ const sys_tkill: Syscall = (k, t) => {
   const sig = t.ai(1);
   if (sig < 0 || sig > 64 || pid <= 0) return -EINVAL;
   const x = k.tasks.get(pid);
-  if (x === undefined || x.state === TASK_ZOMBIE) return -ESRCH;
+  if (x === undefined || x.state === TASK_ZOMBIE || x.state === TASK_DEAD) return -ESRCH;
   if (sig !== 0)
     k.sendSignal(x, sig, {
       signo: sig,
@@ -488,8 +569,9 @@ const sys_tkill: Syscall = (k, t) => {
 
 // ------------------------------------------------------------------------------ ids and groups
 
-const sys_getpid: Syscall = (_k, t) => t.pid;
-const sys_getppid: Syscall = (_k, t) => t.parent?.pid ?? 1;
+const sys_getpid: Syscall = (_k, t) => t.tgid;
+const sys_gettid: Syscall = (_k, t) => t.pid;
+const sys_getppid: Syscall = (_k, t) => t.leader.parent?.tgid ?? 1;
 const sys_getuid: Syscall = (k) => k.host.identity.uid;
 const sys_getgid: Syscall = (k) => k.host.identity.gid;
 
@@ -520,37 +602,41 @@ const sys_getgroups: Syscall = (k, t) => {
 const sys_setgroups: Syscall = (k) => (k.host.identity.uid === 0 ? 0 : -EPERM);
 
 const sys_setpgid: Syscall = (k, t) => {
-  const pid = t.ai(0) === 0 ? t.pid : t.ai(0);
+  const pid = t.ai(0) === 0 ? t.tgid : t.ai(0);
   const pgid = t.ai(1) === 0 ? pid : t.ai(1);
   if (pgid < 0) return -EINVAL;
-  const x = k.tasks.get(pid);
-  if (x === undefined || (x !== t && x.parent !== t)) return -ESRCH;
+  const x = k.tasks.get(pid)?.leader;
+  if (x === undefined || x.threads.size === 0 || (x !== t.leader && x.parent !== t.leader)) return -ESRCH;
   if (x.sid !== t.sid) return -EPERM;
   if (x.pid === x.sid) return -EPERM;
   x.pgid = pgid;
+  for (const th of x.threads) th.pgid = pgid;
   return 0;
 };
 
 const sys_getpgid: Syscall = (k, t) => {
   const pid = t.ai(0);
   const x = pid === 0 ? t : k.tasks.get(pid);
-  if (x === undefined) return -ESRCH;
+  if (x === undefined || x.state === TASK_ZOMBIE) return -ESRCH;
   return x.pgid;
 };
 
 const sys_getsid: Syscall = (k, t) => {
   const pid = t.ai(0);
   const x = pid === 0 ? t : k.tasks.get(pid);
-  if (x === undefined) return -ESRCH;
+  if (x === undefined || x.state === TASK_ZOMBIE) return -ESRCH;
   return x.sid;
 };
 
 const sys_setsid: Syscall = (k, t) => {
-  for (const x of k.tasks.values()) if (x.pgid === t.pid && x !== t) return -EPERM;
-  if (t.pgid === t.pid && t.sid === t.pid) return -EPERM;
-  t.sid = t.pid;
-  t.pgid = t.pid;
-  return t.pid;
+  const p = t.leader;
+  for (const x of k.tasks.values()) if (x.pgid === p.pid && x.leader !== p) return -EPERM;
+  if (p.pgid === p.pid && p.sid === p.pid) return -EPERM;
+  for (const th of [p, ...p.threads]) {
+    th.sid = p.pid;
+    th.pgid = p.pid;
+  }
+  return p.pid;
 };
 
 const sys_set_tid_address: Syscall = (_k, t) => {
@@ -671,27 +757,28 @@ const sys_getrusage: Syscall = (_k, t) => {
 const sys_setitimer: Syscall = (k, t) => {
   const which = t.ai(0);
   if (which !== ITIMER_REAL) return -EINVAL;
+  const p = t.leader; // the timer belongs to the process
   const oldVa = t.a(2);
-  if (oldVa !== 0) writeItimer(k, t, oldVa);
+  if (oldVa !== 0) writeItimer(k, t, p, oldVa);
   if (t.a(1) !== 0) {
     const b = t.mm.copyIn(t.a(1), 32);
     const dv = new DataView(b.buffer);
     const interval = getI64(dv, 0) * 1000 + getI64(dv, 8) / 1000;
     const value = getI64(dv, 16) * 1000 + getI64(dv, 24) / 1000;
     if (interval < 0 || value < 0) return -EINVAL;
-    t.itimerInterval = interval;
-    t.itimerNext = value > 0 ? k.nowMs() + value : 0;
+    p.itimerInterval = interval;
+    p.itimerNext = value > 0 ? k.nowMs() + value : 0;
   }
   return 0;
 };
 
-function writeItimer(k: Kernel, t: Task, va: number): void {
+function writeItimer(k: Kernel, t: Task, p: Task, va: number): void {
   const b = new Uint8Array(32);
   const dv = new DataView(b.buffer);
   const us = (ms: number) => Math.round(ms * 1000);
-  const left = t.itimerNext === 0 ? 0 : Math.max(1, us(t.itimerNext - k.nowMs()));
-  setI64(dv, 0, Math.floor(us(t.itimerInterval) / 1e6));
-  setI64(dv, 8, us(t.itimerInterval) % 1e6);
+  const left = p.itimerNext === 0 ? 0 : Math.max(1, us(p.itimerNext - k.nowMs()));
+  setI64(dv, 0, Math.floor(us(p.itimerInterval) / 1e6));
+  setI64(dv, 8, us(p.itimerInterval) % 1e6);
   setI64(dv, 16, Math.floor(left / 1e6));
   setI64(dv, 24, left % 1e6);
   t.mm.copyOut(va, b);
@@ -699,7 +786,7 @@ function writeItimer(k: Kernel, t: Task, va: number): void {
 
 const sys_getitimer: Syscall = (k, t) => {
   if (t.ai(0) !== ITIMER_REAL) return -EINVAL;
-  writeItimer(k, t, t.a(1));
+  writeItimer(k, t, t.leader, t.a(1));
   return 0;
 };
 
@@ -911,7 +998,7 @@ export function registerProc(table: (Syscall | undefined)[]): void {
   set("clone", sys_clone);
   set("execve", sys_execve);
   set("exit", sys_exit);
-  set("exit_group", sys_exit);
+  set("exit_group", sys_exit_group);
   set("wait4", sys_wait4);
   set("waitid", sys_waitid);
   set("rt_sigaction", sys_rt_sigaction);
@@ -924,7 +1011,7 @@ export function registerProc(table: (Syscall | undefined)[]): void {
   set("tkill", sys_tkill);
   set("tgkill", sys_tgkill);
   set("getpid", sys_getpid);
-  set("gettid", sys_getpid);
+  set("gettid", sys_gettid);
   set("getppid", sys_getppid);
   set("getuid", sys_getuid);
   set("geteuid", sys_getuid);

@@ -1,7 +1,9 @@
 /**
- * A guest process: its hart (registers, satp), address space, descriptor table, signal
- * state and place in the process tree. One Task per process (threads are not modelled;
- * a CLONE_VM|CLONE_VFORK child shares its parent's address space until it execs).
+ * A guest thread: its hart (registers, satp), address space, descriptor table, signal
+ * state and place in the process tree. A process is a thread group: the leader (whose
+ * tid is the process id) and the threads created with CLONE_THREAD, which share the
+ * address space, descriptors and signal handlers. The process-level facts (parent,
+ * children, exit status) live on the leader.
  */
 import type { Hart } from "@visor/cpu";
 import { FD_CLOEXEC, NSIG, RLIM_NLIMITS, RLIMIT_NOFILE, RLIMIT_STACK } from "./abi.ts";
@@ -13,6 +15,8 @@ export const TASK_RUNNING = 0;
 export const TASK_BLOCKED = 1;
 export const TASK_STOPPED = 2;
 export const TASK_ZOMBIE = 3;
+/** A thread that has exited while other threads of its process still run. */
+export const TASK_DEAD = 4;
 
 export const MAX_FDS = 1024;
 const RLIM_INFINITY = -1;
@@ -153,7 +157,14 @@ export interface Rlimit {
 }
 
 export class Task {
+  /** Thread id (the process id for a group leader). */
   readonly pid: number;
+  /** Process id: the leader's tid. */
+  tgid: number;
+  /** The thread-group leader (itself for a leader). */
+  leader: Task;
+  /** Live threads of the group (on the leader; includes the leader while it runs). */
+  readonly threads = new Set<Task>();
   parent: Task | undefined;
   readonly children = new Set<Task>();
   pgid: number;
@@ -220,6 +231,9 @@ export class Task {
 
   constructor(pid: number, hart: Hart, mm: AddressSpace, files: FdTable, sig: SigHandlers) {
     this.pid = pid;
+    this.tgid = pid;
+    this.leader = this;
+    this.threads.add(this);
     this.pgid = pid;
     this.sid = pid;
     this.hart = hart;

@@ -14,12 +14,20 @@ import { createNodeHost } from "../src/node/index.ts";
 import { TASK_RUNNING, TASK_ZOMBIE } from "../src/task.ts";
 import { makeRoot } from "./root.ts";
 
-const base = fs.mkdtempSync(path.join(os.tmpdir(), "visor-fuzz-"));
-const root = path.join(base, "root");
-fs.mkdirSync(root);
-makeRoot(root);
-fs.writeFileSync(path.join(base, "outside.txt"), "outside");
-afterAll(() => fs.rmSync(base, { recursive: true, force: true }));
+const bases: string[] = [];
+/** A fresh root per test (the fuzzer is free to wreck it) next to a file it must not reach. */
+function freshRoot(): { base: string; root: string } {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), "visor-fuzz-"));
+  bases.push(base);
+  const root = path.join(base, "root");
+  fs.mkdirSync(root);
+  makeRoot(root);
+  fs.writeFileSync(path.join(base, "outside.txt"), "outside");
+  return { base, root };
+}
+afterAll(() => {
+  for (const b of bases) fs.rmSync(b, { recursive: true, force: true });
+});
 
 const EXCLUDED = new Set(["exit", "exit_group"]);
 
@@ -47,6 +55,7 @@ class NullConsole implements HostConsole {
 
 describe("syscall fuzzing", () => {
   it("random calls return a value or an errno and keep the kernel consistent", () => {
+    const { base, root } = freshRoot();
     const host = createNodeHost({ root, console: new NullConsole() });
     const k = createKernel({ host, memoryBytes: 128 * 1024 * 1024, warn: () => {} });
     const t = spawnInit(k, "/bin/busybox", ["busybox"], [], "/");
@@ -132,6 +141,7 @@ describe("syscall fuzzing", () => {
   });
 
   it("random SQEs in the io_uring submission ring complete with a result or an errno", () => {
+    const { root } = freshRoot();
     const host = createNodeHost({ root, console: new NullConsole() });
     const k = createKernel({ host, memoryBytes: 64 * 1024 * 1024, warn: () => {} });
     const t = spawnInit(k, "/bin/busybox", ["busybox"], [], "/");

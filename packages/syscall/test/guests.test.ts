@@ -69,6 +69,16 @@ describe("guest programs", () => {
     expect(r.stats!.cowCopies).toBeGreaterThan(0);
   });
 
+  it("threads: mutexes, condition variables, TLS, signals, exit/exec/fork from threads", async () => {
+    const root = rootWith("threads");
+    const r = await runGuest(root, ["/threads"]);
+    const t = tap(r.stdout);
+    expect(t.notOk).toEqual([]);
+    expect(t.plan).toBe(10);
+    expect(t.ok).toBe(10);
+    expect(r.status).toBe(0);
+  });
+
   it("batching cures: the same 20000 bytes cost 20000, a handful, or a few dozen system calls", async () => {
     const root = rootWith("syscost");
     const calls = async (mode: string, name: string) => {

@@ -94,7 +94,7 @@ export function formatStats(s: KernelStats, wallMs: number): string {
     `  traps to the kernel  ${s.traps} (${s.syscalls} system calls, ${s.pageFaults} page faults, ${s.signals} signals)`,
   );
   lines.push(`  in the kernel        ${totalMs.toFixed(1)} ms serving system calls`);
-  lines.push(`  processes            ${s.processes}`);
+  lines.push(`  processes, threads   ${s.processes}`);
   lines.push(
     `  memory               peak ${(s.peakMemoryBytes / 1048576).toFixed(1)} MiB, ${s.cowCopies} copy-on-write copies, ${s.zeroFills} zero-filled pages`,
   );
