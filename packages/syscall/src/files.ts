@@ -391,7 +391,12 @@ export class ConsoleFile extends OpenFile {
   }
 
   override write(ctx: FileCtx, src: Uint8Array): number {
-    ctx.host.console.write(this.fd === 0 ? 1 : this.fd, src);
+    try {
+      ctx.host.console.write(this.fd === 0 ? 1 : this.fd, src);
+    } catch (e) {
+      if (e instanceof LinuxError) return -e.errno;
+      throw e;
+    }
     return src.length;
   }
 

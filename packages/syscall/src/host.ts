@@ -83,7 +83,7 @@ export interface HostFs {
 
 /** The terminal / standard streams of the host. */
 export interface HostConsole {
-  /** Write all of `data` to host fd 1 or 2. */
+  /** Write all of `data` to host fd 1 or 2; throws LinuxError (EPIPE ...) when the stream is gone. */
   write(fd: 1 | 2, data: Uint8Array): void;
   /**
    * Read from host stdin: bytes read (> 0), 0 at end of input, or -1 when nothing is

@@ -70,6 +70,22 @@ describe("visor exec", () => {
     expect(r.status).toBe(0);
   });
 
+  it("a guest writing to a host pipe whose reader left gets SIGPIPE", () => {
+    const code = `import(${JSON.stringify(cli)}).then((m) => m.execMain(process.argv.slice(1))).then((c) => process.exit(c));`;
+    const r = spawnSync(
+      "sh",
+      [
+        "-c",
+        `"$0" --conditions=source --input-type=module -e '${code}' -- --root "$1" /bin/busybox yes | head -2; echo pipeline-done`,
+        process.execPath,
+        root,
+      ],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    expect(r.stdout).toBe("y\ny\npipeline-done\n");
+    expect(r.status).toBe(0);
+  });
+
   it("runs #! scripts", () => {
     const r = visor(["--root", root, "/script", "arg1"]);
     expect(r.stdout).toBe("script says arg1\n");

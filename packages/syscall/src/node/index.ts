@@ -268,8 +268,8 @@ function writeAll(fd: number, data: Uint8Array): void {
         Atomics.wait(sleeper, 0, 0, 1);
         continue;
       }
-      if (code === "EPIPE") return;
-      throw e;
+      // The reader went away (visor exec ... | head): the guest gets EPIPE and SIGPIPE.
+      throw hostError(e);
     }
   }
 }
