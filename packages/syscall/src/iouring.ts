@@ -30,12 +30,16 @@ export const IORING_OFF_CQ_RING = 0x8000000;
 export const IORING_OFF_SQES = 0x10000000;
 export const IORING_MAX_ENTRIES = 32768;
 
+export const IORING_SETUP_SQPOLL = 1 << 1;
+export const IORING_SETUP_SQ_AFF = 1 << 2;
 export const IORING_SETUP_CQSIZE = 1 << 3;
 export const IORING_SETUP_CLAMP = 1 << 4;
 export const IORING_FEAT_SINGLE_MMAP = 1 << 0;
 export const IORING_FEAT_NODROP = 1 << 1;
 export const IORING_FEAT_SUBMIT_STABLE = 1 << 2;
 export const IORING_FEAT_RW_CUR_POS = 1 << 3;
+/** SQPOLL works with plain descriptors, not only registered files. */
+export const IORING_FEAT_SQPOLL_NONFIXED = 1 << 7;
 export const IORING_ENTER_GETEVENTS = 1 << 0;
 export const IORING_ENTER_EXT_ARG = 1 << 3;
 export const IORING_SQ_CQ_OVERFLOW = 1 << 1;
@@ -138,6 +142,9 @@ export class IoUringFile extends OpenFile implements Mappable {
   eventfd: EventFd | undefined;
   readonly ino: number;
   private readonly poller = () => this.progress();
+  /** IORING_SETUP_SQPOLL: the task whose context the kernel-side poller submits in. */
+  sqPollOwner: Task | undefined;
+  private readonly sqPoller = () => this.sqPoll();
   /** Statistics: SQEs consumed and CQEs posted. */
   submitted = 0;
   completed = 0;
@@ -166,6 +173,27 @@ export class IoUringFile extends OpenFile implements Mappable {
     this.w32(SQ_ENTRIES, sqEntries);
     this.w32(this.cqOff + CQ_MASK, cqEntries - 1);
     this.w32(this.cqOff + CQ_ENTRIES, cqEntries);
+  }
+
+  /**
+   * IORING_SETUP_SQPOLL: instead of a kernel thread, the kernel polls the SQ ring at every
+   * return from the guest (each trap and each scheduling slice), so a program submits by
+   * only writing the ring. The poller never idles, so IORING_SQ_NEED_WAKEUP is never set.
+   */
+  startSqPoll(owner: Task): void {
+    this.sqPollOwner = owner;
+    this.ctx.sqPollers.add(this.sqPoller);
+  }
+
+  /** Submit whatever the guest has queued in the SQ ring. */
+  sqPoll(): void {
+    const owner = this.sqPollOwner;
+    if (owner === undefined) return;
+    if (owner.state === TASK_ZOMBIE) {
+      this.ctx.sqPollers.delete(this.sqPoller);
+      return;
+    }
+    if (this.r32(SQ_TAIL) !== this.sqHead) this.submit(owner, this.sqEntries);
   }
 
   // Ring memory accessors (byte offsets into the rings object; fields never straddle pages).
@@ -506,6 +534,8 @@ export class IoUringFile extends OpenFile implements Mappable {
   protected override release(ctx: FileCtx): void {
     this.pending = [];
     this.ctx.pollers.delete(this.poller);
+    this.ctx.sqPollers.delete(this.sqPoller);
+    this.sqPollOwner = undefined;
     for (const f of this.files ?? []) f?.decRef(ctx);
     this.files = undefined;
     this.eventfd?.decRef(ctx);
@@ -531,7 +561,9 @@ const sys_io_uring_setup: Syscall = (k, t) => {
   const pb = t.mm.copyIn(pVa, 120);
   const pv = new DataView(pb.buffer);
   const flags = pv.getUint32(8, true);
-  if ((flags & ~(IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP)) !== 0) return -EINVAL;
+  if ((flags & ~(IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF)) !== 0)
+    return -EINVAL;
+  if ((flags & IORING_SETUP_SQ_AFF) !== 0 && (flags & IORING_SETUP_SQPOLL) === 0) return -EINVAL;
   for (let o = 28; o < 40; o++) if (pb[o] !== 0) return -EINVAL;
   if (entries === 0) return -EINVAL;
   if (entries > IORING_MAX_ENTRIES) {
@@ -547,6 +579,7 @@ const sys_io_uring_setup: Syscall = (k, t) => {
     if (cq < sq) return -EINVAL;
   }
   const ring = new IoUringFile(k, sq, cq);
+  if ((flags & IORING_SETUP_SQPOLL) !== 0) ring.startSqPoll(t);
   let fd: number;
   try {
     fd = t.files.alloc(ring, false, 0, t.rlimits[7]!.cur);
@@ -558,7 +591,11 @@ const sys_io_uring_setup: Syscall = (k, t) => {
   pv.setUint32(4, cq, true);
   pv.setUint32(
     20,
-    IORING_FEAT_SINGLE_MMAP | IORING_FEAT_NODROP | IORING_FEAT_SUBMIT_STABLE | IORING_FEAT_RW_CUR_POS,
+    IORING_FEAT_SINGLE_MMAP |
+      IORING_FEAT_NODROP |
+      IORING_FEAT_SUBMIT_STABLE |
+      IORING_FEAT_RW_CUR_POS |
+      IORING_FEAT_SQPOLL_NONFIXED,
     true,
   );
   // struct io_sqring_offsets at 40
@@ -602,7 +639,13 @@ const sys_io_uring_enter: Syscall = (k, t) => {
   const ctx = t.blockCtx as { submitted?: number; masked?: boolean } | undefined;
   let submitted = ctx?.submitted;
   if (submitted === undefined) {
-    submitted = toSubmit > 0 ? ring.submit(t, toSubmit) : 0;
+    if (ring.sqPollOwner !== undefined) {
+      // The kernel-side poller submits; entering only wakes it (it never sleeps here).
+      ring.sqPoll();
+      submitted = toSubmit;
+    } else {
+      submitted = toSubmit > 0 ? ring.submit(t, toSubmit) : 0;
+    }
     // Apply the caller's signal mask while it waits.
     let maskVa = 0;
     let size = 8;

@@ -214,6 +214,8 @@ export class Kernel implements FileCtx {
   initStatus = -1;
   /** Monotonic time origin (ns) for times(). */
   readonly bootNs: bigint;
+  /** io_uring SQPOLL rings, polled at every return from a guest (see iouring.ts). */
+  readonly sqPollers = new Set<() => void>();
   /** Bumped by FUTEX_WAKE (waiters re-check on their retry). */
   futexSeq = 0;
   /** Objects that want a callback when the kernel's state changes (pending io_uring work). */
@@ -869,6 +871,7 @@ export class Kernel implements FileCtx {
         const ran = h.instret() - before;
         t.instret += ran;
         budget -= ran;
+        if (this.sqPollers.size > 0) for (const p of this.sqPollers) p();
         if (stop === STOP_EXIT) {
           this.traps++;
           this.trap(t);
