@@ -174,6 +174,13 @@ export class Hart {
   satpMode = SATP_MODE_BARE;
   satpPpn = 0;
   instretBase = 0;
+  cycleBase = 0;
+  /** Instructions executed (retired or trapped) over the hart's life: the machine's clock. */
+  executed = 0;
+  /** Synchronous exceptions taken in the current run since the last counter fold. */
+  private excInRun = 0;
+  /** runN at the last counter fold (the counters' bases include everything before it). */
+  private runRef = 0;
 
   // Reservation (LR/SC)
   resValid = false;
@@ -232,7 +239,7 @@ export class Hart {
       this.h = new HExt();
       this.h.attach(this);
     }
-    this.time = opts.time ?? (() => Math.floor(this.instret() / 100));
+    this.time = opts.time ?? (() => Math.floor(this.executedCount() / 100));
     for (let i = 0; i < 8; i++) this.tlbSets.push(new TlbSet());
     this.selectTlb();
     this.code.onNewCodePage((pageOff) => this.dropWritePage(pageOff));
@@ -300,12 +307,33 @@ export class Hart {
   }
 
   /**
-   * Instructions retired before the current one. Inside `run`, runN counts the current
-   * instruction too, hence the -1; a write to minstret sets the value the next
-   * instruction reads (the writing instruction's own increment is suppressed).
+   * minstret: instructions retired before the current one. Inside `run`, runN counts the
+   * current instruction too, hence the -1; instructions that took an exception did not
+   * retire; mcountinhibit.IR freezes the count. A write to minstret sets the value the
+   * next instruction reads (the writing instruction's own increment is suppressed).
    */
   instret(): number {
-    return this.instretBase + (this.runN > 0 ? this.runN - 1 : 0);
+    if ((this.mcountinhibit & 4) !== 0 || this.runN === 0) return this.instretBase;
+    return this.instretBase + Math.max(0, this.runN - 1 - this.runRef - this.excInRun);
+  }
+
+  /** mcycle: one cycle per instruction executed, trapped ones included (mcountinhibit.CY freezes it). */
+  cycles(): number {
+    if ((this.mcountinhibit & 1) !== 0 || this.runN === 0) return this.cycleBase;
+    return this.cycleBase + Math.max(0, this.runN - 1 - this.runRef);
+  }
+
+  /** Instructions executed so far, for a clock that follows the guest's progress. */
+  executedCount(): number {
+    return this.executed + this.runN;
+  }
+
+  /** Fold the current run's progress into the counter bases (before changing how they count). */
+  private foldCounters(suppressCurrent: boolean): void {
+    this.instretBase = this.instret();
+    this.cycleBase = this.cycles();
+    this.excInRun = 0;
+    this.runRef = this.runN > 0 ? this.runN - (suppressCurrent ? 0 : 1) : 0;
   }
 
   /** Drive an interrupt line: `bit` is the mip bit number (C.IRQ_*). */
@@ -644,6 +672,7 @@ export class Hart {
    */
   raise(cause: number, tvalLo: number, tvalHi: number, irq = false, tval2 = 0, tinst = 0): void {
     this.stats.traps++;
+    if (!irq) this.excInRun++;
     const h = this.h;
     if (h?.raise(this, cause, tvalLo, tvalHi, irq, tval2, tinst)) return;
     const deleg = irq ? this.mideleg : this.medeleg;
@@ -696,9 +725,10 @@ export class Hart {
     H[C.CSR_MCAUSE] = irq ? 0x80000000 | 0 : 0;
     L[C.CSR_MTVAL] = tvalLo;
     H[C.CSR_MTVAL] = tvalHi;
-    L[C.CSR_MTVAL2] = tval2;
-    H[C.CSR_MTVAL2] = 0;
+    L[C.CSR_MTVAL2] = (tval2 % 4294967296) | 0;
+    H[C.CSR_MTVAL2] = Math.floor(tval2 / 4294967296);
     L[C.CSR_MTINST] = tinst;
+    H[C.CSR_MTINST] = 0;
     let s = this.mstatus;
     s = (s & C.MSTATUS_MIE) !== 0 ? s | C.MSTATUS_MPIE : s & ~C.MSTATUS_MPIE;
     s = (s & ~C.MSTATUS_MPP) | (this.priv << C.MSTATUS_MPP_SHIFT);
@@ -807,14 +837,19 @@ export class Hart {
       case C.CSR_TIME:
       case C.CSR_INSTRET: {
         if (!this.counterEnabled(csr & 31)) return C.CAUSE_ILLEGAL_INSTRUCTION;
-        const v = csr === C.CSR_TIME ? this.time() + (this.h?.timeDelta(this) ?? 0) : this.instret();
+        const v =
+          csr === C.CSR_TIME
+            ? this.time() + (this.h?.timeDelta(this) ?? 0)
+            : csr === C.CSR_CYCLE
+              ? this.cycles()
+              : this.instret();
         lo = (v % 4294967296) | 0;
         hi = Math.floor(v / 4294967296) | 0;
         break;
       }
       case C.CSR_MCYCLE:
       case C.CSR_MINSTRET: {
-        const v = this.instret();
+        const v = csr === C.CSR_MCYCLE ? this.cycles() : this.instret();
         lo = (v % 4294967296) | 0;
         hi = Math.floor(v / 4294967296) | 0;
         break;
@@ -1039,6 +1074,7 @@ export class Hart {
         this.mcounteren = lo & 7;
         break;
       case C.CSR_MCOUNTINHIBIT:
+        this.foldCounters(false);
         this.mcountinhibit = lo & ~2;
         break;
       case C.CSR_MENVCFG:
@@ -1046,8 +1082,9 @@ export class Hart {
         break;
       case C.CSR_MCYCLE:
       case C.CSR_MINSTRET:
-        this.instretBase = hi * 4294967296 + (lo >>> 0) - this.runN;
-        if (this.runN === 0) this.instretBase = hi * 4294967296 + (lo >>> 0);
+        this.foldCounters(true);
+        if (csr === C.CSR_MCYCLE) this.cycleBase = hi * 4294967296 + (lo >>> 0);
+        else this.instretBase = hi * 4294967296 + (lo >>> 0);
         break;
       case C.CSR_TSELECT:
         break; // no triggers: tselect reads 0 whatever is written
@@ -2333,8 +2370,13 @@ export class Hart {
     }
     this.pcLo = pcLo;
     this.pcHi = pcHi;
-    this.instretBase += n;
+    this.runN = n + 1;
+    this.instretBase = this.instret();
+    this.cycleBase = this.cycles();
+    this.executed += n;
     this.runN = 0;
+    this.runRef = 0;
+    this.excInRun = 0;
     return stop;
   }
 

@@ -223,7 +223,7 @@ export class HExt implements PteTranslator {
     let gpa: number;
     if (this.vsatpMode === SATP_MODE_BARE) {
       if (aHi >>> 24 !== 0) {
-        this.lastFaultGpa = aHi * 4294967296 + (aLo >>> 0);
+        this.lastFaultGpa = (aHi >>> 0) * 4294967296 + (aLo >>> 0);
         return -GUEST_PAGE_FAULT[access]!;
       }
       gpa = aHi * 4294967296 + ((aLo & ~0xfff) >>> 0);
@@ -279,7 +279,7 @@ export class HExt implements PteTranslator {
     if (!irq && ((GPF_CAUSES >>> cause) & 1) !== 0) {
       gpa2 = Math.floor(this.lastFaultGpa / 4);
       if (this.lastFaultImplicit) inst = this.lastFaultImplicitWrite ? 0x3020 : 0x3000;
-      else inst = transformedInsn(h.lastW);
+      else inst = cause === C.CAUSE_FETCH_GUEST_PAGE_FAULT ? 0 : transformedInsn(h.lastW);
     } else if (
       !irq &&
       (cause === C.CAUSE_LOAD_PAGE_FAULT ||

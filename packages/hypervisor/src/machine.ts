@@ -313,7 +313,7 @@ export class Machine {
 
   private instructionsNow(): number {
     let n = 0;
-    for (const v of this.vcpus) n += v.hart.instret();
+    for (const v of this.vcpus) n += v.hart.executedCount();
     return n;
   }
 

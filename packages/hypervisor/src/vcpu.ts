@@ -217,9 +217,9 @@ export class Vcpu {
     const stats = this.machine.exitStats;
     let left = budget;
     while (left > 0) {
-      const before = h.instret();
+      const before = h.executedCount();
       const r = h.run(left);
-      left -= h.instret() - before + 1;
+      left -= h.executedCount() - before + 1;
       if (r !== STOP_EXIT) {
         if (r === STOP_WFI && this.suspended) return r;
         if (r === STOP_REQUESTED || r === STOP_WFI || r === STOP_BUDGET) return r;

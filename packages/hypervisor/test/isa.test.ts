@@ -31,19 +31,7 @@ const CONTROLS: Record<string, number> = {
  * Programs that find a bug in the CPU that is not fixed yet: the test is expected to fail
  * (it.fails), with the reason. Remove the entry once the bug is fixed.
  */
-const KNOWN_BUGS: Record<string, string> = {
-  "priv-counters":
-    "check 3: mcountinhibit.IR is stored but ignored, minstret keeps counting (packages/cpu/src/hart.ts)",
-  "priv-instret":
-    "check 3: an instruction that takes a synchronous exception (ECALL, EBREAK, a faulting load, an " +
-    "illegal instruction) is counted as retired: minstret grows by 6, not 5 (packages/cpu/src/hart.ts)",
-  "h-gpf-fetch":
-    "check 2: an instruction guest-page fault writes a stale transformed load/store into mtinst/htinst " +
-    "instead of 0 (packages/cpu/src/hext.ts, HExt.raise)",
-  "h-gpf-wide":
-    "check 1: mtval2 keeps only the low 32 bits of GPA >> 2 for a guest-page fault taken in M " +
-    "(packages/cpu/src/hart.ts, Hart.trapToM)",
-};
+const KNOWN_BUGS: Record<string, string> = {};
 
 interface IsaRun {
   exit: MachineExit | { kind: "error"; message: string };
