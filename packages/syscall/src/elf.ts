@@ -18,6 +18,7 @@ import {
   USER_TOP,
   Vma,
 } from "./mm.ts";
+import { utf8Decode } from "./utf8.ts";
 
 export const ET_EXEC = 2;
 export const ET_DYN = 3;
@@ -132,7 +133,7 @@ export function parseElf(read: (pos: number, len: number) => Uint8Array): ElfInf
     if (p.type === PT_INTERP) {
       if (p.filesz < 2 || p.filesz > 4096) throw new ExecFormatError("bad PT_INTERP");
       const b = read(p.offset, p.filesz);
-      interp = new TextDecoder().decode(b.subarray(0, b.indexOf(0) >= 0 ? b.indexOf(0) : b.length));
+      interp = utf8Decode(b.subarray(0, b.indexOf(0) >= 0 ? b.indexOf(0) : b.length));
     }
     phdrs.push(p);
   }

@@ -41,6 +41,7 @@ import { HostFileDesc } from "./files.ts";
 import { type Kernel, STACK_SIZE, STACK_TOP } from "./kernel.ts";
 import { type AddressSpace, PAGE, PROT_READ, PROT_WRITE, Vma } from "./mm.ts";
 import type { Task } from "./task.ts";
+import { utf8Decode, utf8Encode } from "./utf8.ts";
 import type { ResolveCtx } from "./vfs.ts";
 
 /** Where static-PIE executables are loaded: 2/3 of the Sv39 user space (Linux's ELF_ET_DYN_BASE). */
@@ -94,8 +95,7 @@ function readAt(desc: HostFileDesc, pos: number, len: number): Uint8Array {
 function parseShebang(head: Uint8Array): { interp: string; arg: string | undefined } {
   let end = head.indexOf(10);
   if (end < 0) end = head.length;
-  const line = new TextDecoder()
-    .decode(head.subarray(2, end))
+  const line = utf8Decode(head.subarray(2, end))
     .replace(/^[ \t]+/, "")
     .replace(/[ \t]+$/, "");
   if (line.length === 0) throw new LinuxError(ENOEXEC);
@@ -172,8 +172,6 @@ function dynBase(info: ElfInfo, base: number): number {
   return Math.floor(base / align) * align - span.lo;
 }
 
-const enc = new TextEncoder();
-
 /** Map the stack and write argc/argv/envp/auxv; returns the initial sp. */
 function buildStack(
   k: Kernel,
@@ -187,7 +185,7 @@ function buildStack(
   mm.insert(
     new Vma(STACK_TOP - STACK_SIZE, STACK_TOP, PROT_READ | PROT_WRITE, false, undefined, 0, "[stack]"),
   );
-  const strs = [execfn, ...argv, ...envp].map((s) => enc.encode(s));
+  const strs = [execfn, ...argv, ...envp].map((s) => utf8Encode(s));
   let total = 0;
   for (const s of strs) {
     if (s.length + 1 > MAX_ARG_STRLEN) throw new LinuxError(E2BIG);

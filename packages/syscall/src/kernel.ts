@@ -91,6 +91,7 @@ import {
   TASK_ZOMBIE,
   Task,
 } from "./task.ts";
+import { utf8Encode } from "./utf8.ts";
 import { Resolver } from "./vfs.ts";
 
 /** A syscall handler: returns the result (>= 0 or -errno), BLOCK or NORETURN. */
@@ -233,7 +234,7 @@ export class Kernel implements FileCtx {
     this.frames.reclaim = () => this.pageCache.trim(0);
     this.slice = opts.sliceInstructions ?? 200_000;
     this.timeSyscalls = opts.timeSyscalls ?? false;
-    this.warn = opts.warn ?? ((line) => this.host.console.write(2, new TextEncoder().encode(`${line}\n`)));
+    this.warn = opts.warn ?? ((line) => this.host.console.write(2, utf8Encode(`${line}\n`)));
     this.bootNs = this.host.clock.monotonicNs();
     // The signal trampoline: li a7, 139 (rt_sigreturn); ecall.
     this.sigpage = new MemObject(this.frames, 1);
@@ -265,6 +266,11 @@ export class Kernel implements FileCtx {
 
   nextIno(): number {
     return this.inoCounter++;
+  }
+
+  /** Host monotonic time in milliseconds (for timing and yielding, not seen by the guest). */
+  hostMs(): number {
+    return Number(this.host.clock.monotonicNs()) / 1e6;
   }
 
   nowMs(): number {
@@ -774,7 +780,7 @@ export class Kernel implements FileCtx {
     const h = t.hart;
     const nr = h.xhi[17] === 0 ? h.xlo[17]! : -1;
     const fn = nr >= 0 && nr < 512 ? this.table[nr] : undefined;
-    const t0 = this.timeSyscalls ? performance.now() : 0;
+    const t0 = this.timeSyscalls ? this.hostMs() : 0;
     let r: number;
     t.restart = false;
     t.state = TASK_RUNNING;
@@ -793,7 +799,7 @@ export class Kernel implements FileCtx {
       }
     }
     const k = nr >= 0 && nr < 512 ? nr : 511;
-    if (this.timeSyscalls) this.times[k]! += performance.now() - t0;
+    if (this.timeSyscalls) this.times[k]! += this.hostMs() - t0;
     if (r === BLOCK) return;
     t.blockCtx = undefined;
     t.waitsOnConsole = false;
@@ -939,7 +945,7 @@ export class Kernel implements FileCtx {
    * Run until every process has exited. Resolves with the first process's wait status.
    */
   async run(): Promise<number> {
-    let lastYield = performance.now();
+    let lastYield = this.hostMs();
     for (;;) {
       this.hostSignals();
       const now = this.nowMs();
@@ -982,10 +988,10 @@ export class Kernel implements FileCtx {
         }
         const wait = Math.max(0, next - this.nowMs());
         await this.host.wait(Math.min(wait, 1000));
-        lastYield = performance.now();
-      } else if (performance.now() - lastYield > 15) {
+        lastYield = this.hostMs();
+      } else if (this.hostMs() - lastYield > 15) {
         await this.host.wait(0);
-        lastYield = performance.now();
+        lastYield = this.hostMs();
       }
     }
     return this.initStatus;

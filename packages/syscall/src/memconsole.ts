@@ -3,6 +3,7 @@
  * scripted runs and browsers without a terminal.
  */
 import type { HostConsole } from "./host.ts";
+import { utf8Decode, utf8Encode } from "./utf8.ts";
 
 export class MemoryConsole implements HostConsole {
   private readonly input: Uint8Array;
@@ -12,7 +13,7 @@ export class MemoryConsole implements HostConsole {
   rawMode = false;
 
   constructor(stdin: Uint8Array | string = new Uint8Array(0), opts: { tty?: boolean } = {}) {
-    this.input = typeof stdin === "string" ? new TextEncoder().encode(stdin) : stdin;
+    this.input = typeof stdin === "string" ? utf8Encode(stdin) : stdin;
     this.terminal = opts.tty ?? false;
   }
 
@@ -57,6 +58,6 @@ export class MemoryConsole implements HostConsole {
   }
 
   text(fd: 1 | 2): string {
-    return new TextDecoder().decode(this.bytes(fd));
+    return utf8Decode(this.bytes(fd));
   }
 }

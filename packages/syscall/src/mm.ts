@@ -31,6 +31,7 @@ import {
   SATP_MODE_SV39,
 } from "@visor/memory";
 import { EFAULT, EINVAL, ENAMETOOLONG, ENOMEM, LinuxError } from "./errno.ts";
+import { utf8Decode } from "./utf8.ts";
 
 export const PAGE = 4096;
 export const PROT_READ = 1;
@@ -939,19 +940,18 @@ export class AddressSpace {
 
 // ------------------------------------------------------------------------------ helpers
 
-const utf8 = new TextDecoder("utf-8", { fatal: false });
 export function decodeUtf8(b: Uint8Array): string {
   // Fast path for ASCII.
   if (b.length < 64) {
     let s = "";
     for (let i = 0; i < b.length; i++) {
       const c = b[i]!;
-      if (c >= 0x80) return utf8.decode(b);
+      if (c >= 0x80) return utf8Decode(b);
       s += String.fromCharCode(c);
     }
     return s;
   }
-  return utf8.decode(b);
+  return utf8Decode(b);
 }
 
 export function concat(parts: Uint8Array[], total?: number): Uint8Array {

@@ -119,6 +119,7 @@ import type { Kernel, Syscall } from "./kernel.ts";
 import { NR } from "./numbers.ts";
 import type { Task } from "./task.ts";
 import { encodeStat, encodeStatx, getI64, getU64 } from "./uapi.ts";
+import { utf8Encode } from "./utf8.ts";
 import { joinPath, type Node, type ResolveCtx, splitPath } from "./vfs.ts";
 
 const IOV_MAX = 1024;
@@ -803,7 +804,7 @@ const sys_readlinkat: Syscall = (k, t) => {
     target = k.host.fs.readlink(n.path);
   } else if (n.kind === "missing") return -ENOENT;
   else return -EINVAL;
-  const b = new TextEncoder().encode(target).subarray(0, bufsz);
+  const b = utf8Encode(target).subarray(0, bufsz);
   t.mm.copyOut(t.a(2), b);
   return b.length;
 };
@@ -884,10 +885,9 @@ const sys_getdents64: Syscall = (k, t) => {
   const dv = new DataView(out.buffer);
   let o = 0;
   let i = f.pos;
-  const enc = new TextEncoder();
   for (; i < entries.length; i++) {
     const e = entries[i]!;
-    const name = enc.encode(e.name);
+    const name = utf8Encode(e.name);
     const reclen = Math.ceil((19 + name.length + 1) / 8) * 8;
     if (o + reclen > count) break;
     dv.setUint32(o, (e.ino % 4294967296) >>> 0, true);
@@ -1159,7 +1159,7 @@ const sys_fchdir: Syscall = (_k, t) => {
 };
 
 const sys_getcwd: Syscall = (_k, t) => {
-  const b = new TextEncoder().encode(`${t.cwd}\0`);
+  const b = utf8Encode(`${t.cwd}\0`);
   if (t.a(1) < b.length) return -34; // ERANGE
   t.mm.copyOut(t.a(0), b);
   return b.length;

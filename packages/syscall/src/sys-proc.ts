@@ -79,6 +79,7 @@ import { NR } from "./numbers.ts";
 import { resolveCtx } from "./sys-fs.ts";
 import { sigbit, TASK_DEAD, TASK_STOPPED, TASK_ZOMBIE, Task } from "./task.ts";
 import { decodeTimespec, encodeTimespec, getI64, setI64, setU64 } from "./uapi.ts";
+import { utf8Encode } from "./utf8.ts";
 
 const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
 const TWO32 = 4294967296;
@@ -834,10 +835,9 @@ const sys_futex: Syscall = (k, t) => {
 
 const sys_uname: Syscall = (k, t) => {
   const b = new Uint8Array(65 * 6);
-  const enc = new TextEncoder();
   const fields = ["Linux", k.host.identity.hostname, "6.1.0-visor", "#1 SMP visor", "riscv64", "(none)"];
   fields.forEach((s, i) => {
-    b.set(enc.encode(s).subarray(0, 64), i * 65);
+    b.set(utf8Encode(s).subarray(0, 64), i * 65);
   });
   t.mm.copyOut(t.a(0), b);
   return 0;
@@ -932,7 +932,7 @@ const sys_prctl: Syscall = (_k, t) => {
     }
     case PR_GET_NAME: {
       const b = new Uint8Array(16);
-      b.set(new TextEncoder().encode(t.comm).subarray(0, 15));
+      b.set(utf8Encode(t.comm).subarray(0, 15));
       t.mm.copyOut(t.a(1), b);
       return 0;
     }
