@@ -94,6 +94,13 @@ describe("guest programs", () => {
     expect(await calls("sqpoll", "io_uring_enter", 2560)).toBe(0); // the kernel polls the SQ ring
   });
 
+  it("loads a static-PIE executable at a base of its own choosing", async () => {
+    const root = rootWith("spie");
+    const r = await runGuest(root, ["/spie"]);
+    expect(r.stdout).toBe("static-pie: high ok\n");
+    expect(r.status).toBe(0);
+  });
+
   it.skipIf(!fs.existsSync(`${SYSROOT}/ld-linux-riscv64-lp64d.so.1`))(
     "runs a dynamically linked program through its ELF interpreter (needs the riscv64 glibc sysroot of gcc-riscv64-linux-gnu)",
     async () => {
