@@ -58,7 +58,7 @@ export function printStats(m: Machine, out: NodeJS.WritableStream): void {
     );
     const hx = v.hart.h;
     if (hx !== undefined && v.mode === "nested")
-      lines.push(`  G-stage walks ${hx.gWalks} (${hx.gRefs} PTE refs)`);
+      lines.push(`  G-stage walks ${hx.gWalks} (${hx.gRefs} PTE refs), G-TLB hits ${hx.gTlbHits}`);
     if (v.shadow !== undefined) {
       const ss = v.shadow.stats;
       lines.push(

@@ -357,6 +357,7 @@ export class Hart {
   /** Drop every cached translation (satp/hgatp writes, sfence.vma, hfence). */
   flushTlb(): void {
     for (const t of this.tlbSets) t.flush();
+    this.h?.flushGTlb();
     this.tlbFlushes++;
   }
 

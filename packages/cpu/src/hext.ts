@@ -70,6 +70,8 @@ const GUEST_PAGE_FAULT = [
   C.CAUSE_FETCH_GUEST_PAGE_FAULT,
 ];
 
+const G_TLB = 1024;
+
 const PRIORITY = [
   C.IRQ_MEI,
   C.IRQ_MSI,
@@ -181,8 +183,33 @@ export class HExt implements PteTranslator {
   // --------------------------------------------------------------- translation
 
   /** G-stage translation of a guest-physical page address; -cause on a fault. */
+  /**
+   * A small G-stage TLB (GPA page -> HPA page) per access type, like the nested-TLB /
+   * paging-structure caches of EPT hardware: without it every VS-stage PTE read would
+   * walk the G-stage again. Flushed with the hart's TLBs (hgatp writes, HFENCE.GVMA,
+   * mstatus.MXR changes).
+   */
+  private readonly gTag = [
+    new Int32Array(G_TLB).fill(-1),
+    new Int32Array(G_TLB).fill(-1),
+    new Int32Array(G_TLB).fill(-1),
+  ];
+  private readonly gVal = [new Float64Array(G_TLB), new Float64Array(G_TLB), new Float64Array(G_TLB)];
+  gTlbHits = 0;
+
+  flushGTlb(): void {
+    for (const t of this.gTag) t.fill(-1);
+  }
+
   gStage(gpa: number, access: Access, res: WalkResult): number {
     if (this.hgatpMode === SATP_MODE_BARE) return gpa;
+    const page = Math.floor(gpa / 4096);
+    const tags = this.gTag[access]!;
+    const ti = page & (G_TLB - 1);
+    if (page < 0x80000000 && tags[ti] === page) {
+      this.gTlbHits++;
+      return this.gVal[access]![ti]!;
+    }
     const h = this.hart!;
     this.gWalks++;
     const before = res.refs;
@@ -199,6 +226,10 @@ export class HExt implements PteTranslator {
     if (r !== 0) {
       this.lastFaultGpa = gpa;
       return -r;
+    }
+    if (page < 0x80000000) {
+      tags[ti] = page;
+      this.gVal[access]![ti] = res.pagePa;
     }
     return res.pagePa;
   }
