@@ -32,6 +32,17 @@ import { ShadowMmu } from "./shadow.ts";
 
 export type VirtMode = "off" | "nested" | "shadow";
 
+/** SBI extension IDs (SBI spec v2.0) by name, for the exit statistics. */
+const SBI_EXT_NAMES: Record<number, string> = {
+  16: "BASE",
+  1414090053: "TIME",
+  7557193: "IPI",
+  1380339267: "RFENCE",
+  4739917: "HSM",
+  1397904212: "SRST",
+  1145193294: "DBCN",
+};
+
 const HSTATUS_SPV = 1 << 7;
 const HSTATUS_SPVP = 1 << 8;
 const HSTATUS_VTW = 1 << 21;
@@ -265,7 +276,8 @@ export class Vcpu {
       set: (i, v) => h.setX(10 + i, v),
     });
     h.advancePc(4);
-    return `hypercall: SBI ext 0x${h.getX(17).toString(16)}`;
+    const eid = Number(h.getX(17) & 0xffffffffn);
+    return `hypercall: SBI ${SBI_EXT_NAMES[eid] ?? (eid <= 0xf ? "legacy" : `0x${eid.toString(16)}`)}`;
   }
 
   /** Emulate a guest load/store to `gpa` from its (transformed) instruction. */
