@@ -190,11 +190,11 @@ export async function exitsSuite(ctx: Context): Promise<SuiteResult> {
   const parts: string[] = [];
   if (nr)
     parts.push(
-      `an MMIO read exit costs ${fmt(nr.median)} ns under visor --virt nested${q ? ` (${ratio(nr.median, q.median)} QEMU's ${fmt(q.median)} ns)` : ""}`,
+      `An MMIO read exit costs ${fmt(nr.median)} ns under visor --virt nested${q ? ` (${ratio(nr.median, q.median)} QEMU's ${fmt(q.median)} ns)` : ""}`,
     );
   if (nf && ns)
     parts.push(
-      `the ioeventfd-style fast path makes a virtio notify ${fmt(ns.median)} -> ${fmt(nf.median)} ns`,
+      `${parts.length > 0 ? "the" : "The"} ioeventfd-style fast path takes a virtio notify from ${fmt(ns.median)} to ${fmt(nf.median)} ns`,
     );
   const tables = [
     {

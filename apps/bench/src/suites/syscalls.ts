@@ -211,7 +211,7 @@ export async function syscallsSuite(ctx: Context): Promise<SuiteResult> {
   const parts: string[] = [];
   if (g)
     parts.push(
-      `a system call costs ${fmt(g.median)} ns on visor${gq ? ` (${ratio(g.median, gq.median)} qemu-riscv64)` : ""}`,
+      `A getpid system call costs ${fmt(g.median)} ns on visor${gq ? ` against ${fmt(gq.median)} ns on qemu-riscv64` : ""}`,
     );
   if (w1 && best)
     parts.push(`${best[0]} moves a byte ${ratio(w1.median, best[1].median)} faster than one-byte writes`);
