@@ -354,11 +354,21 @@ export class HExt implements PteTranslator {
     // VS-mode: VS-level interrupts appear with their S-level codes.
     const vcause =
       irq && (cause === C.IRQ_VSSI || cause === C.IRQ_VSTI || cause === C.IRQ_VSEI) ? cause - 1 : cause;
+    this.trapToVS(h, vcause, tvalLo, tvalHi, irq);
+    return true;
+  }
+
+  /**
+   * Enter the guest's own trap handler (VS-mode): vsepc, vscause, vstval, vsstatus, vstvec.
+   * Used for traps delegated through hedeleg/hideleg, and by a hypervisor injecting an
+   * exception into its guest (KVM's "redirect trap").
+   */
+  trapToVS(h: Hart, cause: number, tvalLo: number, tvalHi: number, irq: boolean): void {
     const L = h.csrLo;
     const H = h.csrHi;
     L[C.CSR_VSEPC] = h.pcLo;
     H[C.CSR_VSEPC] = h.pcHi;
-    L[C.CSR_VSCAUSE] = vcause;
+    L[C.CSR_VSCAUSE] = cause;
     H[C.CSR_VSCAUSE] = irq ? 0x80000000 | 0 : 0;
     L[C.CSR_VSTVAL] = tvalLo;
     H[C.CSR_VSTVAL] = tvalHi;
@@ -368,8 +378,7 @@ export class HExt implements PteTranslator {
     s &= ~C.MSTATUS_SIE;
     this.vsstatus = s;
     h.setPriv(C.PRV_S);
-    h.jumpVector(L[C.CSR_VSTVEC]!, H[C.CSR_VSTVEC]!, vcause, irq);
-    return true;
+    h.jumpVector(L[C.CSR_VSTVEC]!, H[C.CSR_VSTVEC]!, cause, irq);
   }
 
   /** Enter HS-mode (a trap taken by the hypervisor when it runs as guest code on the hart). */

@@ -359,23 +359,7 @@ export class Vcpu {
 
   /** Deliver an exception to the guest kernel's own trap handler (a VS-mode trap). */
   injectGuestTrap(cause: number, tvalLo: number, tvalHi: number): void {
-    const h = this.hart;
-    const hx = h.h!;
-    const L = h.csrLo;
-    const H = h.csrHi;
-    L[C.CSR_VSEPC] = h.pcLo;
-    H[C.CSR_VSEPC] = h.pcHi;
-    L[C.CSR_VSCAUSE] = cause;
-    H[C.CSR_VSCAUSE] = 0;
-    L[C.CSR_VSTVAL] = tvalLo;
-    H[C.CSR_VSTVAL] = tvalHi;
-    let s = hx.vsstatus;
-    s = (s & C.MSTATUS_SIE) !== 0 ? s | C.MSTATUS_SPIE : s & ~C.MSTATUS_SPIE;
-    s = h.priv === C.PRV_S ? s | C.MSTATUS_SPP : s & ~C.MSTATUS_SPP;
-    s &= ~C.MSTATUS_SIE;
-    hx.vsstatus = s;
-    h.setPriv(C.PRV_S);
-    h.jumpVector(L[C.CSR_VSTVEC]!, H[C.CSR_VSTVEC]!, cause, false);
+    this.hart.h!.trapToVS(this.hart, cause, tvalLo, tvalHi, false);
   }
 }
 
