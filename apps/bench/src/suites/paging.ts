@@ -91,6 +91,13 @@ const COUNTERS: { key: string; label: string }[] = [
   { key: "instret", label: "instructions" },
 ];
 
+/** "shadow is 1.8x faster", or "within 10% of each other" when the difference is small. */
+function compareModes(nested: number, shadow: number): string {
+  if (nested >= shadow * 1.1) return `shadow is ${ratio(nested, shadow)} faster`;
+  if (shadow >= nested * 1.1) return `shadow is ${ratio(shadow, nested)} slower`;
+  return "the two are within 10% of each other";
+}
+
 export async function pagingSuite(ctx: Context): Promise<SuiteResult> {
   const reps = ctx.reps ?? (ctx.quick ? 2 : 3);
   const forks = ctx.quick ? 10 : 50;
@@ -280,7 +287,7 @@ export async function pagingSuite(ctx: Context): Promise<SuiteResult> {
       groups: [{ label: w === "forkexec" ? "fork+exec" : "random read", bars }],
       caption:
         n && s
-          ? `${what[0]!.toUpperCase()}${what.slice(1)} takes ${fmt(n.median)} ${w === "forkexec" ? "ms" : "ns"} with nested paging and ${fmt(s.median)} with shadow paging: shadow is ${s.median < n.median ? `${ratio(n.median, s.median)} faster` : `${ratio(s.median, n.median)} slower`}.`
+          ? `${what[0]!.toUpperCase()}${what.slice(1)} takes ${fmt(n.median)} ${w === "forkexec" ? "ms" : "ns"} with nested paging and ${fmt(s.median)} with shadow paging: ${compareModes(n.median, s.median)}.`
           : `Time for ${what} on each runner.`,
     });
   }
