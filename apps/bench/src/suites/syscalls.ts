@@ -37,6 +37,7 @@ interface Sample {
   /** visor only: the whole process */
   traps?: number;
   syscalls?: number;
+  instructions?: number;
 }
 
 export function parseSyscallsLine(out: string): Sample {
@@ -81,9 +82,13 @@ export async function syscallsSuite(ctx: Context): Promise<SuiteResult> {
             "visor syscalls",
           );
           const s = parseSyscallsLine(r.stdout);
-          const st = tagged<{ stats: { traps: number; syscalls: number } }>(r.stderr, "@@visor-exec").stats;
+          const st = tagged<{ stats: { traps: number; syscalls: number; instructions: number } }>(
+            r.stderr,
+            "@@visor-exec",
+          ).stats;
           s.traps = st.traps;
           s.syscalls = st.syscalls;
+          s.instructions = st.instructions;
           return s;
         },
       },
@@ -170,6 +175,7 @@ export async function syscallsSuite(ctx: Context): Promise<SuiteResult> {
           String(s0.traps ?? "-"),
           fmt((s0.calls / s0.ops) * 1024),
           fmt(traps.median),
+          s0.instructions !== undefined ? fmt(s0.instructions / s0.ops) : "-",
         ]);
       }
     }
@@ -197,6 +203,7 @@ export async function syscallsSuite(ctx: Context): Promise<SuiteResult> {
         "traps (process)",
         "calls per 1024 ops",
         "traps per 1024 ops",
+        "guest instructions per op (process)",
       ],
       rows: visorRows,
     },
