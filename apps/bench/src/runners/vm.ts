@@ -25,7 +25,7 @@
  *               times port reads too
  */
 import { readFileSync } from "node:fs";
-import { VirtioMmio, VirtioRng } from "@visor/devices";
+import { MemoryBlockBackend, VirtioMmio, VirtioRng } from "@visor/devices";
 import { Machine, VIRT_IRQ, VIRT_MEMMAP, type VirtMode, virtioMmioBase } from "@visor/hypervisor";
 
 interface Options {
@@ -127,6 +127,11 @@ const create = (append: string) =>
     console: console_,
     virt: opts.virt,
     ...(opts.benchRng !== undefined ? { rng: false } : {}),
+    // A PCI function (a small in-memory disk on legacy virtio-pci) puts the bridge and its
+    // I/O window on the bus, so the exits guest can time port reads through the window.
+    ...(opts.pioProbe
+      ? { disks: [{ backend: new MemoryBlockBackend(1 << 20), transport: "pci" as const }] }
+      : {}),
     yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
   });
 let append = opts.append ?? "console=ttyS0";
