@@ -964,7 +964,6 @@ export class Hart {
   private counterEnabled(bit: number): boolean {
     if (this.priv < C.PRV_M && ((this.mcounteren >>> bit) & 1) === 0) return false;
     if (this.priv < C.PRV_S && ((this.scounteren >>> bit) & 1) === 0) return false;
-    if (this.h !== undefined && this.virt && !this.h.counterEnabled(this, bit)) return false;
     return true;
   }
 
@@ -1068,7 +1067,6 @@ export class Hart {
         const m = C.MIP_SSIP | C.MIP_STIP | C.MIP_SEIP | (this.hasH ? C.MIP_VSSIP : 0);
         this.mipSw = (this.mipSw & ~m) | (lo & m);
         this.mip = this.mipSw | this.mipHw;
-        if (this.h !== undefined) this.h.syncHvip(this);
         break;
       }
       case C.CSR_MCOUNTEREN:
@@ -1158,7 +1156,7 @@ export class Hart {
     const oldLo = this.cLo;
     const oldHi = this.cHi;
     if (writes) {
-      if (csr >>> 10 === 3) return this.h?.illegalOrVirtual(this, csr) ?? C.CAUSE_ILLEGAL_INSTRUCTION;
+      if (csr >>> 10 === 3) return C.CAUSE_ILLEGAL_INSTRUCTION;
       let nLo = srcLo;
       let nHi = srcHi;
       if (op === 2) {
@@ -2475,7 +2473,7 @@ export class Hart {
         let r: number;
         if (op === D.OP_FLW || op === D.OP_FLD) {
           const size = op === D.OP_FLW ? 4 : 8;
-          r = this.loadFast(aLo, aHi, size);
+          r = this.loadSlow(aLo, aHi, size);
           if (r === 0) return true;
           const rd = (w >>> 8) & 0x1f;
           if (size === 4) fpu.setF32Bits(rd, this.ldLo);
@@ -2507,11 +2505,6 @@ export class Hart {
         this.illegal(pcLo, pcHi);
         return true;
     }
-  }
-
-  /** Load for FP and other non-hot paths: TLB if it hits, else slow path. */
-  private loadFast(aLo: number, aHi: number, size: number): number {
-    return this.loadSlow(aLo, aHi, size);
   }
 }
 

@@ -392,38 +392,21 @@ export class HExt implements PteTranslator {
     inst: number,
     gva: boolean,
   ): void {
-    const prevV = h.virt;
     const L = h.csrLo;
     const H = h.csrHi;
-    L[C.CSR_SEPC] = h.pcLo;
-    H[C.CSR_SEPC] = h.pcHi;
-    L[C.CSR_SCAUSE] = cause;
-    H[C.CSR_SCAUSE] = irq ? 0x80000000 | 0 : 0;
-    L[C.CSR_STVAL] = tvalLo;
-    H[C.CSR_STVAL] = tvalHi;
     L[C.CSR_HTVAL] = gpa2 % 4294967296;
     H[C.CSR_HTVAL] = Math.floor(gpa2 / 4294967296);
     L[C.CSR_HTINST] = inst;
     H[C.CSR_HTINST] = 0;
     let hs = this.hstatus & ~(HSTATUS_SPV | HSTATUS_GVA);
-    if (prevV) {
+    if (h.virt) {
       hs |= HSTATUS_SPV;
       hs = h.priv === C.PRV_S ? hs | HSTATUS_SPVP : hs & ~HSTATUS_SPVP;
     }
     if (gva) hs |= HSTATUS_GVA;
     this.hstatus = hs;
-    let s = h.mstatus;
-    s = (s & C.MSTATUS_SIE) !== 0 ? s | C.MSTATUS_SPIE : s & ~C.MSTATUS_SPIE;
-    s = h.priv === C.PRV_S ? s | C.MSTATUS_SPP : s & ~C.MSTATUS_SPP;
-    s &= ~C.MSTATUS_SIE;
-    h.mstatus = s;
     h.setVirt(false);
-    h.setPriv(C.PRV_S);
-    h.jumpVector(L[C.CSR_STVEC]!, H[C.CSR_STVEC]!, cause, irq);
-  }
-
-  hostExit(): boolean {
-    return false;
+    h.trapToS(cause, tvalLo, tvalHi, irq); // sepc/scause/stval, sstatus, stvec: as without H
   }
 
   pendingInterrupt(h: Hart): number {
@@ -447,10 +430,6 @@ export class HExt implements PteTranslator {
     if (cand === 0) return -1;
     for (const irq of PRIORITY) if ((cand & (1 << irq)) !== 0) return irq;
     return -1;
-  }
-
-  pendingForWfi(_h: Hart): boolean {
-    return false;
   }
 
   // --------------------------------------------------------------- CSRs
@@ -653,19 +632,9 @@ export class HExt implements PteTranslator {
     h.mip = h.mipSw | h.mipHw;
   }
 
-  illegalOrVirtual(_h: Hart, _csr: number): number {
-    return C.CAUSE_ILLEGAL_INSTRUCTION;
-  }
-
   timeDelta(h: Hart): number {
     return h.virt ? this.htimedeltaHi * 4294967296 + (this.htimedeltaLo >>> 0) : 0;
   }
-
-  counterEnabled(_h: Hart, _bit: number): boolean {
-    return true;
-  }
-
-  syncHvip(_h: Hart): void {}
 
   // --------------------------------------------------------------- instructions
 

@@ -13,7 +13,7 @@
  * (`virt: "off"`), or as a VS-mode guest under the H extension with nested (G-stage) or
  * shadow paging. The machine only sees exits.
  */
-import { type Hart, STOP_EXIT, STOP_WFI } from "@visor/cpu";
+import { type Hart, STOP_WFI } from "@visor/cpu";
 import {
   type BlockBackend,
   Clint,
@@ -412,13 +412,6 @@ export class Machine {
       };
     });
   }
-
-  /** The fatal-error line for an exit nobody handles. */
-  static describeExit(hart: Hart, what: string): string {
-    return `${what} at pc 0x${hart.pc.toString(16)} (cause ${hart.exitCause}, tval 0x${(
-      (BigInt(hart.exitTvalHi >>> 0) << 32n) | BigInt(hart.exitTvalLo >>> 0)
-    ).toString(16)})`;
-  }
 }
 
 function macFor(i: number): string {
@@ -428,5 +421,3 @@ function macFor(i: number): string {
   const b = [0x52, 0x56, 0x00, (r >>> 8) & 0xff, r & 0xff, i & 0xff];
   return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
 }
-
-export { STOP_EXIT };

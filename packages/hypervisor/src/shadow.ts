@@ -329,5 +329,3 @@ function vpn(aHi: number, aLo: number, i: number): number {
       return (aHi >>> 16) & 0x1ff;
   }
 }
-
-export { PTE_U };

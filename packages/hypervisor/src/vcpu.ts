@@ -24,7 +24,6 @@ import {
   STOP_REQUESTED,
   STOP_WFI,
 } from "@visor/cpu";
-import { SATP_MODE_SV39 } from "@visor/memory";
 import type { Machine } from "./machine.ts";
 import { GuestError } from "./machine.ts";
 import { SBI_HSM_STATE_STARTED, SBI_HSM_STATE_STOPPED, SBI_HSM_STATE_SUSPENDED } from "./sbi/index.ts";
@@ -367,5 +366,3 @@ export function describe(h: Hart): string {
   const tval = (BigInt(h.exitTvalHi >>> 0) << 32n) | BigInt(h.exitTvalLo >>> 0);
   return `pc 0x${h.pc.toString(16)} cause ${h.exitCause} (${C.EXCEPTION_NAMES[h.exitCause] ?? "?"}) tval 0x${tval.toString(16)}`;
 }
-
-export { SATP_MODE_SV39 };
