@@ -87,6 +87,31 @@ describe("Clint", () => {
     expect(() => b.clint.fromState({ ...s, mtimecmp: ["0x1"] })).toThrow(/invalid clint state: mtimecmp/);
   });
 
+  it("wraps mtime at 2^64: MTIP falls at the wrap and rises again at mtimecmp", () => {
+    const { clint, clock, mtip } = make(1, 0);
+    clint.write64(CLINT_MTIMECMP, 1000n);
+    // 2^64 - 2048 is exact as a double, so the wrap lands on a known tick.
+    clint.write64(CLINT_MTIME, (1n << 64n) - 2048n);
+    expect(clint.read64(CLINT_MTIME)).toBe((1n << 64n) - 2048n);
+    expect(mtip[0]!.level).toBe(true);
+    // Above 2^63 a double's step is 2048 ticks: the next value it holds is the wrap.
+    clock.advance(2048);
+    clint.tick();
+    expect(clint.read64(CLINT_MTIME)).toBe(0n);
+    expect(mtip[0]!.level).toBe(false);
+    expect(clint.nextEvent()).toBe(3048);
+    clock.advance(1000);
+    clint.tick();
+    expect(mtip[0]!.level).toBe(true);
+  });
+
+  it("keeps nextEvent() at Infinity when no timer is armed, whatever mtime is", () => {
+    const { clint } = make(2, 0);
+    expect(clint.nextEvent()).toBe(Infinity);
+    clint.write64(CLINT_MTIME, (1n << 64n) - 4096n);
+    expect(clint.nextEvent()).toBe(Infinity);
+  });
+
   it("checks its configuration", () => {
     expect(() => new Clint({ clock: new ManualClock(), msip: [], mtip: [] })).toThrow(/hart count/);
     expect(() => make(1).clint.nextDeadline(1)).toThrow(/no hart 1/);
@@ -133,6 +158,29 @@ describe("Clint", () => {
           }
         }
       }),
+      {
+        // Counterexamples fast-check found in CI: mtime written near 2^64 must wrap, and
+        // the wrap must be decided the same way for reads and for MTIP.
+        examples: [
+          [
+            [
+              { k: "w4", off: 0x4004, v: 0 },
+              { k: "w8", off: CLINT_MTIME, v: 18446744073707752448n },
+              { k: "t", dt: 666063 },
+              { k: "t", dt: 9 },
+              { k: "t", dt: 495543 },
+              { k: "t", dt: 634505 },
+            ],
+          ],
+          [
+            [
+              { k: "t", dt: 8217 },
+              { k: "w4", off: 0x4004, v: 0 },
+              { k: "w8", off: CLINT_MTIME, v: 18446744073709550592n },
+            ],
+          ],
+        ],
+      },
     );
   });
 });

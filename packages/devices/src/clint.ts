@@ -21,6 +21,10 @@ import {
  * any bus access, so the machine calls `tick()` between instruction blocks, and can ask
  * `nextDeadline(hart)` / `nextEvent()` how long a hart in WFI may sleep.
  *
+ * mtime is 64 bits and wraps to 0, as the hardware counter does; a guest that writes a
+ * value near 2^64 sees it wrap, and MTIP falls at the wrap until mtime climbs back to
+ * mtimecmp. Values above 2^53 are kept as doubles, so they lose their low bits.
+ *
  * mtimecmp resets to 2^64-1 (no timer pending) since the hardware reset value is
  * unspecified and an all-zero compare would assert MTIP at power-on.
  */
@@ -33,6 +37,9 @@ export const CLINT_SIZE = 0x10000;
 export const CLINT_MAX_HARTS = 4095;
 
 const TWO32 = 0x1_0000_0000;
+const TWO64 = 2 ** 64;
+/** The largest double below 2^64 (its step there is 2048). */
+const MAX_BELOW_TWO64 = TWO64 - 2048;
 
 export interface ClintOptions {
   /** Bus name; default "clint". */
@@ -71,6 +78,8 @@ export class Clint implements BusDevice {
   private offset = 0;
   /** Smallest deadline among harts whose MTIP is low. */
   private nextMin = Number.POSITIVE_INFINITY;
+  /** The Clock.now() at which tick() must look again: nextMin, or mtime's wrap if sooner. */
+  private nextCheck = Number.POSITIVE_INFINITY;
 
   constructor(options: ClintOptions) {
     const n = options.msip.length;
@@ -90,9 +99,14 @@ export class Clint implements BusDevice {
     this.mtipLevel = new Uint8Array(n);
   }
 
-  /** Current mtime in ticks. */
+  /** Current mtime in ticks, modulo 2^64 (exact below 2^53). */
   mtime(): number {
-    return Math.floor(this.clock.now()) + this.offset;
+    const now = Math.floor(this.clock.now());
+    // offset - 2^64 is exact whenever it could matter (offset >= 2^63), so the wrap is
+    // decided on exact small numbers, the same way evaluateAll() decides it.
+    const wrapped = now + (this.offset - TWO64);
+    if (wrapped >= 0) return wrapped;
+    return Math.min(now + this.offset, MAX_BELOW_TWO64);
   }
 
   /**
@@ -112,7 +126,7 @@ export class Clint implements BusDevice {
 
   /** Re-evaluate MTIP against the clock. Cheap when no deadline has passed. */
   tick(): void {
-    if (this.clock.now() >= this.nextMin) this.evaluateAll();
+    if (this.clock.now() >= this.nextCheck) this.evaluateAll();
   }
 
   read(offset: number, size: 1 | 2 | 4): number {
@@ -173,8 +187,8 @@ export class Clint implements BusDevice {
     const s = stateObject(state, d);
     const msip = stateIntArray(s, "msip", d, 1, { exact: this.harts });
     const mtime = stateNumber(s, "mtime", d);
-    if (!Number.isSafeInteger(mtime) || mtime < 0) {
-      throw new DeviceStateError("invalid clint state: mtime must be a safe integer >= 0");
+    if (!Number.isInteger(mtime) || mtime < 0 || mtime >= TWO64) {
+      throw new DeviceStateError("invalid clint state: mtime must be an integer in [0, 2^64)");
     }
     const cmps = stateU64Array(s, "mtimecmp", d, this.harts);
     for (let h = 0; h < this.harts; h++) {
@@ -241,7 +255,9 @@ export class Clint implements BusDevice {
 
   private setMtime(value: number): void {
     // Values above 2^53 lose precision; mtime at 10 MHz reaches 2^53 after ~28 years.
-    this.offset = value - Math.floor(this.clock.now());
+    // Clamped below 2^64 (a write of 2^64-1 would otherwise round to 2^64 and read back
+    // as 0); offset then stays in (-2^64, 2^64), so mtime() needs at most one wrap.
+    this.offset = Math.min(value, MAX_BELOW_TWO64) - Math.floor(this.clock.now());
     this.recomputeDeadlines();
     this.evaluateAll(false);
   }
@@ -264,6 +280,11 @@ export class Clint implements BusDevice {
 
   private evaluateAll(force = false): void {
     const now = Math.floor(this.clock.now());
+    // mtime wrapped past 2^64: re-base so the deadlines count from the new epoch.
+    if (now + (this.offset - TWO64) >= 0) {
+      this.offset -= TWO64;
+      this.recomputeDeadlines();
+    }
     let min = Number.POSITIVE_INFINITY;
     for (let h = 0; h < this.harts; h++) {
       const dl = this.deadline[h]!;
@@ -275,6 +296,8 @@ export class Clint implements BusDevice {
       }
     }
     this.nextMin = min;
+    // The wrap is an event too: MTIP levels that were high fall back to low.
+    this.nextCheck = Math.min(min, TWO64 - this.offset);
   }
 
   private checkHart(hart: number): void {
