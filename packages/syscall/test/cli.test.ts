@@ -4,7 +4,7 @@
  * 128 + signal, stdin/stdout/stderr, clear one-line errors for programs that cannot run,
  * and the --stats report.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -85,6 +85,37 @@ describe("visor exec", () => {
     expect(r.stdout).toBe("y\ny\npipeline-done\n");
     expect(r.status).toBe(0);
   });
+
+  it("exits when the guest does, while the host pipe on stdin is still open", async () => {
+    const code = `import(${JSON.stringify(cli)}).then((m) => m.execMain(process.argv.slice(1))).then((c) => process.exit(c));`;
+    const child = spawn(
+      process.execPath,
+      [
+        "--conditions=source",
+        "--input-type=module",
+        "-e",
+        code,
+        "--",
+        "--root",
+        root,
+        "/bin/sh",
+        "-c",
+        "read x; echo got $x; exit 7",
+      ],
+      { stdio: ["pipe", "pipe", "inherit"] },
+    );
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    // One line, and the write end stays open: the guest must not need EOF to finish, and
+    // visor must not wait for the writer to close before exiting.
+    child.stdin.write("hello\n");
+    const status = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    child.stdin.destroy();
+    expect(out).toBe("got hello\n");
+    expect(status).toBe(7);
+  }, 30_000);
 
   it("runs #! scripts", () => {
     const r = visor(["--root", root, "/script", "arg1"]);

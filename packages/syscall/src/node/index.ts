@@ -11,6 +11,7 @@
 
 import { randomFillSync } from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import tty from "node:tty";
 import {
@@ -286,7 +287,7 @@ export class NodeConsole implements HostConsole {
   private mode: "unknown" | "file" | "stream" = "unknown";
   private readonly queue: Buffer[] = [];
   private eof = false;
-  private stream: fs.ReadStream | tty.ReadStream | undefined;
+  private stream: net.Socket | tty.ReadStream | undefined;
   /** Called when input arrives (wakes the kernel's wait). */
   onInput: (() => void) | undefined;
   private raw = false;
@@ -301,22 +302,27 @@ export class NodeConsole implements HostConsole {
 
   private start(): void {
     if (this.mode !== "unknown") return;
-    let isFile = false;
+    let st: fs.Stats;
     try {
-      isFile = fs.fstatSync(this.fds[0]).isFile();
+      st = fs.fstatSync(this.fds[0]);
     } catch {
       this.eof = true;
       this.mode = "file";
       return;
     }
-    if (isFile) {
+    const isTty = tty.isatty(this.fds[0]);
+    // Files and devices other than terminals (/dev/null, /dev/zero) are read synchronously.
+    if (!isTty && !st.isFIFO() && !st.isSocket()) {
       this.mode = "file";
       return;
     }
     this.mode = "stream";
-    const s = tty.isatty(this.fds[0])
+    // Pipes and sockets go through a libuv stream, as Node's own process.stdin does. An
+    // fs.ReadStream would park a thread-pool thread in a blocking read(2), and process.exit
+    // waits for that thread: visor would hang on exit until the writer closed the pipe.
+    const s = isTty
       ? new tty.ReadStream(this.fds[0])
-      : fs.createReadStream("", { fd: this.fds[0], autoClose: false });
+      : new net.Socket({ fd: this.fds[0], readable: true, writable: false });
     this.stream = s;
     s.on("data", (chunk: Buffer | string) => {
       this.queue.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
