@@ -138,7 +138,7 @@ export class FdtNode {
 
   /** `name` is "" for the root, otherwise "node-name[@unit-address]" (DTSpec 2.2.1). */
   constructor(name: string) {
-    if (name !== "" && !isValidNodeName(name)) throw new Error(`fdt: invalid node name "${name}"`);
+    if (name !== "" && !isValidNodeName(name)) throw new Error(`fdt: invalid node name ${quote(name)}`);
     this.name = name;
   }
 
@@ -146,7 +146,7 @@ export class FdtNode {
   addNode(name: string): FdtNode {
     if (name === "") throw new Error("fdt: only the root node may have an empty name");
     if (this.child(name) !== undefined)
-      throw new Error(`fdt: duplicate node "${name}" under "${this.name || "/"}"`);
+      throw new Error(`fdt: duplicate node ${quote(name)} under ${quote(this.name || "/")}`);
     const n = new FdtNode(name);
     this.children.push(n);
     return n;
@@ -173,7 +173,7 @@ export class FdtNode {
 
   /** Sets a property to raw bytes (copied). */
   setProp(name: string, value: Uint8Array): this {
-    if (!isValidPropertyName(name)) throw new Error(`fdt: invalid property name "${name}"`);
+    if (!isValidPropertyName(name)) throw new Error(`fdt: invalid property name ${quote(name)}`);
     this.props.set(name, value.slice());
     return this;
   }
@@ -208,7 +208,7 @@ export class FdtNode {
   }
 
   setString(name: string, value: string): this {
-    const s = encodeString(value, `property "${name}"`);
+    const s = encodeString(value, `property ${quote(name)}`);
     const b = new Uint8Array(s.length + 1);
     b.set(s);
     return this.setProp(name, b);
@@ -216,8 +216,8 @@ export class FdtNode {
 
   /** A <stringlist>: NUL-terminated strings one after another. */
   setStrings(name: string, values: readonly string[]): this {
-    if (values.length === 0) throw new Error(`fdt: string list "${name}" is empty`);
-    const parts = values.map((v) => encodeString(v, `property "${name}"`));
+    if (values.length === 0) throw new Error(`fdt: string list ${quote(name)} is empty`);
+    const parts = values.map((v) => encodeString(v, `property ${quote(name)}`));
     const b = new Uint8Array(parts.reduce((n, p) => n + p.length + 1, 0));
     let o = 0;
     for (const p of parts) {
@@ -245,7 +245,8 @@ export class FdtNode {
   getU32s(name: string): number[] | undefined {
     const b = this.props.get(name);
     if (b === undefined) return undefined;
-    if (b.length % 4 !== 0) throw new Error(`fdt: property "${name}" is ${b.length} bytes, not a cell array`);
+    if (b.length % 4 !== 0)
+      throw new Error(`fdt: property ${quote(name)} is ${b.length} bytes, not a cell array`);
     const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
     const out: number[] = [];
     for (let o = 0; o < b.length; o += 4) out.push(dv.getUint32(o, false));
@@ -255,7 +256,7 @@ export class FdtNode {
   getU32(name: string): number | undefined {
     const v = this.getU32s(name);
     if (v === undefined) return undefined;
-    if (v.length !== 1) throw new Error(`fdt: property "${name}" has ${v.length} cells, expected 1`);
+    if (v.length !== 1) throw new Error(`fdt: property ${quote(name)} has ${v.length} cells, expected 1`);
     return v[0];
   }
 
@@ -263,7 +264,8 @@ export class FdtNode {
   getU64s(name: string): bigint[] | undefined {
     const b = this.props.get(name);
     if (b === undefined) return undefined;
-    if (b.length % 8 !== 0) throw new Error(`fdt: property "${name}" is ${b.length} bytes, not a u64 array`);
+    if (b.length % 8 !== 0)
+      throw new Error(`fdt: property ${quote(name)} is ${b.length} bytes, not a u64 array`);
     const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
     const out: bigint[] = [];
     for (let o = 0; o < b.length; o += 8) out.push(dv.getBigUint64(o, false));
@@ -273,7 +275,8 @@ export class FdtNode {
   getU64(name: string): bigint | undefined {
     const v = this.getU64s(name);
     if (v === undefined) return undefined;
-    if (v.length !== 1) throw new Error(`fdt: property "${name}" has ${v.length} u64 values, expected 1`);
+    if (v.length !== 1)
+      throw new Error(`fdt: property ${quote(name)} has ${v.length} u64 values, expected 1`);
     return v[0];
   }
 
@@ -282,7 +285,7 @@ export class FdtNode {
     const b = this.props.get(name);
     if (b === undefined) return undefined;
     if (b.length === 0 || b[b.length - 1] !== 0)
-      throw new Error(`fdt: property "${name}" is not NUL-terminated`);
+      throw new Error(`fdt: property ${quote(name)} is not NUL-terminated`);
     const out: string[] = [];
     let start = 0;
     for (let i = 0; i < b.length; i++) {
@@ -290,7 +293,7 @@ export class FdtNode {
         try {
           out.push(utf8Decode(b.subarray(start, i)));
         } catch (e) {
-          throw new Error(`fdt: property "${name}" is not valid UTF-8 (${(e as Error).message})`);
+          throw new Error(`fdt: property ${quote(name)} is not valid UTF-8 (${(e as Error).message})`);
         }
         start = i + 1;
       }
@@ -301,7 +304,7 @@ export class FdtNode {
   getString(name: string): string | undefined {
     const v = this.getStrings(name);
     if (v === undefined) return undefined;
-    if (v.length !== 1) throw new Error(`fdt: property "${name}" holds ${v.length} strings, expected 1`);
+    if (v.length !== 1) throw new Error(`fdt: property ${quote(name)} holds ${v.length} strings, expected 1`);
     return v[0];
   }
 }
@@ -363,7 +366,7 @@ export class DeviceTree {
 
   /** The node at an absolute path ("/soc/serial@10000000"). */
   find(path: string): FdtNode | undefined {
-    if (!path.startsWith("/")) throw new Error(`fdt: path "${path}" is not absolute`);
+    if (!path.startsWith("/")) throw new Error(`fdt: path ${quote(path)} is not absolute`);
     return this.root.find(path);
   }
 
@@ -473,4 +476,9 @@ function checkPhandles(root: FdtNode): void {
     for (const c of node.children) walk(c, path === "/" ? `/${c.name}` : `${path}/${c.name}`);
   };
   walk(root, "/");
+}
+
+/** A name for an error message: quoted, with control characters escaped, so it stays one line. */
+function quote(s: string): string {
+  return JSON.stringify(s);
 }

@@ -128,12 +128,12 @@ export function parseFdt(blob: Uint8Array): DeviceTree {
       const parent = stack[stack.length - 1];
       if (parent === undefined) {
         if (root !== undefined) fail("more than one root node");
-        if (name !== "") fail(`root node is named "${name}" (must be empty)`);
+        if (name !== "") fail(`root node is named ${JSON.stringify(name)} (must be empty)`);
         root = tree.root;
         stack.push(root);
       } else {
-        if (!isValidNodeName(name)) fail(`invalid node name "${name}"`);
-        if (parent.child(name) !== undefined) fail(`duplicate node "${name}"`);
+        if (!isValidNodeName(name)) fail(`invalid node name ${JSON.stringify(name)}`);
+        if (parent.child(name) !== undefined) fail(`duplicate node ${JSON.stringify(name)}`);
         stack.push(parent.addNode(name));
       }
     } else if (t === FDT_END_NODE) {
@@ -145,8 +145,9 @@ export function parseFdt(blob: Uint8Array): DeviceTree {
       const nameoff = token();
       if (p + len > structEnd) fail(`property value of ${len} bytes runs past the structure block`);
       const name = readName(nameoff);
-      if (!isValidPropertyName(name)) fail(`invalid property name "${name}"`);
-      if (node.props.has(name)) fail(`duplicate property "${name}" in node "${node.name || "/"}"`);
+      if (!isValidPropertyName(name)) fail(`invalid property name ${JSON.stringify(name)}`);
+      if (node.props.has(name))
+        fail(`duplicate property ${JSON.stringify(name)} in node ${JSON.stringify(node.name || "/")}`);
       node.props.set(name, blob.slice(p, p + len));
       p += len;
       align4();
