@@ -403,6 +403,24 @@ export class Hart {
     return 0xa | this.mstatusHiBits | (fs ? C.MSTATUSH_SD : 0) | 0;
   }
 
+  /** FP loads and stores may skip the FS checks: the FPU is on and already Dirty. */
+  private fpFast(): boolean {
+    if ((this.mstatus & C.MSTATUS_FS) !== C.MSTATUS_FS) return false;
+    return !this.virt || this.h === undefined || (this.h.vsstatus & C.MSTATUS_FS) === C.MSTATUS_FS;
+  }
+
+  /** Set by execRare: the run loop must re-check its state. */
+  private rareBreak = false;
+
+  /** The run loop's way into execOne; returns the new pcLo (pcHi is in this.pcHi). */
+  private execRare(w: number, imm: number, pcLo: number, pcHi: number, n: number): number {
+    this.pcLo = pcLo;
+    this.pcHi = pcHi;
+    this.runN = n;
+    this.rareBreak = this.execOne(w, imm, pcLo, pcHi);
+    return this.pcLo;
+  }
+
   private fsOff(): boolean {
     if ((this.mstatus & C.MSTATUS_FS) === 0) return true;
     return this.virt && this.h !== undefined && (this.h.vsstatus & C.MSTATUS_FS) === 0;
@@ -1419,6 +1437,8 @@ export class Hart {
     let wTagHi = this.wTagHi;
     let wPage = this.wPage;
     const code = this.code;
+    const fpu = this.fpu;
+    const fw = fpu.w;
     let pcLo = this.pcLo;
     let pcHi = this.pcHi;
     let curLo = INVALID_TAG;
@@ -2350,6 +2370,70 @@ export class Hart {
             xhi[rd] = v >> 31;
             break;
           }
+        case 74 /* OP_FLW */:
+        case 75 /* OP_FLD */:
+          // FP loads on the TLB fast path when the FPU is on and already dirty; anything
+          // else (FS off or clean, TLB miss, page-crossing) goes the general way below.
+          if (this.fpFast()) {
+            const r1 = (w >>> 16) & 0xff;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
+              const o = rPage[ti]! | (aLo & 0xfff);
+              const f = 2 * (rd & 0x1f);
+              if ((w & 0x7f) === 75) {
+                fw[f] = dv.getInt32(o, true);
+                fw[f + 1] = dv.getInt32(o + 4, true);
+              } else {
+                fw[f] = dv.getInt32(o, true);
+                fw[f + 1] = -1; // NaN-boxed single
+              }
+              break;
+            }
+          }
+          pcLo = this.execRare(w, imm, pcLo, pcHi, n);
+          pcHi = this.pcHi;
+          if (this.rareBreak) {
+            curLo = INVALID_TAG;
+            limit = n;
+          }
+          continue;
+        case 78 /* OP_FP */:
+          // FP arithmetic with the FPU on and Dirty; an illegal encoding or rounding mode
+          // (exec returns false) and the FS checks go the general way.
+          if (this.fpFast() && fpu.exec(imm, xlo, xhi)) break;
+          pcLo = this.execRare(w, imm, pcLo, pcHi, n);
+          pcHi = this.pcHi;
+          if (this.rareBreak) {
+            curLo = INVALID_TAG;
+            limit = n;
+          }
+          continue;
+        case 76 /* OP_FSW */:
+        case 77 /* OP_FSD */:
+          if (this.fpFast()) {
+            const r1 = (w >>> 16) & 0xff;
+            const b = xlo[r1]!;
+            const aLo = (b + imm) | 0;
+            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+            const ti = (aLo >>> 12) & TLB_MASK;
+            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
+              const o = wPage[ti]! | (aLo & 0xfff);
+              const f = 2 * (w >>> 24);
+              dv.setInt32(o, fw[f]!, true);
+              if ((w & 0x7f) === 77) dv.setInt32(o + 4, fw[f + 1]!, true);
+              break;
+            }
+          }
+          pcLo = this.execRare(w, imm, pcLo, pcHi, n);
+          pcHi = this.pcHi;
+          if (this.rareBreak) {
+            curLo = INVALID_TAG;
+            limit = n;
+          }
+          continue;
         default: {
           // Everything rare: system, CSR, AMO, FP, illegal.
           this.pcLo = pcLo;
