@@ -664,6 +664,16 @@ export class Hart {
       this.raise(access === ACCESS_READ ? C.CAUSE_MISALIGNED_LOAD : C.CAUSE_MISALIGNED_STORE, aLo, aHi);
       return -1;
     }
+    // The TLBs hold RAM pages only, and a write-TLB page is never a code page and is
+    // already in the dirty log: a hit needs no more checks.
+    const ti = (aLo >>> 12) & TLB_MASK;
+    const tag = aLo & ~0xfff;
+    if (access === ACCESS_WRITE) {
+      if (this.wTagLo[ti] === tag && this.wTagHi[ti] === aHi) return this.wPage[ti]! | (aLo & 0xfff);
+    } else if (this.rTagLo[ti] === tag && this.rTagHi[ti] === aHi) {
+      return this.rPage[ti]! | (aLo & 0xfff);
+    }
+    this.stats.tlbMisses++;
     const pa = this.translate(aLo, aHi, access);
     if (pa < 0) {
       this.raise(-pa, aLo, aHi);
@@ -678,6 +688,13 @@ export class Hart {
     if (access === ACCESS_WRITE) {
       if (this.code.isCode(po)) this.code.invalidatePage(po);
       if (ram.dirtyLogging) ram.dirty[po >>> 17]! |= 1 << ((po >>> 12) & 31);
+      this.wTagLo[ti] = tag;
+      this.wTagHi[ti] = aHi;
+      this.wPage[ti] = po;
+    } else {
+      this.rTagLo[ti] = tag;
+      this.rTagHi[ti] = aHi;
+      this.rPage[ti] = po;
     }
     return po | (aLo & 0xfff);
   }
