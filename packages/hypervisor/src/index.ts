@@ -8,3 +8,4 @@ export * from "./sbi/index.ts";
 export * from "./shadow.ts";
 export * from "./stats.ts";
 export * from "./vcpu.ts";
+export * from "./warmup.ts";

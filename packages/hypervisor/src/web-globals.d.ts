@@ -8,3 +8,4 @@ declare function clearTimeout(handle: unknown): void;
 declare class TextEncoder {
   encode(input?: string): Uint8Array;
 }
+declare function atob(data: string): string;
