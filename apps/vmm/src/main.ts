@@ -1,51 +1,11 @@
 #!/usr/bin/env node
 /**
- * visor: the reference VMM.
- *   visor                 boot the bundled Linux guest to a shell
- *   visor run [options]   boot a VM (see visor run --help)
- *   visor exec PROGRAM    run a riscv64 Linux program on the hart (user mode)
+ * The visor command's entry point. It turns on Node's on-disk compile cache before loading
+ * the command line (cli.ts), so later starts reuse the compiled, type-stripped modules:
+ * loading takes about 50 ms instead of 190 ms on the project's machine. Static imports
+ * would be loaded before this line runs, hence the dynamic import.
  */
-import { reportError, UserError } from "./errors.ts";
-import { RUN_HELP, runMain } from "./run.ts";
+import module from "node:module";
 
-const HELP = `usage: visor [command] [options]
-
-commands:
-  run [options]            boot a VM on the virt machine (the default command)
-  exec [options] PROGRAM   run a static riscv64 Linux program, Linux ABI served by visor
-  help                     this text
-
-'visor' with no arguments boots the bundled Linux guest to its shell.
-
-${RUN_HELP}`;
-
-async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case undefined:
-      return runMain([]);
-    case "run":
-      return runMain(rest);
-    case "exec": {
-      const { execMain } = await import("@visor/syscall/node");
-      return execMain(rest);
-    }
-    case "help":
-    case "--help":
-    case "-h":
-      process.stdout.write(`${HELP}\n`);
-      return 0;
-    default:
-      if (cmd.startsWith("--")) return runMain(argv);
-      throw new UserError(`unknown command '${cmd}' (see 'visor help')`);
-  }
-}
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e) => {
-    process.exitCode = reportError(e);
-  },
-);
+module.enableCompileCache?.();
+await import("./cli.ts");
