@@ -115,6 +115,20 @@ export function uncompressedKernel(ctx: Context): string {
   return out;
 }
 
+/**
+ * The bundled initramfs decompressed, for QEMU: visor decompresses a gzip initramfs on the
+ * host before the guest sees it (@visor/hypervisor hostInitrd), so QEMU gets the same
+ * plain cpio and both kernels do the same work. Made once, outside any timing.
+ */
+export function uncompressedInitramfs(ctx: Context): string {
+  const out = join(ctx.workDir, "initramfs.cpio");
+  if (!existsSync(out)) {
+    mkdirSync(ctx.workDir, { recursive: true });
+    writeFileSync(out, gunzipSync(readFileSync(paths.initramfs)));
+  }
+  return out;
+}
+
 export interface Competitor<T> {
   name: string;
   /** Why it cannot run here (peer not installed ...), or undefined when it can. */

@@ -32,7 +32,14 @@ import {
 } from "@visor/devices";
 import { IoManager } from "@visor/io-bus";
 import { GuestRam } from "@visor/memory";
-import { fwJumpReservedRanges, type LinuxBootPlan, loadElf, loadLinux, planLinuxBoot } from "./boot/index.ts";
+import {
+  fwJumpReservedRanges,
+  hostInitrd,
+  type LinuxBootPlan,
+  loadElf,
+  loadLinux,
+  planLinuxBoot,
+} from "./boot/index.ts";
 import {
   buildVirtDtb,
   VIRT_IRQ,
@@ -276,6 +283,7 @@ export class Machine {
       }
     }
     if (opts.kernel === undefined) throw new Error("no kernel given (--kernel)");
+    const initrd = opts.initrd !== undefined ? await hostInitrd(opts.initrd, opts.memory) : undefined;
     const dtbConfig = (initrd?: { start: bigint; end: bigint }) => ({
       harts,
       memorySize: opts.memory,
@@ -290,14 +298,14 @@ export class Machine {
     const plan: LinuxBootPlan = await planLinuxBoot({
       kernel: opts.kernel,
       ramSize: opts.memory,
-      initrdSize: opts.initrd?.length ?? 0,
+      initrdSize: initrd?.length ?? 0,
       fdtSize: probe.length + 1024,
       ...(fwEntry !== undefined ? { reserved: fwJumpReservedRanges(probe.length + 1024) } : {}),
     });
     const dtb = buildVirtDtb(
-      dtbConfig(opts.initrd ? { start: BigInt(plan.initrdStart), end: BigInt(plan.initrdEnd) } : undefined),
+      dtbConfig(initrd ? { start: BigInt(plan.initrdStart), end: BigInt(plan.initrdEnd) } : undefined),
     );
-    loadLinux(this.ram, { plan, fdt: dtb, ...(opts.initrd ? { initrd: opts.initrd } : {}) });
+    loadLinux(this.ram, { plan, fdt: dtb, ...(initrd ? { initrd } : {}) });
     if (fwEntry !== undefined) {
       for (const v of this.vcpus) v.bootFirmware(fwEntry, plan.fdtAddr);
     } else {

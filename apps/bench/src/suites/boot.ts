@@ -2,7 +2,14 @@
  * boot: start to power-off of the bundled guest (guests/riscv64) running one command,
  * `visor run` in each --virt mode vs qemu-system-riscv64 on the same kernel and initramfs.
  */
-import { alternate, type Competitor, type Context, paths, uncompressedKernel } from "../context.ts";
+import {
+  alternate,
+  type Competitor,
+  type Context,
+  paths,
+  uncompressedInitramfs,
+  uncompressedKernel,
+} from "../context.ts";
 import { barOf, makeFigure, ratio } from "../figures.ts";
 import { check, type ProcResult, run } from "../proc.ts";
 import { fmt } from "../stats.ts";
@@ -67,6 +74,7 @@ export async function bootSuite(ctx: Context): Promise<SuiteResult> {
       ...(qemuWhy !== undefined ? { unavailable: qemuWhy } : {}),
       run: async () => {
         const kernel = uncompressedKernel(ctx);
+        const initramfs = uncompressedInitramfs(ctx);
         return sampleOf(
           await run(
             ctx.tools.qemuSystem!,
@@ -83,7 +91,7 @@ export async function bootSuite(ctx: Context): Promise<SuiteResult> {
               "-kernel",
               kernel,
               "-initrd",
-              paths.initramfs,
+              initramfs,
               "-append",
               APPEND,
             ],
@@ -145,7 +153,7 @@ export async function bootSuite(ctx: Context): Promise<SuiteResult> {
   return {
     name: "boot",
     title: "boot: start to power-off of the bundled guest",
-    about: `The bundled Linux 6.1 + busybox guest boots, runs \`uname -a\` (kernel command line \`${APPEND}\`) and powers off. visor is the real command, \`node --conditions=source apps/vmm/src/main.ts run --virt MODE --memory ${MEMORY}\`, so its time includes Node's start-up and gunzipping Image.gz; firmware is visor's built-in SBI. QEMU boots the same kernel (uncompressed beforehand, outside the timing: QEMU 7.2 cannot boot Image.gz) and initramfs on \`-M virt -m ${MEMORY}\` with OpenSBI fw_jump. Wall time is process start to exit; the guest clock column is the kernel's timestamp on its "reboot: Power down" line.`,
+    about: `The bundled Linux 6.1 + busybox guest boots, runs \`uname -a\` (kernel command line \`${APPEND}\`) and powers off. visor is the real command, \`node --conditions=source apps/vmm/src/main.ts run --virt MODE --memory ${MEMORY}\`, so its time includes Node's start-up and gunzipping Image.gz; firmware is visor's built-in SBI. visor decompresses the gzip initramfs on the host before the guest sees it, so QEMU gets the same plain cpio. QEMU boots the same kernel (uncompressed beforehand, outside the timing: QEMU 7.2 cannot boot Image.gz) and initramfs (likewise uncompressed beforehand) on \`-M virt -m ${MEMORY}\` with OpenSBI fw_jump. Wall time is process start to exit; the guest clock column is the kernel's timestamp on its "reboot: Power down" line.`,
     status: figures.length === 0 ? "failed" : notes.length > 0 ? "partial" : "ok",
     notes,
     figures,

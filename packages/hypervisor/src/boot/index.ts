@@ -2,3 +2,4 @@ export * from "./elf.ts";
 export * from "./elf-loader.ts";
 export * from "./gzip.ts";
 export * from "./linux.ts";
+export * from "./initrd.ts";
