@@ -107,12 +107,7 @@ export function nativeBinary(ctx: Context, name: string): Promise<string> {
 
 /** The bundled kernel, uncompressed (QEMU 7.2 cannot boot Image.gz), cached in workDir. */
 export function uncompressedKernel(ctx: Context): string {
-  const out = join(ctx.workDir, "Image");
-  if (!existsSync(out)) {
-    mkdirSync(ctx.workDir, { recursive: true });
-    writeFileSync(out, gunzipSync(readFileSync(paths.kernelGz)));
-  }
-  return out;
+  return gunzippedOnce(ctx, paths.kernelGz, "Image");
 }
 
 /**
@@ -121,10 +116,15 @@ export function uncompressedKernel(ctx: Context): string {
  * plain cpio and both kernels do the same work. Made once, outside any timing.
  */
 export function uncompressedInitramfs(ctx: Context): string {
-  const out = join(ctx.workDir, "initramfs.cpio");
+  return gunzippedOnce(ctx, paths.initramfs, "initramfs.cpio");
+}
+
+/** `src` gunzipped into the work directory as `name`, made on first use. */
+function gunzippedOnce(ctx: Context, src: string, name: string): string {
+  const out = join(ctx.workDir, name);
   if (!existsSync(out)) {
     mkdirSync(ctx.workDir, { recursive: true });
-    writeFileSync(out, gunzipSync(readFileSync(paths.initramfs)));
+    writeFileSync(out, gunzipSync(readFileSync(src)));
   }
   return out;
 }

@@ -2389,59 +2389,40 @@ export class Hart {
           }
         case 74 /* OP_FLW */:
         case 75 /* OP_FLD */:
-          // FP loads on the TLB fast path when the FPU is on and already dirty; anything
-          // else (FS off or clean, TLB miss, page-crossing) goes the general way below.
-          if (this.fpFast()) {
-            const r1 = (w >>> 16) & 0xff;
-            const b = xlo[r1]!;
-            const aLo = (b + imm) | 0;
-            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-            const ti = (aLo >>> 12) & TLB_MASK;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
-              const o = rPage[ti]! | (aLo & 0xfff);
-              const f = 2 * (rd & 0x1f);
-              if ((w & 0x7f) === 75) {
-                fw[f] = dv.getInt32(o, true);
-                fw[f + 1] = dv.getInt32(o + 4, true);
-              } else {
-                fw[f] = dv.getInt32(o, true);
-                fw[f + 1] = -1; // NaN-boxed single
-              }
-              break;
-            }
-          }
-          pcLo = this.execRare(w, imm, pcLo, pcHi, n);
-          pcHi = this.pcHi;
-          if (this.rareBreak) {
-            curLo = INVALID_TAG;
-            limit = n;
-          }
-          continue;
-        case 78 /* OP_FP */:
-          // FP arithmetic with the FPU on and Dirty; an illegal encoding or rounding mode
-          // (exec returns false) and the FS checks go the general way.
-          if (this.fpFast() && fpu.exec(imm, xlo, xhi)) break;
-          pcLo = this.execRare(w, imm, pcLo, pcHi, n);
-          pcHi = this.pcHi;
-          if (this.rareBreak) {
-            curLo = INVALID_TAG;
-            limit = n;
-          }
-          continue;
         case 76 /* OP_FSW */:
         case 77 /* OP_FSD */:
+        case 78 /* OP_FP */:
+          // FP with the FPU on and already Dirty: arithmetic straight to the Fpu, loads and
+          // stores on the TLB fast path. Anything else (FS off or clean, an illegal encoding
+          // or rounding mode, a TLB miss, a page-crossing access) goes the general way.
           if (this.fpFast()) {
-            const r1 = (w >>> 16) & 0xff;
-            const b = xlo[r1]!;
-            const aLo = (b + imm) | 0;
-            const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-            const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
-              const o = wPage[ti]! | (aLo & 0xfff);
-              const f = 2 * (w >>> 24);
-              dv.setInt32(o, fw[f]!, true);
-              if ((w & 0x7f) === 77) dv.setInt32(o + 4, fw[f + 1]!, true);
-              break;
+            const op = w & 0x7f;
+            if (op === 78) {
+              if (fpu.exec(imm, xlo, xhi)) break;
+            } else {
+              const r1 = (w >>> 16) & 0xff;
+              const b = xlo[r1]!;
+              const aLo = (b + imm) | 0;
+              const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+              const ti = (aLo >>> 12) & TLB_MASK;
+              const tag = aLo & ~0xfff;
+              if ((aLo & 0xfff) <= 4088) {
+                if (op <= 75) {
+                  if (rTagLo[ti] === tag && rTagHi[ti] === aHi) {
+                    const o = rPage[ti]! | (aLo & 0xfff);
+                    const f = 2 * (rd & 0x1f);
+                    fw[f] = dv.getInt32(o, true);
+                    fw[f + 1] = op === 75 ? dv.getInt32(o + 4, true) : -1; // singles are NaN-boxed
+                    break;
+                  }
+                } else if (wTagLo[ti] === tag && wTagHi[ti] === aHi) {
+                  const o = wPage[ti]! | (aLo & 0xfff);
+                  const f = 2 * (w >>> 24);
+                  dv.setInt32(o, fw[f]!, true);
+                  if (op === 77) dv.setInt32(o + 4, fw[f + 1]!, true);
+                  break;
+                }
+              }
             }
           }
           pcLo = this.execRare(w, imm, pcLo, pcHi, n);

@@ -10,7 +10,7 @@
  * so the real guest starts with complete feedback. Type feedback is shared by every Hart
  * and Machine in the process, so one run per virtualization mode is enough.
  */
-import { Machine } from "./machine.ts";
+import { Machine, type MachineOptions } from "./machine.ts";
 import type { VirtMode } from "./vcpu.ts";
 import { WARMUP_IMAGE_BASE64 } from "./warmup-image.ts";
 
@@ -24,6 +24,18 @@ export function warmupImage(): Uint8Array {
   return b;
 }
 
+/** A machine with the warm-up guest loaded, ready to run; `options` adds to its defaults. */
+export function warmupMachine(virt: VirtMode, options: Partial<MachineOptions> = {}): Promise<Machine> {
+  return Machine.create({
+    memory: 16 << 20,
+    kernel: warmupImage(),
+    console: { write() {} },
+    virt,
+    rng: false,
+    ...options,
+  });
+}
+
 /**
  * Run the warm-up guest in `virt` mode, once per mode per process. Resolves to the
  * milliseconds it took (0 when the mode was already warm). Throws if the guest does not
@@ -33,14 +45,7 @@ export async function warmUp(virt: VirtMode = "nested"): Promise<number> {
   if (warmed.has(virt)) return 0;
   warmed.add(virt);
   const t0 = performance.now();
-  const m = await Machine.create({
-    memory: 16 << 20,
-    kernel: warmupImage(),
-    console: { write() {} },
-    virt,
-    rng: false,
-  });
-  const exit = await m.run();
+  const exit = await (await warmupMachine(virt)).run();
   if (exit.kind !== "poweroff") throw new Error(`warm-up guest ended with ${exit.kind}, not a power-off`);
   return performance.now() - t0;
 }

@@ -5,7 +5,7 @@
  * the boot benchmark does (pnpm bench --suite boot).
  */
 import { describe, expect, it } from "vitest";
-import { Machine, parseLinuxImageHeader, type VirtMode, warmUp, warmupImage } from "../src/index.ts";
+import { parseLinuxImageHeader, type VirtMode, warmUp, warmupImage, warmupMachine } from "../src/index.ts";
 
 const MODES: VirtMode[] = ["off", "nested", "shadow"];
 
@@ -18,15 +18,7 @@ describe("warm-up guest", () => {
 
   for (const virt of MODES) {
     it(`--virt ${virt}: powers off after trapping, exiting, calling SBI and taking interrupts`, async () => {
-      const m = await Machine.create({
-        memory: 16 << 20,
-        kernel: warmupImage(),
-        console: { write() {} },
-        virt,
-        rng: false,
-        stats: true,
-        clock: "deterministic",
-      });
+      const m = await warmupMachine(virt, { stats: true, clock: "deterministic" });
       expect(await m.run()).toEqual({ kind: "poweroff" });
       const rows = new Map(m.exitStats.table().map((r) => [r.reason, r.count]));
       const count = (prefix: string) =>

@@ -15,9 +15,10 @@ import { makeRoot } from "./root.ts";
 
 const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "src", "node", "cli.ts");
 let root: string;
+/** Node code that runs execMain on its argv and exits with its status. */
+const code = `import(${JSON.stringify(cli)}).then((m) => m.execMain(process.argv.slice(1))).then((c) => process.exit(c));`;
 
 function visor(args: string[], input = ""): { status: number; stdout: string; stderr: string } {
-  const code = `import(${JSON.stringify(cli)}).then((m) => m.execMain(process.argv.slice(1))).then((c) => process.exit(c));`;
   const r = spawnSync(
     process.execPath,
     ["--conditions=source", "--input-type=module", "-e", code, "--", ...args],
@@ -71,7 +72,6 @@ describe("visor exec", () => {
   });
 
   it("a guest writing to a host pipe whose reader left gets SIGPIPE", () => {
-    const code = `import(${JSON.stringify(cli)}).then((m) => m.execMain(process.argv.slice(1))).then((c) => process.exit(c));`;
     const r = spawnSync(
       "sh",
       [
@@ -87,7 +87,6 @@ describe("visor exec", () => {
   });
 
   it("exits when the guest does, while the host pipe on stdin is still open", async () => {
-    const code = `import(${JSON.stringify(cli)}).then((m) => m.execMain(process.argv.slice(1))).then((c) => process.exit(c));`;
     const child = spawn(
       process.execPath,
       [

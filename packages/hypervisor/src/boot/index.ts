@@ -1,5 +1,5 @@
 export * from "./elf.ts";
 export * from "./elf-loader.ts";
 export * from "./gzip.ts";
-export * from "./linux.ts";
 export * from "./initrd.ts";
+export * from "./linux.ts";

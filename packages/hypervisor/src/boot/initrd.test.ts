@@ -2,7 +2,7 @@ import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { hostInitrd } from "./initrd.ts";
 
-const cpio = new TextEncoder().encode("070701".padEnd(110, "0") + "TRAILER!!!\0");
+const cpio = new TextEncoder().encode(`${"070701".padEnd(110, "0")}TRAILER!!!\0`);
 
 describe("hostInitrd", () => {
   it("decompresses a gzip initramfs on the host", async () => {
