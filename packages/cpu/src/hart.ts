@@ -30,7 +30,7 @@ import {
 import { CodeCache } from "./code-cache.ts";
 import * as C from "./csr.ts";
 import * as D from "./decode.ts";
-import { Fpu } from "./fpu/index.ts";
+import { Fpu, type FpuState } from "./fpu/index.ts";
 import { HExt } from "./hext.ts";
 import * as I64 from "./int64.ts";
 
@@ -115,6 +115,41 @@ const IRQ_PRIORITY = [
 ];
 
 const emptyPage: Int32Array = new Int32Array(4096);
+
+/**
+ * A hart's architectural state, as plain JSON (snapshots, migration). Integers are kept
+ * as (lo, hi) int32 pairs, as the hart holds them. Taken and restored between runs.
+ */
+export interface HartState {
+  /** x0..x31 as [lo0, hi0, lo1, hi1, ...]. */
+  x: number[];
+  pc: [number, number];
+  priv: number;
+  virt: boolean;
+  wfi: boolean;
+  mstatus: number;
+  mstatusHiBits: number;
+  misa: number;
+  medeleg: number;
+  mideleg: number;
+  mie: number;
+  mipSw: number;
+  mipHw: number;
+  mcounteren: number;
+  scounteren: number;
+  mcountinhibit: number;
+  menvcfg: number;
+  senvcfg: number;
+  satp: [mode: number, ppn: number];
+  instret: number;
+  cycles: number;
+  executed: number;
+  /** Every other CSR that is not zero, as [number, lo, hi]. */
+  csr: [number, number, number][];
+  fpu: FpuState;
+  /** The hypervisor extension's CSRs, on harts that have it. */
+  h?: Record<string, number>;
+}
 
 export class Hart {
   readonly ram: GuestRam;
@@ -334,6 +369,114 @@ export class Hart {
     this.cycleBase = this.cycles();
     this.excInRun = 0;
     this.runRef = this.runN > 0 ? this.runN - (suppressCurrent ? 0 : 1) : 0;
+  }
+
+  /** The architectural state (between runs: not while `run` is executing). */
+  toState(): HartState {
+    const x: number[] = [];
+    for (let i = 0; i < 32; i++) x.push(this.xlo[i]!, this.xhi[i]!);
+    const csr: [number, number, number][] = [];
+    for (let i = 0; i < 4096; i++) {
+      if (this.csrLo[i] !== 0 || this.csrHi[i] !== 0) csr.push([i, this.csrLo[i]!, this.csrHi[i]!]);
+    }
+    return {
+      x,
+      pc: [this.pcLo, this.pcHi],
+      priv: this.privMode,
+      virt: this.virtMode,
+      wfi: this.wfi,
+      mstatus: this.mstatus,
+      mstatusHiBits: this.mstatusHiBits,
+      misa: this.misaLo,
+      medeleg: this.medeleg,
+      mideleg: this.mideleg,
+      mie: this.mie,
+      mipSw: this.mipSw,
+      mipHw: this.mipHw,
+      mcounteren: this.mcounteren,
+      scounteren: this.scounteren,
+      mcountinhibit: this.mcountinhibit,
+      menvcfg: this.menvcfgLo,
+      senvcfg: this.senvcfgLo,
+      satp: [this.satpMode, this.satpPpn],
+      instret: this.instret(),
+      cycles: this.cycles(),
+      executed: this.executedCount(),
+      csr,
+      fpu: this.fpu.toState(),
+      ...(this.h !== undefined ? { h: this.h.toState() } : {}),
+    };
+  }
+
+  /**
+   * Restore a state taken by toState() on a hart of the same kind. Cached translations
+   * and decoded instructions are dropped. Throws on a malformed state.
+   */
+  fromState(state: unknown): void {
+    const s = state as HartState;
+    const int = (v: unknown, what: string): number => {
+      if (typeof v !== "number" || !Number.isInteger(v))
+        throw new Error(`hart state: ${what} is not an integer`);
+      return v;
+    };
+    if (s === null || typeof s !== "object") throw new Error("hart state: not an object");
+    if (!Array.isArray(s.x) || s.x.length !== 64) throw new Error("hart state: x must hold 64 words");
+    if (!Array.isArray(s.pc) || s.pc.length !== 2) throw new Error("hart state: pc must be [lo, hi]");
+    if (!Array.isArray(s.satp) || s.satp.length !== 2)
+      throw new Error("hart state: satp must be [mode, ppn]");
+    if (!Array.isArray(s.csr)) throw new Error("hart state: csr must be an array");
+    if ((s.h !== undefined) !== (this.h !== undefined)) {
+      throw new Error("hart state: taken on a hart with a different hypervisor extension setting");
+    }
+    for (let i = 0; i < 32; i++) {
+      this.xlo[i] = int(s.x[2 * i], "x");
+      this.xhi[i] = int(s.x[2 * i + 1], "x");
+    }
+    this.xlo[0] = 0;
+    this.xhi[0] = 0;
+    this.pcLo = int(s.pc[0], "pc");
+    this.pcHi = int(s.pc[1], "pc");
+    this.wfi = s.wfi === true;
+    this.mstatus = int(s.mstatus, "mstatus");
+    this.mstatusHiBits = int(s.mstatusHiBits, "mstatusHiBits");
+    this.misaLo = int(s.misa, "misa");
+    this.medeleg = int(s.medeleg, "medeleg");
+    this.mideleg = int(s.mideleg, "mideleg");
+    this.mie = int(s.mie, "mie");
+    this.mipSw = int(s.mipSw, "mipSw");
+    this.mipHw = int(s.mipHw, "mipHw");
+    this.mip = this.mipSw | this.mipHw;
+    this.mcounteren = int(s.mcounteren, "mcounteren");
+    this.scounteren = int(s.scounteren, "scounteren");
+    this.mcountinhibit = int(s.mcountinhibit, "mcountinhibit");
+    this.menvcfgLo = int(s.menvcfg, "menvcfg");
+    this.senvcfgLo = int(s.senvcfg, "senvcfg");
+    this.satpMode = int(s.satp[0], "satp");
+    this.satpPpn = int(s.satp[1], "satp");
+    this.csrLo.fill(0);
+    this.csrHi.fill(0);
+    for (const e of s.csr) {
+      if (!Array.isArray(e) || e.length !== 3)
+        throw new Error("hart state: csr entries are [number, lo, hi]");
+      const n = int(e[0], "csr number");
+      if (n < 0 || n > 4095) throw new Error(`hart state: no CSR ${n}`);
+      this.csrLo[n] = int(e[1], "csr");
+      this.csrHi[n] = int(e[2], "csr");
+    }
+    this.fpu.loadState(s.fpu);
+    if (s.h !== undefined) this.h!.fromState(s.h);
+    this.executed = int(s.executed, "executed");
+    this.runN = 0;
+    this.runRef = 0;
+    this.excInRun = 0;
+    this.instretBase = int(s.instret, "instret");
+    this.cycleBase = int(s.cycles, "cycles");
+    this.resValid = false;
+    this.privMode = int(s.priv, "priv");
+    this.virtMode = s.virt === true;
+    this.selectTlb();
+    this.flushTlb();
+    this.code.clear();
   }
 
   /** Drive an interrupt line: `bit` is the mip bit number (C.IRQ_*). */

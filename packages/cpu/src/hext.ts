@@ -146,6 +146,21 @@ function validSatpMode(m: number): boolean {
   return m === SATP_MODE_BARE || m === SATP_MODE_SV39 || m === SATP_MODE_SV48 || m === SATP_MODE_SV57;
 }
 
+const H_STATE_KEYS = [
+  "hstatus",
+  "hedeleg",
+  "hideleg",
+  "hcounteren",
+  "henvcfg",
+  "htimedeltaLo",
+  "htimedeltaHi",
+  "vsstatus",
+  "vsatpMode",
+  "vsatpPpn",
+  "hgatpMode",
+  "hgatpPpn",
+] as const;
+
 export class HExt implements PteTranslator {
   hstatus = 0;
   hedeleg = 0;
@@ -175,6 +190,23 @@ export class HExt implements PteTranslator {
   /** G-stage walk statistics. */
   gWalks = 0;
   gRefs = 0;
+
+  /** The HS-mode CSRs kept here (VS CSRs and the rest live in the hart's CSR file). */
+  toState(): Record<string, number> {
+    const s: Record<string, number> = {};
+    for (const k of H_STATE_KEYS) s[k] = this[k];
+    return s;
+  }
+
+  fromState(s: Record<string, number>): void {
+    for (const k of H_STATE_KEYS) {
+      const v = s[k];
+      if (typeof v !== "number" || !Number.isInteger(v))
+        throw new Error(`hart state: h.${k} is not an integer`);
+      this[k] = v;
+    }
+    this.flushGTlb();
+  }
 
   attach(h: Hart): void {
     this.hart = h;
