@@ -42,6 +42,17 @@ export class PageAllocator {
     this.next = this.start;
   }
 
+  /** Where the next page comes from (snapshots). */
+  get position(): number {
+    return this.next;
+  }
+
+  set position(p: number) {
+    if (!Number.isSafeInteger(p) || p < this.start || p > this.end)
+      throw new Error("page pool position out of range");
+    this.next = p;
+  }
+
   get used(): number {
     return this.next - this.start;
   }

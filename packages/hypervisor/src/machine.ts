@@ -52,10 +52,20 @@ import { GStage, PageAllocator } from "./gstage.ts";
 import { Htif } from "./htif.ts";
 import { attachPciBus, type PciBus } from "./pci.ts";
 import { Sbi, SbiCallCounter, type SbiHsmState } from "./sbi/index.ts";
+import {
+  decodeSnapshot,
+  encodeSnapshot,
+  type MachineConfigState,
+  type MachineState,
+  SNAPSHOT_VERSION,
+} from "./snapshot.ts";
 import { ExitStats } from "./stats.ts";
 import { Vcpu, type VirtMode } from "./vcpu.ts";
 
 const TIMEBASE_HZ = VIRT_TIMEBASE_FREQUENCY;
+const NS_PER_TICK = BigInt(1e9 / TIMEBASE_HZ);
+/** The wall-clock time a deterministic machine starts at: 2026-01-01T00:00:00Z. */
+const DETERMINISTIC_EPOCH_NS = 1_767_225_600n * 1_000_000_000n;
 const M = VIRT_MEMMAP;
 
 export interface DiskConfig {
@@ -98,6 +108,16 @@ export interface MachineOptions {
   yieldToHost?: () => Promise<void>;
 }
 
+/** What Machine.restore needs besides the snapshot: the parts that live outside the VM. */
+export interface RestoreOptions {
+  console: MachineConsole;
+  /** Backends for the snapshot's disks, in order, on the same transports. */
+  disks?: DiskConfig[];
+  nets?: NetBackend[];
+  stats?: boolean;
+  yieldToHost?: () => Promise<void>;
+}
+
 export type MachineExit =
   | { kind: "poweroff" }
   | { kind: "reset" }
@@ -137,7 +157,10 @@ export class Machine {
 
   private readonly console: MachineConsole;
   private readonly yieldToHost: () => Promise<void>;
-  private readonly t0 = performance.now();
+  private t0 = performance.now();
+  /** The deterministic machine's entropy (virtio-rng): reproducible, and saved in snapshots. */
+  private readonly entropy = new Xorshift32(0x2545f491);
+  private readonly config: MachineConfigState;
   private skippedTicks = 0;
   private exit: MachineExit | undefined;
   private wake: (() => void) | undefined;
@@ -156,6 +179,19 @@ export class Machine {
     this.yieldToHost = opts.yieldToHost ?? (() => new Promise<void>((r) => setTimeout(r, 0)));
     this.virtMode = opts.virt ?? "off";
     this.deterministic = opts.clock === "deterministic";
+    this.config = {
+      memory: opts.memory,
+      harts,
+      virt: this.virtMode,
+      clock: this.deterministic ? "deterministic" : "host",
+      rng: opts.rng !== false,
+      firmware: opts.bios !== undefined,
+      disks: (opts.disks ?? []).map((d) => ({
+        transport: d.transport ?? "mmio",
+        ...(d.id !== undefined ? { id: d.id } : {}),
+      })),
+      nets: opts.nets?.length ?? 0,
+    };
     this.exitStats = new ExitStats(opts.stats ?? false);
     const clock = { now: () => this.now() };
     const firmware = opts.bios !== undefined;
@@ -189,7 +225,14 @@ export class Machine {
       irq: this.plic.irqLine(VIRT_IRQ.uart0),
       output: (b) => this.console.write(Uint8Array.of(b)),
     });
-    this.rtc = new GoldfishRtc({ irq: this.plic.irqLine(VIRT_IRQ.rtc) });
+    this.rtc = new GoldfishRtc({
+      irq: this.plic.irqLine(VIRT_IRQ.rtc),
+      // A deterministic machine's calendar follows its own clock from a fixed epoch, so
+      // nothing the guest sees depends on the host.
+      ...(this.deterministic
+        ? { wallClock: { nowNs: () => DETERMINISTIC_EPOCH_NS + BigInt(this.now()) * NS_PER_TICK } }
+        : {}),
+    });
 
     const mmio = this.io.mmio;
     mmio.register(M.test.base, M.test.size, this.syscon);
@@ -204,7 +247,9 @@ export class Machine {
         .filter((d) => d.transport !== "pci")
         .map((d) => new VirtioBlk({ backend: d.backend, ...(d.id ? { id: d.id } : {}), onError })),
       ...(opts.nets ?? []).map((n, i) => new VirtioNet({ backend: n, mac: macFor(i) })),
-      ...(opts.rng === false ? [] : [new VirtioRng({})]),
+      ...(opts.rng === false
+        ? []
+        : [new VirtioRng(this.deterministic ? { entropy: (b) => this.entropy.fill(b) } : {})]),
     ];
     if (devices.length > VIRT_VIRTIO_COUNT)
       throw new Error(`too many virtio devices: ${devices.length} (at most 8)`);
@@ -257,16 +302,143 @@ export class Machine {
     );
   }
 
+  /**
+   * Everything but RAM, for a snapshot: call it between runs (after stop(), or before
+   * run()). `meta` is stored alongside for the caller.
+   */
+  saveState(meta?: unknown): MachineState {
+    if (this.htif !== undefined) throw new Error("snapshot: a bare-metal HTIF program cannot be saved");
+    return {
+      version: SNAPSHOT_VERSION,
+      config: this.config,
+      now: this.now(),
+      skippedTicks: this.skippedTicks,
+      harts: this.vcpus.map((v) => v.hart.toState()),
+      vcpus: this.vcpus.map((v) => v.toState()),
+      devices: {
+        uart: this.uart.toState(),
+        clint: this.clint.toState(),
+        plic: this.plic.toState(),
+        rtc: this.rtc.toState(),
+        syscon: this.syscon.toState(),
+        virtio: this.virtio.map((t) => t.toState()),
+        ...(this.pci !== undefined ? { pci: this.pci.toState() } : {}),
+      },
+      consoleIn: [...this.consoleIn],
+      entropy: this.entropy.state,
+      hvPool: this.hvPool.position,
+      ...(meta !== undefined ? { meta } : {}),
+    };
+  }
+
+  /** The snapshot file (see snapshot.ts) of this machine now: its state and its RAM. */
+  snapshot(meta?: unknown): Uint8Array {
+    return encodeSnapshot(this.saveState(meta), this.ram);
+  }
+
+  /**
+   * A machine that continues from a snapshot file. Its configuration (memory, harts,
+   * virtualization mode, clock, devices) is the snapshot's; the caller supplies what lives
+   * outside it: the console, the disk backends (same number and transports, in order)
+   * and network backends. Every malformation is an Error "snapshot: ...".
+   */
+  static async restore(bytes: Uint8Array, opts: RestoreOptions): Promise<Machine> {
+    const snap = decodeSnapshot(bytes);
+    const c = snap.state.config;
+    const disks = opts.disks ?? [];
+    const nets = opts.nets ?? [];
+    if (
+      !Array.isArray(c.disks) ||
+      !Number.isSafeInteger(c.memory) ||
+      c.memory < 16 << 20 ||
+      c.memory > 2 ** 36 ||
+      !Number.isInteger(c.harts) ||
+      c.harts < 1 ||
+      c.harts > 64 ||
+      !["off", "nested", "shadow"].includes(c.virt)
+    ) {
+      throw new Error("snapshot: corrupt machine configuration");
+    }
+    if (disks.length !== c.disks.length) {
+      throw new Error(`snapshot: the machine had ${c.disks.length} disk(s), ${disks.length} given`);
+    }
+    disks.forEach((d, i) => {
+      if ((d.transport ?? "mmio") !== c.disks[i]!.transport) {
+        throw new Error(
+          `snapshot: disk ${i + 1} was on ${c.disks[i]!.transport}, not ${d.transport ?? "mmio"}`,
+        );
+      }
+    });
+    if (nets.length !== c.nets)
+      throw new Error(`snapshot: the machine had ${c.nets} network device(s), ${nets.length} given`);
+    const m = await Machine.build({
+      memory: c.memory,
+      harts: c.harts,
+      virt: c.virt,
+      clock: c.clock,
+      rng: c.rng,
+      disks: disks.map((d, i) => ({ ...d, ...(c.disks[i]!.id !== undefined ? { id: c.disks[i]!.id } : {}) })),
+      nets,
+      console: opts.console,
+      ...(opts.stats !== undefined ? { stats: opts.stats } : {}),
+      ...(opts.yieldToHost !== undefined ? { yieldToHost: opts.yieldToHost } : {}),
+      // Firmware harts are built differently; the firmware itself is in the saved RAM.
+      ...(c.firmware ? { bios: new Uint8Array(0) } : {}),
+    });
+    try {
+      snap.loadRam(m.ram);
+      m.applyState(snap.state);
+    } catch (e) {
+      const msg = (e as Error).message;
+      throw new Error(msg.startsWith("snapshot: ") ? msg : `snapshot: ${msg}`);
+    }
+    return m;
+  }
+
+  private applyState(s: MachineState): void {
+    const n = this.vcpus.length;
+    if (!Array.isArray(s.harts) || s.harts.length !== n || !Array.isArray(s.vcpus) || s.vcpus.length !== n) {
+      throw new Error(`snapshot: expected state for ${n} hart(s)`);
+    }
+    for (let i = 0; i < n; i++) this.vcpus[i]!.hart.fromState(s.harts[i]);
+    // The clock next (the deterministic one counts the instructions just restored): the
+    // CLINT and the SBI timers count from it.
+    if (this.deterministic) this.skippedTicks = Number(s.skippedTicks) || 0;
+    else this.t0 = performance.now() - Number(s.now) / (TIMEBASE_HZ / 1000);
+    this.hvPool.position = Number(s.hvPool);
+    for (let i = 0; i < n; i++) this.vcpus[i]!.fromState(s.vcpus[i]);
+    const d = s.devices ?? {};
+    this.uart.fromState(d.uart);
+    this.clint.fromState(d.clint);
+    this.plic.fromState(d.plic);
+    this.rtc.fromState(d.rtc);
+    this.syscon.fromState(d.syscon);
+    const virtio = d.virtio;
+    if (!Array.isArray(virtio) || virtio.length !== this.virtio.length) {
+      throw new Error(`snapshot: expected ${this.virtio.length} virtio-mmio transport(s)`);
+    }
+    this.virtio.forEach((t, i) => {
+      t.fromState(virtio[i]);
+    });
+    if (this.pci !== undefined) this.pci.fromState(d.pci);
+    this.consoleIn = Array.isArray(s.consoleIn) ? s.consoleIn.map((b) => b & 0xff) : [];
+    this.entropy.state = Number(s.entropy) | 0 || 1;
+  }
+
   /** Build a machine and load the kernel/firmware (decompressing as needed). */
   static async create(opts: MachineOptions): Promise<Machine> {
     if (!Number.isSafeInteger(opts.memory) || opts.memory < 16 << 20) {
       throw new Error(`memory ${opts.memory} bytes is too small (at least 16 MiB)`);
     }
-    const extra = opts.virt === "nested" || opts.virt === "shadow" ? Vcpu.hypervisorMemory(opts.memory) : 0;
-    const ram = new GuestRam(M.dram.base, opts.memory + extra);
-    const m = new Machine(opts, ram);
+    const m = await Machine.build(opts);
     await m.load(opts);
     return m;
+  }
+
+  /** The machine with its devices, nothing loaded. */
+  private static async build(opts: MachineOptions): Promise<Machine> {
+    const extra = opts.virt === "nested" || opts.virt === "shadow" ? Vcpu.hypervisorMemory(opts.memory) : 0;
+    return new Machine(opts, new GuestRam(M.dram.base, opts.memory + extra));
   }
 
   private async load(opts: MachineOptions): Promise<void> {
@@ -361,8 +533,11 @@ export class Machine {
       let allIdle = true;
       for (const v of this.vcpus) {
         if (!v.running) continue;
-        this.tickTimers();
-        const r = v.run(SLICE);
+        // A slice cut short by stop() (and saved) goes on as if never cut: no timer tick
+        // in between, the rest of its budget.
+        const resume = v.sliceLeft;
+        if (resume === 0) this.tickTimers();
+        const r = v.run(resume > 0 ? resume : SLICE);
         if (r !== STOP_WFI) allIdle = false;
         if (this.exit !== undefined) break;
       }
@@ -428,4 +603,28 @@ function macFor(i: number): string {
   const r = Math.floor(Math.random() * 65536);
   const b = [0x52, 0x56, 0x00, (r >>> 8) & 0xff, r & 0xff, i & 0xff];
   return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/**
+ * Marsaglia's xorshift32 (Journal of Statistical Software 8(14), 2003): the entropy of a
+ * deterministic machine. Not a secure random source, by design: the point is that the
+ * same run gives the guest the same bytes.
+ */
+class Xorshift32 {
+  state: number;
+
+  constructor(seed: number) {
+    this.state = seed | 0 || 1;
+  }
+
+  fill(buf: Uint8Array): void {
+    let x = this.state;
+    for (let i = 0; i < buf.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      buf[i] = x & 0xff;
+    }
+    this.state = x;
+  }
 }

@@ -51,6 +51,13 @@ export interface ShadowStats {
   poolResets: number;
 }
 
+export interface ShadowState {
+  /** The guest's own satp as (lo, hi). */
+  satp: [number, number];
+  /** The shadow roots, as [guest satp key, root address, mode]; the tables are in RAM. */
+  roots: [string, number, number][];
+}
+
 export class ShadowMmu implements PteTranslator {
   private readonly machine: Machine;
   private readonly hart: Hart;
@@ -79,6 +86,39 @@ export class ShadowMmu implements PteTranslator {
     this.hart = hart;
     this.guestEnd = machine.guestRamEnd;
     this.pool = machine.hvPool;
+  }
+
+  /**
+   * The guest's satp and where its shadows are. The shadow tables themselves live in the
+   * hypervisor's pages after guest RAM, which a snapshot stores with the rest of RAM, so a
+   * restored machine goes on with the same shadows and takes the same exits.
+   */
+  toState(): ShadowState {
+    return {
+      satp: [this.satpLo, this.satpHi],
+      roots: [...this.roots].map(([k, r]) => [k, r.root, r.mode]),
+    };
+  }
+
+  fromState(state: unknown): void {
+    const s = state as ShadowState;
+    if (s === null || typeof s !== "object" || !Array.isArray(s.satp) || !Array.isArray(s.roots)) {
+      throw new Error("shadow state: malformed");
+    }
+    this.roots.clear();
+    for (const e of s.roots) {
+      if (
+        !Array.isArray(e) ||
+        typeof e[0] !== "string" ||
+        !Number.isSafeInteger(e[1]) ||
+        !Number.isInteger(e[2])
+      ) {
+        throw new Error("shadow state: malformed root");
+      }
+      this.roots.set(e[0], { root: e[1], mode: e[2] });
+    }
+    this.satpLo = s.satp[0] | 0;
+    this.satpHi = s.satp[1] | 0;
   }
 
   /** Enter the guest with satp = bare: shadow the identity map of guest-physical memory. */

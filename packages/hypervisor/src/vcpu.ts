@@ -27,7 +27,7 @@ import {
 import type { Machine } from "./machine.ts";
 import { GuestError } from "./machine.ts";
 import { SBI_HSM_STATE_STARTED, SBI_HSM_STATE_STOPPED, SBI_HSM_STATE_SUSPENDED } from "./sbi/index.ts";
-import { ShadowMmu } from "./shadow.ts";
+import { ShadowMmu, type ShadowState } from "./shadow.ts";
 
 export type VirtMode = "off" | "nested" | "shadow";
 
@@ -64,6 +64,18 @@ const GUEST_EXCEPTIONS =
 const PAGE_FAULTS =
   (1 << C.CAUSE_FETCH_PAGE_FAULT) | (1 << C.CAUSE_LOAD_PAGE_FAULT) | (1 << C.CAUSE_STORE_PAGE_FAULT);
 
+export interface VcpuState {
+  running: boolean;
+  suspended: boolean;
+  /** SBI timer deadline in mtime ticks; -1 for none. */
+  deadline: number;
+  /** Which traps the host handles (Hart.exitMask), as bootKernel/bootFirmware set it. */
+  exitMask: number;
+  /** The rest of the instruction slice a stop cut short (see Vcpu.sliceLeft). */
+  sliceLeft: number;
+  shadow?: ShadowState;
+}
+
 export class Vcpu {
   readonly hart: Hart;
   readonly mode: VirtMode;
@@ -96,6 +108,32 @@ export class Vcpu {
     });
     this.exposesH = firmware; // a guest under our hypervisor sees no H extension (no nesting)
     if (this.mode === "shadow") this.shadow = new ShadowMmu(machine, this, this.hart);
+  }
+
+  /** The vCPU's own state beyond its hart's (HSM state, the SBI timer), for snapshots. */
+  toState(): VcpuState {
+    return {
+      running: this.running,
+      suspended: this.suspended,
+      deadline: Number.isFinite(this.deadline) ? this.deadline : -1,
+      exitMask: this.hart.exitMask,
+      sliceLeft: this.sliceLeft,
+      ...(this.shadow !== undefined ? { shadow: this.shadow.toState() } : {}),
+    };
+  }
+
+  /** Restore toState()'s result; the hart's state must be restored first. */
+  fromState(state: unknown): void {
+    const s = state as VcpuState;
+    if (s === null || typeof s !== "object" || typeof s.deadline !== "number") {
+      throw new Error("vcpu state: malformed");
+    }
+    this.running = s.running === true;
+    this.suspended = s.suspended === true;
+    this.deadline = s.deadline < 0 ? Number.POSITIVE_INFINITY : s.deadline;
+    this.hart.exitMask = s.exitMask | 0;
+    this.sliceLeft = Math.max(0, Math.floor(Number(s.sliceLeft) || 0));
+    if (this.shadow !== undefined) this.shadow.fromState(s.shadow);
   }
 
   /** Start at a firmware entry in M-mode (OpenSBI, or a bare-metal HTIF program). */
@@ -221,9 +259,17 @@ export class Vcpu {
     }
   }
 
+  /**
+   * What was left of the instruction slice when a stop request ended it. The machine's run
+   * loop finishes that slice before starting new ones, so a run stopped, saved and
+   * restored polls for interrupts at the same instructions as one never stopped.
+   */
+  sliceLeft = 0;
+
   /** Run up to `budget` instructions, handling exits; returns the hart's stop reason. */
   run(budget: number): number {
     const h = this.hart;
+    this.sliceLeft = 0;
     const stats = this.machine.exitStats;
     let left = budget;
     while (left > 0) {
@@ -232,13 +278,17 @@ export class Vcpu {
       left -= h.executedCount() - before + 1;
       if (r !== STOP_EXIT) {
         if (r === STOP_WFI && this.suspended) return r;
+        if (r === STOP_REQUESTED) this.sliceLeft = left;
         if (r === STOP_REQUESTED || r === STOP_WFI || r === STOP_BUDGET) return r;
         continue;
       }
       const t0 = stats.enabled ? performance.now() : 0;
       const reason = this.handleExit();
       if (stats.enabled) stats.add(reason, (performance.now() - t0) * 1e6);
-      if (!this.running || this.machine.exited) return STOP_REQUESTED;
+      if (!this.running || this.machine.exited) {
+        this.sliceLeft = left;
+        return STOP_REQUESTED;
+      }
       if (h.wfi) return STOP_WFI;
     }
     return STOP_BUDGET;
