@@ -1,6 +1,7 @@
 /**
  * The VM console on the host terminal: raw mode, and an escape key like QEMU's
- * (Ctrl-A X quits, Ctrl-A H lists the keys, Ctrl-A Ctrl-A sends a Ctrl-A). The terminal
+ * (Ctrl-A X quits, Ctrl-A H lists the keys, Ctrl-A W saves a snapshot, Ctrl-A Ctrl-A
+ * sends a Ctrl-A). The terminal
  * mode is restored on every way out: normal exit, signals, uncaught errors.
  */
 const CTRL_A = 0x01;
@@ -12,6 +13,8 @@ export interface ConsoleHandlers {
   quit(): void;
   /** Ctrl-A S: print statistics so far. */
   stats?(): void;
+  /** Ctrl-A W: save a snapshot. */
+  snapshot?(): void;
 }
 
 export class HostConsole {
@@ -76,10 +79,12 @@ export class HostConsole {
         }
         if (k === "h" || k === "?") {
           process.stdout.write(
-            "\r\nC-a h    print this help\r\nC-a x    exit visor\r\nC-a s    print VM statistics\r\nC-a C-a  send C-a to the guest\r\n",
+            "\r\nC-a h    print this help\r\nC-a x    exit visor\r\nC-a s    print VM statistics\r\nC-a w    save a snapshot (--snapshot PATH)\r\nC-a C-a  send C-a to the guest\r\n",
           );
         } else if (k === "s") {
           this.handlers.stats?.();
+        } else if (k === "w") {
+          this.handlers.snapshot?.();
         } else if (b === CTRL_A) {
           out.push(CTRL_A);
         }

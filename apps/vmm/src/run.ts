@@ -1,12 +1,20 @@
 /**
  * `visor run`: boot a VM on the virt machine.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BlockBackend, NetBackend } from "@visor/devices";
 import { FileBlockBackend, openSocketNetBackend } from "@visor/devices/node";
-import { GuestError, Machine, type MachineExit, parseElf, type VirtMode, warmUp } from "@visor/hypervisor";
+import {
+  decodeSnapshot,
+  GuestError,
+  Machine,
+  type MachineExit,
+  parseElf,
+  type VirtMode,
+  warmUp,
+} from "@visor/hypervisor";
 import { parseOptions, parseSize } from "./args.ts";
 import { HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
@@ -32,6 +40,9 @@ export const RUN_HELP = `usage: visor run [options]
   --clock host|deterministic  time source (deterministic: time follows instructions)
   --harts N            number of harts (default 1)
   --stats              print exit statistics when the VM stops
+  --snapshot PATH      where Ctrl-A W (or SIGUSR1) saves a snapshot of the running VM
+  --restore PATH       continue a VM from a snapshot instead of booting one (its disks
+                       are reopened from the paths it recorded; give --net again if it had one)
 
 The console is this terminal. Ctrl-A X quits, Ctrl-A H lists the keys.`;
 
@@ -47,8 +58,18 @@ const SPEC = {
   clock: { value: true },
   harts: { value: true },
   stats: {},
+  snapshot: { value: true },
+  restore: { value: true },
   help: {},
 };
+
+/** What visor run stores in a snapshot besides the machine: how to reopen its disks. */
+interface RunMeta {
+  disks: { path: string; readonly: boolean; transport: "mmio" | "pci" }[];
+}
+
+/** Options that describe a new machine, which --restore takes from the snapshot instead. */
+const MACHINE_OPTIONS = ["kernel", "initrd", "append", "memory", "bios", "disk", "virt", "clock", "harts"];
 
 function readInput(path: string, what: string): Uint8Array {
   try {
@@ -76,11 +97,18 @@ export async function runMain(argv: string[]): Promise<number> {
   if (rest.length > 0) throw new UserError(`unexpected argument '${rest[0]}' (see 'visor run --help')`);
   const one = (k: string): string | undefined => opts.get(k)?.[0];
 
+  const restorePath = one("restore");
+  if (restorePath !== undefined) {
+    const clash = MACHINE_OPTIONS.find((k) => opts.has(k));
+    if (clash)
+      throw new UserError(`--${clash} cannot be combined with --restore (the snapshot defines the machine)`);
+  }
   const bios = one("bios");
   const biosBytes = bios !== undefined && bios !== "none" ? readInput(bios, "firmware") : undefined;
   const kernelPath =
     one("kernel") ??
-    (biosBytes !== undefined && one("initrd") === undefined && isHtifProgram(biosBytes)
+    (restorePath !== undefined ||
+    (biosBytes !== undefined && one("initrd") === undefined && isHtifProgram(biosBytes))
       ? undefined
       : BUNDLED_KERNEL);
   const initrdPath =
@@ -98,8 +126,15 @@ export async function runMain(argv: string[]): Promise<number> {
   if (!Number.isInteger(harts) || harts < 1 || harts > 8)
     throw new UserError(`--harts: '${one("harts")}' is not a number from 1 to 8`);
 
-  const disks: { backend: BlockBackend; transport: "mmio" | "pci" }[] = [];
-  const opened: FileBlockBackend[] = [];
+  const snapshotBytes = restorePath !== undefined ? readInput(restorePath, "snapshot") : undefined;
+  let diskSpecs: RunMeta["disks"] = [];
+  if (snapshotBytes !== undefined) {
+    try {
+      diskSpecs = (decodeSnapshot(snapshotBytes).state.meta as RunMeta | undefined)?.disks ?? [];
+    } catch (e) {
+      throw new UserError(`--restore ${restorePath}: ${(e as Error).message}`);
+    }
+  }
   for (const d of opts.get("disk") ?? []) {
     const [path, ...flags] = d.split(",");
     let readonly = false;
@@ -110,8 +145,13 @@ export async function runMain(argv: string[]): Promise<number> {
         transport = f === "transport=pci" ? "pci" : "mmio";
       else throw new UserError(`--disk: unknown flag '${f}' (readonly, transport=mmio|pci)`);
     }
+    diskSpecs.push({ path: resolve(path!), readonly, transport });
+  }
+  const disks: { backend: BlockBackend; transport: "mmio" | "pci" }[] = [];
+  const opened: FileBlockBackend[] = [];
+  for (const { path, readonly, transport } of diskSpecs) {
     try {
-      const b = new FileBlockBackend(path!, { readonly });
+      const b = new FileBlockBackend(path, { readonly });
       opened.push(b);
       disks.push({ backend: b, transport });
     } catch (e) {
@@ -135,30 +175,75 @@ export async function runMain(argv: string[]): Promise<number> {
     // A kernel boot first runs the small warm-up guest (about 50 ms), which saves a Linux
     // boot about a quarter of its time: see packages/hypervisor/src/warmup.ts. A bare-metal
     // program alone (no kernel) does not need it.
-    if (kernel !== undefined) await warmUp(virt);
-    machine = await Machine.create({
-      memory,
-      harts,
-      ...(kernel ? { kernel } : {}),
-      ...(initrd ? { initrd } : {}),
-      append: one("append") ?? "console=ttyS0",
-      ...(biosBytes ? { bios: biosBytes } : {}),
-      disks,
-      nets,
-      console: out,
-      clock,
-      virt,
-      stats: opts.has("stats"),
-      yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
-    });
+    if (snapshotBytes !== undefined) {
+      machine = await Machine.restore(snapshotBytes, {
+        console: out,
+        disks,
+        nets,
+        stats: opts.has("stats"),
+        yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
+      });
+      await warmUp(machine.virtMode);
+      // The guest prints nothing until it has something to say: say where it comes from.
+      process.stderr.write(`visor: continuing the VM saved in ${restorePath}\n`);
+    } else {
+      if (kernel !== undefined) await warmUp(virt);
+      machine = await Machine.create({
+        memory,
+        harts,
+        ...(kernel ? { kernel } : {}),
+        ...(initrd ? { initrd } : {}),
+        append: one("append") ?? "console=ttyS0",
+        ...(biosBytes ? { bios: biosBytes } : {}),
+        disks,
+        nets,
+        console: out,
+        clock,
+        virt,
+        stats: opts.has("stats"),
+        yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
+      });
+    }
   } catch (e) {
+    for (const b of opened) b.close();
     throw new UserError((e as Error).message);
   }
+
+  const snapshotPath = one("snapshot");
+  const meta: RunMeta = { disks: diskSpecs };
+  const saveSnapshot = () => {
+    if (snapshotPath === undefined) {
+      process.stderr.write("\r\nvisor: no --snapshot PATH given; nothing saved\r\n");
+      return;
+    }
+    try {
+      const bytes = machine.snapshot(meta);
+      // Written beside the target and renamed over it: a failed save leaves the old file.
+      const tmp = `${snapshotPath}.tmp-${process.pid}`;
+      try {
+        writeFileSync(tmp, bytes);
+        renameSync(tmp, snapshotPath);
+      } catch (e) {
+        try {
+          unlinkSync(tmp);
+        } catch {
+          // nothing was written
+        }
+        throw e;
+      }
+      const mib = (bytes.length / 2 ** 20).toFixed(1);
+      process.stderr.write(`\r\nvisor: snapshot saved to ${snapshotPath} (${mib} MiB)\r\n`);
+    } catch (e) {
+      process.stderr.write(`\r\nvisor: snapshot not saved: ${(e as Error).message}\r\n`);
+    }
+  };
+  process.on("SIGUSR1", saveSnapshot);
 
   const con = new HostConsole({
     input: (b) => machine.input(b),
     quit: () => machine.stop(),
     stats: () => printStats(machine, process.stderr),
+    snapshot: saveSnapshot,
   });
   con.start();
   let exit: MachineExit;
@@ -174,6 +259,7 @@ export async function runMain(argv: string[]): Promise<number> {
     con.stop();
     for (const b of opened) b.close();
     for (const n of nets) (n as { close?: () => void }).close?.();
+    process.off("SIGUSR1", saveSnapshot);
   }
   if (opts.has("stats")) printStats(machine, process.stderr);
   switch (exit.kind) {
