@@ -9,3 +9,7 @@ declare class TextEncoder {
   encode(input?: string): Uint8Array;
 }
 declare function atob(data: string): string;
+declare class TextDecoder {
+  constructor(label?: string, options?: { fatal?: boolean });
+  decode(input?: Uint8Array, options?: { stream?: boolean }): string;
+}
