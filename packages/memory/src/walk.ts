@@ -181,6 +181,7 @@ export function walkStage1(
       }
       lo |= need;
       dv.setInt32(off, lo, true);
+      markPteDirty(ram, off);
       res.refs++;
     }
     // Physical page: PPN with the low i levels taken from the VA.
@@ -262,6 +263,7 @@ export function walkGStage(
     if ((lo & need) !== need) {
       lo |= need;
       dv.setInt32(off, lo, true);
+      markPteDirty(ram, off);
       res.refs++;
     }
     res.pagePa = (ppn + (pageNum % span)) * 4096;
@@ -270,4 +272,9 @@ export function walkGStage(
     return 0;
   }
   return GUEST_PAGE_FAULT[access];
+}
+
+/** An A/D update is a write to the page-table page: log it (live migration copies it again). */
+function markPteDirty(ram: GuestRam, off: number): void {
+  if (ram.dirtyLogging) ram.dirty[off >>> 17]! |= 1 << ((off >>> 12) & 31);
 }
