@@ -3,6 +3,7 @@ export * from "./fdt/index.ts";
 export * from "./gstage.ts";
 export * from "./htif.ts";
 export * from "./machine.ts";
+export * from "./migration.ts";
 export * from "./pci.ts";
 export * from "./sbi/index.ts";
 export * from "./shadow.ts";

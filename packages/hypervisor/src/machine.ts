@@ -344,7 +344,27 @@ export class Machine {
    */
   static async restore(bytes: Uint8Array, opts: RestoreOptions): Promise<Machine> {
     const snap = decodeSnapshot(bytes);
-    const c = snap.state.config;
+    return Machine.restoreState(snap.state, (ram) => snap.loadRam(ram), opts);
+  }
+
+  /**
+   * Machine.restore from parts: a state (MachineState) and a function that fills the new
+   * machine's zeroed RAM. Live migration uses it with the pages it received.
+   */
+  static async restoreState(
+    state: MachineState,
+    loadRam: (ram: GuestRam) => void,
+    opts: RestoreOptions,
+  ): Promise<Machine> {
+    if (
+      state === null ||
+      typeof state !== "object" ||
+      state.config === null ||
+      typeof state.config !== "object"
+    ) {
+      throw new Error("snapshot: corrupt state (no machine configuration)");
+    }
+    const c = state.config;
     const disks = opts.disks ?? [];
     const nets = opts.nets ?? [];
     if (
@@ -386,8 +406,8 @@ export class Machine {
       ...(c.firmware ? { bios: new Uint8Array(0) } : {}),
     });
     try {
-      snap.loadRam(m.ram);
-      m.applyState(snap.state);
+      loadRam(m.ram);
+      m.applyState(state);
     } catch (e) {
       const msg = (e as Error).message;
       throw new Error(msg.startsWith("snapshot: ") ? msg : `snapshot: ${msg}`);

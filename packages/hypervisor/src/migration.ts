@@ -1,0 +1,263 @@
+/**
+ * Pre-copy live migration over any byte stream (visor run uses a TCP socket).
+ *
+ * The sender turns on guest RAM's dirty-page log and sends every page that is not zero
+ * while the VM keeps running; then, round after round, the pages written since the last
+ * round. When a round finds few enough dirty pages (or after `maxRounds`), it takes the
+ * rest in one go between two instruction slices, with the VM paused: the last dirty
+ * pages, the hypervisor's own pages (its G-stage or shadow tables, which its page walks
+ * update without the log), and the machine's state. The VM stops there and goes on at
+ * the receiver, which builds it with Machine.restoreState. The VM is paused only for
+ * that last step: the "downtime" the statistics report.
+ *
+ * The stream: "VISORMIG", a u32 version, then records of a u8 type and a u32 length:
+ * type 1 holds pages (u32 page number, 4096 bytes, repeated), type 2 the final
+ * MachineState as JSON, after which the stream ends.
+ */
+import type { GuestRam } from "@visor/memory";
+import type { Machine, RestoreOptions } from "./machine.ts";
+import { Machine as MachineClass } from "./machine.ts";
+import type { MachineState } from "./snapshot.ts";
+
+const MAGIC = "VISORMIG";
+const VERSION = 1;
+const PAGE = 4096;
+const REC_PAGES = 1;
+const REC_STATE = 2;
+/** Pages per record: 1 MiB. */
+const BATCH = 256;
+
+export interface MigrationOptions {
+  /** Stop pre-copying when a round finds at most this many dirty pages. Default 256 (1 MiB). */
+  threshold?: number;
+  /** Give up converging after this many rounds and copy the rest paused. Default 30. */
+  maxRounds?: number;
+  /** What to store with the state (visor run: its disk paths). */
+  meta?: unknown;
+  /** Let the VM run this long between rounds; default 10 ms. */
+  roundIntervalMs?: number;
+}
+
+export interface MigrationStats {
+  /** Rounds of copying while the VM ran, the first (all of RAM) included. */
+  rounds: number;
+  pages: number;
+  bytes: number;
+  /** Pages left for the paused step, and how long the VM was paused. */
+  finalPages: number;
+  downtimeMs: number;
+}
+
+/**
+ * Send `machine` through `send` (which resolves once the bytes are on their way; it may
+ * apply back-pressure). Call while machine.run() is in progress: the copying happens in
+ * the gaps where the run loop yields to the host. Resolves when everything is sent; the
+ * machine's run() then resolves with { kind: "stopped" }. If `send` fails, the dirty log
+ * is turned off, the VM goes on running, and the error is thrown.
+ */
+export async function migrate(
+  machine: Machine,
+  send: (chunk: Uint8Array) => Promise<void>,
+  opts: MigrationOptions = {},
+): Promise<MigrationStats> {
+  const ram = machine.ram;
+  const threshold = opts.threshold ?? 256;
+  const maxRounds = opts.maxRounds ?? 30;
+  const interval = opts.roundIntervalMs ?? 10;
+  const stats: MigrationStats = { rounds: 0, pages: 0, bytes: 0, finalPages: 0, downtimeMs: 0 };
+  const out = async (chunk: Uint8Array) => {
+    stats.bytes += chunk.length;
+    await send(chunk);
+  };
+  const guestPages = (machine.guestRamEnd - ram.base) / PAGE;
+  ram.enableDirtyLog();
+  try {
+    const head = new Uint8Array(12);
+    for (let i = 0; i < 8; i++) head[i] = MAGIC.charCodeAt(i);
+    new DataView(head.buffer).setUint32(8, VERSION, true);
+    await out(head);
+    // Round 1: all of RAM that is not zero, the VM running meanwhile.
+    await sendPages(ram, nonZeroPages(ram, 0, guestPages), out, stats);
+    stats.rounds = 1;
+    for (;;) {
+      await new Promise<void>((r) => setTimeout(r, interval));
+      if (machine.exited) throw new Error("migration: the VM stopped before it could move");
+      if (stats.rounds >= maxRounds || countDirty(ram, guestPages) <= threshold) break;
+      await sendPages(ram, dirtyGuestPages(ram, guestPages), out, stats);
+      stats.rounds++;
+    }
+    // The paused step: no guest instruction runs from here on (this code runs between
+    // the run loop's slices, and stop() ends the loop when it resumes).
+    const t0 = performance.now();
+    const last = dirtyGuestPages(ram, guestPages);
+    const hv = nonZeroPages(ram, guestPages, ram.size / PAGE);
+    const state = machine.saveState(opts.meta);
+    const records = encodePages(ram, [...last, ...hv]);
+    stats.finalPages = last.length + hv.length;
+    stats.pages += stats.finalPages;
+    machine.stop();
+    ram.disableDirtyLog();
+    for (const r of records) await out(r);
+    await out(record(REC_STATE, new TextEncoder().encode(JSON.stringify(state))));
+    stats.downtimeMs = performance.now() - t0;
+    return stats;
+  } catch (e) {
+    ram.disableDirtyLog();
+    throw e;
+  }
+}
+
+/** Builds the migrated machine from the bytes a `migrate` sent, fed in as they arrive. */
+export class MigrationReceiver {
+  private buf = new Uint8Array(0);
+  private headerSeen = false;
+  private readonly pages = new Map<number, Uint8Array>();
+  private state: MachineState | undefined;
+  /** Bytes received so far. */
+  bytes = 0;
+
+  /** True once the final state has arrived. */
+  get done(): boolean {
+    return this.state !== undefined;
+  }
+
+  /** Take the next bytes of the stream. Throws "migration: ..." on a malformed stream. */
+  push(chunk: Uint8Array): void {
+    if (this.done) throw new Error("migration: data after the end of the stream");
+    this.bytes += chunk.length;
+    const b = new Uint8Array(this.buf.length + chunk.length);
+    b.set(this.buf);
+    b.set(chunk, this.buf.length);
+    let p = 0;
+    if (!this.headerSeen) {
+      if (b.length < 12) {
+        this.buf = b;
+        return;
+      }
+      if (String.fromCharCode(...b.subarray(0, 8)) !== MAGIC)
+        throw new Error("migration: not a visor migration stream");
+      const v = new DataView(b.buffer).getUint32(8, true);
+      if (v !== VERSION)
+        throw new Error(`migration: stream version ${v} is not supported (this visor reads ${VERSION})`);
+      this.headerSeen = true;
+      p = 12;
+    }
+    const dv = new DataView(b.buffer);
+    while (!this.done && b.length - p >= 5) {
+      const type = b[p]!;
+      const len = dv.getUint32(p + 1, true);
+      if (b.length - p - 5 < len) break;
+      const body = b.subarray(p + 5, p + 5 + len);
+      if (type === REC_PAGES) {
+        if (len % (4 + PAGE) !== 0) throw new Error("migration: malformed page record");
+        const bdv = new DataView(body.buffer, body.byteOffset, body.byteLength);
+        for (let o = 0; o < len; o += 4 + PAGE)
+          this.pages.set(bdv.getUint32(o, true), body.slice(o + 4, o + 4 + PAGE));
+      } else if (type === REC_STATE) {
+        try {
+          this.state = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+        } catch {
+          throw new Error("migration: corrupt machine state");
+        }
+      } else {
+        throw new Error(`migration: unknown record type ${type}`);
+      }
+      p += 5 + len;
+    }
+    if (this.done && p !== b.length) throw new Error("migration: data after the end of the stream");
+    this.buf = b.slice(p);
+  }
+
+  /** The migrated state's `meta` (available once done). */
+  get meta(): unknown {
+    return this.state?.meta;
+  }
+
+  /** The machine, ready to run (once done). */
+  machine(opts: RestoreOptions): Promise<Machine> {
+    const state = this.state;
+    if (state === undefined) throw new Error("migration: the stream ended before the machine state");
+    const pages = this.pages;
+    return MachineClass.restoreState(
+      state,
+      (ram) => {
+        const count = ram.size / PAGE;
+        for (const [p, data] of pages) {
+          if (p >= count) throw new Error(`migration: page ${p} lies outside the machine's RAM`);
+          ram.u8.set(data, p * PAGE);
+        }
+      },
+      opts,
+    );
+  }
+}
+
+function record(type: number, body: Uint8Array): Uint8Array {
+  const r = new Uint8Array(5 + body.length);
+  r[0] = type;
+  new DataView(r.buffer).setUint32(1, body.length, true);
+  r.set(body, 5);
+  return r;
+}
+
+function encodePages(ram: GuestRam, pages: number[]): Uint8Array[] {
+  const records: Uint8Array[] = [];
+  for (let i = 0; i < pages.length; i += BATCH) {
+    const batch = pages.slice(i, i + BATCH);
+    const body = new Uint8Array(batch.length * (4 + PAGE));
+    const dv = new DataView(body.buffer);
+    batch.forEach((p, j) => {
+      dv.setUint32(j * (4 + PAGE), p, true);
+      body.set(ram.u8.subarray(p * PAGE, (p + 1) * PAGE), j * (4 + PAGE) + 4);
+    });
+    records.push(record(REC_PAGES, body));
+  }
+  return records;
+}
+
+/** Send pages batch by batch, copying each batch when it is sent (the VM runs in between). */
+async function sendPages(
+  ram: GuestRam,
+  pages: number[],
+  out: (c: Uint8Array) => Promise<void>,
+  stats: MigrationStats,
+): Promise<void> {
+  for (let i = 0; i < pages.length; i += BATCH) {
+    const [rec] = encodePages(ram, pages.slice(i, i + BATCH));
+    await out(rec!);
+  }
+  stats.pages += pages.length;
+}
+
+function nonZeroPages(ram: GuestRam, from: number, to: number): number[] {
+  const words = new Int32Array(ram.buffer);
+  const pages: number[] = [];
+  for (let p = from; p < to; p++) {
+    for (let i = p * 1024; i < (p + 1) * 1024; i++) {
+      if (words[i] !== 0) {
+        pages.push(p);
+        break;
+      }
+    }
+  }
+  return pages;
+}
+
+/** Dirty guest pages (the log also covers the hypervisor's pages, sent at the end). */
+function dirtyGuestPages(ram: GuestRam, guestPages: number): number[] {
+  return ram.fetchAndClearDirty().filter((p) => p < guestPages);
+}
+
+function countDirty(ram: GuestRam, guestPages: number): number {
+  let n = 0;
+  const d = ram.dirty;
+  const words = Math.ceil(guestPages / 32);
+  for (let w = 0; w < words; w++) {
+    let x = d[w]!;
+    while (x !== 0) {
+      x &= x - 1;
+      n++;
+    }
+  }
+  return n;
+}
