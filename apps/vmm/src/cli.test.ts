@@ -1,10 +1,12 @@
 /**
  * `visor` as a user runs it, in child processes: help, one-line errors with non-zero
- * exit codes for bad input, a bare-metal program's HTIF result as the exit status, and a
- * VM saved with --snapshot that --restore continues.
+ * exit codes for bad input, a bare-metal program's HTIF result as the exit status, a
+ * VM saved with --snapshot that --restore continues, and one live-migrated between two
+ * visor processes.
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -43,6 +45,7 @@ function waitFor(
   });
 }
 
+/** The child's exit status; take it right after spawning so the event cannot be missed. */
 function exited(child: ChildProcessWithoutNullStreams): Promise<number | null> {
   return new Promise((resolve) => child.on("exit", (code) => resolve(code)));
 }
@@ -67,6 +70,11 @@ describe("visor", () => {
       ],
       [["run", "--restore", MAIN], /^visor: --restore .*: snapshot: not a visor snapshot/],
       [["run", "--restore", MAIN, "--memory", "64M"], /^visor: --memory cannot be combined with --restore/],
+      [["run", "--migrate-to", "4444"], /^visor: --migrate-to: '4444' is not HOST:PORT$/],
+      [
+        ["run", "--incoming", "1234", "--kernel", MAIN],
+        /^visor: --kernel cannot be combined with --incoming/,
+      ],
     ];
     for (const [args, message] of cases) {
       const r = visor(args);
@@ -87,13 +95,15 @@ describe("visor", () => {
     const snap = join(dir, "vm.snap");
     writeFileSync(snap, "an older file, replaced only by a complete snapshot");
     const a = spawn(process.execPath, ["--conditions=source", MAIN, "run", "--snapshot", snap]);
+    const aDone = exited(a);
     await waitFor(a, "stdout", "/ # ");
     a.stdin.write("echo one > /tmp/mark\n");
     await waitFor(a, "stdout", "/ # ");
+    const saved = waitFor(a, "stderr", "visor: snapshot saved to");
     a.kill("SIGUSR1"); // what Ctrl-A W does on a terminal
-    await waitFor(a, "stderr", "visor: snapshot saved to");
+    await saved;
     a.stdin.write("poweroff -f\n");
-    expect(await exited(a)).toBe(0);
+    expect(await aDone).toBe(0);
 
     const b = spawn(process.execPath, ["--conditions=source", MAIN, "run", "--restore", snap]);
     const done = exited(b);
@@ -102,5 +112,38 @@ describe("visor", () => {
     await waitFor(b, "stdout", "restored one 42");
     b.stdin.write("poweroff -f\n");
     expect(await done).toBe(0);
+  }, 120_000);
+
+  it("live-migrates a running VM from one visor to another with --migrate-to and --incoming", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, "127.0.0.1", () => {
+        const p = (probe.address() as { port: number }).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const dst = spawn(process.execPath, ["--conditions=source", MAIN, "run", "--incoming", String(port)]);
+    const dstDone = exited(dst);
+    await waitFor(dst, "stderr", "waiting for a migration");
+    const received = waitFor(dst, "stderr", "migration received");
+    const src = spawn(process.execPath, [
+      "--conditions=source",
+      MAIN,
+      "run",
+      "--migrate-to",
+      `127.0.0.1:${port}`,
+    ]);
+    const srcDone = exited(src);
+    await waitFor(src, "stdout", "/ # ");
+    src.stdin.write("echo two > /tmp/mark\n");
+    await waitFor(src, "stdout", "/ # ");
+    const migrated = waitFor(src, "stderr", "visor: migrated to");
+    src.kill("SIGUSR2"); // what Ctrl-A M does on a terminal
+    expect(await migrated).toMatch(/rounds while running/);
+    expect(await srcDone).toBe(0);
+    await received;
+    dst.stdin.write("echo moved $(cat /tmp/mark) $((6*7))\n");
+    await waitFor(dst, "stdout", "moved two 42");
+    dst.stdin.write("poweroff -f\n");
+    expect(await dstDone).toBe(0);
   }, 120_000);
 });

@@ -15,6 +15,8 @@ export interface ConsoleHandlers {
   stats?(): void;
   /** Ctrl-A W: save a snapshot. */
   snapshot?(): void;
+  /** Ctrl-A M: live-migrate. */
+  migrate?(): void;
 }
 
 export class HostConsole {
@@ -79,12 +81,14 @@ export class HostConsole {
         }
         if (k === "h" || k === "?") {
           process.stdout.write(
-            "\r\nC-a h    print this help\r\nC-a x    exit visor\r\nC-a s    print VM statistics\r\nC-a w    save a snapshot (--snapshot PATH)\r\nC-a C-a  send C-a to the guest\r\n",
+            "\r\nC-a h    print this help\r\nC-a x    exit visor\r\nC-a s    print VM statistics\r\nC-a w    save a snapshot (--snapshot PATH)\r\nC-a m    live-migrate (--migrate-to HOST:PORT)\r\nC-a C-a  send C-a to the guest\r\n",
           );
         } else if (k === "s") {
           this.handlers.stats?.();
         } else if (k === "w") {
           this.handlers.snapshot?.();
+        } else if (k === "m") {
+          this.handlers.migrate?.();
         } else if (b === CTRL_A) {
           out.push(CTRL_A);
         }

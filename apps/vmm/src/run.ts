@@ -2,6 +2,7 @@
  * `visor run`: boot a VM on the virt machine.
  */
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BlockBackend, NetBackend } from "@visor/devices";
@@ -11,6 +12,8 @@ import {
   GuestError,
   Machine,
   type MachineExit,
+  MigrationReceiver,
+  migrate,
   parseElf,
   type VirtMode,
   warmUp,
@@ -43,6 +46,9 @@ export const RUN_HELP = `usage: visor run [options]
   --snapshot PATH      where Ctrl-A W (or SIGUSR1) saves a snapshot of the running VM
   --restore PATH       continue a VM from a snapshot instead of booting one (its disks
                        are reopened from the paths it recorded; give --net again if it had one)
+  --migrate-to HOST:PORT  where Ctrl-A M (or SIGUSR2) live-migrates the running VM
+  --incoming [HOST:]PORT  wait for a VM migrated to this port (default host 127.0.0.1)
+                       and continue it (its disks are reopened by path: shared storage)
 
 The console is this terminal. Ctrl-A X quits, Ctrl-A H lists the keys.`;
 
@@ -60,6 +66,8 @@ const SPEC = {
   stats: {},
   snapshot: { value: true },
   restore: { value: true },
+  "migrate-to": { value: true },
+  incoming: { value: true },
   help: {},
 };
 
@@ -98,16 +106,27 @@ export async function runMain(argv: string[]): Promise<number> {
   const one = (k: string): string | undefined => opts.get(k)?.[0];
 
   const restorePath = one("restore");
-  if (restorePath !== undefined) {
-    const clash = MACHINE_OPTIONS.find((k) => opts.has(k));
-    if (clash)
-      throw new UserError(`--${clash} cannot be combined with --restore (the snapshot defines the machine)`);
+  const incoming = one("incoming");
+  if (restorePath !== undefined && incoming !== undefined) {
+    throw new UserError("--restore and --incoming cannot be combined");
   }
+  for (const [flag, given] of [
+    ["--restore", restorePath],
+    ["--incoming", incoming],
+  ] as const) {
+    if (given === undefined) continue;
+    const clash = MACHINE_OPTIONS.find((k) => opts.has(k));
+    if (clash) throw new UserError(`--${clash} cannot be combined with ${flag} (the VM brings its machine)`);
+  }
+  const migrateTo = one("migrate-to");
+  const migrateAddr = migrateTo !== undefined ? hostPort(migrateTo, "--migrate-to", false) : undefined;
+  const incomingAddr = incoming !== undefined ? hostPort(incoming, "--incoming", true) : undefined;
   const bios = one("bios");
   const biosBytes = bios !== undefined && bios !== "none" ? readInput(bios, "firmware") : undefined;
   const kernelPath =
     one("kernel") ??
     (restorePath !== undefined ||
+    incoming !== undefined ||
     (biosBytes !== undefined && one("initrd") === undefined && isHtifProgram(biosBytes))
       ? undefined
       : BUNDLED_KERNEL);
@@ -128,6 +147,8 @@ export async function runMain(argv: string[]): Promise<number> {
 
   const snapshotBytes = restorePath !== undefined ? readInput(restorePath, "snapshot") : undefined;
   let diskSpecs: RunMeta["disks"] = [];
+  const received = incomingAddr !== undefined ? await receiveMigration(incomingAddr) : undefined;
+  if (received !== undefined) diskSpecs = (received.meta as RunMeta | undefined)?.disks ?? [];
   if (snapshotBytes !== undefined) {
     try {
       diskSpecs = (decodeSnapshot(snapshotBytes).state.meta as RunMeta | undefined)?.disks ?? [];
@@ -175,7 +196,16 @@ export async function runMain(argv: string[]): Promise<number> {
     // A kernel boot first runs the small warm-up guest (about 50 ms), which saves a Linux
     // boot about a quarter of its time: see packages/hypervisor/src/warmup.ts. A bare-metal
     // program alone (no kernel) does not need it.
-    if (snapshotBytes !== undefined) {
+    if (received !== undefined) {
+      machine = await received.machine({
+        console: out,
+        disks,
+        nets,
+        stats: opts.has("stats"),
+        yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
+      });
+      await warmUp(machine.virtMode);
+    } else if (snapshotBytes !== undefined) {
       machine = await Machine.restore(snapshotBytes, {
         console: out,
         disks,
@@ -239,11 +269,45 @@ export async function runMain(argv: string[]): Promise<number> {
   };
   process.on("SIGUSR1", saveSnapshot);
 
+  let migration: Promise<void> | undefined;
+  const startMigration = () => {
+    if (migrateAddr === undefined) {
+      process.stderr.write("\r\nvisor: no --migrate-to HOST:PORT given; not migrating\r\n");
+      return;
+    }
+    if (migration !== undefined) return;
+    const where = `${migrateAddr.host}:${migrateAddr.port}`;
+    process.stderr.write(`\r\nvisor: migrating to ${where} ...\r\n`);
+    migration = (async () => {
+      const sock = net.connect(migrateAddr);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          sock.once("connect", resolve);
+          sock.once("error", reject);
+        });
+        const stats = await migrate(machine, socketSender(sock), { meta });
+        await new Promise<void>((r) => sock.end(r));
+        const mib = (stats.bytes / 2 ** 20).toFixed(1);
+        process.stderr.write(
+          `\r\nvisor: migrated to ${where}: ${stats.rounds} rounds while running, ${mib} MiB, paused ${stats.downtimeMs.toFixed(0)} ms for the last ${stats.finalPages} pages\r\n`,
+        );
+      } catch (e) {
+        sock.destroy();
+        process.stderr.write(
+          `\r\nvisor: migration to ${where} failed: ${(e as Error).message}; the VM runs on here\r\n`,
+        );
+        migration = undefined;
+      }
+    })();
+  };
+  process.on("SIGUSR2", startMigration);
+
   const con = new HostConsole({
     input: (b) => machine.input(b),
     quit: () => machine.stop(),
     stats: () => printStats(machine, process.stderr),
     snapshot: saveSnapshot,
+    migrate: startMigration,
   });
   con.start();
   let exit: MachineExit;
@@ -260,7 +324,10 @@ export async function runMain(argv: string[]): Promise<number> {
     for (const b of opened) b.close();
     for (const n of nets) (n as { close?: () => void }).close?.();
     process.off("SIGUSR1", saveSnapshot);
+    process.off("SIGUSR2", startMigration);
   }
+  // A migration stops the VM before its last bytes are sent: wait for them.
+  if (migration !== undefined) await migration;
   if (opts.has("stats")) printStats(machine, process.stderr);
   switch (exit.kind) {
     case "poweroff":
@@ -316,4 +383,78 @@ class OutputBuffer {
       // stdout closed: drop the output
     }
   }
+}
+
+/** Parse HOST:PORT (or PORT alone, on 127.0.0.1, where `portAlone` allows it). */
+function hostPort(s: string, flag: string, portAlone: boolean): { host: string; port: number } {
+  const m = /^(?:(.+):)?(\d+)$/.exec(s);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port < 1 || port > 65535 || (m[1] === undefined && !portAlone)) {
+    throw new UserError(`${flag}: '${s}' is not ${portAlone ? "[HOST:]PORT" : "HOST:PORT"}`);
+  }
+  return { host: m[1] ?? "127.0.0.1", port };
+}
+
+/** Listen on `addr` for one migration and take it in whole. */
+async function receiveMigration(addr: { host: string; port: number }): Promise<MigrationReceiver> {
+  const rx = new MigrationReceiver();
+  await new Promise<void>((resolve, reject) => {
+    const server = net.createServer((sock) => {
+      server.close();
+      sock.on("data", (d: Buffer) => {
+        try {
+          rx.push(d);
+        } catch (e) {
+          sock.destroy();
+          reject(e);
+        }
+      });
+      sock.on("end", () =>
+        rx.done ? resolve() : reject(new Error("migration: the sender left before the VM arrived")),
+      );
+      sock.on("error", reject);
+    });
+    server.on("error", (e: NodeJS.ErrnoException) =>
+      reject(
+        new Error(
+          `--incoming ${addr.host}:${addr.port}: ${e.code === "EADDRINUSE" ? "address in use" : e.message}`,
+        ),
+      ),
+    );
+    server.listen(addr.port, addr.host, () =>
+      process.stderr.write(`visor: waiting for a migration on ${addr.host}:${addr.port}\n`),
+    );
+  }).catch((e) => {
+    throw new UserError((e as Error).message);
+  });
+  process.stderr.write(
+    `visor: migration received (${(rx.bytes / 2 ** 20).toFixed(1)} MiB); the VM continues here\n`,
+  );
+  return rx;
+}
+
+/** A send function for migrate(): resolves when the socket takes the bytes, rejects if it fails. */
+function socketSender(sock: net.Socket): (chunk: Uint8Array) => Promise<void> {
+  let failure: Error | undefined;
+  sock.on("error", (e) => {
+    failure = e;
+  });
+  sock.on("close", () => {
+    failure ??= new Error("the connection closed");
+  });
+  return (chunk) =>
+    new Promise<void>((resolve, reject) => {
+      if (failure !== undefined) {
+        reject(failure);
+        return;
+      }
+      const onFail = () => reject(failure ?? new Error("the connection closed"));
+      sock.once("close", onFail);
+      const done = () => {
+        sock.off("close", onFail);
+        resolve();
+      };
+      if (sock.write(chunk)) done();
+      else sock.once("drain", done);
+    });
 }
