@@ -14,7 +14,18 @@ import { afterAll, describe, expect, it } from "vitest";
 const MAIN = join(import.meta.dirname, "main.ts");
 const ISA = join(import.meta.dirname, "../../../packages/cpu/fixtures/isa/bin");
 const dir = mkdtempSync(join(tmpdir(), "visor-vmm-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** VMs started by a test; whatever a failed test left running is killed at the end. */
+const children: ChildProcessWithoutNullStreams[] = [];
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function vm(args: string[]): ChildProcessWithoutNullStreams {
+  const c = spawn(process.execPath, ["--conditions=source", MAIN, "run", ...args]);
+  children.push(c);
+  return c;
+}
 
 function visor(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ["--conditions=source", MAIN, ...args], {
@@ -94,7 +105,7 @@ describe("visor", () => {
   it("saves a running VM with --snapshot and continues it with --restore", async () => {
     const snap = join(dir, "vm.snap");
     writeFileSync(snap, "an older file, replaced only by a complete snapshot");
-    const a = spawn(process.execPath, ["--conditions=source", MAIN, "run", "--snapshot", snap]);
+    const a = vm(["--snapshot", snap]);
     const aDone = exited(a);
     await waitFor(a, "stdout", "/ # ");
     a.stdin.write("echo one > /tmp/mark\n");
@@ -105,7 +116,7 @@ describe("visor", () => {
     a.stdin.write("poweroff -f\n");
     expect(await aDone).toBe(0);
 
-    const b = spawn(process.execPath, ["--conditions=source", MAIN, "run", "--restore", snap]);
+    const b = vm(["--restore", snap]);
     const done = exited(b);
     // The shell and its files are as they were: /tmp/mark came before the snapshot.
     b.stdin.write("echo restored $(cat /tmp/mark) $((6*7))\n");
@@ -121,17 +132,11 @@ describe("visor", () => {
         probe.close(() => resolve(p));
       });
     });
-    const dst = spawn(process.execPath, ["--conditions=source", MAIN, "run", "--incoming", String(port)]);
+    const dst = vm(["--incoming", String(port)]);
     const dstDone = exited(dst);
     await waitFor(dst, "stderr", "waiting for a migration");
     const received = waitFor(dst, "stderr", "migration received");
-    const src = spawn(process.execPath, [
-      "--conditions=source",
-      MAIN,
-      "run",
-      "--migrate-to",
-      `127.0.0.1:${port}`,
-    ]);
+    const src = vm(["--migrate-to", `127.0.0.1:${port}`]);
     const srcDone = exited(src);
     await waitFor(src, "stdout", "/ # ");
     src.stdin.write("echo two > /tmp/mark\n");
