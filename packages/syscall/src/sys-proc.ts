@@ -127,20 +127,7 @@ function doClone(
   else sig = sig.clone();
   const pid = k.nextPid();
   const c = new Task(pid, k.newHart(mm), mm, files, sig);
-  const h = c.hart;
-  const ph = t.hart;
-  h.xlo.set(ph.xlo);
-  h.xhi.set(ph.xhi);
-  h.fpu.w.set(ph.fpu.w);
-  h.fpu.fflags = ph.fpu.fflags;
-  h.fpu.frm = ph.fpu.frm;
-  h.pcLo = ph.pcLo;
-  h.pcHi = ph.pcHi;
-  h.advancePc(4);
-  h.xlo[10] = 0;
-  h.xhi[10] = 0;
-  if (newsp !== 0) h.setX(2, BigInt(newsp));
-  if ((flags & CLONE_SETTLS) !== 0) h.setX(4, BigInt(tls));
+  startChildHart(c, t, flags, newsp, tls);
   // The children of a process belong to the process, whichever thread forked them.
   c.parent = t.leader;
   t.leader.children.add(c);
@@ -162,6 +149,27 @@ function doClone(
   return pid;
 }
 
+/**
+ * The new task's hart continues from the caller's: the same registers, returning 0 from
+ * the clone `ecall`, on `newsp` if given and with the TLS pointer CLONE_SETTLS asks for.
+ */
+function startChildHart(c: Task, t: Task, flags: number, newsp: number, tls: number): void {
+  const h = c.hart;
+  const ph = t.hart;
+  h.xlo.set(ph.xlo);
+  h.xhi.set(ph.xhi);
+  h.fpu.w.set(ph.fpu.w);
+  h.fpu.fflags = ph.fpu.fflags;
+  h.fpu.frm = ph.fpu.frm;
+  h.pcLo = ph.pcLo;
+  h.pcHi = ph.pcHi;
+  h.advancePc(4);
+  h.xlo[10] = 0;
+  h.xhi[10] = 0;
+  if (newsp !== 0) h.setX(2, BigInt(newsp));
+  if ((flags & CLONE_SETTLS) !== 0) h.setX(4, BigInt(tls));
+}
+
 /** A thread: same address space, descriptors and handlers, in the caller's thread group. */
 function doThread(
   k: Kernel,
@@ -179,20 +187,7 @@ function doThread(
   if ((flags & CLONE_FILES) !== 0) files.users++;
   t.sig.users++;
   const c = new Task(tid, k.newHart(t.mm), t.mm, files, t.sig);
-  const h = c.hart;
-  const ph = t.hart;
-  h.xlo.set(ph.xlo);
-  h.xhi.set(ph.xhi);
-  h.fpu.w.set(ph.fpu.w);
-  h.fpu.fflags = ph.fpu.fflags;
-  h.fpu.frm = ph.fpu.frm;
-  h.pcLo = ph.pcLo;
-  h.pcHi = ph.pcHi;
-  h.advancePc(4);
-  h.xlo[10] = 0;
-  h.xhi[10] = 0;
-  if (newsp !== 0) h.setX(2, BigInt(newsp));
-  if ((flags & CLONE_SETTLS) !== 0) h.setX(4, BigInt(tls));
+  startChildHart(c, t, flags, newsp, tls);
   const leader = t.leader;
   c.leader = leader;
   c.tgid = leader.tgid;
