@@ -507,6 +507,11 @@ function signalTargets(k: Kernel, t: Task, pid: number): Task[] {
   return out;
 }
 
+/** The siginfo of a signal a task sends with kill/tkill/tgkill (si_pid, si_uid are the sender's). */
+function sentBy(k: Kernel, t: Task, sig: number, code: number) {
+  return { signo: sig, code, pid: t.pid, uid: k.host.identity.uid, status: 0, addr: 0 };
+}
+
 const sys_kill: Syscall = (k, t) => {
   const pid = t.ai(0);
   const sig = t.ai(1);
@@ -514,54 +519,23 @@ const sys_kill: Syscall = (k, t) => {
   const targets = signalTargets(k, t, pid);
   if (targets.length === 0) return -ESRCH;
   if (sig === 0) return 0;
-  for (const x of targets)
-    k.signalProcess(x, sig, {
-      signo: sig,
-      code: SI_USER,
-      pid: t.pid,
-      uid: k.host.identity.uid,
-      status: 0,
-      addr: 0,
-    });
+  for (const x of targets) k.signalProcess(x, sig, sentBy(k, t, sig, SI_USER));
   return 0;
 };
 
-const sys_tgkill: Syscall = (k, t) => {
-  const tgid = t.ai(0);
-  const pid = t.ai(1);
-  const sig = t.ai(2);
-  if (sig < 0 || sig > 64 || pid <= 0 || tgid <= 0) return -EINVAL;
-  const x = k.tasks.get(pid);
-  if (x === undefined || x.state === TASK_ZOMBIE || x.state === TASK_DEAD || x.tgid !== tgid) return -ESRCH;
-  if (sig !== 0)
-    k.sendSignal(x, sig, {
-      signo: sig,
-      code: SI_TKILL,
-      pid: t.pid,
-      uid: k.host.identity.uid,
-      status: 0,
-      addr: 0,
-    });
-  return 0;
-};
-
-const sys_tkill: Syscall = (k, t) => {
-  const pid = t.ai(0);
-  const sig = t.ai(1);
-  if (sig < 0 || sig > 64 || pid <= 0) return -EINVAL;
+/** tgkill, and tkill (no tgid: any thread group): one thread, by id. */
+function killThread(k: Kernel, t: Task, tgid: number | undefined, pid: number, sig: number): number {
+  if (sig < 0 || sig > 64 || pid <= 0 || (tgid !== undefined && tgid <= 0)) return -EINVAL;
   const x = k.tasks.get(pid);
   if (x === undefined || x.state === TASK_ZOMBIE || x.state === TASK_DEAD) return -ESRCH;
-  if (sig !== 0)
-    k.sendSignal(x, sig, {
-      signo: sig,
-      code: SI_TKILL,
-      pid: t.pid,
-      uid: k.host.identity.uid,
-      status: 0,
-      addr: 0,
-    });
+  if (tgid !== undefined && x.tgid !== tgid) return -ESRCH;
+  if (sig !== 0) k.sendSignal(x, sig, sentBy(k, t, sig, SI_TKILL));
   return 0;
-};
+}
+
+const sys_tgkill: Syscall = (k, t) => killThread(k, t, t.ai(0), t.ai(1), t.ai(2));
+
+const sys_tkill: Syscall = (k, t) => killThread(k, t, undefined, t.ai(0), t.ai(1));
 
 // ------------------------------------------------------------------------------ ids and groups
 
