@@ -39,8 +39,9 @@ import {
   VIRTIO_STATUS_FEATURES_OK,
   VISOR_VIRTIO_VENDOR_ID,
 } from "./constants.ts";
-import type { VirtioContext, VirtioDevice } from "./device.ts";
-import { Virtqueue, type VirtqueueState } from "./queue.ts";
+import type { VirtioDevice } from "./device.ts";
+import type { Virtqueue, VirtqueueState } from "./queue.ts";
+import { VirtioTransport } from "./transport.ts";
 
 /*
  * virtio-mmio transport, version 2 (virtio 1.1 §4.2.2). One instance exposes one
@@ -85,18 +86,11 @@ export interface VirtioMmioState {
   device: unknown;
 }
 
-export class VirtioMmio implements BusDevice {
-  readonly name: string;
-  readonly device: VirtioDevice;
-  readonly queues: readonly Virtqueue[];
+export class VirtioMmio extends VirtioTransport implements BusDevice {
   /** Everything offered to the driver. */
   readonly offeredFeatures: bigint;
-  private readonly ram: GuestRam;
   private readonly irq: IrqLine;
-  private readonly onError: (message: string) => void;
-  private readonly ctx: VirtioContext;
 
-  private status = 0;
   private deviceFeaturesSel = 0;
   private driverFeaturesSel = 0;
   private driverFeatures = 0n;
@@ -104,33 +98,11 @@ export class VirtioMmio implements BusDevice {
   private interruptStatus = 0;
   private configGeneration = 0;
   private irqLevel = false;
-  private active = false;
 
   constructor(options: VirtioMmioOptions) {
-    this.device = options.device;
-    this.ram = options.ram;
+    super(options.device, options.ram, options.name ?? `virtio-mmio:${options.device.name}`, options.onError);
     this.irq = options.irq ?? NO_IRQ;
-    this.name = options.name ?? `virtio-mmio:${options.device.name}`;
-    this.onError = options.onError ?? (() => {});
     this.offeredFeatures = options.device.features | TRANSPORT_FEATURES;
-    const owner = { queueError: (q: number, reason: string) => this.deviceError(`queue ${q}: ${reason}`) };
-    this.queues = options.device.queueMaxSizes.map((max, i) => new Virtqueue(options.ram, owner, i, max));
-    const self = this;
-    this.ctx = {
-      ram: options.ram,
-      get features() {
-        return self.driverFeatures;
-      },
-      queues: this.queues,
-      usedBuffers: (index: number) => this.usedBuffers(index),
-      configChanged: () => this.configChanged(),
-      deviceError: (reason: string) => this.deviceError(reason),
-    };
-  }
-
-  /** The device status register (§2.1). */
-  get deviceStatus(): number {
-    return this.status;
   }
 
   /** Negotiated features (valid once FEATURES_OK is set). */
@@ -138,30 +110,8 @@ export class VirtioMmio implements BusDevice {
     return this.driverFeatures;
   }
 
-  /**
-   * A QueueNotify write, callable directly by an ioeventfd-style fast path on the bus
-   * (register a write listener at base + VIRTIO_MMIO_QUEUE_NOTIFY that calls this).
-   */
-  notify(queue: number): void {
-    if (!this.active || this.status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) return;
-    const q = this.queues[queue];
-    if (q === undefined || !q.ready) return;
-    try {
-      this.device.onNotify(queue);
-    } catch (e) {
-      this.deviceError(`${this.device.name}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
-
   read(offset: number, size: 1 | 2 | 4): number {
-    if (offset >= VIRTIO_MMIO_CONFIG) {
-      try {
-        return this.device.readConfig(offset - VIRTIO_MMIO_CONFIG, size) >>> 0;
-      } catch (e) {
-        this.deviceError(`config read: ${e instanceof Error ? e.message : String(e)}`);
-        return 0;
-      }
-    }
+    if (offset >= VIRTIO_MMIO_CONFIG) return this.readConfig(offset - VIRTIO_MMIO_CONFIG, size);
     if (size !== 4) return 0;
     const q = this.queues[this.queueSel];
     switch (offset) {
@@ -208,11 +158,7 @@ export class VirtioMmio implements BusDevice {
 
   write(offset: number, size: 1 | 2 | 4, value: number): void {
     if (offset >= VIRTIO_MMIO_CONFIG) {
-      try {
-        this.device.writeConfig(offset - VIRTIO_MMIO_CONFIG, size, value);
-      } catch (e) {
-        this.deviceError(`config write: ${e instanceof Error ? e.message : String(e)}`);
-      }
+      this.writeConfig(offset - VIRTIO_MMIO_CONFIG, size, value);
       return;
     }
     if (size !== 4) return;
@@ -278,14 +224,7 @@ export class VirtioMmio implements BusDevice {
 
   /** Device reset, as when the driver writes 0 to Status (also for a machine reset). */
   reset(): void {
-    this.active = false;
-    try {
-      this.device.reset();
-    } catch (e) {
-      this.onError(`${this.device.name}: reset failed: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    for (const q of this.queues) q.reset();
-    this.status = 0;
+    this.resetDevice();
     this.deviceFeaturesSel = 0;
     this.driverFeaturesSel = 0;
     this.driverFeatures = 0n;
@@ -318,32 +257,19 @@ export class VirtioMmio implements BusDevice {
     const queueSel = stateInt(s, "queueSel", d, 0xffff_ffff);
     const interruptStatus = stateInt(s, "interruptStatus", d, 3);
     const configGeneration = stateInt(s, "configGeneration", d, 0xffff_ffff);
-    const queues = s.queues;
-    if (!Array.isArray(queues) || queues.length !== this.queues.length) {
-      throw new DeviceStateError(`invalid ${d} state: queues must have ${this.queues.length} entries`);
-    }
     if ((driverFeatures & ~this.offeredFeatures) !== 0n) {
       throw new DeviceStateError(`invalid ${d} state: driverFeatures has bits the device does not offer`);
     }
-    const eventIdx = (driverFeatures & feature(VIRTIO_F_EVENT_IDX)) !== 0n;
-    const indirect = (driverFeatures & feature(VIRTIO_F_INDIRECT_DESC)) !== 0n;
-    this.queues.forEach((q, i) => {
-      q.fromState(queues[i], eventIdx, indirect);
+    this.restoreDevice(d, s.queues, s.device, status, {
+      eventIdx: (driverFeatures & feature(VIRTIO_F_EVENT_IDX)) !== 0n,
+      indirect: (driverFeatures & feature(VIRTIO_F_INDIRECT_DESC)) !== 0n,
     });
-    this.device.reset();
-    this.device.fromState(s.device);
-    this.status = status;
     this.deviceFeaturesSel = deviceFeaturesSel;
     this.driverFeaturesSel = driverFeaturesSel;
     this.driverFeatures = driverFeatures;
     this.queueSel = queueSel;
     this.interruptStatus = interruptStatus;
     this.configGeneration = configGeneration;
-    this.active = false;
-    if (status & VIRTIO_STATUS_DRIVER_OK && !(status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)) {
-      this.active = true;
-      this.device.activate(this.ctx);
-    }
     this.irqLevel = this.interruptStatus !== 0;
     this.irq.set(this.irqLevel);
   }
@@ -368,15 +294,7 @@ export class VirtioMmio implements BusDevice {
         this.deviceError("DRIVER_OK set without FEATURES_OK");
         return;
       }
-      this.active = true;
-      try {
-        this.device.activate(this.ctx);
-      } catch (e) {
-        this.deviceError(`${this.device.name}: activate: ${e instanceof Error ? e.message : String(e)}`);
-        return;
-      }
-      // Buffers made available before DRIVER_OK (rx buffers, typically) are seen now.
-      for (const q of this.queues) if (q.ready) this.notify(q.index);
+      this.startDevice();
     }
   }
 
@@ -402,25 +320,10 @@ export class VirtioMmio implements BusDevice {
     if (this.active) this.notify(q.index);
   }
 
-  private usedBuffers(index: number): void {
-    const q = this.queues[index];
-    if (q === undefined || !q.needsInterrupt()) return;
-    this.interruptStatus |= VIRTIO_MMIO_INT_VRING;
+  protected interrupt(bits: number): void {
+    if (bits & VIRTIO_MMIO_INT_CONFIG) this.configGeneration = (this.configGeneration + 1) >>> 0;
+    this.interruptStatus |= bits & (VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG);
     this.updateIrq();
-  }
-
-  private configChanged(): void {
-    this.configGeneration = (this.configGeneration + 1) >>> 0;
-    this.interruptStatus |= VIRTIO_MMIO_INT_CONFIG;
-    this.updateIrq();
-  }
-
-  private deviceError(reason: string): void {
-    if (this.status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) return;
-    this.status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
-    for (const q of this.queues) q.broken = true;
-    this.onError(`${this.name}: ${reason}`);
-    this.configChanged();
   }
 
   private updateIrq(): void {

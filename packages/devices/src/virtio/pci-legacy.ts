@@ -14,8 +14,9 @@ import {
   VIRTIO_STATUS_DEVICE_NEEDS_RESET,
   VIRTIO_STATUS_DRIVER_OK,
 } from "./constants.ts";
-import type { VirtioContext, VirtioDevice } from "./device.ts";
-import { Virtqueue, type VirtqueueState } from "./queue.ts";
+import type { VirtioDevice } from "./device.ts";
+import type { Virtqueue, VirtqueueState } from "./queue.ts";
+import { VirtioTransport } from "./transport.ts";
 
 /*
  * Legacy virtio-pci transport: the virtio 0.9.5 register layout in I/O BAR 0, which
@@ -135,23 +136,16 @@ export function legacyRingBytes(size: number): number {
   return used + 6 + 8 * size;
 }
 
-export class VirtioPciLegacy implements BusDevice, PciFunction {
-  readonly name: string;
-  readonly device: VirtioDevice;
+export class VirtioPciLegacy extends VirtioTransport implements BusDevice, PciFunction {
   readonly config: PciConfig;
-  readonly queues: readonly Virtqueue[];
   /** Bits 0..31 offered in HOST_FEATURES. */
   readonly offeredFeatures: number;
   /** Size of I/O BAR 0. */
   readonly barSize: number;
-  private readonly onError: (message: string) => void;
-  private readonly ctx: VirtioContext;
 
-  private status = 0;
   private guestFeatures = 0;
   private queueSel = 0;
   private isr = 0;
-  private active = false;
 
   constructor(options: VirtioPciLegacyOptions) {
     const dev = options.device;
@@ -161,9 +155,7 @@ export class VirtioPciLegacy implements BusDevice, PciFunction {
         `virtio-pci legacy: device "${dev.name}" (virtio ID ${dev.deviceId}) has no transitional PCI ID`,
       );
     }
-    this.device = dev;
-    this.name = options.name ?? `virtio-pci:${dev.name}`;
-    this.onError = options.onError ?? (() => {});
+    super(dev, options.ram, options.name ?? `virtio-pci:${dev.name}`, options.onError);
     this.offeredFeatures = Number((dev.features | LEGACY_TRANSPORT_FEATURES) & 0xffff_ffffn);
     const need = VIRTIO_PCI_CONFIG_OFF + dev.configSize;
     let bar = 4;
@@ -191,24 +183,6 @@ export class VirtioPciLegacy implements BusDevice, PciFunction {
         },
       ],
     });
-    const owner = { queueError: (q: number, reason: string) => this.deviceError(`queue ${q}: ${reason}`) };
-    this.queues = dev.queueMaxSizes.map((max, i) => new Virtqueue(options.ram, owner, i, max));
-    const self = this;
-    this.ctx = {
-      ram: options.ram,
-      get features() {
-        return BigInt(self.guestFeatures);
-      },
-      queues: this.queues,
-      usedBuffers: (index: number) => this.usedBuffers(index),
-      configChanged: () => this.configChanged(),
-      deviceError: (reason: string) => this.deviceError(reason),
-    };
-  }
-
-  /** The device status register (§2.1). */
-  get deviceStatus(): number {
-    return this.status;
   }
 
   /** Features the driver accepted. */
@@ -221,27 +195,8 @@ export class VirtioPciLegacy implements BusDevice, PciFunction {
     return this.isr;
   }
 
-  /** A QUEUE_NOTIFY write; also the BAR's write fast path (see PciBarSpec.listeners). */
-  notify(queue: number): void {
-    if (!this.active || this.status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) return;
-    const q = this.queues[queue];
-    if (q === undefined || !q.ready) return;
-    try {
-      this.device.onNotify(queue);
-    } catch (e) {
-      this.deviceError(`${this.device.name}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
-
   read(offset: number, size: 1 | 2 | 4): number {
-    if (offset >= VIRTIO_PCI_CONFIG_OFF) {
-      try {
-        return this.device.readConfig(offset - VIRTIO_PCI_CONFIG_OFF, size) >>> 0;
-      } catch (e) {
-        this.deviceError(`config read: ${e instanceof Error ? e.message : String(e)}`);
-        return 0;
-      }
-    }
+    if (offset >= VIRTIO_PCI_CONFIG_OFF) return this.readConfig(offset - VIRTIO_PCI_CONFIG_OFF, size);
     if (size !== registerWidth(offset)) return 0;
     const q = this.queues[this.queueSel];
     switch (offset) {
@@ -270,11 +225,7 @@ export class VirtioPciLegacy implements BusDevice, PciFunction {
 
   write(offset: number, size: 1 | 2 | 4, value: number): void {
     if (offset >= VIRTIO_PCI_CONFIG_OFF) {
-      try {
-        this.device.writeConfig(offset - VIRTIO_PCI_CONFIG_OFF, size, value);
-      } catch (e) {
-        this.deviceError(`config write: ${e instanceof Error ? e.message : String(e)}`);
-      }
+      this.writeConfig(offset - VIRTIO_PCI_CONFIG_OFF, size, value);
       return;
     }
     if (size !== registerWidth(offset)) return;
@@ -302,14 +253,7 @@ export class VirtioPciLegacy implements BusDevice, PciFunction {
 
   /** Device reset, as when the driver writes 0 to STATUS (also for a machine reset). */
   reset(): void {
-    this.active = false;
-    try {
-      this.device.reset();
-    } catch (e) {
-      this.onError(`${this.device.name}: reset failed: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    for (const q of this.queues) q.reset();
-    this.status = 0;
+    this.resetDevice();
     this.guestFeatures = 0;
     this.queueSel = 0;
     this.isr = 0;
@@ -335,33 +279,24 @@ export class VirtioPciLegacy implements BusDevice, PciFunction {
     const guestFeatures = stateInt(s, "guestFeatures", d, 0xffff_ffff);
     const queueSel = stateInt(s, "queueSel", d, 0xffff);
     const isr = stateInt(s, "isr", d, VIRTIO_PCI_ISR_QUEUE | VIRTIO_PCI_ISR_CONFIG);
-    const queues = s.queues;
-    if (!Array.isArray(queues) || queues.length !== this.queues.length) {
-      throw new DeviceStateError(`invalid ${d} state: queues must have ${this.queues.length} entries`);
-    }
     if ((guestFeatures & ~this.offeredFeatures) !== 0) {
       throw new DeviceStateError(`invalid ${d} state: guestFeatures has bits the device does not offer`);
     }
     const f = BigInt(guestFeatures);
-    const eventIdx = (f & feature(VIRTIO_F_EVENT_IDX)) !== 0n;
-    const indirect = (f & feature(VIRTIO_F_INDIRECT_DESC)) !== 0n;
-    this.queues.forEach((q, i) => {
-      q.fromState(queues[i], eventIdx, indirect);
-      if (q.ready && (q.size !== q.maxSize || !isLegacyLayout(q))) {
-        throw new DeviceStateError(`invalid ${d} state: queue ${i} is not a legacy ring`);
-      }
-    });
-    this.device.reset();
-    this.device.fromState(s.device);
-    this.status = status;
+    this.restoreDevice(
+      d,
+      s.queues,
+      s.device,
+      status,
+      {
+        eventIdx: (f & feature(VIRTIO_F_EVENT_IDX)) !== 0n,
+        indirect: (f & feature(VIRTIO_F_INDIRECT_DESC)) !== 0n,
+      },
+      (q) => (q.ready && (q.size !== q.maxSize || !isLegacyLayout(q)) ? "is not a legacy ring" : null),
+    );
     this.guestFeatures = guestFeatures;
     this.queueSel = queueSel;
     this.isr = isr;
-    this.active = false;
-    if (status & VIRTIO_STATUS_DRIVER_OK && !(status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)) {
-      this.active = true;
-      this.device.activate(this.ctx);
-    }
     this.updateIrq();
   }
 
@@ -403,36 +338,13 @@ export class VirtioPciLegacy implements BusDevice, PciFunction {
         q.eventIdx = (f & feature(VIRTIO_F_EVENT_IDX)) !== 0n;
         q.indirect = (f & feature(VIRTIO_F_INDIRECT_DESC)) !== 0n;
       }
-      this.active = true;
-      try {
-        this.device.activate(this.ctx);
-      } catch (e) {
-        this.deviceError(`${this.device.name}: activate: ${e instanceof Error ? e.message : String(e)}`);
-        return;
-      }
-      // Buffers made available before DRIVER_OK are seen now.
-      for (const q of this.queues) if (q.ready) this.notify(q.index);
+      this.startDevice();
     }
   }
 
-  private usedBuffers(index: number): void {
-    const q = this.queues[index];
-    if (q === undefined || !q.needsInterrupt()) return;
-    this.isr |= VIRTIO_PCI_ISR_QUEUE;
+  protected interrupt(bits: number): void {
+    this.isr |= bits & (VIRTIO_PCI_ISR_QUEUE | VIRTIO_PCI_ISR_CONFIG);
     this.updateIrq();
-  }
-
-  private configChanged(): void {
-    this.isr |= VIRTIO_PCI_ISR_CONFIG;
-    this.updateIrq();
-  }
-
-  private deviceError(reason: string): void {
-    if (this.status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) return;
-    this.status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
-    for (const q of this.queues) q.broken = true;
-    this.onError(`${this.name}: ${reason}`);
-    this.configChanged();
   }
 
   private updateIrq(): void {
