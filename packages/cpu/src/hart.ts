@@ -862,21 +862,34 @@ export class Hart {
 
   /** Enter HS/S-mode. */
   trapToS(cause: number, tvalLo: number, tvalHi: number, irq: boolean): void {
+    this.enterS(false, cause, tvalLo, tvalHi, irq);
+  }
+
+  /**
+   * An S-level trap entry: into HS/S-mode through sepc/scause/stval/stvec and mstatus, or
+   * (`vs`) into VS-mode through the vs* CSRs and vsstatus (HExt.trapToVS).
+   */
+  enterS(vs: boolean, cause: number, tvalLo: number, tvalHi: number, irq: boolean): void {
     const L = this.csrLo;
     const H = this.csrHi;
-    L[C.CSR_SEPC] = this.pcLo;
-    H[C.CSR_SEPC] = this.pcHi;
-    L[C.CSR_SCAUSE] = cause;
-    H[C.CSR_SCAUSE] = irq ? 0x80000000 | 0 : 0;
-    L[C.CSR_STVAL] = tvalLo;
-    H[C.CSR_STVAL] = tvalHi;
-    let s = this.mstatus;
+    const epc = vs ? C.CSR_VSEPC : C.CSR_SEPC;
+    const scause = vs ? C.CSR_VSCAUSE : C.CSR_SCAUSE;
+    const stval = vs ? C.CSR_VSTVAL : C.CSR_STVAL;
+    const stvec = vs ? C.CSR_VSTVEC : C.CSR_STVEC;
+    L[epc] = this.pcLo;
+    H[epc] = this.pcHi;
+    L[scause] = cause;
+    H[scause] = irq ? 0x80000000 | 0 : 0;
+    L[stval] = tvalLo;
+    H[stval] = tvalHi;
+    let s = vs ? this.h!.vsstatus : this.mstatus;
     s = (s & C.MSTATUS_SIE) !== 0 ? s | C.MSTATUS_SPIE : s & ~C.MSTATUS_SPIE;
     s = this.priv === C.PRV_S ? s | C.MSTATUS_SPP : s & ~C.MSTATUS_SPP;
     s &= ~C.MSTATUS_SIE;
-    this.mstatus = s;
+    if (vs) this.h!.vsstatus = s;
+    else this.mstatus = s;
     this.setPriv(C.PRV_S);
-    this.jumpVector(L[C.CSR_STVEC]!, H[C.CSR_STVEC]!, cause, irq);
+    this.jumpVector(L[stvec]!, H[stvec]!, cause, irq);
   }
 
   trapToM(

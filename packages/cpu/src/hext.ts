@@ -396,21 +396,7 @@ export class HExt implements PteTranslator {
    * exception into its guest (KVM's "redirect trap").
    */
   trapToVS(h: Hart, cause: number, tvalLo: number, tvalHi: number, irq: boolean): void {
-    const L = h.csrLo;
-    const H = h.csrHi;
-    L[C.CSR_VSEPC] = h.pcLo;
-    H[C.CSR_VSEPC] = h.pcHi;
-    L[C.CSR_VSCAUSE] = cause;
-    H[C.CSR_VSCAUSE] = irq ? 0x80000000 | 0 : 0;
-    L[C.CSR_VSTVAL] = tvalLo;
-    H[C.CSR_VSTVAL] = tvalHi;
-    let s = this.vsstatus;
-    s = (s & C.MSTATUS_SIE) !== 0 ? s | C.MSTATUS_SPIE : s & ~C.MSTATUS_SPIE;
-    s = h.priv === C.PRV_S ? s | C.MSTATUS_SPP : s & ~C.MSTATUS_SPP;
-    s &= ~C.MSTATUS_SIE;
-    this.vsstatus = s;
-    h.setPriv(C.PRV_S);
-    h.jumpVector(L[C.CSR_VSTVEC]!, H[C.CSR_VSTVEC]!, cause, irq);
+    h.enterS(true, cause, tvalLo, tvalHi, irq);
   }
 
   /** Enter HS-mode (a trap taken by the hypervisor when it runs as guest code on the hart). */
