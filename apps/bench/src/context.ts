@@ -129,6 +129,21 @@ function gunzippedOnce(ctx: Context, src: string, name: string): string {
   return out;
 }
 
+/**
+ * qemu-system-riscv64's arguments for the peer runs of the boot, exits and paging suites:
+ * -M virt with one hart, no graphics, OpenSBI fw_jump as firmware.
+ */
+export function qemuVirtArgs(
+  ctx: Context,
+  o: { memory: string; kernel: string; initrd?: string; append: string; extra?: string[] },
+): string[] {
+  return [
+    ...["-M", "virt", "-m", o.memory, "-smp", "1", "-nographic", "-bios", ctx.tools.fwJump!],
+    ...["-kernel", o.kernel, ...(o.initrd !== undefined ? ["-initrd", o.initrd] : []), "-append", o.append],
+    ...(o.extra ?? []),
+  ];
+}
+
 export interface Competitor<T> {
   name: string;
   /** Why it cannot run here (peer not installed ...), or undefined when it can. */

@@ -7,6 +7,7 @@ import {
   type Competitor,
   type Context,
   paths,
+  qemuVirtArgs,
   uncompressedInitramfs,
   uncompressedKernel,
 } from "../context.ts";
@@ -78,23 +79,7 @@ export async function bootSuite(ctx: Context): Promise<SuiteResult> {
         return sampleOf(
           await run(
             ctx.tools.qemuSystem!,
-            [
-              "-M",
-              "virt",
-              "-m",
-              MEMORY,
-              "-smp",
-              "1",
-              "-nographic",
-              "-bios",
-              ctx.tools.fwJump!,
-              "-kernel",
-              kernel,
-              "-initrd",
-              initramfs,
-              "-append",
-              APPEND,
-            ],
+            qemuVirtArgs(ctx, { memory: MEMORY, kernel, initrd: initramfs, append: APPEND }),
             { timeoutMs: 120_000 },
           ),
           "qemu-system-riscv64",

@@ -3,7 +3,16 @@
  * fixtures/src/baremetal/exits.c, a flat Linux-style Image that times loops of one access
  * each with rdtime and prints the results on the UART.
  */
-import { alternate, type Competitor, type Context, fixture, paths, runNode, tagged } from "../context.ts";
+import {
+  alternate,
+  type Competitor,
+  type Context,
+  fixture,
+  paths,
+  qemuVirtArgs,
+  runNode,
+  tagged,
+} from "../context.ts";
 import { barOf, makeFigure, ratio } from "../figures.ts";
 import { check, run } from "../proc.ts";
 import { fmt } from "../stats.ts";
@@ -92,25 +101,12 @@ export async function exitsSuite(ctx: Context): Promise<SuiteResult> {
         const r = check(
           await run(
             ctx.tools.qemuSystem!,
-            [
-              "-M",
-              "virt",
-              "-m",
-              "256M",
-              "-smp",
-              "1",
-              "-nographic",
-              "-bios",
-              ctx.tools.fwJump!,
-              "-kernel",
-              image,
-              "-append",
-              `target=${targetMs} pio=0x3000080`,
-              "-device",
-              "virtio-rng-device",
-              "-global",
-              "virtio-mmio.force-legacy=false",
-            ],
+            qemuVirtArgs(ctx, {
+              memory: "256M",
+              kernel: image,
+              append: `target=${targetMs} pio=0x3000080`,
+              extra: ["-device", "virtio-rng-device", "-global", "virtio-mmio.force-legacy=false"],
+            }),
             { timeoutMs: 120_000 },
           ),
           "qemu-system-riscv64",
