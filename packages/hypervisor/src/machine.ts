@@ -165,6 +165,7 @@ export class Machine {
   private exit: MachineExit | undefined;
   private wake: (() => void) | undefined;
   private consoleIn: number[] = [];
+  private pauseGate: Promise<void> | undefined;
   /** Total guest instructions executed, all harts. */
   instructions = 0;
   bootTimeMs = 0;
@@ -533,6 +534,24 @@ export class Machine {
     this.finish({ kind: "stopped" });
   }
 
+  /**
+   * Hold the run loop between two instruction slices until the returned function is
+   * called: no guest instruction runs meanwhile (live migration's paused step). Call it
+   * while run() is waiting on the host (from an event handler or a timer), as then no
+   * slice is in progress.
+   */
+  pause(): () => void {
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    this.pauseGate = gate;
+    return () => {
+      if (this.pauseGate === gate) this.pauseGate = undefined;
+      release();
+    };
+  }
+
   finish(e: MachineExit): void {
     if (this.exit === undefined) this.exit = e;
     for (const v of this.vcpus) v.hart.requestStop();
@@ -550,6 +569,10 @@ export class Machine {
     const start = performance.now();
     let lastYield = start;
     while (this.exit === undefined) {
+      if (this.pauseGate !== undefined) {
+        await this.pauseGate;
+        continue;
+      }
       let allIdle = true;
       for (const v of this.vcpus) {
         if (!v.running) continue;

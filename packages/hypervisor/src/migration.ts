@@ -6,9 +6,10 @@
  * round. When a round finds few enough dirty pages (or after `maxRounds`), it takes the
  * rest in one go between two instruction slices, with the VM paused: the last dirty
  * pages, the hypervisor's own pages (its G-stage or shadow tables, which its page walks
- * update without the log), and the machine's state. The VM stops there and goes on at
- * the receiver, which builds it with Machine.restoreState. The VM is paused only for
- * that last step: the "downtime" the statistics report.
+ * update without the log), and the machine's state. Once all of it is sent the VM stops
+ * here and goes on at the receiver, which builds it with Machine.restoreState; if
+ * sending fails, it resumes here. The VM is paused only for that last step: the
+ * "downtime" the statistics report.
  *
  * The stream: "VISORMIG", a u32 version, then records of a u8 type and a u32 length:
  * type 1 holds pages (u32 page number, 4096 bytes, repeated), type 2 the final
@@ -53,7 +54,8 @@ export interface MigrationStats {
  * apply back-pressure). Call while machine.run() is in progress: the copying happens in
  * the gaps where the run loop yields to the host. Resolves when everything is sent; the
  * machine's run() then resolves with { kind: "stopped" }. If `send` fails, the dirty log
- * is turned off, the VM goes on running, and the error is thrown.
+ * is turned off, the VM goes on running (even when the failure comes in the paused step),
+ * and the error is thrown.
  */
 export async function migrate(
   machine: Machine,
@@ -86,19 +88,23 @@ export async function migrate(
       await sendPages(ram, dirtyGuestPages(ram, guestPages), out, stats);
       stats.rounds++;
     }
-    // The paused step: no guest instruction runs from here on (this code runs between
-    // the run loop's slices, and stop() ends the loop when it resumes).
+    // The paused step: no guest instruction runs until the rest is sent. Only then does
+    // the VM stop here; if sending fails, it runs on here as if nothing had happened.
     const t0 = performance.now();
-    const last = dirtyGuestPages(ram, guestPages);
-    const hv = nonZeroPages(ram, guestPages, ram.size / PAGE);
-    const state = machine.saveState(opts.meta);
-    const records = encodePages(ram, [...last, ...hv]);
-    stats.finalPages = last.length + hv.length;
-    stats.pages += stats.finalPages;
-    machine.stop();
+    const resume = machine.pause();
+    try {
+      const last = dirtyGuestPages(ram, guestPages);
+      const hv = nonZeroPages(ram, guestPages, ram.size / PAGE);
+      const state = machine.saveState(opts.meta);
+      stats.finalPages = last.length + hv.length;
+      stats.pages += stats.finalPages;
+      for (const r of encodePages(ram, [...last, ...hv])) await out(r);
+      await out(record(REC_STATE, new TextEncoder().encode(JSON.stringify(state))));
+      machine.stop();
+    } finally {
+      resume();
+    }
     ram.disableDirtyLog();
-    for (const r of records) await out(r);
-    await out(record(REC_STATE, new TextEncoder().encode(JSON.stringify(state))));
     stats.downtimeMs = performance.now() - t0;
     return stats;
   } catch (e) {
@@ -109,7 +115,8 @@ export async function migrate(
 
 /** Builds the migrated machine from the bytes a `migrate` sent, fed in as they arrive. */
 export class MigrationReceiver {
-  private buf = new Uint8Array(0);
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
   private headerSeen = false;
   private readonly pages = new Map<number, Uint8Array>();
   private state: MachineState | undefined;
@@ -125,29 +132,26 @@ export class MigrationReceiver {
   push(chunk: Uint8Array): void {
     if (this.done) throw new Error("migration: data after the end of the stream");
     this.bytes += chunk.length;
-    const b = new Uint8Array(this.buf.length + chunk.length);
-    b.set(this.buf);
-    b.set(chunk, this.buf.length);
-    let p = 0;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
     if (!this.headerSeen) {
-      if (b.length < 12) {
-        this.buf = b;
-        return;
-      }
-      if (String.fromCharCode(...b.subarray(0, 8)) !== MAGIC)
+      const head = this.take(12);
+      if (head === undefined) return;
+      if (String.fromCharCode(...head.subarray(0, 8)) !== MAGIC)
         throw new Error("migration: not a visor migration stream");
-      const v = new DataView(b.buffer).getUint32(8, true);
+      const v = new DataView(head.buffer, head.byteOffset, 12).getUint32(8, true);
       if (v !== VERSION)
         throw new Error(`migration: stream version ${v} is not supported (this visor reads ${VERSION})`);
       this.headerSeen = true;
-      p = 12;
     }
-    const dv = new DataView(b.buffer);
-    while (!this.done && b.length - p >= 5) {
-      const type = b[p]!;
-      const len = dv.getUint32(p + 1, true);
-      if (b.length - p - 5 < len) break;
-      const body = b.subarray(p + 5, p + 5 + len);
+    while (!this.done) {
+      const head = this.peek(5);
+      if (head === undefined) return;
+      const type = head[0]!;
+      const len = new DataView(head.buffer, head.byteOffset, 5).getUint32(1, true);
+      const rec = this.take(5 + len);
+      if (rec === undefined) return;
+      const body = rec.subarray(5);
       if (type === REC_PAGES) {
         if (len % (4 + PAGE) !== 0) throw new Error("migration: malformed page record");
         const bdv = new DataView(body.buffer, body.byteOffset, body.byteLength);
@@ -162,10 +166,35 @@ export class MigrationReceiver {
       } else {
         throw new Error(`migration: unknown record type ${type}`);
       }
-      p += 5 + len;
     }
-    if (this.done && p !== b.length) throw new Error("migration: data after the end of the stream");
-    this.buf = b.slice(p);
+    if (this.buffered !== 0) throw new Error("migration: data after the end of the stream");
+  }
+
+  /** The first `n` buffered bytes without consuming them, or undefined if fewer are here. */
+  private peek(n: number): Uint8Array | undefined {
+    if (this.buffered < n) return undefined;
+    if (this.chunks[0]!.length < n) {
+      // Join only as many chunks as needed: each byte is copied about once per record.
+      const joined = new Uint8Array(this.buffered);
+      let o = 0;
+      for (const c of this.chunks) {
+        joined.set(c, o);
+        o += c.length;
+      }
+      this.chunks = [joined];
+    }
+    return this.chunks[0]!.subarray(0, n);
+  }
+
+  /** Consume and return the first `n` buffered bytes, or undefined if fewer are here. */
+  private take(n: number): Uint8Array | undefined {
+    const b = this.peek(n);
+    if (b === undefined) return undefined;
+    const first = this.chunks[0]!;
+    if (first.length === n) this.chunks.shift();
+    else this.chunks[0] = first.subarray(n);
+    this.buffered -= n;
+    return b;
   }
 
   /** The migrated state's `meta` (available once done). */

@@ -72,6 +72,43 @@ describe("live migration", () => {
     }, 120_000);
   }
 
+  it("keeps the VM running at the source when the link fails in the paused step", async () => {
+    const whole = sink();
+    const w = await create("nested", whole);
+    expect(await w.run()).toEqual({ kind: "poweroff" });
+
+    const out = sink();
+    const src = await create("nested", out);
+    const running = src.run();
+    await new Promise((r) => setTimeout(r, 200));
+    const failing = migrate(src, async (chunk) => {
+      if (chunk[0] === 2) throw new Error("link down"); // the final state record
+    });
+    await expect(failing).rejects.toThrow("link down");
+    // Not stopped: it runs on to its own power-off, exactly as if never interrupted.
+    expect(await running).toEqual({ kind: "poweroff" });
+    expect(out.text).toBe(whole.text);
+    expect(src.ram.dirtyLogging).toBe(false);
+  }, 120_000);
+
+  it("takes a stream in chunks of any size", async () => {
+    const src = await create("off", sink());
+    const bytes: Uint8Array[] = [];
+    await migrate(src, async (c) => {
+      bytes.push(c.slice());
+    });
+    const all = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
+    let o = 0;
+    for (const b of bytes) {
+      all.set(b, o);
+      o += b.length;
+    }
+    const rx = new MigrationReceiver();
+    for (let i = 0; i < all.length; i += 7777) rx.push(all.subarray(i, Math.min(all.length, i + 7777)));
+    expect(rx.done).toBe(true);
+    expect(rx.bytes).toBe(all.length);
+  }, 120_000);
+
   it("refuses a malformed stream in one line", () => {
     expect(() => new MigrationReceiver().push(new TextEncoder().encode("NOTVISOR1234"))).toThrow(
       /^migration: not a visor migration stream$/,
