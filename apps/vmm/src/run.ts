@@ -196,23 +196,18 @@ export async function runMain(argv: string[]): Promise<number> {
     // A kernel boot first runs the small warm-up guest (about 50 ms), which saves a Linux
     // boot about a quarter of its time: see packages/hypervisor/src/warmup.ts. A bare-metal
     // program alone (no kernel) does not need it.
+    const outside = {
+      console: out,
+      disks,
+      nets,
+      stats: opts.has("stats"),
+      yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
+    };
     if (received !== undefined) {
-      machine = await received.machine({
-        console: out,
-        disks,
-        nets,
-        stats: opts.has("stats"),
-        yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
-      });
+      machine = await received.machine(outside);
       await warmUp(machine.virtMode);
     } else if (snapshotBytes !== undefined) {
-      machine = await Machine.restore(snapshotBytes, {
-        console: out,
-        disks,
-        nets,
-        stats: opts.has("stats"),
-        yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
-      });
+      machine = await Machine.restore(snapshotBytes, outside);
       await warmUp(machine.virtMode);
       // The guest prints nothing until it has something to say: say where it comes from.
       process.stderr.write(`visor: continuing the VM saved in ${restorePath}\n`);
