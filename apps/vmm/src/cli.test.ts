@@ -14,6 +14,8 @@ import { afterAll, describe, expect, it } from "vitest";
 const MAIN = join(import.meta.dirname, "main.ts");
 const ISA = join(import.meta.dirname, "../../../packages/cpu/fixtures/isa/bin");
 const dir = mkdtempSync(join(tmpdir(), "visor-vmm-"));
+const BAD_GZIP = join(dir, "bad.gz");
+writeFileSync(BAD_GZIP, Uint8Array.of(0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8));
 /** VMs started by a test; whatever a failed test left running is killed at the end. */
 const children: ChildProcessWithoutNullStreams[] = [];
 afterAll(() => {
@@ -74,6 +76,8 @@ describe("visor", () => {
       [["frobnicate"], /^visor: unknown command 'frobnicate'/],
       [["run", "--kernel", join(dir, "missing")], /^visor: cannot read kernel '.*missing': no such file$/],
       [["run", "--virt", "sideways"], /^visor: --virt: 'sideways' is not one of nested, shadow, off$/],
+      [["run", "--kernel", MAIN], /^visor: kernel: not a RISC-V Linux Image \(bad magic\)$/],
+      [["run", "--kernel", BAD_GZIP], /^visor: kernel: corrupt gzip data$/],
       [["run", "--memory", "lots"], /^visor: --memory: 'lots' is not a size/],
       [
         ["run", "--restore", join(dir, "missing.snap")],
