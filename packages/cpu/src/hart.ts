@@ -552,16 +552,39 @@ export class Hart {
     return !this.virt || this.h === undefined || (this.h.vsstatus & C.MSTATUS_FS) === C.MSTATUS_FS;
   }
 
-  /** Set by execRare: the run loop must re-check its state. */
-  private rareBreak = false;
-
-  /** The run loop's way into execOne; returns the new pcLo (pcHi is in this.pcHi). */
-  private execRare(w: number, imm: number, pcLo: number, pcHi: number, n: number): number {
-    this.pcLo = pcLo;
-    this.pcHi = pcHi;
-    this.runN = n;
-    this.rareBreak = this.execOne(w, imm, pcLo, pcHi);
-    return this.pcLo;
+  /**
+   * FP loads, stores and arithmetic when the FPU is on and already Dirty: arithmetic
+   * straight to the Fpu, loads and stores on a TLB hit. False when the instruction needs
+   * the general path (not FP, FS off or clean, an illegal encoding or rounding mode, a TLB
+   * miss, a page-crossing access).
+   */
+  private fpFastPath(w: number, imm: number): boolean {
+    const op = w & 0x7f;
+    if (op < 74 || op > 78 || !this.fpFast()) return false;
+    if (op === 78) return this.fpu.exec(imm, this.xlo, this.xhi);
+    const r1 = (w >>> 16) & 0xff;
+    const b = this.xlo[r1]!;
+    const aLo = (b + imm) | 0;
+    const aHi = (this.xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
+    if ((aLo & 0xfff) > 4088) return false;
+    const ti = (aLo >>> 12) & TLB_MASK;
+    const tag = aLo & ~0xfff;
+    const fw = this.fpu.w;
+    const dv = this.ram.dv;
+    if (op <= 75) {
+      if (this.rTagLo[ti] !== tag || this.rTagHi[ti] !== aHi) return false;
+      const o = this.rPage[ti]! | (aLo & 0xfff);
+      const f = 2 * ((w >>> 8) & 0x1f);
+      fw[f] = dv.getInt32(o, true);
+      fw[f + 1] = op === 75 ? dv.getInt32(o + 4, true) : -1; // singles are NaN-boxed
+      return true;
+    }
+    if (this.wTagLo[ti] !== tag || this.wTagHi[ti] !== aHi) return false;
+    const o = this.wPage[ti]! | (aLo & 0xfff);
+    const f = 2 * (w >>> 24);
+    dv.setInt32(o, fw[f]!, true);
+    if (op === 77) dv.setInt32(o + 4, fw[f + 1]!, true);
+    return true;
   }
 
   private fsOff(): boolean {
@@ -1610,8 +1633,6 @@ export class Hart {
     let wTagHi = this.wTagHi;
     let wPage = this.wPage;
     const code = this.code;
-    const fpu = this.fpu;
-    const fw = fpu.w;
     let pcLo = this.pcLo;
     let pcHi = this.pcHi;
     let curLo = INVALID_TAG;
@@ -2543,53 +2564,10 @@ export class Hart {
             xhi[rd] = v >> 31;
             break;
           }
-        case 74 /* OP_FLW */:
-        case 75 /* OP_FLD */:
-        case 76 /* OP_FSW */:
-        case 77 /* OP_FSD */:
-        case 78 /* OP_FP */:
-          // FP with the FPU on and already Dirty: arithmetic straight to the Fpu, loads and
-          // stores on the TLB fast path. Anything else (FS off or clean, an illegal encoding
-          // or rounding mode, a TLB miss, a page-crossing access) goes the general way.
-          if (this.fpFast()) {
-            const op = w & 0x7f;
-            if (op === 78) {
-              if (fpu.exec(imm, xlo, xhi)) break;
-            } else {
-              const r1 = (w >>> 16) & 0xff;
-              const b = xlo[r1]!;
-              const aLo = (b + imm) | 0;
-              const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-              const ti = (aLo >>> 12) & TLB_MASK;
-              const tag = aLo & ~0xfff;
-              if ((aLo & 0xfff) <= 4088) {
-                if (op <= 75) {
-                  if (rTagLo[ti] === tag && rTagHi[ti] === aHi) {
-                    const o = rPage[ti]! | (aLo & 0xfff);
-                    const f = 2 * (rd & 0x1f);
-                    fw[f] = dv.getInt32(o, true);
-                    fw[f + 1] = op === 75 ? dv.getInt32(o + 4, true) : -1; // singles are NaN-boxed
-                    break;
-                  }
-                } else if (wTagLo[ti] === tag && wTagHi[ti] === aHi) {
-                  const o = wPage[ti]! | (aLo & 0xfff);
-                  const f = 2 * (w >>> 24);
-                  dv.setInt32(o, fw[f]!, true);
-                  if (op === 77) dv.setInt32(o + 4, fw[f + 1]!, true);
-                  break;
-                }
-              }
-            }
-          }
-          pcLo = this.execRare(w, imm, pcLo, pcHi, n);
-          pcHi = this.pcHi;
-          if (this.rareBreak) {
-            curLo = INVALID_TAG;
-            limit = n;
-          }
-          continue;
         default: {
-          // Everything rare: system, CSR, AMO, FP, illegal.
+          // FP with the FPU on and Dirty, on the TLB fast path; then everything rare:
+          // system, CSR, AMO, FP otherwise, illegal.
+          if (this.fpFastPath(w, imm)) break;
           this.pcLo = pcLo;
           this.pcHi = pcHi;
           this.runN = n;
