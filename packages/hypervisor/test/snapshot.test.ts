@@ -104,10 +104,9 @@ describe("snapshots", () => {
     await expect(Machine.restore(good, { console: { write() {} }, disks: [] })).resolves.toBeInstanceOf(
       Machine,
     );
-    for (const e of [/^snapshot: /]) {
-      await expect(
-        Machine.restore(good, { console: { write() {} }, nets: [{ send() {}, onReceive() {} } as never] }),
-      ).rejects.toThrow(e);
-    }
+    // The snapshot's machine had no network device: a backend for one is refused.
+    await expect(
+      Machine.restore(good, { console: { write() {} }, nets: [{ send() {}, onReceive() {} } as never] }),
+    ).rejects.toThrow(/^snapshot: the machine had 0 network device\(s\), 1 given$/);
   });
 });
