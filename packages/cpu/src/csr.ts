@@ -174,3 +174,23 @@ export const EXCEPTION_NAMES: Record<number, string> = {
   22: "virtual instruction",
   23: "store guest-page fault",
 };
+
+/** Interrupts in priority order (privileged spec §3.1.9; the VS ones after, §8.2). */
+export const IRQ_PRIORITY: readonly number[] = [
+  IRQ_MEI,
+  IRQ_MSI,
+  IRQ_MTI,
+  IRQ_SEI,
+  IRQ_SSI,
+  IRQ_STI,
+  IRQ_SGEI,
+  IRQ_VSEI,
+  IRQ_VSSI,
+  IRQ_VSTI,
+];
+
+/** The highest-priority interrupt whose bit is set in `pending`, or -1. */
+export function highestIrq(pending: number): number {
+  for (const irq of IRQ_PRIORITY) if ((pending & (1 << irq)) !== 0) return irq;
+  return -1;
+}

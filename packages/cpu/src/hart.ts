@@ -100,20 +100,6 @@ export const SSTATUS_MASK =
 const MIE_MASK = C.MIP_SSIP | C.MIP_MSIP | C.MIP_STIP | C.MIP_MTIP | C.MIP_SEIP | C.MIP_MEIP;
 const MIDELEG_MASK = C.MIP_SSIP | C.MIP_STIP | C.MIP_SEIP;
 const MEDELEG_MASK = 0xb3ff;
-/** Interrupts in priority order (privileged spec §3.1.9; VS ones after, §8.2). */
-const IRQ_PRIORITY = [
-  C.IRQ_MEI,
-  C.IRQ_MSI,
-  C.IRQ_MTI,
-  C.IRQ_SEI,
-  C.IRQ_SSI,
-  C.IRQ_STI,
-  C.IRQ_SGEI,
-  C.IRQ_VSEI,
-  C.IRQ_VSSI,
-  C.IRQ_VSTI,
-];
-
 const emptyPage: Int32Array = new Int32Array(4096);
 
 /**
@@ -1004,14 +990,11 @@ export class Hart {
       cand = sEnabled ? sPend : 0;
     }
     if (cand === 0) return false;
-    for (const irq of IRQ_PRIORITY) {
-      if ((cand & (1 << irq)) !== 0) {
-        this.stats.interrupts++;
-        this.raise(irq, 0, 0, true);
-        return true;
-      }
-    }
-    return false;
+    const irq = C.highestIrq(cand);
+    if (irq < 0) return false;
+    this.stats.interrupts++;
+    this.raise(irq, 0, 0, true);
+    return true;
   }
 
   // ---------------------------------------------------------------- CSRs

@@ -72,19 +72,6 @@ const GUEST_PAGE_FAULT = [
 
 const G_TLB = 1024;
 
-const PRIORITY = [
-  C.IRQ_MEI,
-  C.IRQ_MSI,
-  C.IRQ_MTI,
-  C.IRQ_SEI,
-  C.IRQ_SSI,
-  C.IRQ_STI,
-  C.IRQ_SGEI,
-  C.IRQ_VSEI,
-  C.IRQ_VSSI,
-  C.IRQ_VSTI,
-];
-
 function isHCsr(csr: number): boolean {
   switch (csr) {
     case C.CSR_HSTATUS:
@@ -445,9 +432,7 @@ export class HExt implements PteTranslator {
       const vs = pend & mideleg & this.hideleg;
       if (vs !== 0 && (priv === C.PRV_U || (this.vsstatus & C.MSTATUS_SIE) !== 0)) cand = vs;
     }
-    if (cand === 0) return -1;
-    for (const irq of PRIORITY) if ((cand & (1 << irq)) !== 0) return irq;
-    return -1;
+    return cand === 0 ? -1 : C.highestIrq(cand);
   }
 
   // --------------------------------------------------------------- CSRs
