@@ -901,6 +901,26 @@ export class Hart {
     this.jumpVector(L[stvec]!, H[stvec]!, cause, irq);
   }
 
+  /**
+   * The status and pc half of SRET, the reverse of enterS: SIE from SPIE, SPIE set, the
+   * privilege from SPP, the pc from sepc; from VS-mode (`vs`) through vsstatus and vsepc,
+   * otherwise through mstatus (clearing MPRV) and sepc. The caller checks the privilege
+   * and selects the TLB afterwards.
+   */
+  leaveS(vs: boolean): void {
+    let s = vs ? this.h!.vsstatus : this.mstatus;
+    const spp = (s & C.MSTATUS_SPP) !== 0 ? C.PRV_S : C.PRV_U;
+    s = (s & C.MSTATUS_SPIE) !== 0 ? s | C.MSTATUS_SIE : s & ~C.MSTATUS_SIE;
+    s |= C.MSTATUS_SPIE;
+    s &= ~C.MSTATUS_SPP;
+    if (vs) this.h!.vsstatus = s;
+    else this.mstatus = s & ~C.MSTATUS_MPRV;
+    const epc = vs ? C.CSR_VSEPC : C.CSR_SEPC;
+    this.pcLo = this.csrLo[epc]!;
+    this.pcHi = this.csrHi[epc]!;
+    this.setPriv(spp);
+  }
+
   trapToM(
     cause: number,
     tvalLo: number,
@@ -1412,16 +1432,7 @@ export class Hart {
         if (this.h !== undefined) return this.h.sret(this);
         if (this.priv < C.PRV_S) return C.CAUSE_ILLEGAL_INSTRUCTION;
         if (this.priv === C.PRV_S && (this.mstatus & C.MSTATUS_TSR) !== 0) return C.CAUSE_ILLEGAL_INSTRUCTION;
-        let s = this.mstatus;
-        const spp = (s & C.MSTATUS_SPP) !== 0 ? C.PRV_S : C.PRV_U;
-        s = (s & C.MSTATUS_SPIE) !== 0 ? s | C.MSTATUS_SIE : s & ~C.MSTATUS_SIE;
-        s |= C.MSTATUS_SPIE;
-        s &= ~C.MSTATUS_SPP;
-        s &= ~C.MSTATUS_MPRV;
-        this.mstatus = s;
-        this.pcLo = this.csrLo[C.CSR_SEPC]!;
-        this.pcHi = this.csrHi[C.CSR_SEPC]!;
-        this.setPriv(spp);
+        this.leaveS(false);
         this.selectTlb();
         return 0;
       }

@@ -644,32 +644,15 @@ export class HExt implements PteTranslator {
   sret(h: Hart): number {
     if (h.virt) {
       if (h.priv === C.PRV_U || (this.hstatus & HSTATUS_VTSR) !== 0) return C.CAUSE_VIRTUAL_INSTRUCTION;
-      let s = this.vsstatus;
-      const spp = (s & C.MSTATUS_SPP) !== 0 ? C.PRV_S : C.PRV_U;
-      s = (s & C.MSTATUS_SPIE) !== 0 ? s | C.MSTATUS_SIE : s & ~C.MSTATUS_SIE;
-      s |= C.MSTATUS_SPIE;
-      s &= ~C.MSTATUS_SPP;
-      this.vsstatus = s;
-      h.pcLo = h.csrLo[C.CSR_VSEPC]!;
-      h.pcHi = h.csrHi[C.CSR_VSEPC]!;
-      h.setPriv(spp);
+      h.leaveS(true);
       h.selectTlb();
       return 0;
     }
     if (h.priv < C.PRV_S) return C.CAUSE_ILLEGAL_INSTRUCTION;
     if (h.priv === C.PRV_S && (h.mstatus & C.MSTATUS_TSR) !== 0) return C.CAUSE_ILLEGAL_INSTRUCTION;
-    let s = h.mstatus;
-    const spp = (s & C.MSTATUS_SPP) !== 0 ? C.PRV_S : C.PRV_U;
-    s = (s & C.MSTATUS_SPIE) !== 0 ? s | C.MSTATUS_SIE : s & ~C.MSTATUS_SIE;
-    s |= C.MSTATUS_SPIE;
-    s &= ~C.MSTATUS_SPP;
-    s &= ~C.MSTATUS_MPRV;
-    h.mstatus = s;
     const spv = (this.hstatus & HSTATUS_SPV) !== 0;
     this.hstatus &= ~HSTATUS_SPV;
-    h.pcLo = h.csrLo[C.CSR_SEPC]!;
-    h.pcHi = h.csrHi[C.CSR_SEPC]!;
-    h.setPriv(spp);
+    h.leaveS(false);
     h.setVirt(spv);
     h.selectTlb();
     return 0;
