@@ -2,20 +2,12 @@
  * Visor warm-up guest: entry, RISC-V Linux Image header, trap entry and the U-mode
  * trampoline. The workload is warmup.c; see README.md in this directory.
  */
+#include "linux-image.h"
+
 	.section .text.head, "ax"
 	.globl _start
 _start:
-	j	entry			/* code0/code1 */
-	.balign 8
-	.dword	0			/* text_offset: load at RAM start + 2 MiB */
-	.dword	_end - _start		/* image_size */
-	.dword	0			/* flags: little-endian */
-	.word	2			/* version 0.2 */
-	.word	0
-	.dword	0
-	.ascii	"RISCV\0\0\0"		/* magic (deprecated) */
-	.ascii	"RSC\x05"		/* magic2 */
-	.word	0
+	LINUX_IMAGE_HEADER _start, entry, _end
 
 	.text
 entry:
