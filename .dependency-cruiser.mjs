@@ -8,7 +8,8 @@
  *    imports an app, and another package is reached only through its public entry
  *    (an `exports` subpath of its package.json), never a deep path into its source.
  * 3. Package sources are portable (browser or Node): `node:` modules only in `src/node/`.
- * 4. Sources never import tests, scripts or apps; every import resolves.
+ * 4. Sources never import tests, scripts or apps; every import resolves; no test file sits
+ *    in src/ (vitest would not run it).
  */
 import { readdirSync, readFileSync } from "node:fs";
 
@@ -134,6 +135,14 @@ export default {
       to: { path: "^((packages|apps)/[^/]+/(test|fixtures|bench)/|scripts/)" },
     },
     {
+      name: "tests-in-test-folder",
+      comment:
+        "Tests live in the package's test/ folder (vitest only runs packages/*/test and apps/*/test), not beside the sources.",
+      severity: "error",
+      from: { path: "^(packages|apps)/[^/]+/src/.*\\.test\\.ts$" },
+      to: {},
+    },
+    {
       name: "not-to-unresolvable",
       comment:
         "Every import resolves. A workspace package that is not in the importer's package.json does not resolve.",
@@ -152,7 +161,7 @@ export default {
     },
   ],
   options: {
-    exclude: { path: "(^|/)(dist|tmp)/" },
+    exclude: { path: "^((packages|apps)/[^/]+/dist|tmp)/" },
     doNotFollow: { path: "node_modules" },
     tsConfig: { fileName: "tsconfig.base.json" },
     tsPreCompilationDeps: true,
