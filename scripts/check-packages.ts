@@ -9,7 +9,10 @@
  * 3. `npm install`s all the tarballs, offline, into an empty project in a temporary folder;
  * 4. runs every README example block (scripts/readme-example.ts's rules: ```ts blocks, not
  *    `no-run`), unchanged, in that project: under this script's Node, with and without
- *    `--conditions=source`, and under each extra `--node PATH` given.
+ *    `--conditions=source`, and under each extra `--node PATH` given;
+ * 5. typechecks those examples against the installed packages' declarations (strict,
+ *    `moduleResolution: nodenext`, the workspace's TypeScript and @types/node), as a
+ *    TypeScript user of the packages would.
  *
  * Exits 1 naming the first thing that failed.
  */
@@ -158,11 +161,35 @@ function main(): void {
         }
       }
     }
+    // The examples against the published type declarations.
+    writeFileSync(
+      join(project, "tsconfig.json"),
+      `${JSON.stringify(
+        {
+          compilerOptions: {
+            target: "ES2023",
+            lib: ["ES2023"],
+            module: "NodeNext",
+            moduleResolution: "NodeNext",
+            strict: true,
+            noEmit: true,
+            allowImportingTsExtensions: true,
+            types: ["node"],
+            typeRoots: [join(ROOT, "node_modules", "@types")],
+          },
+          include: ["*.ts"],
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    run(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", project], project);
+
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     console.log(
       `check-packages: ${packages.length} packages packed and installed; ${examples} README example runs passed (${nodes
         .map((n) => n.label)
-        .join("; ")}) in ${seconds}s`,
+        .join("; ")}) and typecheck against the published declarations, in ${seconds}s`,
     );
   } finally {
     rmSync(work, { recursive: true, force: true });
