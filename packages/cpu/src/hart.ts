@@ -2,7 +2,7 @@
  * The RISC-V hart: RV64IMAFDC + Zicsr + Zifencei + Zicntr, privilege modes M, S and U,
  * Sv39/Sv48/Sv57 virtual memory, and the hypervisor extension (see hext.ts).
  *
- * Design (DESIGN.md, "The hot path"):
+ * Design (docs/architecture.md, "The hot path"):
  * - Integer registers are int32 pairs (`xlo`, `xhi`); index 32 is a write sink for x0.
  * - Three software TLBs (read, write, fetch) of 256 direct-mapped entries. A hit is two
  *   int32 compares and one `|` to get the RAM offset. Only RAM pages are ever cached, so

@@ -301,7 +301,7 @@ const sys_openat: Syscall = (k, t) => {
   const flags = t.ai(2);
   const f = openPath(k, t, t.ai(0), path, flags, t.au(3));
   try {
-    return t.files.alloc(f, (flags & O_CLOEXEC) !== 0, 0, t.rlimits[7]!.cur);
+    return t.files.alloc(f, (flags & O_CLOEXEC) !== 0, 0, t.fdLimit);
   } catch (e) {
     f.decRef(k);
     throw e;
@@ -563,7 +563,7 @@ const sys_sendfile: Syscall = (k, t) => {
 const sys_dup: Syscall = (_k, t) => {
   const f = t.files.get(t.ai(0));
   f.refs++;
-  return t.files.alloc(f, false, 0, t.rlimits[7]!.cur);
+  return t.files.alloc(f, false, 0, t.fdLimit);
 };
 
 const sys_dup3: Syscall = (k, t) => {
@@ -572,7 +572,7 @@ const sys_dup3: Syscall = (k, t) => {
   const flags = t.ai(2);
   if ((flags & ~O_CLOEXEC) !== 0 || oldfd === newfd) return -EINVAL;
   const f = t.files.get(oldfd);
-  if (newfd < 0 || newfd >= t.rlimits[7]!.cur) return -EBADF;
+  if (newfd < 0 || newfd >= t.fdLimit) return -EBADF;
   f.refs++;
   t.files.install(k, newfd, f, (flags & O_CLOEXEC) !== 0);
   return newfd;
@@ -588,9 +588,9 @@ const sys_fcntl: Syscall = (_k, t) => {
     case F_DUPFD:
     case F_DUPFD_CLOEXEC: {
       const min = t.ai(2);
-      if (min < 0 || min >= t.rlimits[7]!.cur) return -EINVAL;
+      if (min < 0 || min >= t.fdLimit) return -EINVAL;
       f.refs++;
-      return t.files.alloc(f, cmd === F_DUPFD_CLOEXEC, min, t.rlimits[7]!.cur);
+      return t.files.alloc(f, cmd === F_DUPFD_CLOEXEC, min, t.fdLimit);
     }
     case F_GETFD:
       return t.files.getFdFlags(fd);
@@ -641,8 +641,8 @@ const sys_pipe2: Syscall = (k, t) => {
   let rfd = -1;
   let wfd = -1;
   try {
-    rfd = t.files.alloc(r, cloexec, 0, t.rlimits[7]!.cur);
-    wfd = t.files.alloc(w, cloexec, 0, t.rlimits[7]!.cur);
+    rfd = t.files.alloc(r, cloexec, 0, t.fdLimit);
+    wfd = t.files.alloc(w, cloexec, 0, t.fdLimit);
     const b = new Uint8Array(8);
     const dv = new DataView(b.buffer);
     dv.setInt32(0, rfd, true);

@@ -246,6 +246,11 @@ export class Task {
     this.rlimits[RLIMIT_NOFILE] = { cur: MAX_FDS, max: MAX_FDS };
   }
 
+  /** RLIMIT_NOFILE's soft limit: every new file descriptor is below it. */
+  get fdLimit(): number {
+    return this.rlimits[RLIMIT_NOFILE]!.cur;
+  }
+
   get alive(): boolean {
     return this.state !== TASK_ZOMBIE;
   }

@@ -2,8 +2,8 @@ import type { GuestRam } from "@visor/memory";
 import type { Virtqueue } from "./queue.ts";
 
 /**
- * A virtio device model, independent of the transport that exposes it (virtio-mmio here,
- * virtio-pci later). The transport owns the registers, feature negotiation, the
+ * A virtio device model, independent of the transport that exposes it (virtio-mmio in
+ * mmio.ts, legacy virtio-pci in pci-legacy.ts). The transport owns the registers, feature negotiation, the
  * virtqueues and the interrupt; the device owns its config space and what a request
  * means.
  *

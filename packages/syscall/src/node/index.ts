@@ -473,5 +473,3 @@ export function createNodeHost(opts: NodeHostOptions = {}): NodeHost {
     },
   };
 }
-
-export { EXEC_USAGE, type ExecArgs, execMain, formatStats, parseExecArgs } from "./cli.ts";
