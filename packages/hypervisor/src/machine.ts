@@ -16,6 +16,7 @@
 import { type Hart, STOP_WFI } from "@visor/cpu";
 import {
   type BlockBackend,
+  ByteQueue,
   Clint,
   GoldfishRtc,
   type IrqLine,
@@ -147,6 +148,11 @@ export class GuestError extends Error {
 }
 
 const SLICE = 200_000;
+/**
+ * Host input kept for the SBI console once the UART's own input buffer is full. Input
+ * beyond it, when the guest reads neither, is dropped (as a UART overruns).
+ */
+export const CONSOLE_INPUT_CAPACITY = 64 * 1024;
 
 export class Machine {
   readonly ram: GuestRam;
@@ -180,7 +186,7 @@ export class Machine {
   private skippedTicks = 0;
   private exit: MachineExit | undefined;
   private wake: (() => void) | undefined;
-  private consoleIn: number[] = [];
+  private readonly consoleIn = new ByteQueue(CONSOLE_INPUT_CAPACITY);
   private pauseGate: Promise<void> | undefined;
   /** Set while the console is backed up: no guest instruction runs until it drains. */
   private outputGate: Promise<void> | undefined;
@@ -313,7 +319,11 @@ export class Machine {
         hartSuspend: (h) => this.vcpus[h]!.suspend(),
         systemReset: (type) => this.finish(type === 0 ? { kind: "poweroff" } : { kind: "reset" }),
         consoleWrite: (b) => this.consoleOut(b),
-        consoleRead: (max) => Uint8Array.from(this.consoleIn.splice(0, max)),
+        consoleRead: (max) => {
+          const bytes = this.consoleIn.peek(max);
+          this.consoleIn.drop(bytes.length);
+          return bytes;
+        },
         readPhys: (pa, len) => (ram.contains(pa, len) ? ram.view(pa, len) : undefined),
         writePhys: (pa, b) => {
           if (!ram.contains(pa, b.length)) return false;
@@ -347,7 +357,7 @@ export class Machine {
         virtio: this.virtio.map((t) => t.toState()),
         ...(this.pci !== undefined ? { pci: this.pci.toState() } : {}),
       },
-      consoleIn: [...this.consoleIn],
+      consoleIn: Array.from(this.consoleIn.peek(this.consoleIn.length)),
       entropy: this.entropy.state,
       hvPool: this.hvPool.position,
       ...(meta !== undefined ? { meta } : {}),
@@ -464,7 +474,11 @@ export class Machine {
       t.fromState(virtio[i]);
     });
     if (this.pci !== undefined) this.pci.fromState(d.pci);
-    this.consoleIn = Array.isArray(s.consoleIn) ? s.consoleIn.map((b) => b & 0xff) : [];
+    this.consoleIn.clear();
+    if (Array.isArray(s.consoleIn)) {
+      const saved = s.consoleIn.slice(0, CONSOLE_INPUT_CAPACITY);
+      this.consoleIn.push(Uint8Array.from(saved, (b) => Number(b) & 0xff));
+    }
     this.entropy.state = Number(s.entropy) | 0 || 1;
   }
 
@@ -540,11 +554,15 @@ export class Machine {
     return n;
   }
 
-  /** Bytes typed for the guest (UART; the SBI console reads the same queue). */
-  input(bytes: Uint8Array): void {
+  /**
+   * Bytes typed for the guest (UART; the SBI console reads the same queue). Returns how
+   * many were kept: both buffers are bounded, and input the guest does not read is dropped.
+   */
+  input(bytes: Uint8Array): number {
     const took = this.uart.pushInput(bytes);
-    for (let i = took; i < bytes.length; i++) this.consoleIn.push(bytes[i]!);
+    const kept = took + this.consoleIn.push(bytes.subarray(took));
     this.wake?.();
+    return kept;
   }
 
   get exited(): boolean {

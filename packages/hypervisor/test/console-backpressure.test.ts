@@ -11,7 +11,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { HTIF_MAX_WRITE, Machine, type MachineConsole, type VirtMode } from "../src/index.ts";
+import {
+  CONSOLE_INPUT_CAPACITY,
+  HTIF_MAX_WRITE,
+  Machine,
+  type MachineConsole,
+  type VirtMode,
+} from "../src/index.ts";
 
 const BIN = join(import.meta.dirname, "fixtures/flood/bin");
 const MEMORY = 64 << 20;
@@ -120,5 +126,23 @@ describe("a guest flooding a full console is held until it drains", () => {
     expect(machine.outputBlocked).toBe(true);
     machine.stop();
     expect(await running).toEqual({ kind: "stopped" });
+  });
+
+  it("keeps a bounded amount of host input that the guest does not read", async () => {
+    const machine = await Machine.create({
+      memory: MEMORY,
+      kernel: new Uint8Array(readFileSync(join(BIN, "idle.bin"))),
+      append: "",
+      rng: false,
+      console: { write() {} },
+      clock: "deterministic",
+      virt: "off",
+    });
+    const chunk = new Uint8Array(64 * 1024).fill(0x61);
+    let kept = 0;
+    for (let i = 0; i < 64; i++) kept += machine.input(chunk);
+    // The UART's input buffer (4096 bytes by default) plus the SBI console's.
+    expect(kept).toBeLessThanOrEqual(4096 + CONSOLE_INPUT_CAPACITY);
+    expect(machine.saveState().consoleIn.length).toBeLessThanOrEqual(CONSOLE_INPUT_CAPACITY);
   });
 });
