@@ -47,8 +47,8 @@ export const MAX_QUEUE_SIZE = 32768;
 
 const TWO32 = 0x1_0000_0000;
 /**
- * A chain's total length must fit the used ring's 32-bit len (virtio 1.2 §2.7.5: "The
- * driver MUST NOT create a descriptor chain longer than 2^32 bytes in total").
+ * A chain's total length must fit the used ring's 32-bit len (virtio 1.2 §2.7.5.1:
+ * drivers must not add a descriptor chain longer than 2^32 bytes in total).
  */
 export const MAX_CHAIN_BYTES = 0xffff_ffff;
 
