@@ -20,7 +20,7 @@ import {
   warmUp,
 } from "@visor/hypervisor";
 import { parseOptions, parseSize } from "./args.ts";
-import { HostConsole } from "./console.ts";
+import { ConsoleOutput, HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
 import { printStats } from "./stats.ts";
 
@@ -191,7 +191,7 @@ export async function runMain(argv: string[]): Promise<number> {
     }
   }
 
-  const out = new OutputBuffer();
+  const out = new ConsoleOutput(process.stdout, (m) => process.stderr.write(m));
   let machine: Machine;
   try {
     // A kernel boot first runs the small warm-up guest (about 50 ms), which saves a Linux
@@ -348,36 +348,6 @@ function isHtifProgram(elf: Uint8Array): boolean {
     return parseElf(elf).symbol("tohost") !== undefined;
   } catch (e) {
     throw new UserError(`firmware: ${(e as Error).message}`);
-  }
-}
-
-/** Guest console output, batched so one byte per MMIO write is not one syscall. */
-class OutputBuffer {
-  private chunks: Uint8Array[] = [];
-  private size = 0;
-  private scheduled = false;
-
-  write(bytes: Uint8Array): void {
-    this.chunks.push(bytes.slice());
-    this.size += bytes.length;
-    if (this.size > 4096) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
-  }
-
-  flush(): void {
-    this.scheduled = false;
-    if (this.size === 0) return;
-    const all = Buffer.concat(this.chunks);
-    this.chunks = [];
-    this.size = 0;
-    try {
-      process.stdout.write(all);
-    } catch {
-      // stdout closed: drop the output
-    }
   }
 }
 

@@ -103,23 +103,25 @@ export class DriverQueue {
 
   /**
    * Post a request made of `buffers` (device-readable ones first). With `indirect`, the
-   * chain goes in an indirect table referenced by one descriptor. Does not kick.
+   * chain goes in an indirect table referenced by one descriptor. Buffers come from
+   * `alloc` (default: the queue's allocator). Does not kick.
    */
-  post(buffers: DriverBuffer[], options: { indirect?: boolean } = {}): Posted {
+  post(buffers: DriverBuffer[], options: { indirect?: boolean; alloc?: GuestAllocator } = {}): Posted {
+    const alloc = options.alloc ?? this.alloc;
     const placed = buffers.map((b) => {
       if ("out" in b) {
-        const addr = this.alloc.alloc(Math.max(1, b.out.length), 8);
+        const addr = alloc.alloc(Math.max(1, b.out.length), 8);
         this.ram.write(addr, b.out);
         return { addr, len: b.out.length, write: false };
       }
-      const addr = this.alloc.alloc(Math.max(1, b.in), 8);
+      const addr = alloc.alloc(Math.max(1, b.in), 8);
       this.ram.viewMut(addr, b.in).fill(0xee);
       return { addr, len: b.in, write: true };
     });
     const inBuffers = placed.filter((p) => p.write).map(({ addr, len }) => ({ addr, len }));
     let descs: number[];
     if (options.indirect) {
-      const table = this.alloc.alloc(16 * placed.length, 16);
+      const table = alloc.alloc(16 * placed.length, 16);
       placed.forEach((p, i) => {
         const last = i === placed.length - 1;
         this.writeDesc(

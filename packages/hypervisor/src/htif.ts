@@ -8,11 +8,16 @@ import type { GuestRam } from "@visor/memory";
  *   device 0, payload odd:  exit with code payload >> 1 (0 = pass; riscv-tests put the
  *                           failing test number there)
  *   device 0, payload even: pointer to a "magic memory" syscall block (8 dwords:
- *                           number, a0, a1, a2 ...); only write (64) to fd 1/2 is served
+ *                           number, a0, a1, a2 ...); only write (64) to fd 1/2 is served,
+ *                           at most HTIF_MAX_WRITE bytes per call (a short write, as
+ *                           write(2) may be; the program loops for the rest)
  *   device 1, command 1:    console putchar (payload & 0xff)
  *
  * The word lives in RAM, so the host polls it between run slices.
  */
+/** Most bytes one HTIF write syscall copies out of the guest. */
+export const HTIF_MAX_WRITE = 64 * 1024;
+
 export class Htif {
   exitCode: number | undefined;
   private readonly ram: GuestRam;
@@ -62,7 +67,7 @@ export class Htif {
     if (num === 64n) {
       const fd = ram.read64(addr + 8);
       const buf = Number(ram.read64(addr + 16));
-      const len = Number(ram.read64(addr + 24));
+      const len = Math.min(Number(ram.read64(addr + 24)), HTIF_MAX_WRITE);
       if ((fd === 1n || fd === 2n) && ram.contains(buf, len)) {
         this.out(ram.view(buf, len).slice());
         ret = BigInt(len);

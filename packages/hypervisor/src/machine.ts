@@ -16,6 +16,7 @@
 import { type Hart, STOP_WFI } from "@visor/cpu";
 import {
   type BlockBackend,
+  ByteQueue,
   Clint,
   GoldfishRtc,
   type IrqLine,
@@ -76,9 +77,25 @@ export interface DiskConfig {
   id?: string;
 }
 
+/**
+ * Where guest console output goes (the UART, the SBI console, HTIF, the machine's own
+ * virtio error notes). Output is flow-controlled: a console whose sink backs up (a pipe
+ * nobody reads) returns false from write(), and the machine then runs no guest instruction
+ * until the console calls the listener it registered with onDrain. The guest just sees a
+ * slow line; nothing accumulates on the host beyond what the console itself buffers.
+ */
 export interface MachineConsole {
-  /** Guest console output (UART and SBI console). */
-  write(bytes: Uint8Array): void;
+  /**
+   * Take guest output (the bytes are the console's from now on). Return false when the
+   * sink is full and no more should come until the onDrain listener is called; any other
+   * return (true, nothing) means it can take more.
+   */
+  write(bytes: Uint8Array): unknown;
+  /**
+   * Register the one listener to call when a sink that refused more (write returned
+   * false) can take output again. A console without it never holds the guest.
+   */
+  onDrain?(listener: () => void): void;
 }
 
 export interface MachineOptions {
@@ -131,6 +148,11 @@ export class GuestError extends Error {
 }
 
 const SLICE = 200_000;
+/**
+ * Host input kept for the SBI console once the UART's own input buffer is full. Input
+ * beyond it, when the guest reads neither, is dropped (as a UART overruns).
+ */
+export const CONSOLE_INPUT_CAPACITY = 64 * 1024;
 
 export class Machine {
   readonly ram: GuestRam;
@@ -164,8 +186,13 @@ export class Machine {
   private skippedTicks = 0;
   private exit: MachineExit | undefined;
   private wake: (() => void) | undefined;
-  private consoleIn: number[] = [];
+  private readonly consoleIn = new ByteQueue(CONSOLE_INPUT_CAPACITY);
   private pauseGate: Promise<void> | undefined;
+  /** Set while the console is backed up: no guest instruction runs until it drains. */
+  private outputGate: Promise<void> | undefined;
+  private releaseOutput: (() => void) | undefined;
+  /** How many times the guest was held because the console was backed up. */
+  outputWaits = 0;
   /** Total guest instructions executed, all harts. */
   instructions = 0;
   bootTimeMs = 0;
@@ -177,6 +204,7 @@ export class Machine {
     this.hvPool = new PageAllocator(this.guestRamEnd, ram.end);
     this.gstage = opts.virt === "nested" ? new GStage(ram, ram.base, opts.memory, this.hvPool) : undefined;
     this.console = opts.console;
+    this.console.onDrain?.(() => this.outputDrained());
     this.yieldToHost = opts.yieldToHost ?? (() => new Promise<void>((r) => setTimeout(r, 0)));
     this.virtMode = opts.virt ?? "off";
     this.deterministic = opts.clock === "deterministic";
@@ -224,7 +252,7 @@ export class Machine {
     this.plic = new Plic({ harts, contexts });
     this.uart = new Uart16550({
       irq: this.plic.irqLine(VIRT_IRQ.uart0),
-      output: (b) => this.console.write(Uint8Array.of(b)),
+      output: (b) => this.consoleOut(Uint8Array.of(b)),
     });
     this.rtc = new GoldfishRtc({
       irq: this.plic.irqLine(VIRT_IRQ.rtc),
@@ -242,7 +270,7 @@ export class Machine {
     mmio.register(M.plic.base, plicSize(harts * 2), this.plic);
     mmio.register(M.uart0.base, M.uart0.size, this.uart);
 
-    const onError = (m: string) => this.console.write(new TextEncoder().encode(`visor: virtio: ${m}\r\n`));
+    const onError = (m: string) => this.consoleOut(new TextEncoder().encode(`visor: virtio: ${m}\r\n`));
     const devices = [
       ...(opts.disks ?? [])
         .filter((d) => d.transport !== "pci")
@@ -290,8 +318,12 @@ export class Machine {
         hartStatus: (h) => this.vcpus[h]!.hsmState() as SbiHsmState,
         hartSuspend: (h) => this.vcpus[h]!.suspend(),
         systemReset: (type) => this.finish(type === 0 ? { kind: "poweroff" } : { kind: "reset" }),
-        consoleWrite: (b) => this.console.write(b),
-        consoleRead: (max) => Uint8Array.from(this.consoleIn.splice(0, max)),
+        consoleWrite: (b) => this.consoleOut(b),
+        consoleRead: (max) => {
+          const bytes = this.consoleIn.peek(max);
+          this.consoleIn.drop(bytes.length);
+          return bytes;
+        },
         readPhys: (pa, len) => (ram.contains(pa, len) ? ram.view(pa, len) : undefined),
         writePhys: (pa, b) => {
           if (!ram.contains(pa, b.length)) return false;
@@ -325,7 +357,7 @@ export class Machine {
         virtio: this.virtio.map((t) => t.toState()),
         ...(this.pci !== undefined ? { pci: this.pci.toState() } : {}),
       },
-      consoleIn: [...this.consoleIn],
+      consoleIn: Array.from(this.consoleIn.peek(this.consoleIn.length)),
       entropy: this.entropy.state,
       hvPool: this.hvPool.position,
       ...(meta !== undefined ? { meta } : {}),
@@ -442,7 +474,11 @@ export class Machine {
       t.fromState(virtio[i]);
     });
     if (this.pci !== undefined) this.pci.fromState(d.pci);
-    this.consoleIn = Array.isArray(s.consoleIn) ? s.consoleIn.map((b) => b & 0xff) : [];
+    this.consoleIn.clear();
+    if (Array.isArray(s.consoleIn)) {
+      const saved = s.consoleIn.slice(0, CONSOLE_INPUT_CAPACITY);
+      this.consoleIn.push(Uint8Array.from(saved, (b) => Number(b) & 0xff));
+    }
     this.entropy.state = Number(s.entropy) | 0 || 1;
   }
 
@@ -470,7 +506,7 @@ export class Machine {
       fwEntry = elf.entry;
       if (elf.tohost !== undefined && opts.kernel === undefined) {
         // A bare-metal test program speaking HTIF.
-        this.htif = new Htif(this.ram, elf.tohost, elf.fromhost, (b) => this.console.write(b));
+        this.htif = new Htif(this.ram, elf.tohost, elf.fromhost, (b) => this.consoleOut(b));
         for (const v of this.vcpus) v.bootFirmware(elf.entry, 0);
         return;
       }
@@ -518,11 +554,15 @@ export class Machine {
     return n;
   }
 
-  /** Bytes typed for the guest (UART; the SBI console reads the same queue). */
-  input(bytes: Uint8Array): void {
+  /**
+   * Bytes typed for the guest (UART; the SBI console reads the same queue). Returns how
+   * many were kept: both buffers are bounded, and input the guest does not read is dropped.
+   */
+  input(bytes: Uint8Array): number {
     const took = this.uart.pushInput(bytes);
-    for (let i = took; i < bytes.length; i++) this.consoleIn.push(bytes[i]!);
+    const kept = took + this.consoleIn.push(bytes.subarray(took));
     this.wake?.();
+    return kept;
   }
 
   get exited(): boolean {
@@ -556,6 +596,33 @@ export class Machine {
     if (this.exit === undefined) this.exit = e;
     for (const v of this.vcpus) v.hart.requestStop();
     this.wake?.();
+    // A machine held for console output stops too (Ctrl-A X while stdout is not read).
+    this.outputDrained();
+  }
+
+  /** True while guest output waits for the console to drain (no guest instruction runs). */
+  get outputBlocked(): boolean {
+    return this.outputGate !== undefined;
+  }
+
+  /** Guest output to the console; a full console holds the vCPUs (see MachineConsole). */
+  private consoleOut(bytes: Uint8Array): void {
+    if (this.console.write(bytes) !== false || this.console.onDrain === undefined) return;
+    if (this.outputGate !== undefined) return;
+    this.outputWaits++;
+    this.outputGate = new Promise<void>((resolve) => {
+      this.releaseOutput = resolve;
+    });
+    // The slice in progress ends at the next instruction boundary the hart checks (right
+    // after an MMIO access); vcpu.run ends it after an SBI or HTIF exit.
+    for (const v of this.vcpus) v.hart.requestStop();
+  }
+
+  private outputDrained(): void {
+    const release = this.releaseOutput;
+    this.outputGate = undefined;
+    this.releaseOutput = undefined;
+    release?.();
   }
 
   private onSyscon(e: SysconEvent): void {
@@ -573,6 +640,10 @@ export class Machine {
         await this.pauseGate;
         continue;
       }
+      if (this.outputGate !== undefined) {
+        await this.outputGate;
+        continue;
+      }
       let allIdle = true;
       for (const v of this.vcpus) {
         if (!v.running) continue;
@@ -582,9 +653,10 @@ export class Machine {
         if (resume === 0) this.tickTimers();
         const r = v.run(resume > 0 ? resume : SLICE);
         if (r !== STOP_WFI) allIdle = false;
-        if (this.exit !== undefined) break;
+        if (this.exit !== undefined || this.outputGate !== undefined) break;
       }
-      if (this.htif?.poll()) this.finish({ kind: "htif", code: this.htif.exitCode ?? 1 });
+      if (this.outputGate === undefined && this.htif?.poll())
+        this.finish({ kind: "htif", code: this.htif.exitCode ?? 1 });
       if (this.exit !== undefined) break;
       this.tickTimers();
       if (allIdle && !this.anyInterruptPending()) await this.idle();

@@ -285,7 +285,7 @@ export class Vcpu {
       const t0 = stats.enabled ? performance.now() : 0;
       const reason = this.handleExit();
       if (stats.enabled) stats.add(reason, (performance.now() - t0) * 1e6);
-      if (!this.running || this.machine.exited) {
+      if (!this.running || this.machine.exited || this.machine.outputBlocked) {
         this.sliceLeft = left;
         return STOP_REQUESTED;
       }

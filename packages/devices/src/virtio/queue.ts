@@ -22,6 +22,13 @@ import {
  * device-readable buffers after device-writable ones are errors. An error marks the queue
  * broken and reports to the owner (the transport sets DEVICE_NEEDS_RESET); nothing throws.
  *
+ * Size limits: pop() takes the device's ChainLimit (the largest request it advertises). A
+ * well-formed chain with more bytes than that comes back marked `oversized`, with nothing
+ * copied; the device completes it as its spec says for a request it cannot serve (a
+ * dropped frame, an IOERR status) and the queue goes on. Copying bytes out of an oversized
+ * chain throws (the transport turns that into DEVICE_NEEDS_RESET), so a device that forgets
+ * the check fails closed instead of allocating what the guest asked for.
+ *
  * VIRTIO_F_INDIRECT_DESC and VIRTIO_F_EVENT_IDX are supported: with EVENT_IDX the device
  * writes avail_event after each pop (asking to be notified for the very next buffer) and
  * interrupts only when used_event says the driver wants it (§2.6.7.2, §2.6.10.2).
@@ -39,7 +46,27 @@ export const MAX_INDIRECT_ENTRIES = 1024;
 export const MAX_QUEUE_SIZE = 32768;
 
 const TWO32 = 0x1_0000_0000;
-const MAX_CHAIN_BYTES = 0xffff_ffff;
+/**
+ * A chain's total length must fit the used ring's 32-bit len (virtio 1.2 §2.7.5.1:
+ * drivers must not add a descriptor chain longer than 2^32 bytes in total).
+ */
+export const MAX_CHAIN_BYTES = 0xffff_ffff;
+
+/**
+ * The most a device takes in one chain, in bytes: what it advertises (a frame size, a
+ * block request size) or what it may copy. pop() marks longer chains `oversized`.
+ */
+export interface ChainLimit {
+  /** Device-readable bytes (what the device may copy out of guest memory). */
+  readonly readable: number;
+  /** Device-writable bytes (what the device may be asked to fill). */
+  readonly writable: number;
+}
+
+/** Thrown when a device copies bytes out of a chain that pop() marked oversized. */
+export class ChainLimitError extends Error {
+  override name = "ChainLimitError";
+}
 
 /** Who a queue reports guest errors to (the transport). */
 export interface QueueOwner {
@@ -56,6 +83,11 @@ export class DescChain {
   readonly writable: Segment[] = [];
   readableLen = 0;
   writableLen = 0;
+  /**
+   * More bytes than the device's ChainLimit: the device must complete it without using
+   * its contents (reading from it throws ChainLimitError).
+   */
+  oversized = false;
   private readonly ram: GuestRam;
 
   constructor(ram: GuestRam, head: number) {
@@ -68,6 +100,11 @@ export class DescChain {
    * them, into dst. Returns the number of bytes copied.
    */
   read(offset: number, dst: Uint8Array): number {
+    if (this.oversized) {
+      throw new ChainLimitError(
+        `chain ${this.head} (${this.readableLen} + ${this.writableLen} bytes) is over the device's limit`,
+      );
+    }
     let done = 0;
     for (const s of this.readable) {
       if (done === dst.length) break;
@@ -85,6 +122,7 @@ export class DescChain {
 
   /** All readable bytes from `offset` on, copied out. */
   readAll(offset = 0): Uint8Array {
+    if (this.oversized) this.read(0, new Uint8Array(0));
     const out = new Uint8Array(Math.max(0, this.readableLen - offset));
     this.read(offset, out);
     return out;
@@ -187,8 +225,11 @@ export class Virtqueue {
     return this.ram.read16(this.driver + 2) !== this.lastAvail;
   }
 
-  /** Take the next available chain, or null (nothing available, or a guest error). */
-  pop(): DescChain | null {
+  /**
+   * Take the next available chain, or null (nothing available, or a guest error). A chain
+   * with more bytes than `limit` comes back with `oversized` set and nothing read from it.
+   */
+  pop(limit: ChainLimit): DescChain | null {
     if (!this.ready || this.broken) return null;
     const ram = this.ram;
     const size = this.size;
@@ -255,6 +296,7 @@ export class Virtqueue {
       if (next >= tableSize) return this.fail(`next index ${next} is outside the table (size ${tableSize})`);
       i = next;
     }
+    chain.oversized = chain.readableLen > limit.readable || chain.writableLen > limit.writable;
     return chain;
   }
 

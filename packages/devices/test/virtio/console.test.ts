@@ -11,7 +11,12 @@ const text = (s: string) => new TextEncoder().encode(s);
 function setup(inputCapacity = 4096) {
   const ram = new GuestRam(BASE, 1 << 20);
   const out: string[] = [];
-  const con = new VirtioConsole({ output: (b) => out.push(new TextDecoder().decode(b)), inputCapacity });
+  const con = new VirtioConsole({
+    output: (b) => {
+      out.push(new TextDecoder().decode(b));
+    },
+    inputCapacity,
+  });
   const irq = new IrqLevel();
   const mmio = new VirtioMmio({ device: con, ram, irq });
   const drv = new MmioDriver(mmio, ram, new GuestAllocator(BASE, BASE + (1 << 20)));
