@@ -18,6 +18,11 @@ import { readdirSync, readFileSync } from "node:fs";
  * dependencies). Above them, side by side: cpu and devices. Above those, side by side:
  * hypervisor and syscall. The apps (apps/*) sit on top and may import any package.
  */
+// The fuzz app is test tooling (private, never published): its surfaces drive devices
+// through the packages' guest-side test drivers (packages/*/test/*-driver.ts), the same
+// ones the packages' own tests use. Only those files; never another package's sources.
+const FUZZ_MAY_REUSE = "^packages/[^/]+/test/[^/]+-driver\\.ts$";
+
 const LAYERS = {
   memory: [],
   "io-bus": [],
@@ -117,7 +122,7 @@ export default {
       from: { path: "^(packages|apps)/([^/]+)/" },
       to: {
         path: "^packages/",
-        pathNot: ["^packages/$2/", exact(PUBLIC_ENTRIES)],
+        pathNot: ["^packages/$2/", exact(PUBLIC_ENTRIES), FUZZ_MAY_REUSE],
       },
     },
     {
@@ -131,8 +136,15 @@ export default {
       name: "sources-not-to-tests",
       comment: "Published sources never import tests, test helpers, fixtures or repository scripts.",
       severity: "error",
-      from: { path: "^(packages|apps)/[^/]+/src/" },
+      from: { path: "^(packages|apps)/[^/]+/src/", pathNot: "^apps/fuzz/" },
       to: { path: "^((packages|apps)/[^/]+/(test|fixtures|bench)/|scripts/)" },
+    },
+    {
+      name: "fuzz-reuses-drivers-only",
+      comment: "The fuzz app reuses the packages' guest-side test drivers, and nothing else of their tests.",
+      severity: "error",
+      from: { path: "^apps/fuzz/src/" },
+      to: { path: "^((packages|apps)/[^/]+/(test|fixtures|bench)/|scripts/)", pathNot: FUZZ_MAY_REUSE },
     },
     {
       name: "tests-in-test-folder",
