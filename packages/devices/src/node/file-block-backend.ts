@@ -1,11 +1,27 @@
 /// <reference types="node" />
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
 import type { BlockBackend } from "../virtio/block-backend.ts";
+import { lockImage } from "./image-lock.ts";
+
+export interface FileBlockOptions {
+  /** Open read-only; the device then refuses writes. */
+  readonly?: boolean;
+  /**
+   * A read-only disk that lets another process write the image meanwhile (QEMU's
+   * share-rw=on): it takes no lock. Without it a reader keeps writers out.
+   */
+  shareRw?: boolean;
+}
 
 /**
  * A disk image file (raw format) with synchronous positional reads and writes; flush()
  * is fsync. Opened read-write unless `readonly`, in which case the file is opened
  * read-only and the device refuses writes.
+ *
+ * The image is locked as QEMU locks it (see image-lock.ts): one writer and no reader, or
+ * any number of readers; a second writer, or a reader next to a writer, gets
+ * "PATH is in use by another process (locked)". The kernel drops the lock when the file
+ * is closed or the process ends.
  */
 export class FileBlockBackend implements BlockBackend {
   readonly path: string;
@@ -13,9 +29,12 @@ export class FileBlockBackend implements BlockBackend {
   readonly readonly: boolean;
   private fd: number;
 
-  constructor(path: string, options: { readonly?: boolean } = {}) {
+  constructor(path: string, options: FileBlockOptions = {}) {
     this.path = path;
     this.readonly = options.readonly ?? false;
+    if (options.shareRw && !this.readonly) {
+      throw new Error(`disk image ${path}: share-rw is for read-only disks`);
+    }
     let fd: number;
     try {
       fd = openSync(path, this.readonly ? "r" : "r+");
@@ -26,6 +45,12 @@ export class FileBlockBackend implements BlockBackend {
     if (!st.isFile()) {
       closeSync(fd);
       throw new Error(`disk image ${path} is not a regular file`);
+    }
+    try {
+      lockImage(fd, path, this.readonly ? (options.shareRw ? "none" : "read") : "write");
+    } catch (e) {
+      closeSync(fd);
+      throw e;
     }
     this.fd = fd;
     this.size = st.size;
