@@ -1,7 +1,7 @@
 /// <reference types="node" />
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
 import type { BlockBackend } from "../virtio/block-backend.ts";
-import { lockImage } from "./image-lock.ts";
+import { type ImageLockMode, lockImage } from "./image-lock.ts";
 
 export interface FileBlockOptions {
   /** Open read-only; the device then refuses writes. */
@@ -11,6 +11,12 @@ export interface FileBlockOptions {
    * share-rw=on): it takes no lock. Without it a reader keeps writers out.
    */
   shareRw?: boolean;
+  /**
+   * Open without locking yet; call lock() before the guest uses the disk. An incoming
+   * migration opens its disks early (to fail fast on a bad path) and locks them once the
+   * sender has let go of them, as QEMU's inactive images do.
+   */
+  deferLock?: boolean;
 }
 
 /**
@@ -28,6 +34,7 @@ export class FileBlockBackend implements BlockBackend {
   readonly size: number;
   readonly readonly: boolean;
   private fd: number;
+  private readonly lockMode: ImageLockMode;
 
   constructor(path: string, options: FileBlockOptions = {}) {
     this.path = path;
@@ -46,14 +53,17 @@ export class FileBlockBackend implements BlockBackend {
       closeSync(fd);
       throw new Error(`disk image ${path} is not a regular file`);
     }
-    try {
-      lockImage(fd, path, this.readonly ? (options.shareRw ? "none" : "read") : "write");
-    } catch (e) {
-      closeSync(fd);
-      throw e;
-    }
+    this.lockMode = this.readonly ? (options.shareRw ? "none" : "read") : "write";
     this.fd = fd;
     this.size = st.size;
+    if (!options.deferLock) {
+      try {
+        this.lock();
+      } catch (e) {
+        this.close();
+        throw e;
+      }
+    }
   }
 
   read(offset: number, dst: Uint8Array): void {
@@ -75,6 +85,11 @@ export class FileBlockBackend implements BlockBackend {
 
   flush(): void {
     if (!this.readonly) fsyncSync(this.openFd());
+  }
+
+  /** Take the image lock (see image-lock.ts); throws ImageLockedError if another process holds it. */
+  lock(): void {
+    lockImage(this.openFd(), this.path, this.lockMode);
   }
 
   /** Close the file; further I/O fails (and the guest sees IOERR). */
