@@ -7,7 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import type { BlockBackend, NetBackend } from "@visor/devices";
-import { FileBlockBackend, openSocketNetBackend } from "@visor/devices/node";
+import { FileBlockBackend, ImageLockedError, openSocketNetBackend } from "@visor/devices/node";
 import {
   checkDevicesMatch,
   GuestError,
@@ -207,6 +207,8 @@ export async function runMain(argv: string[]): Promise<number> {
       disks.push({ backend: b, transport });
     } catch (e) {
       closeDisks();
+      // "PATH is in use by another process (locked)" names the file already.
+      if (e instanceof ImageLockedError) throw new UserError(e.message);
       throw new UserError(`--disk ${path}: ${(e as Error).message}`);
     }
   }
@@ -230,6 +232,7 @@ export async function runMain(argv: string[]): Promise<number> {
       });
       for (const b of opened) b.lock();
     } catch (e) {
+      // (a lock refused here: another process took the disk while the VM was on its way)
       closeDisks();
       throw new UserError((e as Error).message);
     }
