@@ -80,6 +80,8 @@ export interface AcceptOptions {
   receiver?: ReceiverOptions;
   /** Told once listening, and about each refused connection. */
   log?: (line: string) => void;
+  /** Told the port once listening (useful with port 0). */
+  onListening?: (port: number) => void;
 }
 
 /**
@@ -151,7 +153,12 @@ export function acceptMigration(addr: Endpoint, opts: AcceptOptions): Promise<Mi
         ),
       ),
     );
-    server.listen(addr.port, addr.host, () => log(`waiting for a migration on ${addr.host}:${addr.port}`));
+    server.listen(addr.port, addr.host, () => {
+      const a = server.address();
+      const port = typeof a === "object" && a !== null ? a.port : addr.port;
+      log(`waiting for a migration on ${addr.host}:${port}`);
+      opts.onListening?.(port);
+    });
   });
 }
 

@@ -183,6 +183,16 @@ export class MigrationReceiver {
     return this.state !== undefined;
   }
 
+  /** Bytes held of a record not yet whole: at most one record (MIGRATION_MAX_RECORD). */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Pages held so far (at most the announced machine's RAM). */
+  get pageCount(): number {
+    return this.pages.size;
+  }
+
   /** Take the next bytes of the stream. Throws a one-line "migration: ..." on a malformed stream. */
   push(chunk: Uint8Array): void {
     if (this.done) throw new Error("migration: data after the end of the stream");

@@ -7,6 +7,7 @@ export { ImageLockedError, type ImageLockMode, lockImage } from "./image-lock.ts
 export {
   openSocketNetBackend,
   SOCKET_NET_MAX_FRAME,
+  SocketFrameDecoder,
   SocketNetBackend,
   type SocketNetEvent,
   type SocketNetOptions,
