@@ -65,7 +65,7 @@ export interface MigrationOptions {
   threshold?: number;
   /** Give up converging after this many rounds and copy the rest paused. Default 30. */
   maxRounds?: number;
-  /** What to store with the state (visor run: its disk paths). */
+  /** Caller data stored with the state (opaque; never a host resource: visor run sends none). */
   meta?: unknown;
   /** Let the VM run this long between rounds; default 10 ms. */
   roundIntervalMs?: number;
