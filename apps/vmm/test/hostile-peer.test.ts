@@ -4,13 +4,13 @@
  * without the key is refused; a stalled sender is given up on; a second connection is
  * refused while one is in progress; a second writer of a disk image is refused.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MemoryBlockBackend } from "@visor/devices";
-import { Machine, migrate } from "@visor/hypervisor";
+import { Machine, migrate, sha256 } from "@visor/hypervisor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const MAIN = join(import.meta.dirname, "../src/main.ts");
@@ -93,6 +93,8 @@ async function receiver(args: string[]) {
  * that disk (what version 1 streams did, and what an attacker would send).
  */
 let evil: Uint8Array;
+/** A snapshot of the same kind of machine, its meta naming the host file. */
+let snap: Uint8Array;
 beforeAll(async () => {
   writeFileSync(victim, VICTIM_TEXT);
   const m = await Machine.create({
@@ -102,6 +104,7 @@ beforeAll(async () => {
     virt: "off",
     disks: [{ backend: new MemoryBlockBackend(1 << 20) }],
   });
+  snap = m.snapshot({ disks: [{ path: victim, readonly: false, transport: "mmio" }] });
   const parts: Uint8Array[] = [];
   await migrate(
     m,
@@ -191,6 +194,55 @@ describe("visor run --migrate-to against a stalled receiver", () => {
     expect((await done).code).toBe(0);
     for (const s of held) s.destroy();
     sink.close();
+  }, 120_000);
+});
+
+/** `file` with its JSON state changed by `edit` and the checksum recomputed. */
+function edited(file: Uint8Array, edit: (s: Record<string, unknown>) => void): Uint8Array {
+  const n = new DataView(file.buffer, file.byteOffset).getUint32(12, true);
+  const state = JSON.parse(new TextDecoder().decode(file.subarray(16, 16 + n)));
+  edit(state);
+  const json = new TextEncoder().encode(JSON.stringify(state));
+  const out = Buffer.concat([file.subarray(0, 16), json, file.subarray(16 + n)]);
+  out.writeUInt32LE(json.length, 12);
+  out.set(sha256(out.subarray(0, out.length - 32)), out.length - 32);
+  return out;
+}
+
+describe("visor run --restore with a hostile file", () => {
+  it("refuses each in one line with a non-zero status, and opens no host file the file names", () => {
+    const cases: [string, Uint8Array, string][] = [
+      ["named.snap", snap, "snapshot: the machine had 1 disk(s), 0 given"],
+      [
+        "disks5.snap",
+        edited(snap, (s) => {
+          s.meta = { disks: 5 };
+        }),
+        "snapshot: the machine had 1 disk(s), 0 given",
+      ],
+      [
+        "now.snap",
+        edited(snap, (s) => {
+          s.now = "abc";
+        }),
+        "snapshot: now is not an integer from 0 to 9007199254740991",
+      ],
+      ["flip.snap", snap.map((b, i) => (i === snap.length - 500 ? b ^ 1 : b)), "snapshot: checksum mismatch"],
+      ["cut.snap", snap.subarray(0, snap.length - 4096), "snapshot: checksum mismatch"],
+    ];
+    for (const [name, bytes, message] of cases) {
+      const f = join(dir, name);
+      writeFileSync(f, bytes);
+      const r = spawnSync(process.execPath, ["--conditions=source", MAIN, "run", "--restore", f], {
+        encoding: "utf8",
+        input: "",
+        timeout: 60_000,
+      });
+      expect(r.stderr.split("\n").filter(Boolean), name).toHaveLength(1);
+      expect(r.stderr, name).toContain(`visor: --restore ${f}: ${message}`);
+      expect(r.status, name).toBe(1);
+    }
+    expect(readFileSync(victim, "utf8")).toBe(VICTIM_TEXT);
   }, 120_000);
 });
 
