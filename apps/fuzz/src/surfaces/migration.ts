@@ -220,7 +220,7 @@ const surface: FuzzSurface<Input> = {
     if (input.loopback !== null) await overLoopback(bytes, input.loopback.stall);
     else await inMemory(bytes, input.chunks);
   },
-  ciRuns: 80,
+  ciRuns: 60,
 };
 
 export default surface;
