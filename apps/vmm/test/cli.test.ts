@@ -90,6 +90,12 @@ describe("visor", () => {
         ["run", "--incoming", "1234", "--kernel", MAIN],
         /^visor: --kernel cannot be combined with --incoming/,
       ],
+      [["run", "--incoming", "1234"], /^visor: migration needs --migrate-key FILE/],
+      [["run", "--migrate-to", "127.0.0.1:1234"], /^visor: migration needs --migrate-key FILE/],
+      [
+        ["run", "--incoming", "1234", "--migrate-key", MAIN],
+        /^visor: --migrate-key: .* does not hold a hex key/,
+      ],
     ];
     for (const [args, message] of cases) {
       const r = visor(args);
@@ -136,11 +142,14 @@ describe("visor", () => {
         probe.close(() => resolve(p));
       });
     });
-    const dst = vm(["--incoming", String(port)]);
+    // Both sides hold the same pre-shared key: the stream goes over TLS 1.3.
+    const key = join(dir, "migrate.key");
+    writeFileSync(key, `${"5a".repeat(32)}\n`);
+    const dst = vm(["--incoming", String(port), "--migrate-key", key]);
     const dstDone = exited(dst);
     await waitFor(dst, "stderr", "waiting for a migration");
     const received = waitFor(dst, "stderr", "migration received");
-    const src = vm(["--migrate-to", `127.0.0.1:${port}`]);
+    const src = vm(["--migrate-to", `127.0.0.1:${port}`, "--migrate-key", key]);
     const srcDone = exited(src);
     await waitFor(src, "stdout", "/ # ");
     src.stdin.write("echo two > /tmp/mark\n");

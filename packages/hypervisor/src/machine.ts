@@ -59,6 +59,7 @@ import {
   type MachineConfigState,
   type MachineState,
   SNAPSHOT_VERSION,
+  validateMachineState,
 } from "./snapshot.ts";
 import { ExitStats } from "./stats.ts";
 import { Vcpu, type VirtMode } from "./vcpu.ts";
@@ -128,7 +129,11 @@ export interface MachineOptions {
 /** What Machine.restore needs besides the snapshot: the parts that live outside the VM. */
 export interface RestoreOptions {
   console: MachineConsole;
-  /** Backends for the snapshot's disks, in order, on the same transports. */
+  /**
+   * Backends for the snapshot's disks, in order: the restoring side's own (a snapshot or a
+   * migration stream never names a host file). They must match the saved devices in
+   * number, transport and read-only setting.
+   */
   disks?: DiskConfig[];
   nets?: NetBackend[];
   stats?: boolean;
@@ -217,6 +222,7 @@ export class Machine {
       firmware: opts.bios !== undefined,
       disks: (opts.disks ?? []).map((d) => ({
         transport: d.transport ?? "mmio",
+        readonly: d.backend.readonly === true,
         ...(d.id !== undefined ? { id: d.id } : {}),
       })),
       nets: opts.nets?.length ?? 0,
@@ -364,6 +370,11 @@ export class Machine {
     };
   }
 
+  /** The machine's configuration as a snapshot or migration stream records it. */
+  get configState(): MachineConfigState {
+    return this.config;
+  }
+
   /** The snapshot file (see snapshot.ts) of this machine now: its state and its RAM. */
   snapshot(meta?: unknown): Uint8Array {
     return encodeSnapshot(this.saveState(meta), this.ram);
@@ -389,41 +400,16 @@ export class Machine {
     loadRam: (ram: GuestRam) => void,
     opts: RestoreOptions,
   ): Promise<Machine> {
-    if (
-      state === null ||
-      typeof state !== "object" ||
-      state.config === null ||
-      typeof state.config !== "object"
-    ) {
-      throw new Error("snapshot: corrupt state (no machine configuration)");
-    }
+    // Read from outside (a file, a peer): every field is checked before it is used.
+    state = validateMachineState(state);
     const c = state.config;
     const disks = opts.disks ?? [];
     const nets = opts.nets ?? [];
-    if (
-      !Array.isArray(c.disks) ||
-      !Number.isSafeInteger(c.memory) ||
-      c.memory < 16 << 20 ||
-      c.memory > 2 ** 36 ||
-      !Number.isInteger(c.harts) ||
-      c.harts < 1 ||
-      c.harts > 64 ||
-      !["off", "nested", "shadow"].includes(c.virt)
-    ) {
-      throw new Error("snapshot: corrupt machine configuration");
-    }
-    if (disks.length !== c.disks.length) {
-      throw new Error(`snapshot: the machine had ${c.disks.length} disk(s), ${disks.length} given`);
-    }
-    disks.forEach((d, i) => {
-      if ((d.transport ?? "mmio") !== c.disks[i]!.transport) {
-        throw new Error(
-          `snapshot: disk ${i + 1} was on ${c.disks[i]!.transport}, not ${d.transport ?? "mmio"}`,
-        );
-      }
-    });
-    if (nets.length !== c.nets)
-      throw new Error(`snapshot: the machine had ${c.nets} network device(s), ${nets.length} given`);
+    checkDevicesMatch(
+      c,
+      disks.map((d) => ({ transport: d.transport ?? "mmio", readonly: d.backend.readonly === true })),
+      nets.length,
+    );
     const m = await Machine.build({
       memory: c.memory,
       harts: c.harts,
@@ -456,9 +442,12 @@ export class Machine {
     for (let i = 0; i < n; i++) this.vcpus[i]!.hart.fromState(s.harts[i]);
     // The clock next (the deterministic one counts the instructions just restored): the
     // CLINT and the SBI timers count from it.
-    if (this.deterministic) this.skippedTicks = Number(s.skippedTicks) || 0;
-    else this.t0 = performance.now() - Number(s.now) / (TIMEBASE_HZ / 1000);
-    this.hvPool.position = Number(s.hvPool);
+    if (this.deterministic) this.skippedTicks = s.skippedTicks;
+    else this.t0 = performance.now() - s.now / (TIMEBASE_HZ / 1000);
+    if (s.hvPool < this.hvPool.start || s.hvPool > this.hvPool.end) {
+      throw new Error(`snapshot: hvPool ${s.hvPool} lies outside the hypervisor's pages`);
+    }
+    this.hvPool.position = s.hvPool;
     for (let i = 0; i < n; i++) this.vcpus[i]!.fromState(s.vcpus[i]);
     const d = s.devices ?? {};
     this.uart.fromState(d.uart);
@@ -710,6 +699,36 @@ export class Machine {
       };
     });
   }
+}
+
+/**
+ * The restoring side's disks and network backends against the saved machine's devices:
+ * the same number, and each disk on the same transport and equally read-only (a disk the
+ * guest had read-only does not become writable, and one it wrote to is not taken away).
+ * Throws one line naming the first mismatch.
+ */
+export function checkDevicesMatch(
+  c: MachineConfigState,
+  disks: { transport: "mmio" | "pci"; readonly: boolean }[],
+  nets: number,
+): void {
+  if (disks.length !== c.disks.length) {
+    throw new Error(`snapshot: the machine had ${c.disks.length} disk(s), ${disks.length} given`);
+  }
+  disks.forEach((d, i) => {
+    const want = c.disks[i]!;
+    if (d.transport !== want.transport) {
+      throw new Error(`snapshot: disk ${i + 1} was on ${want.transport}, not ${d.transport}`);
+    }
+    const ro = d.readonly;
+    if (ro !== want.readonly) {
+      throw new Error(
+        `snapshot: disk ${i + 1} was ${want.readonly ? "read-only" : "writable"}, the one given is ${ro ? "read-only" : "writable"}`,
+      );
+    }
+  });
+  if (nets !== c.nets)
+    throw new Error(`snapshot: the machine had ${c.nets} network device(s), ${nets} given`);
 }
 
 function macFor(i: number): string {

@@ -116,7 +116,7 @@ describe("live migration", () => {
     const rx = new MigrationReceiver();
     const head = new Uint8Array(17);
     head.set(new TextEncoder().encode("VISORMIG"));
-    head[8] = 1;
+    head[8] = 2;
     head[12] = 9; // record type 9
     expect(() => rx.push(head)).toThrow(/^migration: unknown record type 9$/);
     expect(() => new MigrationReceiver().machine({ console: { write() {} } })).toThrow(
