@@ -19,17 +19,17 @@ import {
   type VirtMode,
   warmUp,
 } from "@visor/hypervisor";
-import { parseOptions, parseSize } from "./args.ts";
-import { writeFileAtomic } from "./atomic-write.ts";
-import { ConsoleOutput, HostConsole } from "./console.ts";
-import { UserError } from "./errors.ts";
 import {
   acceptMigration,
   connectMigration,
   DEFAULT_MIGRATE_TIMEOUT_MS,
   type MigrationSecurity,
   readMigrateKey,
-} from "./migration-net.ts";
+} from "@visor/hypervisor/node";
+import { parseOptions, parseSize } from "./args.ts";
+import { writeFileAtomic } from "./atomic-write.ts";
+import { ConsoleOutput, HostConsole } from "./console.ts";
+import { UserError } from "./errors.ts";
 import { printStats } from "./stats.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -23,7 +23,7 @@
  * must lie inside the announced machine's RAM, and the final state goes through the
  * same checks as a snapshot file's (validateMachineState). The stream carries guest
  * state only: the receiver brings its own disks and network links. Authentication and
- * encryption are the transport's (visor run uses TLS: apps/vmm/src/migration-net.ts).
+ * encryption are the transport's (the Node transport, src/node/migration-net.ts, uses TLS).
  */
 import type { GuestRam } from "@visor/memory";
 import type { Machine, RestoreOptions } from "./machine.ts";

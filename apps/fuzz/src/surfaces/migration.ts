@@ -17,8 +17,8 @@ import {
   migrate,
   ramBytes,
 } from "@visor/hypervisor";
+import { acceptMigration } from "@visor/hypervisor/node";
 import fc from "fast-check";
-import { acceptMigration } from "../../../vmm/src/migration-net.ts";
 import {
   applyEdits,
   type Edit,

@@ -7,14 +7,14 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Machine, migrate } from "@visor/hypervisor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Machine, migrate } from "../src/index.ts";
 import {
   acceptMigration,
   connectMigration,
   type MigrationSecurity,
   readMigrateKey,
-} from "../src/migration-net.ts";
+} from "../src/node/index.ts";
 
 const GUEST = join(import.meta.dirname, "../../../guests/riscv64");
 const dir = mkdtempSync(join(tmpdir(), "visor-mnet-"));

@@ -1,5 +1,5 @@
 /**
- * The network side of live migration for `visor run`: TLS 1.3 by default, authenticated
+ * The network side of live migration (used by `visor run`): TLS 1.3 by default, authenticated
  * either by a pre-shared key (--migrate-key FILE, the same file on both sides) or by
  * certificates (--tls-cert/--tls-key/--tls-ca, both sides checking the other against the
  * CA, as QEMU's tls-creds-x509 does); plain TCP only with --migrate-insecure.
@@ -14,7 +14,7 @@
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
-import { MigrationReceiver, type ReceiverOptions } from "@visor/hypervisor";
+import { MigrationReceiver, type ReceiverOptions } from "../migration.ts";
 
 /** The TLS PSK identity both sides use (TLS 1.3 binds the key to it). */
 const PSK_IDENTITY = "visor-migration";
