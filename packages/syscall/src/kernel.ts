@@ -61,7 +61,7 @@ import {
   TRAP_BRKPT,
 } from "./abi.ts";
 import { EFAULT, EINTR, ENOSYS, LinuxError } from "./errno.ts";
-import { ConsoleFile, type FileCtx, type OpenFile, TtyState } from "./files.ts";
+import { ConsoleFile, type FileCtx, HostFileDesc, type OpenFile, TtyState } from "./files.ts";
 import type { Host } from "./host.ts";
 import {
   ACCESS_R,
@@ -92,7 +92,7 @@ import {
   Task,
 } from "./task.ts";
 import { utf8Encode } from "./utf8.ts";
-import { Resolver } from "./vfs.ts";
+import { type DirRef, Resolver } from "./vfs.ts";
 
 /** A syscall handler: returns the result (>= 0 or -errno), BLOCK or NORETURN. */
 export type Syscall = (k: Kernel, t: Task) => number;
@@ -275,6 +275,24 @@ export class Kernel implements FileCtx {
 
   nowMs(): number {
     return Number(this.host.clock.monotonicNs() - this.bootNs) / 1e6;
+  }
+
+  /**
+   * The guest renamed the directory `from` to `to` (canonical guest paths): every held
+   * directory at or below it (working directories, open directory descriptors) follows.
+   * One the walk misses (a description in flight) only behaves as deleted: every use
+   * re-validates its identity anyway (vfs.ts).
+   */
+  movedDir(from: string, to: string): void {
+    const refs = new Set<DirRef>();
+    for (const t of this.tasks.values()) {
+      refs.add(t.cwd);
+      for (const fd of t.files.list()) {
+        const f = t.files.entry(fd)?.file;
+        if (f instanceof HostFileDesc && f.dir !== undefined) refs.add(f.dir);
+      }
+    }
+    for (const r of refs) r.moved(from, to);
   }
 
   nextPid(): number {
