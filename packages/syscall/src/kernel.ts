@@ -180,6 +180,9 @@ const noBus = {
   write64: () => false,
 };
 
+/** Times one access may fault again without any progress before the task gets SIGSEGV. */
+const MAX_FAULT_RETRIES = 8;
+
 export class Kernel implements FileCtx {
   readonly host: Host;
   readonly ram: GuestRam;
@@ -846,15 +849,19 @@ export class Kernel implements FileCtx {
       case 15: {
         const access = cause === 12 ? ACCESS_X : cause === 13 ? ACCESS_R : ACCESS_W;
         if (t.mm.fault(va, access)) {
-          // Guard against a fault the kernel "fixes" without effect (would loop forever).
+          // Guard against a fault the kernel "fixes" without effect (would loop forever):
+          // the same access faulting again with no instruction retired in between. The
+          // same store re-faulting after the guest made progress is a fault really fixed
+          // each time (a copy-on-write stack page after every fork) and restarts the count.
           const pc = h.pcHi * TWO32 + (h.pcLo >>> 0);
-          if (pc === t.lastFaultPc && va === t.lastFaultVa) {
-            if (++t.faultRepeat > 8) this.forceSignal(t, SIGSEGV, SEGV_ACCERR, va);
+          if (pc === t.lastFaultPc && va === t.lastFaultVa && t.instret === t.lastFaultInstret) {
+            if (++t.faultRepeat > MAX_FAULT_RETRIES) this.forceSignal(t, SIGSEGV, SEGV_ACCERR, va);
           } else {
             t.lastFaultPc = pc;
             t.lastFaultVa = va;
             t.faultRepeat = 0;
           }
+          t.lastFaultInstret = t.instret;
           return;
         }
         this.forceSignal(t, SIGSEGV, t.mm.find(va) === undefined ? SEGV_MAPERR : SEGV_ACCERR, va);

@@ -230,6 +230,8 @@ export class Task {
   lastFaultPc = -1;
   lastFaultVa = -1;
   faultRepeat = 0;
+  /** `instret` at the last page fault (a repeat without progress is a fault loop). */
+  lastFaultInstret = -1;
 
   constructor(pid: number, hart: Hart, mm: AddressSpace, files: FdTable, sig: SigHandlers) {
     this.pid = pid;
