@@ -38,6 +38,7 @@ export type {
 export { Kernel, type KernelOptions, type KernelStats, type SyscallStat } from "./kernel.ts";
 export { MemoryConsole } from "./memconsole.ts";
 export { NR, SYSCALL_NAMES, syscallName } from "./numbers.ts";
+export { TASK_RUNNING, TASK_ZOMBIE, type Task } from "./task.ts";
 export { DirRef, Resolver, ROOT_REF } from "./vfs.ts";
 
 export interface RunProgramOptions {
