@@ -133,6 +133,11 @@ export function buildImage(
       const obj = k.pageCache.get(desc);
       let bias = 0;
       if (info.type === ET_DYN) bias = dynBase(info, ELF_ET_DYN_BASE);
+      // Where the segments land (after the bias of a position-independent image) must be
+      // below the stack: a span that would reach it or leave user space is refused.
+      if (loadSpan(info).hi + bias > STACK_TOP - STACK_SIZE) {
+        throw new ExecFormatError("ELF segments overlap the stack or leave the user address space");
+      }
       const main = mapElf(mm, obj, info, bias, resolved);
       let entry = main.entry;
       let interpBase = 0;
