@@ -46,7 +46,7 @@ import {
 } from "./abi.ts";
 import { EAGAIN, EBADF, EINVAL, EISDIR, ENOTDIR, EPIPE, ESPIPE, LinuxError } from "./errno.ts";
 import type { Host, HostFile, HostStat } from "./host.ts";
-import type { DirRef } from "./vfs.ts";
+import type { DevKind, DirRef } from "./vfs.ts";
 
 /** The kernel services a description needs. */
 export interface FileCtx {
@@ -425,8 +425,6 @@ export class ConsoleFile extends OpenFile {
 }
 
 // ------------------------------------------------------------------------------ character devices
-
-export type DevKind = "null" | "zero" | "full" | "random" | "urandom";
 
 /** Device numbers (Documentation/admin-guide/devices.txt: major 1 = memory devices). */
 const DEV_MINOR: Record<DevKind, number> = { null: 3, zero: 5, full: 7, random: 8, urandom: 9 };

@@ -32,7 +32,6 @@
  */
 import { S_IFDIR, S_IFLNK, S_IFMT } from "./abi.ts";
 import { ELOOP, ENAMETOOLONG, ENOENT, ENOTDIR, LinuxError } from "./errno.ts";
-import type { DevKind } from "./files.ts";
 import type { HostFs, HostStat } from "./host.ts";
 
 export const MAXSYMLINKS = 40;
@@ -83,6 +82,9 @@ const DEV_LINKS: Record<string, string> = {
 
 /** st_dev of a virtual directory's reference (no host directory has it). */
 const VIRTUAL_DEV = -1;
+
+/** The character devices under /dev that the kernel serves itself (files.ts: CharDevice). */
+export type DevKind = "null" | "zero" | "full" | "random" | "urandom";
 
 /**
  * A directory held across system calls (open directory descriptor, working directory).
