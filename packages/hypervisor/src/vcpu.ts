@@ -24,6 +24,7 @@ import {
   STOP_REQUESTED,
   STOP_WFI,
 } from "@visor/cpu";
+import { gpa as asGpa } from "@visor/memory";
 import type { Machine } from "./machine.ts";
 import { GuestError } from "./machine.ts";
 import { SBI_HSM_STATE_STARTED, SBI_HSM_STATE_STOPPED, SBI_HSM_STATE_SUSPENDED } from "./sbi/index.ts";
@@ -333,12 +334,11 @@ export class Vcpu {
   mmioExit(gpa: number, _write: boolean, fetch: boolean): string {
     const h = this.hart;
     const io = this.machine.io.mmio;
-    const ram = this.machine.ram;
     if (fetch)
       throw new GuestError(
         `guest executed from non-RAM guest-physical 0x${gpa.toString(16)}: ${describe(h)}`,
       );
-    if (gpa >= ram.base && gpa < this.machine.guestRamEnd) {
+    if (this.machine.memory.contains(asGpa(gpa))) {
       throw new GuestError(`guest-page fault inside guest RAM at 0x${gpa.toString(16)}: ${describe(h)}`);
     }
     const insn = h.exitInsn;
@@ -380,11 +380,14 @@ export class Vcpu {
     );
   }
 
-  /** A guest access to a guest-physical address with no device: an access fault for the guest. */
-  private injectAccessFault(cause: number, _name: string): string {
-    throw new GuestError(
-      `guest ${cause === C.CAUSE_LOAD_ACCESS ? "read" : "write"} of an unmapped address: ${describe(this.hart)}`,
-    );
+  /**
+   * A guest access to a guest-physical address with no device (a hole in the map, or past
+   * guest RAM, where the hypervisor's own memory is): an access fault for the guest, with
+   * the faulting virtual address, as a bus error would give it.
+   */
+  private injectAccessFault(cause: number, name: string): string {
+    this.injectGuestTrap(cause, this.hart.exitTvalLo, this.hart.exitTvalHi);
+    return `access fault injected: ${name}`;
   }
 
   private virtualInstruction(): string {
