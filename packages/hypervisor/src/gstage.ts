@@ -83,30 +83,46 @@ export class GStage {
   readonly root: Hpa;
   /** Bytes of page tables built. */
   readonly tableBytes: number;
+  private readonly guest: GuestMemory;
+  private readonly region: HvRegion;
+  /** The second-level table of each root index (GPA[40:30]). */
+  private readonly tables = new Map<number, Hpa>();
 
   constructor(guest: GuestMemory, pool: PageAllocator) {
-    const region = pool.region;
+    this.guest = guest;
+    this.region = pool.region;
     const exhausted = "hypervisor memory exhausted building the G-stage table";
     const root = pool.alloc(GSTAGE_ROOT_BYTES);
     if (root === undefined) throw new Error(exhausted);
     this.root = root;
-    let bytes = GSTAGE_ROOT_BYTES;
-    const leaf = PTE_V | PTE_R | PTE_W | PTE_X | PTE_U | PTE_A | PTE_D;
-    const tables = new Map<number, Hpa>();
     for (let a = guest.base as number; a < guest.end; a += MEGAPAGE) {
-      const gi = Math.floor(a / GIGAPAGE); // root index (GPA[40:30])
-      let l1 = tables.get(gi);
-      if (l1 === undefined) {
-        l1 = pool.alloc();
-        if (l1 === undefined) throw new Error(exhausted);
-        bytes += PAGE;
-        tables.set(gi, l1);
-        region.setTable(hpa(root + gi * PTE_BYTES), l1);
-      }
+      const gi = Math.floor(a / GIGAPAGE);
+      if (this.tables.has(gi)) continue;
+      const l1 = pool.alloc();
+      if (l1 === undefined) throw new Error(exhausted);
+      this.tables.set(gi, l1);
+    }
+    this.tableBytes = GSTAGE_ROOT_BYTES + this.tables.size * PAGE;
+    this.write();
+  }
+
+  /**
+   * (Re)write every entry: the identity map of guest RAM in 2 MiB leaves, and nothing
+   * else. A restored snapshot or migration brings the pool's bytes with it; they are
+   * rewritten, not trusted.
+   */
+  write(): void {
+    const region = this.region;
+    region.zero(this.root, GSTAGE_ROOT_BYTES);
+    for (const l1 of this.tables.values()) region.zero(l1, PAGE);
+    const leaf = PTE_V | PTE_R | PTE_W | PTE_X | PTE_U | PTE_A | PTE_D;
+    for (let a = this.guest.base as number; a < this.guest.end; a += MEGAPAGE) {
+      const gi = Math.floor(a / GIGAPAGE);
+      const l1 = this.tables.get(gi)!;
+      region.setTable(hpa(this.root + gi * PTE_BYTES), l1);
       const li = Math.floor(a / MEGAPAGE) % ENTRIES;
       region.setLeaf(hpa(l1 + li * PTE_BYTES), gpa(a), MEGAPAGE, leaf);
     }
-    this.tableBytes = bytes;
   }
 
   /** Point the hart's hgatp at this table (Sv39x4, VMID 0). */

@@ -418,6 +418,8 @@ export class Machine {
     });
     try {
       loadRam(m.ram);
+      // The pool came with the RAM image: the G-stage table is the hypervisor's, rebuilt.
+      m.gstage?.write();
       m.applyState(state);
     } catch (e) {
       const msg = (e as Error).message;

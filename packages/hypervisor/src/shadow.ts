@@ -137,6 +137,30 @@ export class ShadowMmu implements PteTranslator {
     }
     this.satpLo = s.satp[0] | 0;
     this.satpHi = s.satp[1] | 0;
+    // The tables came with the snapshot's RAM: trust none of them.
+    try {
+      for (const r of this.roots.values()) this.verify(r.root, levelsOf(r.mode) - 1);
+    } catch (e) {
+      throw new Error(`shadow state: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Check a shadow table and everything under it: pointers lead to pool pages, leaves map
+   * guest RAM (HvRegion.nextTable and leafPage throw otherwise). The hart walks these
+   * tables, so a restored snapshot must not bring in one that points elsewhere.
+   */
+  private verify(table: Hpa, level: number): void {
+    for (let i = 0; i < ENTRIES; i++) {
+      const at = hpa(table + i * PTE_BYTES);
+      if ((this.region.entryFlags(at) & PTE_V) === 0) continue;
+      if (level === 0) {
+        this.region.leafPage(at);
+        continue;
+      }
+      const next = this.region.nextTable(at);
+      if (next !== undefined) this.verify(next, level - 1);
+    }
   }
 
   /** Enter the guest with satp = bare: shadow the identity map of guest-physical memory. */
@@ -375,6 +399,7 @@ export class ShadowMmu implements PteTranslator {
 
 const PAGE = 4096;
 const PTE_BYTES = 8;
+const ENTRIES = 512;
 const SHADOW_MODES: readonly number[] = [SATP_MODE_SV39, SATP_MODE_SV48, SATP_MODE_SV57];
 /** Access-fault causes by access type (privileged spec table 3.6). */
 const ACCESS_FAULT = [C.CAUSE_LOAD_ACCESS, C.CAUSE_STORE_ACCESS, C.CAUSE_FETCH_ACCESS] as const;

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { MemoryBlockBackend } from "@visor/devices";
 import { hpa } from "@visor/memory";
 import { describe, expect, it } from "vitest";
-import { Machine, type MachineOptions, type VirtMode } from "../src/index.ts";
+import { encodeSnapshot, Machine, type MachineOptions, type VirtMode } from "../src/index.ts";
 
 const BIN = join(import.meta.dirname, "fixtures/hostile/bin");
 const MEMORY = 64 << 20;
@@ -153,6 +153,33 @@ describe("the guest cannot make the hypervisor touch its own memory", () => {
   it("an HTIF program whose tohost lies past guest RAM is refused when loaded", async () => {
     await expect(run({ bios: bin("tohost-in-pool.elf"), virt: "nested" })).rejects.toThrow(
       /tohost at 0x84000000 is outside RAM/,
+    );
+  });
+});
+
+describe("a snapshot cannot smuggle page tables into the pool", () => {
+  const silent = { write() {} };
+  const create = (virt: VirtMode) =>
+    Machine.create({ memory: MEMORY, kernel: bin("rng-root.bin"), append: "", virt, console: silent });
+  /** A valid non-leaf PTE pointing at guest RAM: a table the guest could write. */
+  const INTO_GUEST = (BigInt(0x8000_0000 / PAGE) << 10n) | 1n;
+
+  it("--virt nested: the G-stage table is rebuilt on restore, whatever the file holds", async () => {
+    const m = await create("nested");
+    const state = m.saveState();
+    const clean = m.ram.view(hpa(POOL), ROOT_BYTES).slice();
+    m.ram.write64(hpa(POOL + 8), INTO_GUEST); // root[1]: GPA 1..2 GiB through a guest-owned table
+    m.ram.write64(hpa(POOL + 16), INTO_GUEST);
+    const r = await Machine.restore(encodeSnapshot(state, m.ram), { console: silent });
+    expect(r.ram.view(hpa(POOL), ROOT_BYTES)).toEqual(clean);
+  });
+
+  it("--virt shadow: a shadow table pointing outside the pool is refused", async () => {
+    const m = await create("shadow");
+    const state = m.saveState();
+    m.ram.write64(hpa(POOL), INTO_GUEST); // the first shadow root's entry 0
+    await expect(Machine.restore(encodeSnapshot(state, m.ram), { console: silent })).rejects.toThrow(
+      /^snapshot: shadow state: hypervisor page table at 0x84000000 is corrupt/,
     );
   });
 });

@@ -234,6 +234,23 @@ export class HvRegion {
     return next as Hpa;
   }
 
+  /**
+   * The guest page a leaf PTE at `at` maps, checked: a valid leaf must map guest RAM (the
+   * hypervisor wrote it with setLeaf); anything else throws, as for nextTable.
+   */
+  leafPage(at: Hpa, span: number = PAGE_SIZE): Gpa {
+    const off = this.offset(at, PTE_BYTES);
+    const dv = this.#host.dv;
+    const lo = dv.getInt32(off, true);
+    const hi = dv.getInt32(off + 4, true);
+    const host = ((hi & PPN_HI_MASK) * PPN_LO_PAGES + (lo >>> PTE_PPN_SHIFT)) * PAGE_SIZE;
+    const page = (this.#guest.base + (host - this.#host.base)) as Gpa;
+    if ((lo & PTE_V) === 0 || (lo & (PTE_R | PTE_X)) === 0 || !this.#guest.contains(page, span)) {
+      throw new RangeError(`hypervisor page table at ${hex(at)} is corrupt: its leaf maps ${hex(host)}`);
+    }
+    return page;
+  }
+
   /** Make the PTE at `at` a pointer to the next-level table `next` (in this region). */
   setTable(at: Hpa, next: Hpa): void {
     if (next % PAGE_SIZE !== 0 || !this.contains(next, PAGE_SIZE)) {
