@@ -306,6 +306,11 @@ export class Vcpu {
       case C.CAUSE_FETCH_GUEST_PAGE_FAULT:
       case C.CAUSE_LOAD_GUEST_PAGE_FAULT:
       case C.CAUSE_STORE_GUEST_PAGE_FAULT:
+        if (isImplicitAccess(h.exitInsn)) {
+          // The guest's own page table is not in guest RAM (a device, a hole, past RAM):
+          // nothing to emulate, an access fault of the original access for the guest.
+          return this.injectAccessFault(ACCESS_FAULT_OF[cause]!, "guest page table outside RAM");
+        }
         return this.mmioExit(h.exitTval2, cause === C.CAUSE_STORE_GUEST_PAGE_FAULT, cause === 20);
       case C.CAUSE_FETCH_PAGE_FAULT:
       case C.CAUSE_LOAD_PAGE_FAULT:
@@ -414,6 +419,22 @@ export class Vcpu {
     this.hart.h!.trapToVS(this.hart, cause, tvalLo, tvalHi, false);
   }
 }
+
+/**
+ * htinst for a guest-page fault taken by the VS-stage walk itself (reading or updating a
+ * guest PTE) is a pseudoinstruction, whose bits 1:0 are 00 (H extension §8.6.3); a real
+ * (transformed) load or store has 11 or, compressed, 01/10; 0 means none.
+ */
+function isImplicitAccess(tinst: number): boolean {
+  return tinst !== 0 && (tinst & 3) === 0;
+}
+
+/** The access fault matching a guest-page fault's access type (privileged spec table 3.6). */
+const ACCESS_FAULT_OF: Record<number, number> = {
+  [C.CAUSE_FETCH_GUEST_PAGE_FAULT]: C.CAUSE_FETCH_ACCESS,
+  [C.CAUSE_LOAD_GUEST_PAGE_FAULT]: C.CAUSE_LOAD_ACCESS,
+  [C.CAUSE_STORE_GUEST_PAGE_FAULT]: C.CAUSE_STORE_ACCESS,
+};
 
 export function describe(h: Hart): string {
   const tval = (BigInt(h.exitTvalHi >>> 0) << 32n) | BigInt(h.exitTvalLo >>> 0);

@@ -98,5 +98,11 @@ describe("hostile guests", () => {
         expect(o.secretIntact).toBe(mode === "off" ? undefined : true);
       });
     }
+
+    it(`--virt ${mode}: a page-table pointer to a device is an access fault for the guest`, async () => {
+      // The hypervisor must not emulate the walk's PTE read as the guest's own load.
+      const o = await runHostile("pte-mmio", mode);
+      expect(o).toMatchObject({ console: "FAULT\n", exit: "poweroff" });
+    });
   }
 });
