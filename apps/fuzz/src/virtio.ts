@@ -21,7 +21,7 @@ import {
   VirtioMmio,
   VirtioPciLegacy,
 } from "@visor/devices";
-import { GuestRam } from "@visor/memory";
+import { type Gpa, GuestMemory, GuestRam } from "@visor/memory";
 import fc from "fast-check";
 import { LegacyPciDriver } from "../../../packages/devices/test/pci-legacy-driver.ts";
 import {
@@ -46,34 +46,37 @@ const MMIO_STATUS = 0x070;
 const PCI_STATUS = 0x12;
 
 /** GuestRam that records every access outside itself (and still refuses it). */
-export class GuardedRam extends GuestRam {
+export class GuardedRam extends GuestMemory {
   outside: string[] = [];
+  constructor(base: number, size: number) {
+    super(new GuestRam(base, size));
+  }
   private note(pa: number, len: number, what: string): void {
-    if (!this.contains(pa, len)) this.outside.push(`${what} 0x${pa.toString(16)}+${len}`);
+    if (!this.contains(pa as Gpa, len)) this.outside.push(`${what} 0x${pa.toString(16)}+${len}`);
   }
   override view(pa: number, len: number): Uint8Array {
     this.note(pa, len, "view");
-    return super.view(pa as never, len);
+    return super.view(pa as Gpa, len);
   }
   override viewMut(pa: number, len: number): Uint8Array {
     this.note(pa, len, "viewMut");
-    return super.viewMut(pa as never, len);
+    return super.viewMut(pa as Gpa, len);
   }
   override read16(pa: number): number {
     this.note(pa, 2, "read16");
-    return super.read16(pa);
+    return super.read16(pa as Gpa);
   }
   override read32(pa: number): number {
     this.note(pa, 4, "read32");
-    return super.read32(pa);
+    return super.read32(pa as Gpa);
   }
   override write16(pa: number, v: number): void {
     this.note(pa, 2, "write16");
-    super.write16(pa, v);
+    super.write16(pa as Gpa, v);
   }
   override write32(pa: number, v: number): void {
     this.note(pa, 4, "write32");
-    super.write32(pa, v);
+    super.write32(pa as Gpa, v);
   }
 }
 
@@ -281,7 +284,7 @@ export class Rig {
         return;
       }
       case "data":
-        ram.write(BUFFERS + op.offset, op.bytes);
+        ram.write((BUFFERS + op.offset) as Gpa, op.bytes);
         return;
       case "peer":
         peer(op.len);

@@ -5,7 +5,7 @@
  * spec says (a dropped frame, an IOERR status) and keeps working. The attacks here are
  * chains of up to 4 GiB built from overlapping descriptors over one small buffer.
  */
-import { GuestRam } from "@visor/memory";
+import { type Gpa, GuestMemory, GuestRam } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import {
   type BlockBackend,
@@ -49,15 +49,27 @@ const BIG_LEN = 32 << 20;
 const RAW_FIRST = 64;
 
 /** GuestRam that counts the bytes handed out through view()/viewMut() (DMA copies). */
-class CountingRam extends GuestRam {
+class CountingRam extends GuestMemory {
   viewed = 0;
-  override view(pa: number, len: number): Uint8Array {
-    this.viewed += len;
-    return super.view(pa as never, len);
+  constructor(base: number, size: number) {
+    super(new GuestRam(base, size));
   }
-  override viewMut(pa: number, len: number): Uint8Array {
+  override view(pa: Gpa | number, len: number): Uint8Array {
     this.viewed += len;
-    return super.viewMut(pa as never, len);
+    return super.view(pa as Gpa, len);
+  }
+  override viewMut(pa: Gpa | number, len: number): Uint8Array {
+    this.viewed += len;
+    return super.viewMut(pa as Gpa, len);
+  }
+  override write(pa: Gpa | number, src: Uint8Array): void {
+    super.write(pa as Gpa, src);
+  }
+  override read8(pa: Gpa | number): number {
+    return super.read8(pa as Gpa);
+  }
+  override write8(pa: Gpa | number, v: number): void {
+    super.write8(pa as Gpa, v);
   }
 }
 
@@ -74,7 +86,7 @@ function bringUp(device: VirtioDevice, queues: number) {
  * Post a chain written straight into the descriptor table: `parts` are [addr, len, write]
  * (no DriverQueue bookkeeping, so lengths can be anything). Returns the head.
  */
-function postRaw(q: DriverQueue, ram: GuestRam, parts: [number, number, boolean][]): number {
+function postRaw(q: DriverQueue, ram: CountingRam, parts: [number, number, boolean][]): number {
   parts.forEach(([addr, len, write], i) => {
     const last = i === parts.length - 1;
     const flags = (write ? VIRTQ_DESC_F_WRITE : 0) | (last ? 0 : VIRTQ_DESC_F_NEXT);

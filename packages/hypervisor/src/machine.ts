@@ -12,6 +12,12 @@
  * How the guest kernel runs is the vCPU's business (vcpu.ts): directly in S-mode
  * (`virt: "off"`), or as a VS-mode guest under the H extension with nested (G-stage) or
  * shadow paging. The machine only sees exits.
+ *
+ * Memory: one host buffer (`ram`, the harts' physical memory) holds guest RAM and, under
+ * nested or shadow paging, the hypervisor's page-table pool right after it. It is split
+ * once, here: `memory` (a GuestMemory, exactly guest RAM) is all that devices, the SBI,
+ * HTIF and the loaders get; the pool's HvRegion only the G-stage and shadow MMU. No
+ * guest-supplied address can reach the pool.
  */
 import { type Hart, STOP_WFI } from "@visor/cpu";
 import {
@@ -32,7 +38,7 @@ import {
   VirtioRng,
 } from "@visor/devices";
 import { IoManager } from "@visor/io-bus";
-import { GuestRam } from "@visor/memory";
+import { GuestMemory, GuestRam, HvRegion } from "@visor/memory";
 import {
   fwJumpReservedRanges,
   hostInitrd,
@@ -160,7 +166,10 @@ const SLICE = 200_000;
 export const CONSOLE_INPUT_CAPACITY = 64 * 1024;
 
 export class Machine {
+  /** The host buffer: guest RAM and the hypervisor's pool after it (the harts' memory). */
   readonly ram: GuestRam;
+  /** Guest RAM, and only that: what every guest-supplied address goes through. */
+  readonly memory: GuestMemory;
   readonly io = new IoManager();
   readonly vcpus: Vcpu[] = [];
   readonly uart: Uart16550;
@@ -205,9 +214,10 @@ export class Machine {
   private constructor(opts: MachineOptions, ram: GuestRam) {
     const harts = opts.harts ?? 1;
     this.ram = ram;
-    this.guestRamEnd = ram.base + opts.memory;
-    this.hvPool = new PageAllocator(this.guestRamEnd, ram.end);
-    this.gstage = opts.virt === "nested" ? new GStage(ram, ram.base, opts.memory, this.hvPool) : undefined;
+    this.memory = new GuestMemory(ram, opts.memory);
+    this.guestRamEnd = this.memory.end;
+    this.hvPool = new PageAllocator(new HvRegion(ram, this.memory, this.guestRamEnd, ram.end));
+    this.gstage = hypervisorMode(opts) === "nested" ? new GStage(this.memory, this.hvPool) : undefined;
     this.console = opts.console;
     this.console.onDrain?.(() => this.outputDrained());
     this.yieldToHost = opts.yieldToHost ?? (() => new Promise<void>((r) => setTimeout(r, 0)));
@@ -289,7 +299,12 @@ export class Machine {
     if (devices.length > VIRT_VIRTIO_COUNT)
       throw new Error(`too many virtio devices: ${devices.length} (at most 8)`);
     devices.forEach((device, slot) => {
-      const t = new VirtioMmio({ device, ram, irq: this.plic.irqLine(VIRT_IRQ.virtio + slot), onError });
+      const t = new VirtioMmio({
+        device,
+        ram: this.memory,
+        irq: this.plic.irqLine(VIRT_IRQ.virtio + slot),
+        onError,
+      });
       mmio.register(virtioMmioBase(slot), M.virtio.size, t);
       // ioeventfd-style fast path: a queue notify skips the transport's register decode.
       mmio.addWriteListener(virtioMmioBase(slot) + 0x50, 4, (q) => t.notify(q));
@@ -300,7 +315,7 @@ export class Machine {
       pciDisks.length > 0
         ? attachPciBus({
             io: this.io,
-            ram,
+            ram: this.memory,
             plic: this.plic,
             devices: pciDisks.map(
               (d) => new VirtioBlk({ backend: d.backend, ...(d.id ? { id: d.id } : {}), onError }),
@@ -330,12 +345,7 @@ export class Machine {
           this.consoleIn.drop(bytes.length);
           return bytes;
         },
-        readPhys: (pa, len) => (ram.contains(pa, len) ? ram.view(pa, len) : undefined),
-        writePhys: (pa, b) => {
-          if (!ram.contains(pa, b.length)) return false;
-          ram.write(pa, b);
-          return true;
-        },
+        memory: this.memory,
       },
       this.sbiCalls,
     );
@@ -426,6 +436,8 @@ export class Machine {
     });
     try {
       loadRam(m.ram);
+      // The pool came with the RAM image: the G-stage table is the hypervisor's, rebuilt.
+      m.gstage?.write();
       m.applyState(state);
     } catch (e) {
       const msg = (e as Error).message;
@@ -483,7 +495,9 @@ export class Machine {
 
   /** The machine with its devices, nothing loaded. */
   private static async build(opts: MachineOptions): Promise<Machine> {
-    const extra = opts.virt === "nested" || opts.virt === "shadow" ? Vcpu.hypervisorMemory(opts.memory) : 0;
+    // The pool exists only when the hypervisor runs the guest under the H extension: with
+    // firmware the harts run in M-mode without it, and M-mode reaches all host memory.
+    const extra = hypervisorMode(opts) !== "off" ? Vcpu.hypervisorMemory(opts.memory) : 0;
     return new Machine(opts, new GuestRam(M.dram.base, opts.memory + extra));
   }
 
@@ -491,11 +505,11 @@ export class Machine {
     const harts = this.vcpus.length;
     let fwEntry: number | undefined;
     if (opts.bios !== undefined) {
-      const elf = loadElf(this.ram, opts.bios);
+      const elf = loadElf(this.memory, opts.bios);
       fwEntry = elf.entry;
       if (elf.tohost !== undefined && opts.kernel === undefined) {
         // A bare-metal test program speaking HTIF.
-        this.htif = new Htif(this.ram, elf.tohost, elf.fromhost, (b) => this.consoleOut(b));
+        this.htif = new Htif(this.memory, elf.tohost, elf.fromhost, (b) => this.consoleOut(b));
         for (const v of this.vcpus) v.bootFirmware(elf.entry, 0);
         return;
       }
@@ -523,7 +537,7 @@ export class Machine {
     const dtb = buildVirtDtb(
       dtbConfig(initrd ? { start: BigInt(plan.initrdStart), end: BigInt(plan.initrdEnd) } : undefined),
     );
-    loadLinux(this.ram, { plan, fdt: dtb, ...(initrd ? { initrd } : {}) });
+    loadLinux(this.memory, { plan, fdt: dtb, ...(initrd ? { initrd } : {}) });
     if (fwEntry !== undefined) {
       for (const v of this.vcpus) v.bootFirmware(fwEntry, plan.fdtAddr);
     } else {
@@ -729,6 +743,11 @@ export function checkDevicesMatch(
   });
   if (nets !== c.nets)
     throw new Error(`snapshot: the machine had ${c.nets} network device(s), ${nets} given`);
+}
+
+/** How the vCPUs run the guest: firmware (`bios`) always runs on the bare hart. */
+function hypervisorMode(opts: MachineOptions): VirtMode {
+  return opts.bios !== undefined ? "off" : (opts.virt ?? "off");
 }
 
 function macFor(i: number): string {

@@ -24,6 +24,7 @@ import {
   STOP_REQUESTED,
   STOP_WFI,
 } from "@visor/cpu";
+import { gpa as asGpa } from "@visor/memory";
 import type { Machine } from "./machine.ts";
 import { GuestError } from "./machine.ts";
 import { SBI_HSM_STATE_STARTED, SBI_HSM_STATE_STOPPED, SBI_HSM_STATE_SUSPENDED } from "./sbi/index.ts";
@@ -305,6 +306,11 @@ export class Vcpu {
       case C.CAUSE_FETCH_GUEST_PAGE_FAULT:
       case C.CAUSE_LOAD_GUEST_PAGE_FAULT:
       case C.CAUSE_STORE_GUEST_PAGE_FAULT:
+        if (isImplicitAccess(h.exitInsn)) {
+          // The guest's own page table is not in guest RAM (a device, a hole, past RAM):
+          // nothing to emulate, an access fault of the original access for the guest.
+          return this.injectAccessFault(ACCESS_FAULT_OF[cause]!, "guest page table outside RAM");
+        }
         return this.mmioExit(h.exitTval2, cause === C.CAUSE_STORE_GUEST_PAGE_FAULT, cause === 20);
       case C.CAUSE_FETCH_PAGE_FAULT:
       case C.CAUSE_LOAD_PAGE_FAULT:
@@ -333,12 +339,11 @@ export class Vcpu {
   mmioExit(gpa: number, _write: boolean, fetch: boolean): string {
     const h = this.hart;
     const io = this.machine.io.mmio;
-    const ram = this.machine.ram;
     if (fetch)
       throw new GuestError(
         `guest executed from non-RAM guest-physical 0x${gpa.toString(16)}: ${describe(h)}`,
       );
-    if (gpa >= ram.base && gpa < this.machine.guestRamEnd) {
+    if (this.machine.memory.contains(asGpa(gpa))) {
       throw new GuestError(`guest-page fault inside guest RAM at 0x${gpa.toString(16)}: ${describe(h)}`);
     }
     const insn = h.exitInsn;
@@ -380,11 +385,14 @@ export class Vcpu {
     );
   }
 
-  /** A guest access to a guest-physical address with no device: an access fault for the guest. */
-  private injectAccessFault(cause: number, _name: string): string {
-    throw new GuestError(
-      `guest ${cause === C.CAUSE_LOAD_ACCESS ? "read" : "write"} of an unmapped address: ${describe(this.hart)}`,
-    );
+  /**
+   * A guest access to a guest-physical address with no device (a hole in the map, or past
+   * guest RAM, where the hypervisor's own memory is): an access fault for the guest, with
+   * the faulting virtual address, as a bus error would give it.
+   */
+  private injectAccessFault(cause: number, name: string): string {
+    this.injectGuestTrap(cause, this.hart.exitTvalLo, this.hart.exitTvalHi);
+    return `access fault injected: ${name}`;
   }
 
   private virtualInstruction(): string {
@@ -411,6 +419,22 @@ export class Vcpu {
     this.hart.h!.trapToVS(this.hart, cause, tvalLo, tvalHi, false);
   }
 }
+
+/**
+ * htinst for a guest-page fault taken by the VS-stage walk itself (reading or updating a
+ * guest PTE) is a pseudoinstruction, whose bits 1:0 are 00 (H extension §8.6.3); a real
+ * (transformed) load or store has 11 or, compressed, 01/10; 0 means none.
+ */
+function isImplicitAccess(tinst: number): boolean {
+  return tinst !== 0 && (tinst & 3) === 0;
+}
+
+/** The access fault matching a guest-page fault's access type (privileged spec table 3.6). */
+const ACCESS_FAULT_OF: Record<number, number> = {
+  [C.CAUSE_FETCH_GUEST_PAGE_FAULT]: C.CAUSE_FETCH_ACCESS,
+  [C.CAUSE_LOAD_GUEST_PAGE_FAULT]: C.CAUSE_LOAD_ACCESS,
+  [C.CAUSE_STORE_GUEST_PAGE_FAULT]: C.CAUSE_STORE_ACCESS,
+};
 
 export function describe(h: Hart): string {
   const tval = (BigInt(h.exitTvalHi >>> 0) << 32n) | BigInt(h.exitTvalLo >>> 0);

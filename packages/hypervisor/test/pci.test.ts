@@ -9,7 +9,7 @@ import {
   VirtioRng,
 } from "@visor/devices";
 import { IoManager } from "@visor/io-bus";
-import { GuestRam } from "@visor/memory";
+import { GuestMemory, gpa } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { parseFdt } from "../src/fdt/reader.ts";
 import { buildVirtDtb } from "../src/fdt/virt.ts";
@@ -23,7 +23,7 @@ const WIN = VIRT_MEMMAP.pciePio.base;
 function machine() {
   const io = new IoManager();
   io.enableStats();
-  const ram = new GuestRam(RAM, 1 << 20);
+  const ram = GuestMemory.allocate(RAM, 1 << 20);
   const contexts = [new IrqLevel(), new IrqLevel()];
   const plic = new Plic({ harts: 1, contexts });
   const disk = new MemoryBlockBackend(32 * 512);
@@ -119,26 +119,26 @@ describe("attachPciBus on the virt memory map", () => {
     const hdr = RAM + 0x8_0000;
     const data = RAM + 0x8_1000;
     const status = RAM + 0x8_2000;
-    ram.write32(hdr, 0); // VIRTIO_BLK_T_IN
-    ram.write64(hdr + 8, 3n);
+    ram.write32(gpa(hdr), 0); // VIRTIO_BLK_T_IN
+    ram.write64(gpa(hdr + 8), 3n);
     const desc = (i: number, addr: number, len: number, flags: number, next: number) => {
-      ram.write64(ring + 16 * i, BigInt(addr));
-      ram.write32(ring + 16 * i + 8, len);
-      ram.write16(ring + 16 * i + 12, flags);
-      ram.write16(ring + 16 * i + 14, next);
+      ram.write64(gpa(ring + 16 * i), BigInt(addr));
+      ram.write32(gpa(ring + 16 * i + 8), len);
+      ram.write16(gpa(ring + 16 * i + 12), flags);
+      ram.write16(gpa(ring + 16 * i + 14), next);
     };
     desc(0, hdr, 16, 1, 1);
     desc(1, data, 1024, 1 | 2, 2);
     desc(2, status, 1, 2, 0);
-    ram.write16(avail + 4, 0);
-    ram.write16(avail + 2, 1);
+    ram.write16(gpa(avail + 4), 0);
+    ram.write16(gpa(avail + 2), 1);
     g.out(port + 0x10, 2, 0); // QUEUE_NOTIFY
 
-    expect(ram.read16(used + 2)).toBe(1);
-    expect(ram.read32(used + 4)).toBe(0);
-    expect(ram.read32(used + 8)).toBe(1025);
-    expect(ram.read8(status)).toBe(0);
-    expect(ram.view(data, 1024)).toEqual(disk.data.subarray(3 * 512, 5 * 512));
+    expect(ram.read16(gpa(used + 2))).toBe(1);
+    expect(ram.read32(gpa(used + 4))).toBe(0);
+    expect(ram.read32(gpa(used + 8))).toBe(1025);
+    expect(ram.read8(gpa(status))).toBe(0);
+    expect(ram.view(gpa(data), 1024)).toEqual(disk.data.subarray(3 * 512, 5 * 512));
 
     // The interrupt: pending at the PLIC, claimed by S-mode, cleared by reading ISR.
     expect(contexts[1]!.level).toBe(true);
@@ -176,6 +176,8 @@ describe("attachPciBus on the virt memory map", () => {
     const io = new IoManager();
     const plic = new Plic({ harts: 1, contexts: [new IrqLevel(), new IrqLevel()] });
     const devices = Array.from({ length: 32 }, () => new VirtioRng({}));
-    expect(() => attachPciBus({ io, ram: new GuestRam(RAM, 1 << 16), plic, devices })).toThrow(/at most 31/);
+    expect(() => attachPciBus({ io, ram: GuestMemory.allocate(RAM, 1 << 16), plic, devices })).toThrow(
+      /at most 31/,
+    );
   });
 });

@@ -6,10 +6,13 @@ export class GuestMemoryError extends RangeError {
 }
 
 /**
- * Guest RAM: one contiguous little-endian buffer mapped at `base` in the physical address
- * space. Hot-path users (the CPU) index the typed-array views directly with
- * `pa - base`; everything a guest controls (device DMA, loaders) goes through the
- * bounds-checked methods below.
+ * The host buffer: one contiguous little-endian buffer mapped at `base` in the hart's
+ * (host-)physical address space. Under the hypervisor it holds guest RAM followed by the
+ * hypervisor's page-table pool. Hot-path users (the CPU) index the typed-array views
+ * directly with `pa - base`; the bounds-checked accessors below take host-physical
+ * addresses (`Hpa`) only. Nothing a guest controls comes here: device DMA, SBI, HTIF and
+ * loaders get a `GuestMemory` (guest RAM only), page-table code an `HvRegion` (the pool);
+ * see guest-memory.ts.
  */
 export class GuestRam {
   readonly base: number;
@@ -46,7 +49,7 @@ export class GuestRam {
     this.dirty = new Uint32Array(Math.ceil(size / 4096 / 32));
   }
 
-  /** True when [pa, pa+len) lies entirely in RAM. */
+  /** True when [pa, pa+len) (host-physical) lies entirely in the buffer. */
   contains(pa: number, len = 1): boolean {
     return pa >= this.base && len >= 0 && pa + len <= this.end;
   }
@@ -63,54 +66,54 @@ export class GuestRam {
   }
 
   /** A zero-copy, bounds-checked view of [pa, pa+len) for reading. */
-  view(pa: Hpa | number, len: number): Uint8Array {
+  view(pa: Hpa, len: number): Uint8Array {
     const off = this.check(pa, len);
     return this.u8.subarray(off, off + len);
   }
 
   /** A zero-copy, bounds-checked view of [pa, pa+len) for writing; marks the pages dirty. */
-  viewMut(pa: Hpa | number, len: number): Uint8Array {
+  viewMut(pa: Hpa, len: number): Uint8Array {
     const off = this.check(pa, len);
     this.markDirty(off, len);
     return this.u8.subarray(off, off + len);
   }
 
-  read(pa: Hpa | number, dst: Uint8Array): void {
+  read(pa: Hpa, dst: Uint8Array): void {
     dst.set(this.view(pa, dst.length));
   }
 
-  write(pa: Hpa | number, src: Uint8Array): void {
+  write(pa: Hpa, src: Uint8Array): void {
     this.viewMut(pa, src.length).set(src);
   }
 
-  read8(pa: number): number {
+  read8(pa: Hpa): number {
     return this.u8[this.check(pa, 1)]!;
   }
-  read16(pa: number): number {
+  read16(pa: Hpa): number {
     return this.dv.getUint16(this.check(pa, 2), true);
   }
-  read32(pa: number): number {
+  read32(pa: Hpa): number {
     return this.dv.getUint32(this.check(pa, 4), true);
   }
-  read64(pa: number): bigint {
+  read64(pa: Hpa): bigint {
     return this.dv.getBigUint64(this.check(pa, 8), true);
   }
-  write8(pa: number, v: number): void {
+  write8(pa: Hpa, v: number): void {
     const off = this.check(pa, 1);
     this.markDirty(off, 1);
     this.u8[off] = v;
   }
-  write16(pa: number, v: number): void {
+  write16(pa: Hpa, v: number): void {
     const off = this.check(pa, 2);
     this.markDirty(off, 2);
     this.dv.setUint16(off, v, true);
   }
-  write32(pa: number, v: number): void {
+  write32(pa: Hpa, v: number): void {
     const off = this.check(pa, 4);
     this.markDirty(off, 4);
     this.dv.setUint32(off, v >>> 0, true);
   }
-  write64(pa: number, v: bigint): void {
+  write64(pa: Hpa, v: bigint): void {
     const off = this.check(pa, 8);
     this.markDirty(off, 8);
     this.dv.setBigUint64(off, BigInt.asUintN(64, v), true);

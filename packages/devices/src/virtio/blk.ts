@@ -1,3 +1,4 @@
+import { gpaAdd } from "@visor/memory";
 import { stateObject } from "../state.ts";
 import type { BlockBackend } from "./block-backend.ts";
 import { feature, VIRTIO_ID_BLOCK } from "./constants.ts";
@@ -279,7 +280,7 @@ function* slices(segs: readonly Segment[], start: number, len: number): Generato
       continue;
     }
     const n = Math.min(s.len - skip, left);
-    yield { addr: s.addr + skip, len: n };
+    yield { addr: gpaAdd(s.addr, skip), len: n };
     left -= n;
     skip = 0;
   }

@@ -1,4 +1,4 @@
-import type { GuestRam } from "@visor/memory";
+import type { GuestMemory } from "@visor/memory";
 import type { Virtqueue } from "./queue.ts";
 
 /**
@@ -46,7 +46,8 @@ export interface VirtioDevice {
 
 /** What the transport gives an active device. */
 export interface VirtioContext {
-  readonly ram: GuestRam;
+  /** Guest RAM, and nothing else: every DMA goes through it (guest-physical addresses). */
+  readonly ram: GuestMemory;
   /** Negotiated feature bits. */
   readonly features: bigint;
   readonly queues: readonly Virtqueue[];

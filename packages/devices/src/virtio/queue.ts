@@ -1,4 +1,4 @@
-import type { GuestRam } from "@visor/memory";
+import { type Gpa, type GuestMemory, gpa, gpaAdd, gpaFromHiLo } from "@visor/memory";
 import { DeviceStateError, stateBool, stateInt, stateNumber, stateObject } from "../state.ts";
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -14,9 +14,12 @@ import {
  *   driver area       ("avail"): flags u16, idx u16, ring[size] u16, used_event u16
  *   device area       ("used"):  flags u16, idx u16, ring[size] {id u32, len u32}, avail_event u16
  *
- * Everything in them is guest-controlled, so this module trusts none of it: ring areas are
- * checked against RAM (and for alignment) when the driver marks the queue ready; every
- * descriptor's [addr, addr+len) is checked against RAM before a device sees it; a chain
+ * Everything in them is guest-controlled, so this module trusts none of it. Every access
+ * goes through the transport's `GuestMemory` (guest RAM only, guest-physical `Gpa`
+ * addresses; the hypervisor's own memory after guest RAM is not in it): ring areas are
+ * checked against guest RAM (and for alignment) when the driver marks the queue ready;
+ * every descriptor's [addr, addr+len) is checked against guest RAM before a device sees
+ * it, and an address of 2^53 or more (which a number cannot hold exactly) is refused; a chain
  * walk carries a ttl equal to the table size (rust-vmm virtio-queue), so a looping chain
  * ends in an error instead of a hang; nested indirect tables, INDIRECT with NEXT, and
  * device-readable buffers after device-writable ones are errors. An error marks the queue
@@ -34,9 +37,9 @@ import {
  * interrupts only when used_event says the driver wants it (§2.6.7.2, §2.6.10.2).
  */
 
-/** A guest-physical byte range already checked to lie inside RAM. */
+/** A guest-physical byte range already checked to lie inside guest RAM. */
 export interface Segment {
-  readonly addr: number;
+  readonly addr: Gpa;
   readonly len: number;
 }
 
@@ -88,9 +91,9 @@ export class DescChain {
    * its contents (reading from it throws ChainLimitError).
    */
   oversized = false;
-  private readonly ram: GuestRam;
+  private readonly ram: GuestMemory;
 
-  constructor(ram: GuestRam, head: number) {
+  constructor(ram: GuestMemory, head: number) {
     this.ram = ram;
     this.head = head;
   }
@@ -113,7 +116,7 @@ export class DescChain {
         continue;
       }
       const n = Math.min(s.len - offset, dst.length - done);
-      dst.set(this.ram.view(s.addr + offset, n), done);
+      dst.set(this.ram.view(gpaAdd(s.addr, offset), n), done);
       done += n;
       offset = 0;
     }
@@ -141,12 +144,17 @@ export class DescChain {
         continue;
       }
       const n = Math.min(s.len - offset, src.length - done);
-      this.ram.viewMut(s.addr + offset, n).set(src.subarray(done, done + n));
+      this.ram.viewMut(gpaAdd(s.addr, offset), n).set(src.subarray(done, done + n));
       done += n;
       offset = 0;
     }
     return done;
   }
+}
+
+/** A 64-bit value given as u32 halves, in hex (for error messages). */
+function hex64(hi: number, lo: number): string {
+  return `0x${((BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)).toString(16)}`;
 }
 
 export interface VirtqueueState {
@@ -168,9 +176,9 @@ export class Virtqueue {
   size: number;
   ready = false;
   /** Guest-physical addresses of the three areas (QueueDesc/QueueDriver/QueueDevice). */
-  desc = 0;
-  driver = 0;
-  device = 0;
+  desc: Gpa = gpa(0);
+  driver: Gpa = gpa(0);
+  device: Gpa = gpa(0);
   /** Ring features in effect; set by the transport from the negotiated features. */
   eventIdx = false;
   indirect = false;
@@ -182,10 +190,10 @@ export class Virtqueue {
   signalledUsed = 0;
   /** Set after a guest error; nothing is popped until the queue is reset. */
   broken = false;
-  private readonly ram: GuestRam;
+  private readonly ram: GuestMemory;
   private readonly owner: QueueOwner;
 
-  constructor(ram: GuestRam, owner: QueueOwner, index: number, maxSize: number) {
+  constructor(ram: GuestMemory, owner: QueueOwner, index: number, maxSize: number) {
     if (
       !Number.isInteger(maxSize) ||
       maxSize < 1 ||
@@ -222,7 +230,7 @@ export class Virtqueue {
   /** True when the driver has made buffers available that the device has not popped. */
   hasAvailable(): boolean {
     if (!this.ready || this.broken) return false;
-    return this.ram.read16(this.driver + 2) !== this.lastAvail;
+    return this.ram.read16(gpaAdd(this.driver, 2)) !== this.lastAvail;
   }
 
   /**
@@ -233,14 +241,14 @@ export class Virtqueue {
     if (!this.ready || this.broken) return null;
     const ram = this.ram;
     const size = this.size;
-    const availIdx = ram.read16(this.driver + 2);
+    const availIdx = ram.read16(gpaAdd(this.driver, 2));
     if (availIdx === this.lastAvail) return null;
     if (((availIdx - this.lastAvail) & 0xffff) > size) {
       return this.fail(`avail idx ${availIdx} is more than ${size} ahead of ${this.lastAvail}`);
     }
-    const head = ram.read16(this.driver + 4 + 2 * (this.lastAvail & (size - 1)));
+    const head = ram.read16(gpaAdd(this.driver, 4 + 2 * (this.lastAvail & (size - 1))));
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
-    if (this.eventIdx) ram.write16(this.device + 4 + 8 * size, this.lastAvail);
+    if (this.eventIdx) ram.write16(gpaAdd(this.device, 4 + 8 * size), this.lastAvail);
     if (head >= size) return this.fail(`chain head ${head} is outside the descriptor table (size ${size})`);
 
     const chain = new DescChain(ram, head);
@@ -253,11 +261,13 @@ export class Virtqueue {
       if (ttl === 0)
         return this.fail(`descriptor chain from head ${head} is longer than its table (a loop?)`);
       ttl--;
-      const d = table + 16 * i;
-      const addr = ram.read32(d) + ram.read32(d + 4) * TWO32;
-      const len = ram.read32(d + 8);
-      const flags = ram.read16(d + 12);
-      const next = ram.read16(d + 14);
+      const d = gpaAdd(table, 16 * i);
+      const addrLo = ram.read32(d);
+      const addrHi = ram.read32(gpaAdd(d, 4));
+      const len = ram.read32(gpaAdd(d, 8));
+      const flags = ram.read16(gpaAdd(d, 12));
+      const next = ram.read16(gpaAdd(d, 14));
+      const addr = gpaFromHiLo(addrHi, addrLo);
       if (flags & VIRTQ_DESC_F_INDIRECT) {
         if (!this.indirect)
           return this.fail("INDIRECT descriptor but VIRTIO_F_INDIRECT_DESC was not negotiated");
@@ -268,8 +278,8 @@ export class Virtqueue {
             `indirect table length ${len} is not a multiple of 16 in [16, ${16 * MAX_INDIRECT_ENTRIES}]`,
           );
         }
-        if (!ram.contains(addr, len))
-          return this.fail(`indirect table 0x${addr.toString(16)} (+${len}) is outside RAM`);
+        if (addr === undefined || !ram.contains(addr, len))
+          return this.fail(`indirect table ${hex64(addrHi, addrLo)} (+${len}) is outside RAM`);
         table = addr;
         tableSize = len / 16;
         ttl = tableSize;
@@ -278,8 +288,8 @@ export class Virtqueue {
         continue;
       }
       if (len !== 0) {
-        if (!ram.contains(addr, len))
-          return this.fail(`buffer 0x${addr.toString(16)} (+${len}) is outside RAM`);
+        if (addr === undefined || !ram.contains(addr, len))
+          return this.fail(`buffer ${hex64(addrHi, addrLo)} (+${len}) is outside RAM`);
         if (flags & VIRTQ_DESC_F_WRITE) {
           chain.writable.push({ addr, len });
           chain.writableLen += len;
@@ -303,17 +313,17 @@ export class Virtqueue {
   /** Give back the chain just popped (a device that cannot use it yet, e.g. frame too big). */
   undoPop(): void {
     this.lastAvail = (this.lastAvail - 1) & 0xffff;
-    if (this.eventIdx && this.ready) this.ram.write16(this.device + 4 + 8 * this.size, this.lastAvail);
+    if (this.eventIdx && this.ready) this.ram.write16(gpaAdd(this.device, 4 + 8 * this.size), this.lastAvail);
   }
 
   /** Return a chain to the driver: `written` is the number of bytes the device wrote into it. */
   pushUsed(head: number, written: number): void {
     if (!this.ready || this.broken) return;
-    const slot = this.device + 4 + 8 * (this.usedIdx & (this.size - 1));
+    const slot = gpaAdd(this.device, 4 + 8 * (this.usedIdx & (this.size - 1)));
     this.ram.write32(slot, head);
-    this.ram.write32(slot + 4, written);
+    this.ram.write32(gpaAdd(slot, 4), written);
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
-    this.ram.write16(this.device + 2, this.usedIdx);
+    this.ram.write16(gpaAdd(this.device, 2), this.usedIdx);
   }
 
   /**
@@ -327,7 +337,7 @@ export class Virtqueue {
     this.signalledUsed = now;
     if (now === old) return false;
     if (this.eventIdx) {
-      const usedEvent = this.ram.read16(this.driver + 4 + 2 * this.size);
+      const usedEvent = this.ram.read16(gpaAdd(this.driver, 4 + 2 * this.size));
       return ((now - usedEvent - 1) & 0xffff) < ((now - old) & 0xffff);
     }
     return (this.ram.read16(this.driver) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
@@ -337,9 +347,9 @@ export class Virtqueue {
   reset(): void {
     this.size = this.maxSize;
     this.ready = false;
-    this.desc = 0;
-    this.driver = 0;
-    this.device = 0;
+    this.desc = gpa(0);
+    this.driver = gpa(0);
+    this.device = gpa(0);
     this.eventIdx = false;
     this.indirect = false;
     this.lastAvail = 0;
@@ -379,11 +389,11 @@ export class Virtqueue {
     const s = stateObject(state, d);
     const size = stateInt(s, "size", d, this.maxSize);
     const ready = stateBool(s, "ready", d);
-    const addr = (f: string): number => {
+    const addr = (f: string): Gpa => {
       const v = stateNumber(s, f, d);
       if (!Number.isSafeInteger(v) || v < 0)
         throw new DeviceStateError(`invalid ${d} state: ${f} must be an address`);
-      return v;
+      return gpa(v);
     };
     const desc = addr("desc");
     const driver = addr("driver");

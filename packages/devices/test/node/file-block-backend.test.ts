@@ -2,7 +2,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GuestRam } from "@visor/memory";
+import { GuestMemory } from "@visor/memory";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FileBlockBackend } from "../../src/node/file-block-backend.ts";
 import { VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_OUT, VirtioBlk } from "../../src/virtio/blk.ts";
@@ -59,7 +59,7 @@ describe("FileBlockBackend", () => {
   it("serves a guest write through virtio-blk into the host file; a read-only disk refuses", () => {
     const p = image(8192);
     for (const readonly of [false, true]) {
-      const ram = new GuestRam(0x8000_0000, 1 << 20);
+      const ram = GuestMemory.allocate(0x8000_0000, 1 << 20);
       const backend = new FileBlockBackend(p, { readonly });
       const mmio = new VirtioMmio({ device: new VirtioBlk({ backend }), ram });
       const drv = new MmioDriver(mmio, ram, new GuestAllocator(0x8000_0000, 0x8010_0000));

@@ -1,6 +1,6 @@
 /// <reference types="node" />
 import { connect, type Socket } from "node:net";
-import { GuestRam } from "@visor/memory";
+import { GuestMemory } from "@visor/memory";
 import { afterEach, describe, expect, it } from "vitest";
 import { IrqLevel } from "../../src/irq.ts";
 import {
@@ -134,7 +134,7 @@ describe("two virtio-net devices on one socket LAN", () => {
     open.push(c);
     await event(events, "connected");
     const vm = (backend: SocketNetBackend, mac: string) => {
-      const ram = new GuestRam(0x8000_0000, 1 << 20);
+      const ram = GuestMemory.allocate(0x8000_0000, 1 << 20);
       const irq = new IrqLevel();
       const net = new VirtioNet({ backend, mac });
       const drv = new MmioDriver(

@@ -1,5 +1,5 @@
 import { type BusDevice, IoManager, PORT_LIMIT } from "@visor/io-bus";
-import { GuestRam } from "@visor/memory";
+import { GuestMemory } from "@visor/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { PciHostBridge } from "../../src/pci/host.ts";
@@ -160,7 +160,7 @@ describe("PciIoWindow", () => {
     fc.assert(
       fc.property(fc.array(fc.oneof(write, portAccess), { maxLength: 80, size: "max" }), (ops) => {
         const io = new IoManager();
-        const ram = new GuestRam(0x8000_0000, 1 << 16);
+        const ram = GuestMemory.allocate(0x8000_0000, 1 << 16);
         const bridge = new PciHostBridge({ pio: io.pio });
         io.mmio.register(ECAM, bridge.size, bridge);
         io.mmio.register(WIN, 0x10000, new PciIoWindow({ pio: io.pio }));

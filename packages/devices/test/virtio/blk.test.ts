@@ -1,4 +1,4 @@
-import { GuestRam } from "@visor/memory";
+import { GuestMemory } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { IrqLevel } from "../../src/irq.ts";
 import {
@@ -26,7 +26,7 @@ import { GuestAllocator, MmioDriver } from "../virtio-driver.ts";
 const RAM_BASE = 0x8000_0000;
 
 function setup(options: { readonly?: boolean; sectors?: number; wanted?: bigint } = {}) {
-  const ram = new GuestRam(RAM_BASE, 1 << 20);
+  const ram = GuestMemory.allocate(RAM_BASE, 1 << 20);
   const disk = new MemoryBlockBackend((options.sectors ?? 64) * 512, { readonly: options.readonly ?? false });
   const errors: string[] = [];
   const blk = new VirtioBlk({ backend: disk, id: "disk-0", onError: (m) => errors.push(m) });

@@ -1,4 +1,4 @@
-import { GuestRam } from "@visor/memory";
+import { GuestMemory } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { IrqLevel } from "../../src/irq.ts";
 import { VIRTIO_CONSOLE_RX, VIRTIO_CONSOLE_TX, VirtioConsole } from "../../src/virtio/console.ts";
@@ -9,7 +9,7 @@ const BASE = 0x8000_0000;
 const text = (s: string) => new TextEncoder().encode(s);
 
 function setup(inputCapacity = 4096) {
-  const ram = new GuestRam(BASE, 1 << 20);
+  const ram = GuestMemory.allocate(BASE, 1 << 20);
   const out: string[] = [];
   const con = new VirtioConsole({
     output: (b) => {

@@ -1,4 +1,4 @@
-import { GuestRam } from "@visor/memory";
+import { GuestMemory } from "@visor/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { IrqLevel } from "../../src/irq.ts";
@@ -36,7 +36,7 @@ const BASE = 0x8000_0000;
 const SIZE = 1 << 20;
 
 function blkSetup() {
-  const ram = new GuestRam(BASE, SIZE);
+  const ram = GuestMemory.allocate(BASE, SIZE);
   const disk = new MemoryBlockBackend(16 * 512);
   const blk = new VirtioBlk({ backend: disk });
   const irq = new IrqLevel();
@@ -166,7 +166,7 @@ describe("VirtioMmio", () => {
       toState: () => ({}),
       fromState: () => {},
     };
-    const ram = new GuestRam(BASE, SIZE);
+    const ram = GuestMemory.allocate(BASE, SIZE);
     const irq = new IrqLevel();
     const mmio = new VirtioMmio({ device: dev, ram, irq });
     const drv = new MmioDriver(mmio, ram, new GuestAllocator(BASE, BASE + SIZE));
@@ -182,7 +182,7 @@ describe("VirtioMmio", () => {
   });
 
   it("turns an exception from a device into NEEDS_RESET instead of throwing into the CPU", () => {
-    const ram = new GuestRam(BASE, SIZE);
+    const ram = GuestMemory.allocate(BASE, SIZE);
     const errors: string[] = [];
     const dev: VirtioDevice = {
       name: "buggy",

@@ -1,4 +1,4 @@
-import { GuestRam } from "@visor/memory";
+import { GuestMemory } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { IrqLevel } from "../../src/irq.ts";
 import { feature } from "../../src/virtio/constants.ts";
@@ -29,7 +29,7 @@ class FakeBackend implements NetBackend {
 }
 
 function setup(rxQueueFrames?: number) {
-  const ram = new GuestRam(BASE, 1 << 20);
+  const ram = GuestMemory.allocate(BASE, 1 << 20);
   const backend = new FakeBackend();
   const net = new VirtioNet({
     backend,
@@ -126,7 +126,7 @@ describe("VirtioNet", () => {
 
   it("works with the null backend and has no state to save", () => {
     const b = new NullNetBackend();
-    const ram = new GuestRam(BASE, 1 << 20);
+    const ram = GuestMemory.allocate(BASE, 1 << 20);
     const net = new VirtioNet({ backend: b });
     const drv = new MmioDriver(
       new VirtioMmio({ device: net, ram }),

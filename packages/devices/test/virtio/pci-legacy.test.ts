@@ -1,5 +1,5 @@
 import { IoManager } from "@visor/io-bus";
-import { GuestRam } from "@visor/memory";
+import { GuestMemory } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { IrqLevel } from "../../src/irq.ts";
 import {
@@ -70,7 +70,7 @@ function header(type: number, sector: number): Uint8Array {
 function machine(options: { errors?: string[] } = {}) {
   const io = new IoManager();
   io.enableStats();
-  const ram = new GuestRam(RAM_BASE, RAM_SIZE);
+  const ram = GuestMemory.allocate(RAM_BASE, RAM_SIZE);
   const disk = new MemoryBlockBackend(64 * 512);
   const errors = options.errors ?? [];
   const blk = new VirtioBlk({ backend: disk, id: "pci-disk" });
@@ -106,7 +106,7 @@ describe("VirtioPciLegacy identity", () => {
   });
 
   it("uses the transitional IDs of net, console and entropy, and refuses device types without one", () => {
-    const ram = new GuestRam(RAM_BASE, RAM_SIZE);
+    const ram = GuestMemory.allocate(RAM_BASE, RAM_SIZE);
     const net = new VirtioPciLegacy({
       device: new VirtioNet({ backend: { send: () => {}, onReceive: () => {} }, mac: "52:54:00:00:00:01" }),
       ram,
@@ -297,7 +297,7 @@ describe("VirtioPciLegacy state", () => {
 
     // A second machine: fresh device, the same guest memory, the saved state.
     const b = machine();
-    b.ram.u8.set(a.ram.u8);
+    b.ram.write(b.ram.base, a.ram.view(a.ram.base, a.ram.size));
     b.bridge.reset();
     b.bridge.fromState(saved.bridge);
     b.t.fromState(saved.t);
@@ -311,9 +311,9 @@ describe("VirtioPciLegacy state", () => {
     expect([bq.desc, bq.usedIdx, bq.lastAvail]).toEqual([q!.desc, 1, 1]);
     b.disk.data.set(a.disk.data);
     q!.post([{ out: header(VIRTIO_BLK_T_IN, 2) }, { in: 512 }, { in: 1 }]);
-    b.ram.u8.set(a.ram.u8);
+    b.ram.write(b.ram.base, a.ram.view(a.ram.base, a.ram.size));
     b.drv.kick(0);
-    a.ram.u8.set(b.ram.u8); // back to the driver's memory, to read the completions
+    a.ram.write(a.ram.base, b.ram.view(b.ram.base, b.ram.size)); // back to the driver's memory, to read the completions
     const done = q!.takeUsed();
     expect(done).toHaveLength(2);
     expect(done[1]!.data[0]).toEqual(new Uint8Array(512).fill(9));
@@ -331,7 +331,7 @@ describe("one device model, two transports", () => {
     drv.kick(0);
     const viaPci = q!.takeUsed()[0]!.data[0]!;
 
-    const ram = new GuestRam(RAM_BASE, RAM_SIZE);
+    const ram = GuestMemory.allocate(RAM_BASE, RAM_SIZE);
     const mmio = new VirtioMmio({ device: new VirtioBlk({ backend: disk }), ram });
     expect(mmio.offeredFeatures & 0xffff_ffffn).toBe(BigInt(drv.hostFeatures));
     const mdrv = new MmioDriver(mmio, ram, new GuestAllocator(RAM_BASE, RAM_BASE + RAM_SIZE));
@@ -344,7 +344,7 @@ describe("one device model, two transports", () => {
   });
 
   it("virtio-net over legacy virtio-pci uses the 10-byte legacy header", () => {
-    const ram = new GuestRam(RAM_BASE, RAM_SIZE);
+    const ram = GuestMemory.allocate(RAM_BASE, RAM_SIZE);
     const sent: Uint8Array[] = [];
     const net = new VirtioNet({
       backend: { send: (f: Uint8Array) => sent.push(Uint8Array.from(f)), onReceive: () => {} },
@@ -365,7 +365,7 @@ describe("VirtioPciLegacy INTx wiring", () => {
     const io = new IoManager();
     const lines = [new IrqLevel(), new IrqLevel(), new IrqLevel(), new IrqLevel()];
     const bridge = new PciHostBridge({ pio: io.pio, intx: lines });
-    const ram = new GuestRam(RAM_BASE, RAM_SIZE);
+    const ram = GuestMemory.allocate(RAM_BASE, RAM_SIZE);
     const t = new VirtioPciLegacy({ device: new VirtioBlk({ backend: new MemoryBlockBackend(512) }), ram });
     bridge.addDevice(t, 6);
     bridge.addDevice(new VirtioPciLegacy({ device: new VirtioRng({}), ram }), 7);

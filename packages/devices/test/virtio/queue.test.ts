@@ -1,4 +1,4 @@
-import { GuestRam } from "@visor/memory";
+import { type Gpa, GuestMemory, GuestRam, gpa } from "@visor/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { IrqLevel } from "../../src/irq.ts";
@@ -33,60 +33,73 @@ const USED = BASE + 0x2000;
 const INDIRECT = BASE + 0x4000;
 const DATA = BASE + 0x8000;
 
-/** GuestRam that records every access a device attempts, in range or not. */
-class SpyRam extends GuestRam {
+/** Guest memory that records every access a device attempts, in range or not. */
+class SpyRam extends GuestMemory {
+  readonly host: GuestRam;
+  constructor(base: number, size: number) {
+    const host = new GuestRam(base, size);
+    super(host);
+    this.host = host;
+  }
+  get dv(): DataView {
+    return this.host.dv;
+  }
+  get u8(): Uint8Array {
+    return this.host.u8;
+  }
   outside: string[] = [];
   writes: [number, number][] = [];
   accesses = 0;
   private note(pa: number, len: number, write: boolean): void {
     this.accesses++;
-    if (!this.contains(pa, len)) this.outside.push(`${write ? "write" : "read"} 0x${pa.toString(16)}+${len}`);
+    if (!this.contains(pa as Gpa, len))
+      this.outside.push(`${write ? "write" : "read"} 0x${pa.toString(16)}+${len}`);
     if (write) this.writes.push([pa, len]);
   }
-  override view(pa: number, len: number): Uint8Array {
+  override view(pa: Gpa, len: number): Uint8Array {
     this.note(pa, len, false);
-    return super.view(pa as never, len);
+    return super.view(pa, len);
   }
-  override viewMut(pa: number, len: number): Uint8Array {
+  override viewMut(pa: Gpa, len: number): Uint8Array {
     this.note(pa, len, true);
-    return super.viewMut(pa as never, len);
+    return super.viewMut(pa, len);
   }
-  override read8(pa: number): number {
+  override read8(pa: Gpa): number {
     this.note(pa, 1, false);
     return super.read8(pa);
   }
-  override read16(pa: number): number {
+  override read16(pa: Gpa): number {
     this.note(pa, 2, false);
     return super.read16(pa);
   }
-  override read32(pa: number): number {
+  override read32(pa: Gpa): number {
     this.note(pa, 4, false);
     return super.read32(pa);
   }
-  override read64(pa: number): bigint {
+  override read64(pa: Gpa): bigint {
     this.note(pa, 8, false);
     return super.read64(pa);
   }
-  override write8(pa: number, v: number): void {
+  override write8(pa: Gpa, v: number): void {
     this.note(pa, 1, true);
     super.write8(pa, v);
   }
-  override write16(pa: number, v: number): void {
+  override write16(pa: Gpa, v: number): void {
     this.note(pa, 2, true);
     super.write16(pa, v);
   }
-  override write32(pa: number, v: number): void {
+  override write32(pa: Gpa, v: number): void {
     this.note(pa, 4, true);
     super.write32(pa, v);
   }
-  override write64(pa: number, v: bigint): void {
+  override write64(pa: Gpa, v: bigint): void {
     this.note(pa, 8, true);
     super.write64(pa, v);
   }
 }
 
 function rawDesc(
-  ram: GuestRam,
+  ram: SpyRam,
   table: number,
   i: number,
   addr: bigint,
@@ -231,10 +244,10 @@ describe("virtqueue walking guest-controlled rings", () => {
   });
 });
 
-type Corruption = (q: DriverQueue, ram: GuestRam, size: number) => void;
+type Corruption = (q: DriverQueue, ram: GuestMemory, size: number) => void;
 
 /** A valid two-buffer request (readable 16 bytes, writable 8) at descriptors 0 -> 1. */
-function validChain(q: DriverQueue, ram: GuestRam, headAt = 0): void {
+function validChain(q: DriverQueue, ram: GuestMemory, headAt = 0): void {
   q.writeDesc(q.desc, headAt, DATA, 16, VIRTQ_DESC_F_NEXT, headAt + 1);
   q.writeDesc(q.desc, headAt + 1, DATA + 0x100, 8, VIRTQ_DESC_F_WRITE, 0);
   void ram;
@@ -310,7 +323,7 @@ const corruptions: Record<string, Corruption> = {
   },
   "avail.idx jumping more than the queue size": (q, ram, size) => {
     validChain(q, ram);
-    ram.write16(q.avail + 2, (ram.read16(q.avail + 2) + size + 1) & 0xffff);
+    ram.write16(gpa(q.avail + 2), (ram.read16(gpa(q.avail + 2)) + size + 1) & 0xffff);
   },
 };
 

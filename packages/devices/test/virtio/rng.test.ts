@@ -1,4 +1,4 @@
-import { GuestRam } from "@visor/memory";
+import { GuestMemory } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { VirtioMmio } from "../../src/virtio/mmio.ts";
 import { VIRTIO_RNG_MAX_REQUEST, VirtioRng, webCryptoEntropy } from "../../src/virtio/rng.ts";
@@ -7,7 +7,7 @@ import { GuestAllocator, MmioDriver } from "../virtio-driver.ts";
 const BASE = 0x8000_0000;
 
 function setup(rng: VirtioRng) {
-  const ram = new GuestRam(BASE, 1 << 20);
+  const ram = GuestMemory.allocate(BASE, 1 << 20);
   const mmio = new VirtioMmio({ device: rng, ram });
   const drv = new MmioDriver(mmio, ram, new GuestAllocator(BASE, BASE + (1 << 20)));
   const [q] = drv.bringUp(1);

@@ -1,6 +1,6 @@
 /// <reference types="node" />
 import { existsSync, readFileSync } from "node:fs";
-import { GuestRam } from "@visor/memory";
+import { GuestMemory, gpa } from "@visor/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { EM_RISCV, ET_EXEC, PF_R, PF_X, PT_LOAD, parseElf, SHT_SYMTAB } from "../../src/boot/elf.ts";
@@ -206,16 +206,16 @@ describe("parseElf", () => {
 
 describe("loadElf", () => {
   it("copies segments to their physical addresses, zeroes .bss, finds tohost/fromhost", () => {
-    const ram = new GuestRam(RAM_BASE, 0x10_000);
-    ram.u8.fill(0xee);
+    const ram = GuestMemory.allocate(RAM_BASE, 0x10_000);
+    ram.viewMut(ram.base, ram.size).fill(0xee);
     const loaded = loadElf(ram, sample());
     expect(loaded.entry).toBe(0x8000_0010);
     expect(loaded.tohost).toBe(0x8000_1000);
     expect(loaded.fromhost).toBe(0x8000_1040);
-    expect([...ram.view(RAM_BASE, 64)]).toEqual([...code]);
-    expect([...ram.view(0x8000_1000, 4)]).toEqual([0xaa, 0xbb, 0, 0]);
-    expect(ram.view(0x8000_1002, 0xfe).every((b) => b === 0)).toBe(true);
-    expect(ram.read8(0x8000_1100)).toBe(0xee); // past memsz: untouched
+    expect([...ram.view(gpa(RAM_BASE), 64)]).toEqual([...code]);
+    expect([...ram.view(gpa(0x8000_1000), 4)]).toEqual([0xaa, 0xbb, 0, 0]);
+    expect(ram.view(gpa(0x8000_1002), 0xfe).every((b) => b === 0)).toBe(true);
+    expect(ram.read8(gpa(0x8000_1100))).toBe(0xee); // past memsz: untouched
     expect(loaded.ranges).toEqual([
       { start: 0x8000_0000, end: 0x8000_0040 },
       { start: 0x8000_1000, end: 0x8000_1100 },
@@ -223,7 +223,7 @@ describe("loadElf", () => {
   });
 
   it("translates a virtual entry point through its segment", () => {
-    const ram = new GuestRam(RAM_BASE, 0x10_000);
+    const ram = GuestMemory.allocate(RAM_BASE, 0x10_000);
     const elf = buildElf({
       entry: 0xffff_ffff_8000_0008n,
       segments: [{ paddr: 0x8000_2000n, vaddr: 0xffff_ffff_8000_0000n, data: code }],
@@ -232,7 +232,7 @@ describe("loadElf", () => {
   });
 
   it("refuses, before writing anything, segments outside RAM, overlaps and bad entries", () => {
-    const ram = new GuestRam(RAM_BASE, 0x10_000);
+    const ram = GuestMemory.allocate(RAM_BASE, 0x10_000);
     const outside = buildElf({
       entry: 0x8000_0000n,
       segments: [{ paddr: 0x8000_f000n, data: code, memSize: 0x2000n }],
@@ -268,7 +268,7 @@ describe("loadElf", () => {
       symbols: [{ name: "tohost", value: 0x1000n }],
     });
     expect(() => loadElf(ram, farTohost)).toThrow("elf: symbol tohost at 0x1000 is outside RAM");
-    expect(ram.u8.every((b) => b === 0)).toBe(true);
+    expect(ram.viewMut(ram.base, ram.size).every((b) => b === 0)).toBe(true);
   });
 
   const fwJump = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf";
@@ -276,13 +276,13 @@ describe("loadElf", () => {
     "loads Debian's OpenSBI fw_jump.elf at 0x80000000 (skipped when the opensbi package is not installed)",
     () => {
       const bytes = new Uint8Array(readFileSync(fwJump));
-      const ram = new GuestRam(RAM_BASE, 2 * 1024 * 1024);
+      const ram = GuestMemory.allocate(RAM_BASE, 2 * 1024 * 1024);
       const loaded = loadElf(ram, bytes);
       expect(loaded.entry).toBe(RAM_BASE);
       expect(loaded.ranges[0]!.start).toBe(RAM_BASE);
       expect(loaded.ranges.at(-1)!.end).toBeLessThanOrEqual(RAM_BASE + 0x20_0000);
       const seg = loaded.elf.loadSegments[0]!;
-      expect([...ram.view(RAM_BASE, 16)]).toEqual([...seg.data.subarray(0, 16)]);
+      expect([...ram.view(gpa(RAM_BASE), 16)]).toEqual([...seg.data.subarray(0, 16)]);
     },
   );
 });

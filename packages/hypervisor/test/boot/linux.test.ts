@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { GuestRam } from "@visor/memory";
+import { GuestMemory, gpa } from "@visor/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { gunzip, isGzip } from "../../src/boot/gzip.ts";
@@ -250,15 +250,15 @@ describe("planLinuxBoot + loadLinux", () => {
     });
     expect(plan.kernelBytes).toEqual(image);
     expect(plan.kernelEnd - plan.kernelAddr).toBe(64 + 8192 + 4096);
-    const ram = new GuestRam(BASE, 16 * MiB);
-    ram.u8.fill(0xcc);
+    const ram = GuestMemory.allocate(BASE, 16 * MiB);
+    ram.viewMut(ram.base, ram.size).fill(0xcc);
     loadLinux(ram, { plan, initrd, fdt });
-    expect(ram.view(plan.kernelAddr, image.length)).toEqual(image);
-    expect(ram.view(plan.kernelAddr + image.length, 4096).every((b) => b === 0)).toBe(true);
-    expect(ram.read8(plan.kernelEnd)).toBe(0xcc);
-    expect(ram.view(plan.initrdStart, initrd.length)).toEqual(initrd);
-    expect(ram.view(plan.fdtAddr, fdt.length)).toEqual(fdt);
-    expect(ram.read8(BASE)).toBe(0xcc); // the firmware area is left alone
+    expect(ram.view(gpa(plan.kernelAddr), image.length)).toEqual(image);
+    expect(ram.view(gpa(plan.kernelAddr + image.length), 4096).every((b) => b === 0)).toBe(true);
+    expect(ram.read8(gpa(plan.kernelEnd))).toBe(0xcc);
+    expect(ram.view(gpa(plan.initrdStart), initrd.length)).toEqual(initrd);
+    expect(ram.view(gpa(plan.fdtAddr), fdt.length)).toEqual(fdt);
+    expect(ram.read8(gpa(BASE))).toBe(0xcc); // the firmware area is left alone
   });
 
   it("refuses pieces that do not match the plan, and a plan for more RAM than there is", async () => {
@@ -268,18 +268,18 @@ describe("planLinuxBoot + loadLinux", () => {
       initrdSize: 100,
       fdtSize: 64,
     });
-    const ram = new GuestRam(BASE, 16 * MiB);
+    const ram = GuestMemory.allocate(BASE, 16 * MiB);
     expect(() => loadLinux(ram, { plan, fdt: new Uint8Array(64) })).toThrow(
       "linux boot: initrd is 0 bytes but the plan has room for 100",
     );
     expect(() => loadLinux(ram, { plan, initrd: new Uint8Array(100), fdt: new Uint8Array(65) })).toThrow(
       "linux boot: device tree is 65 bytes but the plan reserved 64",
     );
-    const small = new GuestRam(BASE, 8 * MiB);
+    const small = GuestMemory.allocate(BASE, 8 * MiB);
     expect(() => loadLinux(small, { plan, initrd: new Uint8Array(100), fdt: new Uint8Array(64) })).toThrow(
       /^linux boot: initrd \[0x80dff000, 0x80dff064\) is outside RAM \[0x80000000, 0x80800000\)$/,
     );
-    expect(small.u8.every((b) => b === 0)).toBe(true);
+    expect(small.viewMut(small.base, small.size).every((b) => b === 0)).toBe(true);
   });
 
   it("reports a kernel too big for RAM before anything is written", async () => {

@@ -1,3 +1,4 @@
+import { GuestMemory, gpa } from "@visor/memory";
 import { beforeEach, describe, expect, it } from "vitest";
 import {
   SBI_ERR_ALREADY_AVAILABLE,
@@ -39,7 +40,11 @@ class FakeHost implements SbiHost {
     SBI_HSM_STATE_STOPPED,
     SBI_HSM_STATE_STOPPED,
   ];
-  ram = new Uint8Array(RAM_SIZE);
+  /** Guest RAM as the SBI sees it, and its bytes for the test to look at. */
+  readonly memory = GuestMemory.allocate(RAM_BASE, RAM_SIZE);
+  get ram(): Uint8Array {
+    return this.memory.view(gpa(RAM_BASE), RAM_SIZE);
+  }
   input: number[] = [];
   output: number[] = [];
   remoteHfenceGvma?: SbiHost["remoteHfenceGvma"];
@@ -80,17 +85,6 @@ class FakeHost implements SbiHost {
   }
   consoleRead(max: number): Uint8Array {
     return Uint8Array.from(this.input.splice(0, max));
-  }
-  readPhys(pa: number, len: number): Uint8Array | undefined {
-    const off = pa - RAM_BASE;
-    if (off < 0 || off + len > RAM_SIZE) return undefined;
-    return this.ram.subarray(off, off + len);
-  }
-  writePhys(pa: number, bytes: Uint8Array): boolean {
-    const off = pa - RAM_BASE;
-    if (off < 0 || off + bytes.length > RAM_SIZE) return false;
-    this.ram.set(bytes, off);
-    return true;
   }
 }
 
