@@ -48,7 +48,6 @@ export const MAX_INDIRECT_ENTRIES = 1024;
 /** Queue sizes are powers of two up to 32768 (§2.6). */
 export const MAX_QUEUE_SIZE = 32768;
 
-const TWO32 = 0x1_0000_0000;
 /**
  * A chain's total length must fit the used ring's 32-bit len (virtio 1.2 §2.7.5.1:
  * drivers must not add a descriptor chain longer than 2^32 bytes in total).
