@@ -31,7 +31,8 @@ export interface OutputStream {
  * guest can print. A stream that fails (EPIPE: the reader is gone) discards output.
  */
 export class ConsoleOutput {
-  private chunks: Uint8Array[] = [];
+  /** The batch: filled in place, so a byte from the UART allocates nothing here. */
+  private readonly batch = new Uint8Array(CONSOLE_BATCH);
   private size = 0;
   private scheduled = false;
   private watching = false;
@@ -47,7 +48,6 @@ export class ConsoleOutput {
     this.notice = notice;
     stream.on("error", () => {
       this.closed = true;
-      this.chunks = [];
       this.size = 0;
       this.listener?.();
     });
@@ -56,10 +56,15 @@ export class ConsoleOutput {
   /** Take guest output; false when the host side is backed up (the guest should wait). */
   write(bytes: Uint8Array): boolean {
     if (this.closed) return true;
-    this.chunks.push(bytes.slice());
-    this.size += bytes.length;
-    if (this.size >= CONSOLE_BATCH) this.flush();
-    else if (!this.scheduled) {
+    for (let at = 0; at < bytes.length; ) {
+      const n = Math.min(bytes.length - at, CONSOLE_BATCH - this.size);
+      this.batch.set(n === bytes.length ? bytes : bytes.subarray(at, at + n), this.size);
+      this.size += n;
+      at += n;
+      if (this.size === CONSOLE_BATCH) this.flush();
+      if (this.closed) return true;
+    }
+    if (this.size > 0 && !this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flush());
     }
@@ -85,8 +90,7 @@ export class ConsoleOutput {
   flush(): void {
     this.scheduled = false;
     if (this.size === 0 || this.closed) return;
-    const all = Buffer.concat(this.chunks);
-    this.chunks = [];
+    const all = Buffer.from(this.batch.subarray(0, this.size));
     this.size = 0;
     try {
       this.stream.write(all);
