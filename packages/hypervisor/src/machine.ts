@@ -207,8 +207,6 @@ export class Machine {
   private releaseOutput: (() => void) | undefined;
   /** How many times the guest was held because the console was backed up. */
   outputWaits = 0;
-  /** Total guest instructions executed, all harts. */
-  instructions = 0;
   bootTimeMs = 0;
 
   private constructor(opts: MachineOptions, ram: GuestRam) {
@@ -551,6 +549,11 @@ export class Machine {
     return Math.floor((performance.now() - this.t0) * (TIMEBASE_HZ / 1000));
   }
 
+  /** Total guest instructions executed so far, all harts. */
+  get instructions(): number {
+    return this.instructionsNow();
+  }
+
   private instructionsNow(): number {
     let n = 0;
     for (const v of this.vcpus) n += v.hart.executedCount();
@@ -669,7 +672,6 @@ export class Machine {
         lastYield = performance.now();
       }
     }
-    this.instructions = this.instructionsNow();
     this.bootTimeMs = performance.now() - start;
     return this.exit;
   }

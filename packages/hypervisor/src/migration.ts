@@ -69,6 +69,12 @@ export interface MigrationOptions {
   meta?: unknown;
   /** Let the VM run this long between rounds; default 10 ms. */
   roundIntervalMs?: number;
+  /**
+   * What to wait for between rounds instead of `roundIntervalMs` (a test waits for the
+   * guest to retire a number of instructions, so the rounds do not depend on the host's
+   * speed).
+   */
+  betweenRounds?: () => Promise<void>;
 }
 
 export interface MigrationStats {
@@ -98,6 +104,7 @@ export async function migrate(
   const threshold = opts.threshold ?? 256;
   const maxRounds = opts.maxRounds ?? 30;
   const interval = opts.roundIntervalMs ?? 10;
+  const between = opts.betweenRounds ?? (() => new Promise<void>((r) => setTimeout(r, interval)));
   const stats: MigrationStats = { rounds: 0, pages: 0, bytes: 0, finalPages: 0, downtimeMs: 0 };
   const out = async (chunk: Uint8Array) => {
     stats.bytes += chunk.length;
@@ -115,7 +122,7 @@ export async function migrate(
     await sendPages(ram, nonZeroPages(ram, 0, guestPages), out, stats);
     stats.rounds = 1;
     for (;;) {
-      await new Promise<void>((r) => setTimeout(r, interval));
+      await between();
       if (machine.exited) throw new Error("migration: the VM stopped before it could move");
       if (stats.rounds >= maxRounds || countDirty(ram, guestPages) <= threshold) break;
       await sendPages(ram, dirtyGuestPages(ram, guestPages), out, stats);
