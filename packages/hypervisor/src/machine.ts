@@ -31,7 +31,7 @@ import {
   VirtioRng,
 } from "@visor/devices";
 import { IoManager } from "@visor/io-bus";
-import { GuestRam } from "@visor/memory";
+import { GuestRam, MAX_GUEST_MEMORY, PAGE_SIZE } from "@visor/memory";
 import {
   fwJumpReservedRanges,
   hostInitrd,
@@ -131,6 +131,26 @@ export class GuestError extends Error {
 }
 
 const SLICE = 200_000;
+
+/** The smallest guest RAM the virt machine takes: 16 MiB. */
+export const MIN_GUEST_MEMORY = 16 << 20;
+
+/**
+ * Throws a one-line Error unless `bytes` is a guest RAM size the virt machine supports: a
+ * whole number of 4 KiB pages from MIN_GUEST_MEMORY (16 MiB) to MAX_GUEST_MEMORY (16 GiB,
+ * see @visor/memory).
+ */
+export function checkGuestMemory(bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes < MIN_GUEST_MEMORY) {
+    throw new Error(`memory ${bytes} bytes is too small (at least 16 MiB)`);
+  }
+  if (bytes > MAX_GUEST_MEMORY) {
+    throw new Error(
+      `memory ${bytes} bytes is above the supported maximum of ${MAX_GUEST_MEMORY / 2 ** 30} GiB`,
+    );
+  }
+  if (bytes % PAGE_SIZE !== 0) throw new Error(`memory ${bytes} bytes is not a whole number of 4 KiB pages`);
+}
 
 export class Machine {
   readonly ram: GuestRam;
@@ -371,14 +391,17 @@ export class Machine {
     if (
       !Array.isArray(c.disks) ||
       !Number.isSafeInteger(c.memory) ||
-      c.memory < 16 << 20 ||
-      c.memory > 2 ** 36 ||
       !Number.isInteger(c.harts) ||
       c.harts < 1 ||
       c.harts > 64 ||
       !["off", "nested", "shadow"].includes(c.virt)
     ) {
       throw new Error("snapshot: corrupt machine configuration");
+    }
+    try {
+      checkGuestMemory(c.memory);
+    } catch (e) {
+      throw new Error(`snapshot: ${(e as Error).message}`);
     }
     if (disks.length !== c.disks.length) {
       throw new Error(`snapshot: the machine had ${c.disks.length} disk(s), ${disks.length} given`);
@@ -448,9 +471,7 @@ export class Machine {
 
   /** Build a machine and load the kernel/firmware (decompressing as needed). */
   static async create(opts: MachineOptions): Promise<Machine> {
-    if (!Number.isSafeInteger(opts.memory) || opts.memory < 16 << 20) {
-      throw new Error(`memory ${opts.memory} bytes is too small (at least 16 MiB)`);
-    }
+    checkGuestMemory(opts.memory);
     const m = await Machine.build(opts);
     await m.load(opts);
     return m;

@@ -15,10 +15,11 @@
  * type 1 holds pages (u32 page number, 4096 bytes, repeated), type 2 the final
  * MachineState as JSON, after which the stream ends.
  */
-import type { GuestRam } from "@visor/memory";
+import { type GuestRam, MAX_GUEST_MEMORY } from "@visor/memory";
 import type { Machine, RestoreOptions } from "./machine.ts";
 import { Machine as MachineClass } from "./machine.ts";
 import type { MachineState } from "./snapshot.ts";
+import { Vcpu } from "./vcpu.ts";
 
 const MAGIC = "VISORMIG";
 const VERSION = 1;
@@ -155,8 +156,12 @@ export class MigrationReceiver {
       if (type === REC_PAGES) {
         if (len % (4 + PAGE) !== 0) throw new Error("migration: malformed page record");
         const bdv = new DataView(body.buffer, body.byteOffset, body.byteLength);
-        for (let o = 0; o < len; o += 4 + PAGE)
-          this.pages.set(bdv.getUint32(o, true), body.slice(o + 4, o + 4 + PAGE));
+        const limit = maxPages();
+        for (let o = 0; o < len; o += 4 + PAGE) {
+          const p = bdv.getUint32(o, true);
+          if (p >= limit) throw new Error(`migration: page ${p} lies beyond the largest machine's RAM`);
+          this.pages.set(p, body.slice(o + 4, o + 4 + PAGE));
+        }
       } else if (type === REC_STATE) {
         try {
           this.state = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
@@ -219,6 +224,14 @@ export class MigrationReceiver {
       opts,
     );
   }
+}
+
+/**
+ * Pages of the largest machine (MAX_GUEST_MEMORY and its hypervisor pool): a stream's page
+ * numbers lie below, so the pages buffered before the machine exists stay bounded.
+ */
+function maxPages(): number {
+  return (MAX_GUEST_MEMORY + Vcpu.hypervisorMemory(MAX_GUEST_MEMORY)) / PAGE;
 }
 
 function record(type: number, body: Uint8Array): Uint8Array {
