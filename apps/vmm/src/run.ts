@@ -19,7 +19,7 @@ import {
   type VirtMode,
   warmUp,
 } from "@visor/hypervisor";
-import { parseOptions, parseSize } from "./args.ts";
+import { parseMemory, parseOptions } from "./args.ts";
 import { HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
 import { printStats } from "./stats.ts";
@@ -119,6 +119,7 @@ export async function runMain(argv: string[]): Promise<number> {
     const clash = MACHINE_OPTIONS.find((k) => opts.has(k));
     if (clash) throw new UserError(`--${clash} cannot be combined with ${flag} (the VM brings its machine)`);
   }
+  const memory = parseMemory(one("memory") ?? "256M");
   const migrateTo = one("migrate-to");
   const migrateAddr = migrateTo !== undefined ? hostPort(migrateTo, "--migrate-to", false) : undefined;
   const incomingAddr = incoming !== undefined ? hostPort(incoming, "--incoming", true) : undefined;
@@ -135,7 +136,6 @@ export async function runMain(argv: string[]): Promise<number> {
     one("initrd") ?? (one("kernel") === undefined && kernelPath !== undefined ? BUNDLED_INITRD : undefined);
   const kernel = kernelPath !== undefined ? inflated(readInput(kernelPath, "kernel")) : undefined;
   const initrd = initrdPath !== undefined ? inflated(readInput(initrdPath, "initrd")) : undefined;
-  const memory = parseSize(one("memory") ?? "256M", "--memory");
   const virt = (one("virt") ?? "nested") as VirtMode;
   if (!["off", "nested", "shadow"].includes(virt))
     throw new UserError(`--virt: '${virt}' is not one of nested, shadow, off`);
