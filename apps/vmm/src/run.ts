@@ -34,7 +34,7 @@ export const RUN_HELP = `usage: visor run [options]
   --kernel PATH        Linux Image or Image.gz (default: the bundled guest)
   --initrd PATH        initramfs (default: the bundled one, with the default kernel)
   --append STRING      kernel command line (default "console=ttyS0")
-  --memory SIZE        guest RAM (default 256M)
+  --memory SIZE        guest RAM, 16M to 16G (default 256M)
   --bios PATH|none     firmware ELF (e.g. OpenSBI fw_jump.elf, or a bare-metal program
                        with HTIF tohost); none = the built-in SBI (default)
   --disk PATH[,readonly][,transport=mmio|pci]   virtio-blk disk backed by a file (repeatable);
