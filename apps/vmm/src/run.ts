@@ -26,7 +26,7 @@ import {
   type MigrationSecurity,
   readMigrateKey,
 } from "@visor/hypervisor/node";
-import { parseOptions, parseSize } from "./args.ts";
+import { parseMemory, parseOptions } from "./args.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
@@ -42,7 +42,7 @@ export const RUN_HELP = `usage: visor run [options]
   --kernel PATH        Linux Image or Image.gz (default: the bundled guest)
   --initrd PATH        initramfs (default: the bundled one, with the default kernel)
   --append STRING      kernel command line (default "console=ttyS0")
-  --memory SIZE        guest RAM (default 256M)
+  --memory SIZE        guest RAM, 16M to 16G (default 256M)
   --bios PATH|none     firmware ELF (e.g. OpenSBI fw_jump.elf, or a bare-metal program
                        with HTIF tohost); none = the built-in SBI (default)
   --disk PATH[,readonly][,share-rw][,transport=mmio|pci]   virtio-blk disk backed by a file
@@ -147,6 +147,7 @@ export async function runMain(argv: string[]): Promise<number> {
     const clash = MACHINE_OPTIONS.find((k) => opts.has(k));
     if (clash) throw new UserError(`--${clash} cannot be combined with ${flag} (the VM brings its machine)`);
   }
+  const memory = parseMemory(one("memory") ?? "256M");
   const migrateTo = one("migrate-to");
   const migrateAddr = migrateTo !== undefined ? hostPort(migrateTo, "--migrate-to", false) : undefined;
   const incomingAddr = incoming !== undefined ? hostPort(incoming, "--incoming", true) : undefined;
@@ -163,7 +164,6 @@ export async function runMain(argv: string[]): Promise<number> {
     one("initrd") ?? (one("kernel") === undefined && kernelPath !== undefined ? BUNDLED_INITRD : undefined);
   const kernel = kernelPath !== undefined ? inflated(readInput(kernelPath, "kernel")) : undefined;
   const initrd = initrdPath !== undefined ? inflated(readInput(initrdPath, "initrd")) : undefined;
-  const memory = parseSize(one("memory") ?? "256M", "--memory");
   const virt = (one("virt") ?? "nested") as VirtMode;
   if (!["off", "nested", "shadow"].includes(virt))
     throw new UserError(`--virt: '${virt}' is not one of nested, shadow, off`);

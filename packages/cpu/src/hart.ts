@@ -5,7 +5,7 @@
  * Design (docs/architecture.md, "The hot path"):
  * - Integer registers are int32 pairs (`xlo`, `xhi`); index 32 is a write sink for x0.
  * - Three software TLBs (read, write, fetch) of 256 direct-mapped entries. A hit is two
- *   int32 compares and one `|` to get the RAM offset. Only RAM pages are ever cached, so
+ *   int32 compares and one `+` to get the RAM offset. Only RAM pages are ever cached, so
  *   a miss is also how MMIO and faults reach the slow path.
  * - Instructions are decoded once per physical page into a CodeCache (code-cache.ts) and
  *   executed from there; the current page is kept in locals so sequential execution does
@@ -226,13 +226,13 @@ export class Hart {
   private readonly tlbSets: TlbSet[] = [];
   rTagLo!: Int32Array;
   rTagHi!: Int32Array;
-  rPage!: Int32Array;
+  rPage!: TlbPages;
   wTagLo!: Int32Array;
   wTagHi!: Int32Array;
-  wPage!: Int32Array;
+  wPage!: TlbPages;
   xTagLo!: Int32Array;
   xTagHi!: Int32Array;
-  xPage!: Int32Array;
+  xPage!: TlbPages;
   tlbFlushes = 0;
 
   /** Scratch results of slow paths (no allocation). */
@@ -261,7 +261,7 @@ export class Hart {
       this.h.attach(this);
     }
     this.time = opts.time ?? (() => Math.floor(this.executedCount() / 100));
-    for (let i = 0; i < 8; i++) this.tlbSets.push(new TlbSet());
+    for (let i = 0; i < 8; i++) this.tlbSets.push(new TlbSet(opts.ram.size));
     this.selectTlb();
     this.code.onNewCodePage((pageOff) => this.dropWritePage(pageOff));
     const prevReset = this.ram.onDirtyLogReset;
@@ -559,14 +559,14 @@ export class Hart {
     const dv = this.ram.dv;
     if (op <= 75) {
       if (this.rTagLo[ti] !== tag || this.rTagHi[ti] !== aHi) return false;
-      const o = this.rPage[ti]! | (aLo & 0xfff);
+      const o = this.rPage[ti]! + (aLo & 0xfff);
       const f = 2 * ((w >>> 8) & 0x1f);
       fw[f] = dv.getInt32(o, true);
       fw[f + 1] = op === 75 ? dv.getInt32(o + 4, true) : -1; // singles are NaN-boxed
       return true;
     }
     if (this.wTagLo[ti] !== tag || this.wTagHi[ti] !== aHi) return false;
-    const o = this.wPage[ti]! | (aLo & 0xfff);
+    const o = this.wPage[ti]! + (aLo & 0xfff);
     const f = 2 * (w >>> 24);
     dv.setInt32(o, fw[f]!, true);
     if (op === 77) dv.setInt32(o + 4, fw[f + 1]!, true);
@@ -665,7 +665,7 @@ export class Hart {
       this.rTagHi[ti] = aHi;
       this.rPage[ti] = po;
       const dv = ram.dv;
-      const o = po | off;
+      const o = po + off;
       switch (size) {
         case 1:
           this.ldLo = dv.getUint8(o);
@@ -743,13 +743,13 @@ export class Hart {
     if (pa >= ram.base && pa + 4096 <= ram.end) {
       const po = pa - ram.base;
       if (this.code.isCode(po)) this.code.invalidatePage(po);
-      if (ram.dirtyLogging) ram.dirty[po >>> 17]! |= 1 << ((po >>> 12) & 31);
+      ram.logWrite(po);
       const ti = (aLo >>> 12) & TLB_MASK;
       this.wTagLo[ti] = aLo & ~0xfff;
       this.wTagHi[ti] = aHi;
       this.wPage[ti] = po;
       const dv = ram.dv;
-      const o = po | off;
+      const o = po + off;
       switch (size) {
         case 1:
           dv.setUint8(o, vLo & 0xff);
@@ -821,9 +821,9 @@ export class Hart {
     const ti = (aLo >>> 12) & TLB_MASK;
     const tag = aLo & ~0xfff;
     if (access === ACCESS_WRITE) {
-      if (this.wTagLo[ti] === tag && this.wTagHi[ti] === aHi) return this.wPage[ti]! | (aLo & 0xfff);
+      if (this.wTagLo[ti] === tag && this.wTagHi[ti] === aHi) return this.wPage[ti]! + (aLo & 0xfff);
     } else if (this.rTagLo[ti] === tag && this.rTagHi[ti] === aHi) {
-      return this.rPage[ti]! | (aLo & 0xfff);
+      return this.rPage[ti]! + (aLo & 0xfff);
     }
     this.stats.tlbMisses++;
     const pa = this.translate(aLo, aHi, access);
@@ -839,7 +839,7 @@ export class Hart {
     const po = pa - ram.base;
     if (access === ACCESS_WRITE) {
       if (this.code.isCode(po)) this.code.invalidatePage(po);
-      if (ram.dirtyLogging) ram.dirty[po >>> 17]! |= 1 << ((po >>> 12) & 31);
+      ram.logWrite(po);
       this.wTagLo[ti] = tag;
       this.wTagHi[ti] = aHi;
       this.wPage[ti] = po;
@@ -848,7 +848,7 @@ export class Hart {
       this.rTagHi[ti] = aHi;
       this.rPage[ti] = po;
     }
-    return po | (aLo & 0xfff);
+    return po + (aLo & 0xfff);
   }
 
   // ---------------------------------------------------------------- traps
@@ -1708,11 +1708,11 @@ export class Hart {
       let imm = dec[slot + 1]!;
       if (w === 0) {
         const po = pcLo & 0xfff;
-        const h = dv.getUint16(curOff | po, true);
+        const h = dv.getUint16(curOff + po, true);
         if ((h & 3) !== 3) {
           w = D.decode16(h);
         } else if (po !== 0xffe) {
-          w = D.decode32(dv.getInt32(curOff | po, true));
+          w = D.decode32(dv.getInt32(curOff + po, true));
         } else {
           // A 32-bit instruction straddling two pages: decode it every time, never cache.
           const nLo = (pcLo + 2) | 0;
@@ -1893,7 +1893,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt8(o);
               hi = lo >> 31;
             } else {
@@ -1926,7 +1926,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt16(o, true);
               hi = lo >> 31;
             } else {
@@ -1959,7 +1959,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = lo >> 31;
             } else {
@@ -1992,7 +1992,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = dv.getInt32(o + 4, true);
             } else {
@@ -2025,7 +2025,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getUint8(o);
               hi = 0;
             } else {
@@ -2058,7 +2058,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getUint16(o, true);
               hi = 0;
             } else {
@@ -2091,7 +2091,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = 0;
             } else {
@@ -2123,7 +2123,7 @@ export class Hart {
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
             if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
-              const o = wPage[ti]! | (aLo & 0xfff);
+              const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt8(o, xlo[r2]!);
             } else {
               this.pcLo = pcLo;
@@ -2150,7 +2150,7 @@ export class Hart {
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
             if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
-              const o = wPage[ti]! | (aLo & 0xfff);
+              const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt16(o, xlo[r2]!, true);
             } else {
               this.pcLo = pcLo;
@@ -2177,7 +2177,7 @@ export class Hart {
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
             if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
-              const o = wPage[ti]! | (aLo & 0xfff);
+              const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt32(o, xlo[r2]!, true);
             } else {
               this.pcLo = pcLo;
@@ -2204,7 +2204,7 @@ export class Hart {
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
             if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
-              const o = wPage[ti]! | (aLo & 0xfff);
+              const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt32(o, xlo[r2]!, true);
               dv.setInt32(o + 4, xhi[r2]!, true);
             } else {
@@ -2721,17 +2721,36 @@ export class Hart {
 const TLB_SIZE = 1024;
 const TLB_MASK = TLB_SIZE - 1;
 
+/** RAM sizes up to this have every RAM offset in int32 range. */
+const INT32_RAM_LIMIT = 2 ** 31;
+
+/**
+ * A TLB's RAM page offsets: int32 while every RAM offset fits one (RAM up to 2 GiB), so
+ * the hot path adds int32s; doubles above, exact for any RAM size.
+ */
+type TlbPages = Int32Array | Float64Array;
+
+function tlbPages(ramSize: number): TlbPages {
+  return ramSize <= INT32_RAM_LIMIT ? new Int32Array(TLB_SIZE) : new Float64Array(TLB_SIZE);
+}
+
 /** One translation context's read, write and fetch TLBs. */
 class TlbSet {
   readonly rTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
   readonly rTagHi = new Int32Array(TLB_SIZE);
-  readonly rPage = new Int32Array(TLB_SIZE);
+  readonly rPage: TlbPages;
   readonly wTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
   readonly wTagHi = new Int32Array(TLB_SIZE);
-  readonly wPage = new Int32Array(TLB_SIZE);
+  readonly wPage: TlbPages;
   readonly xTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
   readonly xTagHi = new Int32Array(TLB_SIZE);
-  readonly xPage = new Int32Array(TLB_SIZE);
+  readonly xPage: TlbPages;
+
+  constructor(ramSize: number) {
+    this.rPage = tlbPages(ramSize);
+    this.wPage = tlbPages(ramSize);
+    this.xPage = tlbPages(ramSize);
+  }
 
   flush(): void {
     this.rTagLo.fill(INVALID_TAG);

@@ -38,7 +38,7 @@ import {
   VirtioRng,
 } from "@visor/devices";
 import { IoManager } from "@visor/io-bus";
-import { GuestMemory, GuestRam, HvRegion } from "@visor/memory";
+import { GuestMemory, GuestRam, HvRegion, MAX_GUEST_MEMORY, PAGE_SIZE } from "@visor/memory";
 import {
   fwJumpReservedRanges,
   hostInitrd,
@@ -164,6 +164,26 @@ const SLICE = 200_000;
  * beyond it, when the guest reads neither, is dropped (as a UART overruns).
  */
 export const CONSOLE_INPUT_CAPACITY = 64 * 1024;
+
+/** The smallest guest RAM the virt machine takes: 16 MiB. */
+export const MIN_GUEST_MEMORY = 16 << 20;
+
+/**
+ * Throws a one-line Error unless `bytes` is a guest RAM size the virt machine supports: a
+ * whole number of 4 KiB pages from MIN_GUEST_MEMORY (16 MiB) to MAX_GUEST_MEMORY (16 GiB,
+ * see @visor/memory).
+ */
+export function checkGuestMemory(bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes < MIN_GUEST_MEMORY) {
+    throw new Error(`memory ${bytes} bytes is too small (at least 16 MiB)`);
+  }
+  if (bytes > MAX_GUEST_MEMORY) {
+    throw new Error(
+      `memory ${bytes} bytes is above the supported maximum of ${MAX_GUEST_MEMORY / 2 ** 30} GiB`,
+    );
+  }
+  if (bytes % PAGE_SIZE !== 0) throw new Error(`memory ${bytes} bytes is not a whole number of 4 KiB pages`);
+}
 
 export class Machine {
   /** The host buffer: guest RAM and the hypervisor's pool after it (the harts' memory). */
@@ -413,6 +433,11 @@ export class Machine {
     const c = state.config;
     const disks = opts.disks ?? [];
     const nets = opts.nets ?? [];
+    try {
+      checkGuestMemory(c.memory);
+    } catch (e) {
+      throw new Error(`snapshot: ${(e as Error).message}`);
+    }
     checkDevicesMatch(
       c,
       disks.map((d) => ({ transport: d.transport ?? "mmio", readonly: d.backend.readonly === true })),
@@ -483,9 +508,7 @@ export class Machine {
 
   /** Build a machine and load the kernel/firmware (decompressing as needed). */
   static async create(opts: MachineOptions): Promise<Machine> {
-    if (!Number.isSafeInteger(opts.memory) || opts.memory < 16 << 20) {
-      throw new Error(`memory ${opts.memory} bytes is too small (at least 16 MiB)`);
-    }
+    checkGuestMemory(opts.memory);
     const m = await Machine.build(opts);
     await m.load(opts);
     return m;

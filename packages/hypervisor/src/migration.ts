@@ -25,7 +25,7 @@
  * state only: the receiver brings its own disks and network links. Authentication and
  * encryption are the transport's (the Node transport, src/node/migration-net.ts, uses TLS).
  */
-import type { GuestRam } from "@visor/memory";
+import { type GuestRam, MAX_GUEST_MEMORY } from "@visor/memory";
 import type { Machine, RestoreOptions } from "./machine.ts";
 import { Machine as MachineClass } from "./machine.ts";
 import {
@@ -57,8 +57,12 @@ const MAX_RECORD: Record<number, number> = {
 };
 /** The largest legal record, header included. */
 export const MIGRATION_MAX_RECORD = RECORD_HEAD + Math.max(...Object.values(MAX_RECORD));
-/** Largest guest RAM a receiver takes unless told otherwise (visor's --memory limit). */
-export const MIGRATION_DEFAULT_MAX_MEMORY = 4 * 2 ** 30;
+/**
+ * The most guest RAM a stream may announce by default: the largest machine visor builds
+ * (MAX_GUEST_MEMORY). The receiver buffers pages until the final state arrives, so this
+ * also bounds what an authenticated sender can make it hold.
+ */
+export const MIGRATION_DEFAULT_MAX_MEMORY = MAX_GUEST_MEMORY;
 
 export interface MigrationOptions {
   /** Stop pre-copying when a round finds at most this many dirty pages. Default 256 (1 MiB). */

@@ -22,7 +22,7 @@
  * for type and range (validateMachineState) before any of it reaches the machine.
  */
 import type { HartState } from "@visor/cpu";
-import type { GuestRam } from "@visor/memory";
+import { type GuestRam, MAX_GUEST_MEMORY } from "@visor/memory";
 import { VIRT_VIRTIO_COUNT } from "./fdt/index.ts";
 import { SHA256_BYTES, sha256 } from "./sha256.ts";
 import type { VcpuState, VirtMode } from "./vcpu.ts";
@@ -35,9 +35,9 @@ const PAGE = 4096;
 const HEAD = 16;
 /** The largest JSON state accepted: 64 harts' registers and 8 devices' queues fit many times. */
 export const MAX_STATE_BYTES = 16 << 20;
-/** Smallest and largest guest RAM a saved machine may claim (Machine.create's floor; 64 GiB). */
+/** Smallest and largest guest RAM a saved machine may claim: what Machine.create takes. */
 export const MIN_MEMORY = 16 << 20;
-export const MAX_MEMORY = 2 ** 36;
+export const MAX_MEMORY = MAX_GUEST_MEMORY;
 /** Harts a saved machine may have (the PLIC's contexts). */
 export const MAX_HARTS = 64;
 /** Console input waiting in a saved machine: more than anyone types. */

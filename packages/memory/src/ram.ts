@@ -1,4 +1,22 @@
-import { type Hpa, PAGE_SHIFT } from "./address.ts";
+import { type Hpa, PAGE_SIZE } from "./address.ts";
+
+const GiB = 2 ** 30;
+
+/**
+ * The largest guest RAM a Visor machine supports: 16 GiB (`visor run --memory 16G`).
+ *
+ * Every RAM offset and physical address is a plain JS number (exact below 2^53), so the
+ * arithmetic holds far beyond this; the limit is what one VM may ask of its host. RAM is
+ * one ArrayBuffer the OS zero-fills lazily, but a guest can touch all of it, a snapshot is
+ * built in host memory (up to another RAM's worth), a migration receiver buffers every page
+ * it gets before the machine is built, and the decoded-instruction index and dirty-page
+ * bitmap grow with RAM. The hypervisor's own page-table pool (at most 1/32 of this, see
+ * the hypervisor package) comes on top.
+ */
+export const MAX_GUEST_MEMORY = 16 * GiB;
+
+/** Bits in one word of the dirty-page bitmap. */
+const DIRTY_WORD_BITS = 32;
 
 /** Thrown when a guest-supplied physical range is not entirely inside RAM. */
 export class GuestMemoryError extends RangeError {
@@ -42,11 +60,11 @@ export class GuestRam {
     this.base = base;
     this.size = size;
     this.end = base + size;
-    this.buffer = buffer ?? new ArrayBuffer(size);
+    this.buffer = buffer ?? allocate(size);
     if (this.buffer.byteLength !== size) throw new RangeError("RAM buffer size mismatch");
     this.u8 = new Uint8Array(this.buffer);
     this.dv = new DataView(this.buffer);
-    this.dirty = new Uint32Array(Math.ceil(size / 4096 / 32));
+    this.dirty = new Uint32Array(Math.ceil(size / PAGE_SIZE / DIRTY_WORD_BITS));
   }
 
   /** True when [pa, pa+len) (host-physical) lies entirely in the buffer. */
@@ -126,8 +144,22 @@ export class GuestRam {
   markDirty(off: number, len: number): void {
     this.onExternalWrite?.(off, len);
     if (!this.dirtyLogging || len <= 0) return;
-    const last = (off + len - 1) >>> PAGE_SHIFT;
-    for (let p = off >>> PAGE_SHIFT; p <= last; p++) this.dirty[p >>> 5]! |= 1 << (p & 31);
+    const last = Math.floor((off + len - 1) / PAGE_SIZE);
+    for (let p = Math.floor(off / PAGE_SIZE); p <= last; p++) this.setDirtyBit(p);
+  }
+
+  /**
+   * Log a write to the page holding RAM offset `off` (offsets from `base`), if dirty
+   * logging is on. For writers that do their own stores (the CPUs, the page walkers).
+   * RAM offsets above 4 GiB are plain numbers: no 32-bit shifts on them.
+   */
+  logWrite(off: number): void {
+    if (this.dirtyLogging) this.setDirtyBit(Math.floor(off / PAGE_SIZE));
+  }
+
+  /** Set the dirty bit of page index `page` (RAM offset / 4 KiB). */
+  private setDirtyBit(page: number): void {
+    this.dirty[Math.floor(page / DIRTY_WORD_BITS)]! |= 1 << (page % DIRTY_WORD_BITS);
   }
 
   /** Start logging writes. All pages start clean. */
@@ -151,11 +183,20 @@ export class GuestRam {
       d[w] = 0;
       while (bits !== 0) {
         const b = 31 - Math.clz32(bits & -bits);
-        pages.push(w * 32 + b);
+        pages.push(w * DIRTY_WORD_BITS + b);
         bits &= bits - 1;
       }
     }
     this.onDirtyLogReset?.();
     return pages;
+  }
+}
+
+/** A zeroed buffer of `size` bytes, or a one-line error when the host cannot provide it. */
+function allocate(size: number): ArrayBuffer {
+  try {
+    return new ArrayBuffer(size);
+  } catch {
+    throw new RangeError(`cannot allocate ${size} bytes of RAM: not enough host memory`);
   }
 }
