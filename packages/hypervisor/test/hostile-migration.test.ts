@@ -75,10 +75,13 @@ describe("hostile migration streams", () => {
     expect(() => push(new MigrationReceiver(), header(), rec(3, json(config)), rec(1, out))).toThrow(
       /^migration: page 1048576 lies outside the machine's 4096 pages$/,
     );
-    const big = { ...config, memory: 2 ** 36 };
-    expect(() => push(new MigrationReceiver(), header(), rec(3, json(big)))).toThrow(
-      /^migration: the machine has 68719476736 bytes of RAM, more than 4294967296$/,
+    const big = { ...config, memory: 2 ** 33 };
+    expect(() => push(new MigrationReceiver({ maxMemory: 2 ** 32 }), header(), rec(3, json(big)))).toThrow(
+      /^migration: the machine has 8589934592 bytes of RAM, more than 4294967296$/,
     );
+    expect(() =>
+      push(new MigrationReceiver(), header(), rec(3, json({ ...config, memory: 2 ** 36 }))),
+    ).toThrow(/^migration: config.memory is not an integer from 16777216 to 17179869184$/);
     expect(() => push(new MigrationReceiver(), header(), rec(3, json({ ...config, harts: "x" })))).toThrow(
       /^migration: config.harts is not an integer/,
     );
