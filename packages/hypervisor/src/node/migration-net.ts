@@ -1,3 +1,4 @@
+/// <reference types="node" />
 /**
  * The network side of live migration (used by `visor run`): TLS 1.3 by default, authenticated
  * either by a pre-shared key (--migrate-key FILE, the same file on both sides) or by
