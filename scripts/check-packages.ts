@@ -6,7 +6,9 @@
  * 1. `pnpm pack`s every public package of packages/* (the tarball npm would publish);
  * 2. checks each tarball: a LICENSE, a README, only dist/ files, and a package.json with
  *    no workspace-only `source` export condition and no `workspace:` version;
- * 3. `npm install`s all the tarballs, offline, into an empty project in a temporary folder;
+ * 3. `npm install`s all the tarballs into an empty project in a temporary folder (their
+ *    third-party dependencies, such as koffi, come from the npm cache or the registry, as
+ *    for a user);
  * 4. runs every README example block (scripts/readme-example.ts's rules: ```ts blocks, not
  *    `no-run`), unchanged, in that project: under this script's Node, with and without
  *    `--conditions=source`, and under each extra `--node PATH` given;
@@ -124,7 +126,7 @@ function main(): void {
       `${JSON.stringify({ name: "visor-user", private: true, type: "module" }, null, 2)}\n`,
     );
     const tgzs = readdirSync(tarballs).map((f) => join(tarballs, f));
-    run("npm", ["install", "--offline", "--no-audit", "--no-fund", "--loglevel=error", ...tgzs], project);
+    run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", ...tgzs], project);
 
     const nodes: { label: string; argv: string[] }[] = [
       { label: `node ${process.version}`, argv: [process.execPath] },
