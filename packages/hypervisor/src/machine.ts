@@ -13,7 +13,7 @@
  * (`virt: "off"`), or as a VS-mode guest under the H extension with nested (G-stage) or
  * shadow paging. The machine only sees exits.
  */
-import { type Hart, STOP_WFI } from "@visor/cpu";
+import { csr as C, type Hart } from "@visor/cpu";
 import {
   type BlockBackend,
   Clint,
@@ -208,12 +208,12 @@ export class Machine {
     this.syscon = new Syscon({ onEvent: (e) => this.onSyscon(e) });
     this.clint = new Clint({
       clock,
-      msip: this.vcpus.map((_, i) => line(i, 3)),
-      mtip: this.vcpus.map((_, i) => line(i, 7)),
+      msip: this.vcpus.map((_, i) => line(i, C.IRQ_MSI)),
+      mtip: this.vcpus.map((_, i) => line(i, C.IRQ_MTI)),
     });
     const contexts: IrqLine[] = [];
     for (let i = 0; i < harts; i++) {
-      contexts.push(line(i, 11)); // M-mode external
+      contexts.push(line(i, C.IRQ_MEI)); // M-mode external
       contexts.push({
         set: (l: boolean) => {
           this.vcpus[i]!.setGuestExternal(l);
@@ -581,7 +581,7 @@ export class Machine {
         const resume = v.sliceLeft;
         if (resume === 0) this.tickTimers();
         const r = v.run(resume > 0 ? resume : SLICE);
-        if (r !== STOP_WFI) allIdle = false;
+        if (r !== "wfi") allIdle = false;
         if (this.exit !== undefined) break;
       }
       if (this.htif?.poll()) this.finish({ kind: "htif", code: this.htif.exitCode ?? 1 });
