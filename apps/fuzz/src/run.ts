@@ -9,6 +9,9 @@ export interface FuzzResult {
   ms: number;
   /** The shrunk counterexample and its error, when an invariant broke. */
   failure?: string;
+  /** Guided runs: inputs kept for new coverage, and coverage features seen. */
+  corpus?: number;
+  features?: number;
 }
 
 export interface RunLimits {
