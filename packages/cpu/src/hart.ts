@@ -25,7 +25,7 @@
  *   out by hand; test/load-store.test.ts ties every case label to the decoder's constant
  *   and every width/sign to its handler.
  */
-import { ACCESS_EXEC, type GuestRam } from "@visor/memory";
+import { ACCESS_EXEC, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
 import { CodeCache } from "./code-cache.ts";
 import {
   cycles,
@@ -156,7 +156,7 @@ export class Hart {
     updateMip(c);
     c.medeleg = 0;
     c.mideleg = 0;
-    c.satpMode = 0;
+    c.satpMode = SATP_MODE_BARE;
     c.satpPpn = 0;
     c.resValid = false;
     flushTlb(c);
