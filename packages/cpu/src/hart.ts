@@ -28,6 +28,8 @@
 import { ACCESS_EXEC, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
 import { CodeCache } from "./code-cache.ts";
 import {
+  INVALID_TAG as CORE_INVALID_TAG,
+  TLB_MASK as CORE_TLB_MASK,
   cycles,
   dropWritePage,
   executedCount,
@@ -35,14 +37,12 @@ import {
   fpFast,
   HartCore,
   type HartStats,
-  INVALID_TAG,
   instret,
   interruptPending,
   type PhysBus,
   selectTlb,
   setPriv,
   setVirt,
-  TLB_MASK,
   updateMip,
 } from "./core.ts";
 import * as C from "./csr.ts";
@@ -87,6 +87,14 @@ export interface BootState {
 }
 
 const PAGE = 4096;
+// The hot loop's constants are module-local bindings, as they were before the slow paths
+// moved out: an imported binding is read through its module cell at every use.
+const TLB_MASK = CORE_TLB_MASK;
+const INVALID_TAG = CORE_INVALID_TAG;
+const OP_FLW = D.OP_FLW;
+const OP_FLD = D.OP_FLD;
+const OP_FSD = D.OP_FSD;
+const OP_FP = D.OP_FP;
 const TWO32 = 4294967296;
 const DEFAULT_INSTRUCTIONS_PER_TICK = 100;
 const emptyPage: Int32Array = new Int32Array(PAGE);
@@ -1376,29 +1384,29 @@ export class Hart {
  */
 function fpFastPath(c: HartCore, w: number, imm: number): boolean {
   const op = w & 0x7f;
-  if (op < D.OP_FLW || op > D.OP_FP || !fpFast(c)) return false;
-  if (op === D.OP_FP) return c.fpu.exec(imm, c.xlo, c.xhi);
+  if (op < OP_FLW || op > OP_FP || !fpFast(c)) return false;
+  if (op === OP_FP) return c.fpu.exec(imm, c.xlo, c.xhi);
   const r1 = (w >>> 16) & 0xff;
   const b = c.xlo[r1]!;
   const aLo = (b + imm) | 0;
   const aHi = (c.xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-  if ((aLo & 0xfff) > PAGE - 8) return false;
+  if ((aLo & 0xfff) > 4088) return false; // PAGE - 8: a dword inside the page
   const ti = (aLo >>> 12) & TLB_MASK;
   const tag = aLo & ~0xfff;
   const fw = c.fpu.w;
   const dv = c.ram.dv;
-  if (op <= D.OP_FLD) {
+  if (op <= OP_FLD) {
     if (c.rTagLo[ti] !== tag || c.rTagHi[ti] !== aHi) return false;
     const o = c.rPage[ti]! | (aLo & 0xfff);
     const f = 2 * ((w >>> 8) & 0x1f);
     fw[f] = dv.getInt32(o, true);
-    fw[f + 1] = op === D.OP_FLD ? dv.getInt32(o + 4, true) : -1; // singles are NaN-boxed
+    fw[f + 1] = op === OP_FLD ? dv.getInt32(o + 4, true) : -1; // singles are NaN-boxed
     return true;
   }
   if (c.wTagLo[ti] !== tag || c.wTagHi[ti] !== aHi) return false;
   const o = c.wPage[ti]! | (aLo & 0xfff);
   const f = 2 * (w >>> 24);
   dv.setInt32(o, fw[f]!, true);
-  if (op === D.OP_FSD) dv.setInt32(o + 4, fw[f + 1]!, true);
+  if (op === OP_FSD) dv.setInt32(o + 4, fw[f + 1]!, true);
   return true;
 }
