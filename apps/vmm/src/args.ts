@@ -1,3 +1,5 @@
+import { MIN_GUEST_MEMORY } from "@visor/hypervisor";
+import { MAX_GUEST_MEMORY, PAGE_SIZE } from "@visor/memory";
 import { UserError } from "./errors.ts";
 
 /** Parse a size like 256M, 1G, 64K or a plain byte count. */
@@ -7,6 +9,34 @@ export function parseSize(s: string, what: string): number {
   const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g"];
   const n = Number(m[1]) * mult;
   if (!Number.isSafeInteger(n)) throw new UserError(`${what}: '${s}' is too large`);
+  return n;
+}
+
+/** A byte count in the largest unit that divides it (16G, 256M, 64K, 4097). */
+export function sizeText(n: number): string {
+  for (const [unit, mult] of [
+    ["G", 1024 ** 3],
+    ["M", 1024 ** 2],
+    ["K", 1024],
+  ] as const) {
+    if (n % mult === 0) return `${n / mult}${unit}`;
+  }
+  return String(n);
+}
+
+/**
+ * Parse --memory: a size (see parseSize) of whole 4 KiB pages from MIN_GUEST_MEMORY to
+ * MAX_GUEST_MEMORY; anything else is a one-line error that names the limit.
+ */
+export function parseMemory(s: string): number {
+  const n = parseSize(s, "--memory");
+  if (n > MAX_GUEST_MEMORY) {
+    throw new UserError(`--memory ${s} is above the supported maximum of ${sizeText(MAX_GUEST_MEMORY)}`);
+  }
+  if (n < MIN_GUEST_MEMORY) {
+    throw new UserError(`--memory ${s} is below the minimum of ${sizeText(MIN_GUEST_MEMORY)}`);
+  }
+  if (n % PAGE_SIZE !== 0) throw new UserError(`--memory ${s} is not a whole number of 4 KiB pages`);
   return n;
 }
 

@@ -26,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
     case "run":
       return runMain(rest);
     case "exec": {
-      const { execMain } = await import("@visor/syscall/node");
+      const { execMain } = await import("@visor/syscall/node/cli");
       return execMain(rest);
     }
     case "help":

@@ -1,26 +1,34 @@
 /**
  * `visor run`: boot a VM on the virt machine.
  */
-import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
-import net from "node:net";
+import { readFileSync } from "node:fs";
+import type net from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import type { BlockBackend, NetBackend } from "@visor/devices";
-import { FileBlockBackend, openSocketNetBackend } from "@visor/devices/node";
+import { FileBlockBackend, ImageLockedError, openSocketNetBackend } from "@visor/devices/node";
 import {
-  decodeSnapshot,
+  checkDevicesMatch,
   GuestError,
   Machine,
   type MachineExit,
-  MigrationReceiver,
+  type MigrationReceiver,
   migrate,
   parseElf,
   type VirtMode,
   warmUp,
 } from "@visor/hypervisor";
-import { parseOptions, parseSize } from "./args.ts";
-import { HostConsole } from "./console.ts";
+import {
+  acceptMigration,
+  connectMigration,
+  DEFAULT_MIGRATE_TIMEOUT_MS,
+  type MigrationSecurity,
+  readMigrateKey,
+} from "@visor/hypervisor/node";
+import { parseMemory, parseOptions } from "./args.ts";
+import { writeFileAtomic } from "./atomic-write.ts";
+import { ConsoleOutput, HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
 import { printStats } from "./stats.ts";
 
@@ -34,22 +42,30 @@ export const RUN_HELP = `usage: visor run [options]
   --kernel PATH        Linux Image or Image.gz (default: the bundled guest)
   --initrd PATH        initramfs (default: the bundled one, with the default kernel)
   --append STRING      kernel command line (default "console=ttyS0")
-  --memory SIZE        guest RAM (default 256M)
+  --memory SIZE        guest RAM, 16M to 16G (default 256M)
   --bios PATH|none     firmware ELF (e.g. OpenSBI fw_jump.elf, or a bare-metal program
                        with HTIF tohost); none = the built-in SBI (default)
-  --disk PATH[,readonly][,transport=mmio|pci]   virtio-blk disk backed by a file (repeatable);
-                       transport=pci puts it on the PCI bus, driven through port I/O
+  --disk PATH[,readonly][,share-rw][,transport=mmio|pci]   virtio-blk disk backed by a file
+                       (repeatable); transport=pci puts it on the PCI bus, driven through
+                       port I/O. The image is locked: one writer, or any number of readers;
+                       share-rw lets a read-only disk share the image with a writer
   --net socket,listen=PORT | socket,connect=HOST:PORT   virtio-net on a socket LAN
   --virt nested|shadow|off how the guest kernel is virtualized (default nested)
   --clock host|deterministic  time source (deterministic: time follows instructions)
   --harts N            number of harts (default 1)
   --stats              print exit statistics when the VM stops
   --snapshot PATH      where Ctrl-A W (or SIGUSR1) saves a snapshot of the running VM
-  --restore PATH       continue a VM from a snapshot instead of booting one (its disks
-                       are reopened from the paths it recorded; give --net again if it had one)
+  --restore PATH       continue a VM from a snapshot instead of booting one; give the
+                       same --disk and --net devices it had (count, transport, readonly)
   --migrate-to HOST:PORT  where Ctrl-A M (or SIGUSR2) live-migrates the running VM
   --incoming [HOST:]PORT  wait for a VM migrated to this port (default host 127.0.0.1)
-                       and continue it (its disks are reopened by path: shared storage)
+                       and continue it, with this side's --disk and --net (shared storage)
+  --migrate-key FILE   migrate over TLS 1.3 with this pre-shared key (the same file on
+                       both sides; make one with: openssl rand -hex 32 > FILE)
+  --tls-cert FILE --tls-key FILE --tls-ca FILE   migrate over TLS with certificates
+                       instead, each side checking the other's against the CA
+  --migrate-insecure   migrate over plain TCP, unauthenticated (trusted networks only)
+  --migrate-timeout SECONDS  give up on a silent migration peer after this (default 30)
 
 The console is this terminal. Ctrl-A X quits, Ctrl-A H lists the keys.`;
 
@@ -69,16 +85,28 @@ const SPEC = {
   restore: { value: true },
   "migrate-to": { value: true },
   incoming: { value: true },
+  "migrate-key": { value: true },
+  "tls-cert": { value: true },
+  "tls-key": { value: true },
+  "tls-ca": { value: true },
+  "migrate-insecure": {},
+  "migrate-timeout": { value: true },
   help: {},
 };
 
-/** What visor run stores in a snapshot besides the machine: how to reopen its disks. */
-interface RunMeta {
-  disks: { path: string; readonly: boolean; transport: "mmio" | "pci" }[];
-}
+/**
+ * Options that describe a new machine, which --restore and --incoming take from the
+ * snapshot or the stream instead. Host resources (--disk, --net) are not among them:
+ * those always come from this side's own options.
+ */
+const MACHINE_OPTIONS = ["kernel", "initrd", "append", "memory", "bios", "virt", "clock", "harts"];
 
-/** Options that describe a new machine, which --restore takes from the snapshot instead. */
-const MACHINE_OPTIONS = ["kernel", "initrd", "append", "memory", "bios", "disk", "virt", "clock", "harts"];
+interface DiskSpec {
+  path: string;
+  readonly: boolean;
+  shareRw: boolean;
+  transport: "mmio" | "pci";
+}
 
 function readInput(path: string, what: string): Uint8Array {
   try {
@@ -119,6 +147,7 @@ export async function runMain(argv: string[]): Promise<number> {
     const clash = MACHINE_OPTIONS.find((k) => opts.has(k));
     if (clash) throw new UserError(`--${clash} cannot be combined with ${flag} (the VM brings its machine)`);
   }
+  const memory = parseMemory(one("memory") ?? "256M");
   const migrateTo = one("migrate-to");
   const migrateAddr = migrateTo !== undefined ? hostPort(migrateTo, "--migrate-to", false) : undefined;
   const incomingAddr = incoming !== undefined ? hostPort(incoming, "--incoming", true) : undefined;
@@ -135,7 +164,6 @@ export async function runMain(argv: string[]): Promise<number> {
     one("initrd") ?? (one("kernel") === undefined && kernelPath !== undefined ? BUNDLED_INITRD : undefined);
   const kernel = kernelPath !== undefined ? inflated(readInput(kernelPath, "kernel")) : undefined;
   const initrd = initrdPath !== undefined ? inflated(readInput(initrdPath, "initrd")) : undefined;
-  const memory = parseSize(one("memory") ?? "256M", "--memory");
   const virt = (one("virt") ?? "nested") as VirtMode;
   if (!["off", "nested", "shadow"].includes(virt))
     throw new UserError(`--virt: '${virt}' is not one of nested, shadow, off`);
@@ -146,52 +174,85 @@ export async function runMain(argv: string[]): Promise<number> {
   if (!Number.isInteger(harts) || harts < 1 || harts > 8)
     throw new UserError(`--harts: '${one("harts")}' is not a number from 1 to 8`);
 
+  const security = migrationSecurity(opts, migrateTo !== undefined || incoming !== undefined);
+  const timeoutMs = migrateTimeout(one("migrate-timeout"));
   const snapshotBytes = restorePath !== undefined ? readInput(restorePath, "snapshot") : undefined;
-  let diskSpecs: RunMeta["disks"] = [];
-  const received = incomingAddr !== undefined ? await receiveMigration(incomingAddr) : undefined;
-  if (received !== undefined) diskSpecs = (received.meta as RunMeta | undefined)?.disks ?? [];
-  if (snapshotBytes !== undefined) {
-    try {
-      diskSpecs = (decodeSnapshot(snapshotBytes).state.meta as RunMeta | undefined)?.disks ?? [];
-    } catch (e) {
-      throw new UserError(`--restore ${restorePath}: ${(e as Error).message}`);
-    }
-  }
+  const diskSpecs: DiskSpec[] = [];
   for (const d of opts.get("disk") ?? []) {
     const [path, ...flags] = d.split(",");
     let readonly = false;
+    let shareRw = false;
     let transport: "mmio" | "pci" = "mmio";
     for (const f of flags) {
       if (f === "readonly" || f === "ro") readonly = true;
+      else if (f === "share-rw") shareRw = true;
       else if (f === "transport=pci" || f === "transport=mmio")
         transport = f === "transport=pci" ? "pci" : "mmio";
-      else throw new UserError(`--disk: unknown flag '${f}' (readonly, transport=mmio|pci)`);
+      else throw new UserError(`--disk: unknown flag '${f}' (readonly, share-rw, transport=mmio|pci)`);
     }
-    diskSpecs.push({ path: resolve(path!), readonly, transport });
+    if (shareRw && !readonly) throw new UserError(`--disk ${path}: share-rw needs readonly`);
+    diskSpecs.push({ path: resolve(path!), readonly, shareRw, transport });
   }
+  // An incoming VM's disks are opened now (a bad path fails before anything is received)
+  // but locked only once it has arrived: until then the sender still has them.
   const disks: { backend: BlockBackend; transport: "mmio" | "pci" }[] = [];
   const opened: FileBlockBackend[] = [];
-  for (const { path, readonly, transport } of diskSpecs) {
+  const closeDisks = () => {
+    for (const b of opened) b.close();
+  };
+  for (const { path, readonly, shareRw, transport } of diskSpecs) {
     try {
-      const b = new FileBlockBackend(path, { readonly });
+      const b = new FileBlockBackend(path, { readonly, shareRw, deferLock: incoming !== undefined });
       opened.push(b);
       disks.push({ backend: b, transport });
     } catch (e) {
+      closeDisks();
+      // "PATH is in use by another process (locked)" names the file already.
+      if (e instanceof ImageLockedError) throw new UserError(e.message);
       throw new UserError(`--disk ${path}: ${(e as Error).message}`);
     }
   }
+  const netSpecs = opts.get("net") ?? [];
+  let received: MigrationReceiver | undefined;
+  if (incomingAddr !== undefined) {
+    try {
+      received = await acceptMigration(incomingAddr, {
+        security: security!,
+        timeoutMs,
+        receiver: {
+          // Refuse a machine whose devices this side does not have before its RAM comes.
+          checkConfig: (c) =>
+            checkDevicesMatch(
+              c,
+              diskSpecs.map((d) => ({ transport: d.transport, readonly: d.readonly })),
+              netSpecs.length,
+            ),
+        },
+        log: (line) => process.stderr.write(`visor: ${line}\n`),
+      });
+      for (const b of opened) b.lock();
+    } catch (e) {
+      // (a lock refused here: another process took the disk while the VM was on its way)
+      closeDisks();
+      throw new UserError((e as Error).message);
+    }
+    process.stderr.write(
+      `visor: migration received (${(received.bytes / 2 ** 20).toFixed(1)} MiB); the VM continues here\n`,
+    );
+  }
   const nets: NetBackend[] = [];
-  for (const n of opts.get("net") ?? []) {
+  for (const n of netSpecs) {
     const m = /^socket,(.+)$/.exec(n);
     if (!m) throw new UserError(`--net: '${n}' is not socket,listen=PORT or socket,connect=HOST:PORT`);
     try {
       nets.push(await openSocketNetBackend(m[1]!));
     } catch (e) {
+      closeDisks();
       throw new UserError(`--net ${n}: ${(e as Error).message}`);
     }
   }
 
-  const out = new OutputBuffer();
+  const out = new ConsoleOutput(process.stdout, (m) => process.stderr.write(m));
   let machine: Machine;
   try {
     // A kernel boot first runs the small warm-up guest (about 50 ms), which saves a Linux
@@ -231,32 +292,22 @@ export async function runMain(argv: string[]): Promise<number> {
       });
     }
   } catch (e) {
-    for (const b of opened) b.close();
-    throw new UserError((e as Error).message);
+    closeDisks();
+    for (const n of nets) (n as { close?: () => void }).close?.();
+    const msg = (e as Error).message;
+    throw new UserError(restorePath !== undefined ? `--restore ${restorePath}: ${msg}` : msg);
   }
 
   const snapshotPath = one("snapshot");
-  const meta: RunMeta = { disks: diskSpecs };
   const saveSnapshot = () => {
     if (snapshotPath === undefined) {
       process.stderr.write("\r\nvisor: no --snapshot PATH given; nothing saved\r\n");
       return;
     }
     try {
-      const bytes = machine.snapshot(meta);
-      // Written beside the target and renamed over it: a failed save leaves the old file.
-      const tmp = `${snapshotPath}.tmp-${process.pid}`;
-      try {
-        writeFileSync(tmp, bytes);
-        renameSync(tmp, snapshotPath);
-      } catch (e) {
-        try {
-          unlinkSync(tmp);
-        } catch {
-          // nothing was written
-        }
-        throw e;
-      }
+      const bytes = machine.snapshot();
+      // Beside the target, fsync'ed and renamed over it: a failed save leaves the old file.
+      writeFileAtomic(snapshotPath, bytes);
       const mib = (bytes.length / 2 ** 20).toFixed(1);
       process.stderr.write(`\r\nvisor: snapshot saved to ${snapshotPath} (${mib} MiB)\r\n`);
     } catch (e) {
@@ -275,20 +326,23 @@ export async function runMain(argv: string[]): Promise<number> {
     const where = `${migrateAddr.host}:${migrateAddr.port}`;
     process.stderr.write(`\r\nvisor: migrating to ${where} ...\r\n`);
     migration = (async () => {
-      const sock = net.connect(migrateAddr);
+      let sock: net.Socket | undefined;
       try {
-        await new Promise<void>((resolve, reject) => {
-          sock.once("connect", resolve);
-          sock.once("error", reject);
-        });
-        const stats = await migrate(machine, socketSender(sock), { meta });
-        await new Promise<void>((r) => sock.end(r));
+        sock = await connectMigration(migrateAddr, security!, timeoutMs);
+        const stats = await migrate(machine, socketSender(sock));
+        // The VM has stopped here: let go of its disks (flushed, unlocked) before the
+        // stream ends, so the receiver can take them.
+        for (const b of opened) {
+          b.flush();
+          b.close();
+        }
+        await new Promise<void>((r) => sock!.end(r));
         const mib = (stats.bytes / 2 ** 20).toFixed(1);
         process.stderr.write(
           `\r\nvisor: migrated to ${where}: ${stats.rounds} rounds while running, ${mib} MiB, paused ${stats.downtimeMs.toFixed(0)} ms for the last ${stats.finalPages} pages\r\n`,
         );
       } catch (e) {
-        sock.destroy();
+        sock?.destroy();
         process.stderr.write(
           `\r\nvisor: migration to ${where} failed: ${(e as Error).message}; the VM runs on here\r\n`,
         );
@@ -351,36 +405,6 @@ function isHtifProgram(elf: Uint8Array): boolean {
   }
 }
 
-/** Guest console output, batched so one byte per MMIO write is not one syscall. */
-class OutputBuffer {
-  private chunks: Uint8Array[] = [];
-  private size = 0;
-  private scheduled = false;
-
-  write(bytes: Uint8Array): void {
-    this.chunks.push(bytes.slice());
-    this.size += bytes.length;
-    if (this.size > 4096) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
-  }
-
-  flush(): void {
-    this.scheduled = false;
-    if (this.size === 0) return;
-    const all = Buffer.concat(this.chunks);
-    this.chunks = [];
-    this.size = 0;
-    try {
-      process.stdout.write(all);
-    } catch {
-      // stdout closed: drop the output
-    }
-  }
-}
-
 /** Parse HOST:PORT (or PORT alone, on 127.0.0.1, where `portAlone` allows it). */
 function hostPort(s: string, flag: string, portAlone: boolean): { host: string; port: number } {
   const m = /^(?:(.+):)?(\d+)$/.exec(s);
@@ -391,43 +415,60 @@ function hostPort(s: string, flag: string, portAlone: boolean): { host: string; 
   return { host: m[1] ?? "127.0.0.1", port };
 }
 
-/** Listen on `addr` for one migration and take it in whole. */
-async function receiveMigration(addr: { host: string; port: number }): Promise<MigrationReceiver> {
-  const rx = new MigrationReceiver();
-  await new Promise<void>((resolve, reject) => {
-    const server = net.createServer((sock) => {
-      server.close();
-      sock.on("data", (d: Buffer) => {
-        try {
-          rx.push(d);
-        } catch (e) {
-          sock.destroy();
-          reject(e);
-        }
-      });
-      sock.on("end", () =>
-        rx.done ? resolve() : reject(new Error("migration: the sender left before the VM arrived")),
-      );
-      sock.on("error", reject);
-    });
-    server.on("error", (e: NodeJS.ErrnoException) =>
-      reject(
-        new Error(
-          `--incoming ${addr.host}:${addr.port}: ${e.code === "EADDRINUSE" ? "address in use" : e.message}`,
-        ),
-      ),
+/**
+ * How migration is secured, from --migrate-key, --tls-cert/--tls-key/--tls-ca or
+ * --migrate-insecure; exactly one is required where a migration may happen.
+ */
+function migrationSecurity(opts: Map<string, string[]>, needed: boolean): MigrationSecurity | undefined {
+  const one = (k: string) => opts.get(k)?.[0];
+  const key = one("migrate-key");
+  const tlsGiven = ["tls-cert", "tls-key", "tls-ca"].filter((k) => opts.has(k));
+  const insecure = opts.has("migrate-insecure");
+  const ways = [key !== undefined, tlsGiven.length > 0, insecure].filter(Boolean).length;
+  if (ways > 1)
+    throw new UserError("give one of --migrate-key, --tls-cert/--tls-key/--tls-ca, --migrate-insecure");
+  if (!needed) {
+    if (ways > 0) throw new UserError("migration security options need --incoming or --migrate-to");
+    return undefined;
+  }
+  if (ways === 0) {
+    throw new UserError(
+      "migration needs --migrate-key FILE (make one: openssl rand -hex 32 > FILE), --tls-cert/--tls-key/--tls-ca, or --migrate-insecure",
     );
-    server.listen(addr.port, addr.host, () =>
-      process.stderr.write(`visor: waiting for a migration on ${addr.host}:${addr.port}\n`),
-    );
-  }).catch((e) => {
-    throw new UserError((e as Error).message);
-  });
-  process.stderr.write(
-    `visor: migration received (${(rx.bytes / 2 ** 20).toFixed(1)} MiB); the VM continues here\n`,
-  );
-  return rx;
+  }
+  if (insecure) return { kind: "insecure" };
+  if (key !== undefined) {
+    try {
+      return { kind: "psk", key: readMigrateKey(key) };
+    } catch (e) {
+      throw new UserError((e as Error).message);
+    }
+  }
+  const missing = ["tls-cert", "tls-key", "tls-ca"].find((k) => !opts.has(k));
+  if (missing !== undefined)
+    throw new UserError(`--${missing} is needed with ${tlsGiven.map((k) => `--${k}`).join(", ")}`);
+  return {
+    kind: "cert",
+    cert: Buffer.from(readInput(one("tls-cert")!, "certificate")),
+    key: Buffer.from(readInput(one("tls-key")!, "private key")),
+    ca: Buffer.from(readInput(one("tls-ca")!, "CA certificate")),
+  };
 }
+
+/** --migrate-timeout SECONDS (fractions allowed), in milliseconds. */
+function migrateTimeout(s: string | undefined): number {
+  if (s === undefined) return DEFAULT_MIGRATE_TIMEOUT_MS;
+  const secs = Number(s);
+  if (!/^\d+(\.\d+)?$/.test(s) || !(secs > 0) || secs > MAX_MIGRATE_TIMEOUT_S) {
+    throw new UserError(
+      `--migrate-timeout: '${s}' is not a number of seconds from 0 to ${MAX_MIGRATE_TIMEOUT_S}`,
+    );
+  }
+  return Math.round(secs * 1000);
+}
+
+/** The longest --migrate-timeout: an hour. */
+const MAX_MIGRATE_TIMEOUT_S = 3600;
 
 /** A send function for migrate(): resolves when the socket takes the bytes, rejects if it fails. */
 function socketSender(sock: net.Socket): (chunk: Uint8Array) => Promise<void> {

@@ -20,6 +20,7 @@ export function printStats(m: Machine, out: NodeJS.WritableStream): void {
     );
   }
   lines.push(`${"idle (all vCPUs waiting)".padEnd(44)} ${String(m.exitStats.idle).padStart(10)}`);
+  lines.push(`${"held for console output".padEnd(44)} ${String(m.outputWaits).padStart(10)}`);
   const sbi = m.sbiCalls.rows();
   if (sbi.length > 0) {
     lines.push("");

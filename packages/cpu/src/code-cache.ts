@@ -1,4 +1,12 @@
-import type { GuestRam } from "@visor/memory";
+import { type GuestRam, PAGE_SIZE } from "@visor/memory";
+
+/**
+ * Page index of a RAM byte offset. RAM offsets go past 4 GiB, so no 32-bit shift here: it
+ * would wrap, and a page above 4 GiB would share its decoded slots with one below.
+ */
+function pageIndex(off: number): number {
+  return Math.floor(off / PAGE_SIZE);
+}
 
 /**
  * Decoded-instruction cache shared by every hart on one RAM: one Int32Array of decoded
@@ -19,7 +27,7 @@ export class CodeCache {
   invalidations = 0;
 
   constructor(ram: GuestRam) {
-    this.pages = new Array(ram.size >>> 12).fill(undefined);
+    this.pages = new Array(pageIndex(ram.size)).fill(undefined);
     const prev = ram.onExternalWrite;
     ram.onExternalWrite = (off, len) => {
       prev?.(off, len);
@@ -33,7 +41,7 @@ export class CodeCache {
 
   /** The decoded page for the RAM page at byte offset `pageOff`, created empty if needed. */
   page(pageOff: number): Int32Array {
-    const idx = pageOff >>> 12;
+    const idx = pageIndex(pageOff);
     let p = this.pages[idx];
     if (p === undefined) {
       p = new Int32Array(4096);
@@ -44,11 +52,11 @@ export class CodeCache {
   }
 
   isCode(pageOff: number): boolean {
-    return this.pages[pageOff >>> 12] !== undefined;
+    return this.pages[pageIndex(pageOff)] !== undefined;
   }
 
   invalidatePage(pageOff: number): void {
-    const idx = pageOff >>> 12;
+    const idx = pageIndex(pageOff);
     if (this.pages[idx] !== undefined) {
       this.pages[idx] = undefined;
       this.generation++;
@@ -58,8 +66,8 @@ export class CodeCache {
 
   invalidateRange(off: number, len: number): void {
     if (len <= 0) return;
-    const last = (off + len - 1) >>> 12;
-    for (let p = off >>> 12; p <= last; p++) {
+    const last = pageIndex(off + len - 1);
+    for (let p = pageIndex(off); p <= last; p++) {
       if (this.pages[p] !== undefined) {
         this.pages[p] = undefined;
         this.generation++;

@@ -50,17 +50,36 @@ export interface HartStats {
   gTlbHits: number;
 }
 
+/** RAM sizes up to this have every RAM offset in int32 range. */
+const INT32_RAM_LIMIT = 2 ** 31;
+
+/**
+ * A TLB's RAM page offsets: int32 while every RAM offset fits one (RAM up to 2 GiB), so
+ * the hot path adds int32s; doubles above, exact for any RAM size.
+ */
+export type TlbPages = Int32Array | Float64Array;
+
+function tlbPages(ramSize: number): TlbPages {
+  return ramSize <= INT32_RAM_LIMIT ? new Int32Array(TLB_SIZE) : new Float64Array(TLB_SIZE);
+}
+
 /** One translation context's read, write and fetch TLBs. */
 export class TlbSet {
   readonly rTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
   readonly rTagHi = new Int32Array(TLB_SIZE);
-  readonly rPage = new Int32Array(TLB_SIZE);
+  readonly rPage: TlbPages;
   readonly wTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
   readonly wTagHi = new Int32Array(TLB_SIZE);
-  readonly wPage = new Int32Array(TLB_SIZE);
+  readonly wPage: TlbPages;
   readonly xTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
   readonly xTagHi = new Int32Array(TLB_SIZE);
-  readonly xPage = new Int32Array(TLB_SIZE);
+  readonly xPage: TlbPages;
+
+  constructor(ramSize: number) {
+    this.rPage = tlbPages(ramSize);
+    this.wPage = tlbPages(ramSize);
+    this.xPage = tlbPages(ramSize);
+  }
 
   flush(): void {
     this.rTagLo.fill(INVALID_TAG);
@@ -236,13 +255,13 @@ export class HartCore {
   readonly tlbSets: TlbSet[] = [];
   rTagLo!: Int32Array;
   rTagHi!: Int32Array;
-  rPage!: Int32Array;
+  rPage!: TlbPages;
   wTagLo!: Int32Array;
   wTagHi!: Int32Array;
-  wPage!: Int32Array;
+  wPage!: TlbPages;
   xTagLo!: Int32Array;
   xTagHi!: Int32Array;
-  xPage!: Int32Array;
+  xPage!: TlbPages;
   tlbFlushes = 0;
 
   /** Scratch results of slow paths (no allocation): loads, CSR reads. */
@@ -276,7 +295,7 @@ export class HartCore {
     this.hasH = o.hypervisor;
     this.misaLo = MISA_LO | (o.hypervisor ? MISA_H : 0);
     this.h = o.hypervisor ? new HState() : undefined;
-    for (let i = 0; i < TLB_CONTEXTS; i++) this.tlbSets.push(new TlbSet());
+    for (let i = 0; i < TLB_CONTEXTS; i++) this.tlbSets.push(new TlbSet(o.ram.size));
     selectTlb(this);
   }
 }

@@ -9,10 +9,10 @@
  * hext.ts (the H extension's CSRs and instructions), amo.ts (LR/SC, AMOs), system.ts
  * (everything rare the loop hands off), state.ts (snapshots).
  *
- * Design (DESIGN.md, "The hot path"):
+ * Design (docs/architecture.md, "The hot path"):
  * - Integer registers are int32 pairs (`xlo`, `xhi`); index 32 is a write sink for x0.
  * - Three software TLBs (read, write, fetch) of TLB_SIZE (1024) direct-mapped entries per
- *   translation context. A hit is two int32 compares and one `|` to get the RAM offset.
+ *   translation context. A hit is two int32 compares and one `+` to get the RAM offset.
  *   Only RAM pages are ever cached, so a miss is also how MMIO and faults reach the slow
  *   path.
  * - Instructions are decoded once per physical page into a CodeCache (code-cache.ts) and
@@ -25,7 +25,7 @@
  *   out by hand; test/load-store.test.ts ties every case label to the decoder's constant
  *   and every width/sign to its handler.
  */
-import { ACCESS_EXEC, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
+import { ACCESS_EXEC, type Access, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
 import { CodeCache } from "./code-cache.ts";
 import {
   INVALID_TAG as CORE_INVALID_TAG,
@@ -203,6 +203,26 @@ export class Hart {
   /** Virtualization mode (H extension): true in VS- and VU-mode. */
   get virt(): boolean {
     return this.c.virt;
+  }
+
+  /**
+   * Enter privilege mode `priv` (csr.PRV_*) and V mode `virt`, as the host would on an
+   * xRET into the guest (a hypervisor resuming a guest, a test driving the MMU).
+   */
+  setPrivilege(priv: number, virt = this.c.virt): void {
+    const c = this.c;
+    if (virt && c.h === undefined) throw new Error("hart: V=1 needs the hypervisor extension");
+    setPriv(c, priv);
+    setVirt(c, virt);
+  }
+
+  /**
+   * Translate virtual address `va` for `access` (memory's ACCESS_READ/WRITE/EXEC) as the
+   * hart would now, two-stage under V=1, as KVM_TRANSLATE does: the physical page address,
+   * or -cause for the fault it would take (no trap is taken).
+   */
+  translate(va: bigint, access: Access): number {
+    return translate(this.c, Number(BigInt.asIntN(32, va)), Number(BigInt.asIntN(32, va >> 32n)), access);
   }
 
   /** The pc as an unsigned BigInt. */
@@ -494,11 +514,11 @@ export class Hart {
       let imm = dec[slot + 1]!;
       if (w === 0) {
         const po = pcLo & 0xfff;
-        const h = dv.getUint16(curOff | po, true);
+        const h = dv.getUint16(curOff + po, true);
         if ((h & 3) !== 3) {
           w = D.decode16(h);
         } else if (po !== 0xffe) {
-          w = D.decode32(dv.getInt32(curOff | po, true));
+          w = D.decode32(dv.getInt32(curOff + po, true));
         } else {
           // A 32-bit instruction straddling two pages: decode it every time, never cache.
           const nLo = (pcLo + 2) | 0;
@@ -679,7 +699,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt8(o);
               hi = lo >> 31;
             } else {
@@ -712,7 +732,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt16(o, true);
               hi = lo >> 31;
             } else {
@@ -745,7 +765,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = lo >> 31;
             } else {
@@ -778,7 +798,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = dv.getInt32(o + 4, true);
             } else {
@@ -811,7 +831,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getUint8(o);
               hi = 0;
             } else {
@@ -844,7 +864,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getUint16(o, true);
               hi = 0;
             } else {
@@ -877,7 +897,7 @@ export class Hart {
             let lo: number;
             let hi: number;
             if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
-              const o = rPage[ti]! | (aLo & 0xfff);
+              const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = 0;
             } else {
@@ -909,7 +929,7 @@ export class Hart {
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
             if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
-              const o = wPage[ti]! | (aLo & 0xfff);
+              const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt8(o, xlo[r2]!);
             } else {
               c.pcLo = pcLo;
@@ -936,7 +956,7 @@ export class Hart {
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
             if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
-              const o = wPage[ti]! | (aLo & 0xfff);
+              const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt16(o, xlo[r2]!, true);
             } else {
               c.pcLo = pcLo;
@@ -963,7 +983,7 @@ export class Hart {
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
             if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
-              const o = wPage[ti]! | (aLo & 0xfff);
+              const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt32(o, xlo[r2]!, true);
             } else {
               c.pcLo = pcLo;
@@ -990,7 +1010,7 @@ export class Hart {
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
             if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
-              const o = wPage[ti]! | (aLo & 0xfff);
+              const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt32(o, xlo[r2]!, true);
               dv.setInt32(o + 4, xhi[r2]!, true);
             } else {
@@ -1397,14 +1417,14 @@ function fpFastPath(c: HartCore, w: number, imm: number): boolean {
   const dv = c.ram.dv;
   if (op <= OP_FLD) {
     if (c.rTagLo[ti] !== tag || c.rTagHi[ti] !== aHi) return false;
-    const o = c.rPage[ti]! | (aLo & 0xfff);
+    const o = c.rPage[ti]! + (aLo & 0xfff);
     const f = 2 * ((w >>> 8) & 0x1f);
     fw[f] = dv.getInt32(o, true);
     fw[f + 1] = op === OP_FLD ? dv.getInt32(o + 4, true) : -1; // singles are NaN-boxed
     return true;
   }
   if (c.wTagLo[ti] !== tag || c.wTagHi[ti] !== aHi) return false;
-  const o = c.wPage[ti]! | (aLo & 0xfff);
+  const o = c.wPage[ti]! + (aLo & 0xfff);
   const f = 2 * (w >>> 24);
   dv.setInt32(o, fw[f]!, true);
   if (op === OP_FSD) dv.setInt32(o + 4, fw[f + 1]!, true);

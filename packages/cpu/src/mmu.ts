@@ -226,7 +226,7 @@ export function loadSlow(c: HartCore, aLo: number, aHi: number, size: number): n
     c.rTagHi[ti] = aHi;
     c.rPage[ti] = po;
     const dv = ram.dv;
-    const o = po | off;
+    const o = po + off;
     switch (size) {
       case 1:
         c.ldLo = dv.getUint8(o);
@@ -311,13 +311,13 @@ export function storeSlow(
   if (pa >= ram.base && pa + PAGE <= ram.end) {
     const po = pa - ram.base;
     if (c.code.isCode(po)) c.code.invalidatePage(po);
-    if (ram.dirtyLogging) ram.dirty[po >>> 17]! |= 1 << ((po >>> 12) & 31);
+    ram.logWrite(po);
     const ti = (aLo >>> 12) & TLB_MASK;
     c.wTagLo[ti] = aLo & ~PAGE_MASK;
     c.wTagHi[ti] = aHi;
     c.wPage[ti] = po;
     const dv = ram.dv;
-    const o = po | off;
+    const o = po + off;
     switch (size) {
       case 1:
         dv.setUint8(o, vLo & 0xff);
@@ -385,9 +385,9 @@ export function amoAddr(c: HartCore, aLo: number, aHi: number, size: number, acc
   const ti = (aLo >>> 12) & TLB_MASK;
   const tag = aLo & ~PAGE_MASK;
   if (access === ACCESS_WRITE) {
-    if (c.wTagLo[ti] === tag && c.wTagHi[ti] === aHi) return c.wPage[ti]! | (aLo & PAGE_MASK);
+    if (c.wTagLo[ti] === tag && c.wTagHi[ti] === aHi) return c.wPage[ti]! + (aLo & PAGE_MASK);
   } else if (c.rTagLo[ti] === tag && c.rTagHi[ti] === aHi) {
-    return c.rPage[ti]! | (aLo & PAGE_MASK);
+    return c.rPage[ti]! + (aLo & PAGE_MASK);
   }
   c.stats.tlbMisses++;
   const pa = translate(c, aLo, aHi, access);
@@ -403,7 +403,7 @@ export function amoAddr(c: HartCore, aLo: number, aHi: number, size: number, acc
   const po = pa - ram.base;
   if (access === ACCESS_WRITE) {
     if (c.code.isCode(po)) c.code.invalidatePage(po);
-    if (ram.dirtyLogging) ram.dirty[po >>> 17]! |= 1 << ((po >>> 12) & 31);
+    ram.logWrite(po);
     c.wTagLo[ti] = tag;
     c.wTagHi[ti] = aHi;
     c.wPage[ti] = po;
@@ -412,7 +412,7 @@ export function amoAddr(c: HartCore, aLo: number, aHi: number, size: number, acc
     c.rTagHi[ti] = aHi;
     c.rPage[ti] = po;
   }
-  return po | (aLo & PAGE_MASK);
+  return po + (aLo & PAGE_MASK);
 }
 
 /** The raw bits of the instruction at the pc (for mtval on illegal instructions), or 0. */

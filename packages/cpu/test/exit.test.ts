@@ -1,6 +1,6 @@
 // Hart.run's typed exits: every kind from a real trap, with its fields; the non-trap
 // exits are shared constants (no allocation per run).
-import { GuestRam } from "@visor/memory";
+import { GuestRam, hpa } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import {
   csr as C,
@@ -33,7 +33,7 @@ const T0 = 5;
 
 function setup(program: number[], bus?: Partial<PhysBus>): { ram: GuestRam; hart: Hart } {
   const ram = new GuestRam(BASE, 1 << 20);
-  for (let i = 0; i < program.length; i++) ram.write32(BASE + 4 * i, program[i]!);
+  for (let i = 0; i < program.length; i++) ram.write32(hpa(BASE + 4 * i), program[i]!);
   const hart = new Hart({
     ram,
     bus: { read: () => -1, write: () => false, read64: () => undefined, write64: () => false, ...bus },

@@ -4,7 +4,7 @@
 // TLB fast path and on the slow path, must move the bytes its width and sign say.
 import { readFileSync } from "node:fs";
 import { IoManager } from "@visor/io-bus";
-import { GuestRam } from "@visor/memory";
+import { GuestRam, hpa } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import * as D from "../src/decode.ts";
 import { EXIT_M, Hart } from "../src/index.ts";
@@ -159,8 +159,8 @@ function runTwice(
   addr: number,
   check: (pass: number) => void,
 ): void {
-  ram.write32(PROGRAM, insn);
-  ram.write32(PROGRAM + 4, EBREAK);
+  ram.write32(hpa(PROGRAM), insn);
+  ram.write32(hpa(PROGRAM + 4), EBREAK);
   let misses = 0;
   for (let pass = 0; pass < 2; pass++) {
     hart.pc = BigInt(PROGRAM);
@@ -188,7 +188,7 @@ describe("loads and stores, on the slow path then the TLB fast path", () => {
     for (const offset of [0, 8, 4096 - 8]) {
       it(`${w.op} at page offset ${offset}`, () => {
         const { ram, hart } = newHart();
-        for (let i = 0; i < bytes.length; i++) ram.write8(DATA + offset + i, bytes[i]!);
+        for (let i = 0; i < bytes.length; i++) ram.write8(hpa(DATA + offset + i), bytes[i]!);
         let v = 0n;
         for (let i = w.size - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]!);
         const want = BigInt.asUintN(64, w.signed ? BigInt.asIntN(8 * w.size, v) : v);
@@ -203,13 +203,13 @@ describe("loads and stores, on the slow path then the TLB fast path", () => {
       const { ram, hart } = newHart();
       const value = 0x8877_6655_4433_2211n;
       hart.setX(X_SRC, value);
-      for (let i = 0; i < 16; i++) ram.write8(DATA + i, 0xee);
+      for (let i = 0; i < 16; i++) ram.write8(hpa(DATA + i), 0xee);
       runTwice(ram, hart, storeInsn(w.op, 4), DATA, (pass) => {
         for (let i = 0; i < 16; i++) {
           const inside = i >= 4 && i < 4 + w.size;
           const want = inside ? Number((value >> BigInt(8 * (i - 4))) & 0xffn) : 0xee;
-          expect(ram.read8(DATA + i), `pass ${pass} byte ${i}`).toBe(want);
-          ram.write8(DATA + i, 0xee);
+          expect(ram.read8(hpa(DATA + i)), `pass ${pass} byte ${i}`).toBe(want);
+          ram.write8(hpa(DATA + i), 0xee);
         }
       });
     });

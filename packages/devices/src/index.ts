@@ -1,7 +1,7 @@
 /**
  * @visor/devices: the devices of a RISC-V `virt`-style machine. Each is a BusDevice (see
  * @visor/io-bus) that knows nothing of its base address, raises interrupts through an
- * injected IrqLine, reaches guest memory only through GuestRam's bounds-checked methods,
+ * injected IrqLine, reaches guest memory only through GuestMemory's bounds-checked methods (guest RAM only),
  * and saves/restores its state with toState()/fromState().
  */
 export * from "./byte-queue.ts";

@@ -9,7 +9,9 @@ import { stateBool, stateInt, stateIntArray, stateObject } from "./state.ts";
  *
  * Model of time: transmission is instantaneous (the sink is called during the THR write),
  * so THR and the transmitter are always empty when the guest looks (LSR.THRE = LSR.TEMT =
- * 1). Reception is fed from a bounded host-side input buffer (the "wire"); the receive FIFO
+ * 1). Flow control toward a slow host is not the UART's business: a machine whose console
+ * is backed up stops running the guest (packages/hypervisor MachineConsole), so the guest
+ * sees a slow line in time, never a full THR, and a guest that ignores LSR loses nothing. Reception is fed from a bounded host-side input buffer (the "wire"); the receive FIFO
  * the guest sees is the first 16 bytes of it (1 byte with FIFOs disabled). Because bytes
  * wait on the wire until the FIFO has room, there is never a receiver overrun from host
  * input; `pushInput` returns how much it accepted so the host can apply back-pressure.

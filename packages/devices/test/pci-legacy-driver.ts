@@ -4,7 +4,7 @@
  * handshake) that lays its rings out with the legacy alignment and reuses the
  * transport-neutral DriverQueue from virtio-driver.ts for the ring work.
  */
-import type { GuestRam } from "@visor/memory";
+import type { GuestMemory } from "@visor/memory";
 import {
   legacyRingBytes,
   legacyRingLayout,
@@ -119,13 +119,13 @@ class LegacyRingAllocator extends GuestAllocator {
 /** Drives the legacy virtio-pci handshake over the registers of I/O BAR 0. */
 export class LegacyPciDriver {
   readonly regs: Regs;
-  readonly ram: GuestRam;
+  readonly ram: GuestMemory;
   readonly alloc: GuestAllocator;
   readonly queues: DriverQueue[] = [];
   hostFeatures = 0;
   features = 0;
 
-  constructor(regs: Regs, ram: GuestRam, alloc: GuestAllocator) {
+  constructor(regs: Regs, ram: GuestMemory, alloc: GuestAllocator) {
     this.regs = regs;
     this.ram = ram;
     this.alloc = alloc;

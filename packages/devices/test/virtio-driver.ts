@@ -5,7 +5,7 @@
  * MmioDriver does the virtio-mmio register handshake. A virtio-pci driver can reuse the
  * ring half and add its own handshake.
  */
-import type { GuestRam } from "@visor/memory";
+import { type GuestMemory, gpa } from "@visor/memory";
 import {
   feature,
   VIRTIO_F_VERSION_1,
@@ -70,14 +70,14 @@ export class DriverQueue {
   readonly desc: number;
   readonly avail: number;
   readonly used: number;
-  private readonly ram: GuestRam;
+  private readonly ram: GuestMemory;
   private readonly alloc: GuestAllocator;
   private free: number[] = [];
   private availIdx = 0;
   private lastUsed = 0;
   private readonly posted = new Map<number, Posted & { descs: number[] }>();
 
-  constructor(ram: GuestRam, alloc: GuestAllocator, index: number, size: number) {
+  constructor(ram: GuestMemory, alloc: GuestAllocator, index: number, size: number) {
     this.ram = ram;
     this.alloc = alloc;
     this.index = index;
@@ -85,41 +85,43 @@ export class DriverQueue {
     this.desc = alloc.alloc(16 * size, 16);
     this.avail = alloc.alloc(6 + 2 * size, 2);
     this.used = alloc.alloc(6 + 8 * size, 4);
-    ram.viewMut(this.desc, 16 * size).fill(0);
-    ram.viewMut(this.avail, 6 + 2 * size).fill(0);
-    ram.viewMut(this.used, 6 + 8 * size).fill(0);
+    ram.viewMut(gpa(this.desc), 16 * size).fill(0);
+    ram.viewMut(gpa(this.avail), 6 + 2 * size).fill(0);
+    ram.viewMut(gpa(this.used), 6 + 8 * size).fill(0);
     for (let i = 0; i < size; i++) this.free.push(i);
   }
 
   /** Write descriptor `i` of a table at `table`. */
   writeDesc(table: number, i: number, addr: number, len: number, flags: number, next: number): void {
     const d = table + 16 * i;
-    this.ram.write32(d, addr % 0x1_0000_0000);
-    this.ram.write32(d + 4, Math.floor(addr / 0x1_0000_0000));
-    this.ram.write32(d + 8, len);
-    this.ram.write16(d + 12, flags);
-    this.ram.write16(d + 14, next);
+    this.ram.write32(gpa(d), addr % 0x1_0000_0000);
+    this.ram.write32(gpa(d + 4), Math.floor(addr / 0x1_0000_0000));
+    this.ram.write32(gpa(d + 8), len);
+    this.ram.write16(gpa(d + 12), flags);
+    this.ram.write16(gpa(d + 14), next);
   }
 
   /**
    * Post a request made of `buffers` (device-readable ones first). With `indirect`, the
-   * chain goes in an indirect table referenced by one descriptor. Does not kick.
+   * chain goes in an indirect table referenced by one descriptor. Buffers come from
+   * `alloc` (default: the queue's allocator). Does not kick.
    */
-  post(buffers: DriverBuffer[], options: { indirect?: boolean } = {}): Posted {
+  post(buffers: DriverBuffer[], options: { indirect?: boolean; alloc?: GuestAllocator } = {}): Posted {
+    const alloc = options.alloc ?? this.alloc;
     const placed = buffers.map((b) => {
       if ("out" in b) {
-        const addr = this.alloc.alloc(Math.max(1, b.out.length), 8);
-        this.ram.write(addr, b.out);
+        const addr = alloc.alloc(Math.max(1, b.out.length), 8);
+        this.ram.write(gpa(addr), b.out);
         return { addr, len: b.out.length, write: false };
       }
-      const addr = this.alloc.alloc(Math.max(1, b.in), 8);
-      this.ram.viewMut(addr, b.in).fill(0xee);
+      const addr = alloc.alloc(Math.max(1, b.in), 8);
+      this.ram.viewMut(gpa(addr), b.in).fill(0xee);
       return { addr, len: b.in, write: true };
     });
     const inBuffers = placed.filter((p) => p.write).map(({ addr, len }) => ({ addr, len }));
     let descs: number[];
     if (options.indirect) {
-      const table = this.alloc.alloc(16 * placed.length, 16);
+      const table = alloc.alloc(16 * placed.length, 16);
       placed.forEach((p, i) => {
         const last = i === placed.length - 1;
         this.writeDesc(
@@ -150,21 +152,21 @@ export class DriverQueue {
 
   /** Put `head` in the avail ring and bump avail.idx (no kick). */
   publish(head: number): void {
-    this.ram.write16(this.avail + 4 + 2 * (this.availIdx % this.size), head);
+    this.ram.write16(gpa(this.avail + 4 + 2 * (this.availIdx % this.size)), head);
     this.availIdx = (this.availIdx + 1) & 0xffff;
-    this.ram.write16(this.avail + 2, this.availIdx);
+    this.ram.write16(gpa(this.avail + 2), this.availIdx);
   }
 
   /** Completions since the last call: head, bytes written, and the written data per buffer. */
   takeUsed(): { head: number; len: number; data: Uint8Array[] }[] {
     const out: { head: number; len: number; data: Uint8Array[] }[] = [];
-    const usedIdx = this.ram.read16(this.used + 2);
+    const usedIdx = this.ram.read16(gpa(this.used + 2));
     while (this.lastUsed !== usedIdx) {
       const e = this.used + 4 + 8 * (this.lastUsed % this.size);
-      const head = this.ram.read32(e);
-      const len = this.ram.read32(e + 4);
+      const head = this.ram.read32(gpa(e));
+      const len = this.ram.read32(gpa(e + 4));
       const p = this.posted.get(head);
-      const data = p ? p.inBuffers.map((b) => Uint8Array.from(this.ram.view(b.addr, b.len))) : [];
+      const data = p ? p.inBuffers.map((b) => Uint8Array.from(this.ram.view(gpa(b.addr), b.len))) : [];
       if (p) {
         this.posted.delete(head);
         this.free.push(...p.descs);
@@ -176,17 +178,17 @@ export class DriverQueue {
   }
 
   set noInterrupt(on: boolean) {
-    this.ram.write16(this.avail, on ? VIRTQ_AVAIL_F_NO_INTERRUPT : 0);
+    this.ram.write16(gpa(this.avail), on ? VIRTQ_AVAIL_F_NO_INTERRUPT : 0);
   }
 
   /** used_event (EVENT_IDX): interrupt me when used.idx passes this. */
   set usedEvent(idx: number) {
-    this.ram.write16(this.avail + 4 + 2 * this.size, idx);
+    this.ram.write16(gpa(this.avail + 4 + 2 * this.size), idx);
   }
 
   /** avail_event written by the device (EVENT_IDX). */
   get availEvent(): number {
-    return this.ram.read16(this.used + 4 + 8 * this.size);
+    return this.ram.read16(gpa(this.used + 4 + 8 * this.size));
   }
 
   private take(n: number): number[] {
@@ -205,13 +207,13 @@ export interface MmioRegs {
 /** Drives the virtio-mmio handshake (virtio 1.1 §3.1.1, §4.2.3). */
 export class MmioDriver {
   readonly regs: MmioRegs;
-  readonly ram: GuestRam;
+  readonly ram: GuestMemory;
   readonly alloc: GuestAllocator;
   readonly queues: DriverQueue[] = [];
   deviceFeatures = 0n;
   features = 0n;
 
-  constructor(regs: MmioRegs, ram: GuestRam, alloc: GuestAllocator) {
+  constructor(regs: MmioRegs, ram: GuestMemory, alloc: GuestAllocator) {
     this.regs = regs;
     this.ram = ram;
     this.alloc = alloc;

@@ -6,6 +6,7 @@ export * from "./machine.ts";
 export * from "./migration.ts";
 export * from "./pci.ts";
 export * from "./sbi/index.ts";
+export * from "./sha256.ts";
 export * from "./shadow.ts";
 export * from "./snapshot.ts";
 export * from "./stats.ts";

@@ -12,10 +12,17 @@
  * How the guest kernel runs is the vCPU's business (vcpu.ts): directly in S-mode
  * (`virt: "off"`), or as a VS-mode guest under the H extension with nested (G-stage) or
  * shadow paging. The machine only sees exits.
+ *
+ * Memory: one host buffer (`ram`, the harts' physical memory) holds guest RAM and, under
+ * nested or shadow paging, the hypervisor's page-table pool right after it. It is split
+ * once, here: `memory` (a GuestMemory, exactly guest RAM) is all that devices, the SBI,
+ * HTIF and the loaders get; the pool's HvRegion only the G-stage and shadow MMU. No
+ * guest-supplied address can reach the pool.
  */
 import { csr as C, type Hart } from "@visor/cpu";
 import {
   type BlockBackend,
+  ByteQueue,
   Clint,
   GoldfishRtc,
   type IrqLine,
@@ -31,7 +38,7 @@ import {
   VirtioRng,
 } from "@visor/devices";
 import { IoManager } from "@visor/io-bus";
-import { GuestRam } from "@visor/memory";
+import { GuestMemory, GuestRam, HvRegion, MAX_GUEST_MEMORY, PAGE_SIZE } from "@visor/memory";
 import {
   fwJumpReservedRanges,
   hostInitrd,
@@ -58,6 +65,7 @@ import {
   type MachineConfigState,
   type MachineState,
   SNAPSHOT_VERSION,
+  validateMachineState,
 } from "./snapshot.ts";
 import { ExitStats } from "./stats.ts";
 import { Vcpu, type VirtMode } from "./vcpu.ts";
@@ -76,9 +84,25 @@ export interface DiskConfig {
   id?: string;
 }
 
+/**
+ * Where guest console output goes (the UART, the SBI console, HTIF, the machine's own
+ * virtio error notes). Output is flow-controlled: a console whose sink backs up (a pipe
+ * nobody reads) returns false from write(), and the machine then runs no guest instruction
+ * until the console calls the listener it registered with onDrain. The guest just sees a
+ * slow line; nothing accumulates on the host beyond what the console itself buffers.
+ */
 export interface MachineConsole {
-  /** Guest console output (UART and SBI console). */
-  write(bytes: Uint8Array): void;
+  /**
+   * Take guest output (the bytes are the console's from now on). Return false when the
+   * sink is full and no more should come until the onDrain listener is called; any other
+   * return (true, nothing) means it can take more.
+   */
+  write(bytes: Uint8Array): unknown;
+  /**
+   * Register the one listener to call when a sink that refused more (write returned
+   * false) can take output again. A console without it never holds the guest.
+   */
+  onDrain?(listener: () => void): void;
 }
 
 export interface MachineOptions {
@@ -111,7 +135,11 @@ export interface MachineOptions {
 /** What Machine.restore needs besides the snapshot: the parts that live outside the VM. */
 export interface RestoreOptions {
   console: MachineConsole;
-  /** Backends for the snapshot's disks, in order, on the same transports. */
+  /**
+   * Backends for the snapshot's disks, in order: the restoring side's own (a snapshot or a
+   * migration stream never names a host file). They must match the saved devices in
+   * number, transport and read-only setting.
+   */
   disks?: DiskConfig[];
   nets?: NetBackend[];
   stats?: boolean;
@@ -131,9 +159,37 @@ export class GuestError extends Error {
 }
 
 const SLICE = 200_000;
+/**
+ * Host input kept for the SBI console once the UART's own input buffer is full. Input
+ * beyond it, when the guest reads neither, is dropped (as a UART overruns).
+ */
+export const CONSOLE_INPUT_CAPACITY = 64 * 1024;
+
+/** The smallest guest RAM the virt machine takes: 16 MiB. */
+export const MIN_GUEST_MEMORY = 16 << 20;
+
+/**
+ * Throws a one-line Error unless `bytes` is a guest RAM size the virt machine supports: a
+ * whole number of 4 KiB pages from MIN_GUEST_MEMORY (16 MiB) to MAX_GUEST_MEMORY (16 GiB,
+ * see @visor/memory).
+ */
+export function checkGuestMemory(bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes < MIN_GUEST_MEMORY) {
+    throw new Error(`memory ${bytes} bytes is too small (at least 16 MiB)`);
+  }
+  if (bytes > MAX_GUEST_MEMORY) {
+    throw new Error(
+      `memory ${bytes} bytes is above the supported maximum of ${MAX_GUEST_MEMORY / 2 ** 30} GiB`,
+    );
+  }
+  if (bytes % PAGE_SIZE !== 0) throw new Error(`memory ${bytes} bytes is not a whole number of 4 KiB pages`);
+}
 
 export class Machine {
+  /** The host buffer: guest RAM and the hypervisor's pool after it (the harts' memory). */
   readonly ram: GuestRam;
+  /** Guest RAM, and only that: what every guest-supplied address goes through. */
+  readonly memory: GuestMemory;
   readonly io = new IoManager();
   readonly vcpus: Vcpu[] = [];
   readonly uart: Uart16550;
@@ -164,19 +220,24 @@ export class Machine {
   private skippedTicks = 0;
   private exit: MachineExit | undefined;
   private wake: (() => void) | undefined;
-  private consoleIn: number[] = [];
+  private readonly consoleIn = new ByteQueue(CONSOLE_INPUT_CAPACITY);
   private pauseGate: Promise<void> | undefined;
-  /** Total guest instructions executed, all harts. */
-  instructions = 0;
+  /** Set while the console is backed up: no guest instruction runs until it drains. */
+  private outputGate: Promise<void> | undefined;
+  private releaseOutput: (() => void) | undefined;
+  /** How many times the guest was held because the console was backed up. */
+  outputWaits = 0;
   bootTimeMs = 0;
 
   private constructor(opts: MachineOptions, ram: GuestRam) {
     const harts = opts.harts ?? 1;
     this.ram = ram;
-    this.guestRamEnd = ram.base + opts.memory;
-    this.hvPool = new PageAllocator(this.guestRamEnd, ram.end);
-    this.gstage = opts.virt === "nested" ? new GStage(ram, ram.base, opts.memory, this.hvPool) : undefined;
+    this.memory = new GuestMemory(ram, opts.memory);
+    this.guestRamEnd = this.memory.end;
+    this.hvPool = new PageAllocator(new HvRegion(ram, this.memory, this.guestRamEnd, ram.end));
+    this.gstage = hypervisorMode(opts) === "nested" ? new GStage(this.memory, this.hvPool) : undefined;
     this.console = opts.console;
+    this.console.onDrain?.(() => this.outputDrained());
     this.yieldToHost = opts.yieldToHost ?? (() => new Promise<void>((r) => setTimeout(r, 0)));
     this.virtMode = opts.virt ?? "off";
     this.deterministic = opts.clock === "deterministic";
@@ -189,6 +250,7 @@ export class Machine {
       firmware: opts.bios !== undefined,
       disks: (opts.disks ?? []).map((d) => ({
         transport: d.transport ?? "mmio",
+        readonly: d.backend.readonly === true,
         ...(d.id !== undefined ? { id: d.id } : {}),
       })),
       nets: opts.nets?.length ?? 0,
@@ -224,7 +286,7 @@ export class Machine {
     this.plic = new Plic({ harts, contexts });
     this.uart = new Uart16550({
       irq: this.plic.irqLine(VIRT_IRQ.uart0),
-      output: (b) => this.console.write(Uint8Array.of(b)),
+      output: (b) => this.consoleOut(Uint8Array.of(b)),
     });
     this.rtc = new GoldfishRtc({
       irq: this.plic.irqLine(VIRT_IRQ.rtc),
@@ -242,7 +304,7 @@ export class Machine {
     mmio.register(M.plic.base, plicSize(harts * 2), this.plic);
     mmio.register(M.uart0.base, M.uart0.size, this.uart);
 
-    const onError = (m: string) => this.console.write(new TextEncoder().encode(`visor: virtio: ${m}\r\n`));
+    const onError = (m: string) => this.consoleOut(new TextEncoder().encode(`visor: virtio: ${m}\r\n`));
     const devices = [
       ...(opts.disks ?? [])
         .filter((d) => d.transport !== "pci")
@@ -255,7 +317,12 @@ export class Machine {
     if (devices.length > VIRT_VIRTIO_COUNT)
       throw new Error(`too many virtio devices: ${devices.length} (at most 8)`);
     devices.forEach((device, slot) => {
-      const t = new VirtioMmio({ device, ram, irq: this.plic.irqLine(VIRT_IRQ.virtio + slot), onError });
+      const t = new VirtioMmio({
+        device,
+        ram: this.memory,
+        irq: this.plic.irqLine(VIRT_IRQ.virtio + slot),
+        onError,
+      });
       mmio.register(virtioMmioBase(slot), M.virtio.size, t);
       // ioeventfd-style fast path: a queue notify skips the transport's register decode.
       mmio.addWriteListener(virtioMmioBase(slot) + 0x50, 4, (q) => t.notify(q));
@@ -266,7 +333,7 @@ export class Machine {
       pciDisks.length > 0
         ? attachPciBus({
             io: this.io,
-            ram,
+            ram: this.memory,
             plic: this.plic,
             devices: pciDisks.map(
               (d) => new VirtioBlk({ backend: d.backend, ...(d.id ? { id: d.id } : {}), onError }),
@@ -290,14 +357,13 @@ export class Machine {
         hartStatus: (h) => this.vcpus[h]!.hsmState() as SbiHsmState,
         hartSuspend: (h) => this.vcpus[h]!.suspend(),
         systemReset: (type) => this.finish(type === 0 ? { kind: "poweroff" } : { kind: "reset" }),
-        consoleWrite: (b) => this.console.write(b),
-        consoleRead: (max) => Uint8Array.from(this.consoleIn.splice(0, max)),
-        readPhys: (pa, len) => (ram.contains(pa, len) ? ram.view(pa, len) : undefined),
-        writePhys: (pa, b) => {
-          if (!ram.contains(pa, b.length)) return false;
-          ram.write(pa, b);
-          return true;
+        consoleWrite: (b) => this.consoleOut(b),
+        consoleRead: (max) => {
+          const bytes = this.consoleIn.peek(max);
+          this.consoleIn.drop(bytes.length);
+          return bytes;
         },
+        memory: this.memory,
       },
       this.sbiCalls,
     );
@@ -325,11 +391,16 @@ export class Machine {
         virtio: this.virtio.map((t) => t.toState()),
         ...(this.pci !== undefined ? { pci: this.pci.toState() } : {}),
       },
-      consoleIn: [...this.consoleIn],
+      consoleIn: Array.from(this.consoleIn.peek(this.consoleIn.length)),
       entropy: this.entropy.state,
       hvPool: this.hvPool.position,
       ...(meta !== undefined ? { meta } : {}),
     };
+  }
+
+  /** The machine's configuration as a snapshot or migration stream records it. */
+  get configState(): MachineConfigState {
+    return this.config;
   }
 
   /** The snapshot file (see snapshot.ts) of this machine now: its state and its RAM. */
@@ -357,41 +428,21 @@ export class Machine {
     loadRam: (ram: GuestRam) => void,
     opts: RestoreOptions,
   ): Promise<Machine> {
-    if (
-      state === null ||
-      typeof state !== "object" ||
-      state.config === null ||
-      typeof state.config !== "object"
-    ) {
-      throw new Error("snapshot: corrupt state (no machine configuration)");
-    }
+    // Read from outside (a file, a peer): every field is checked before it is used.
+    state = validateMachineState(state);
     const c = state.config;
     const disks = opts.disks ?? [];
     const nets = opts.nets ?? [];
-    if (
-      !Array.isArray(c.disks) ||
-      !Number.isSafeInteger(c.memory) ||
-      c.memory < 16 << 20 ||
-      c.memory > 2 ** 36 ||
-      !Number.isInteger(c.harts) ||
-      c.harts < 1 ||
-      c.harts > 64 ||
-      !["off", "nested", "shadow"].includes(c.virt)
-    ) {
-      throw new Error("snapshot: corrupt machine configuration");
+    try {
+      checkGuestMemory(c.memory);
+    } catch (e) {
+      throw new Error(`snapshot: ${(e as Error).message}`);
     }
-    if (disks.length !== c.disks.length) {
-      throw new Error(`snapshot: the machine had ${c.disks.length} disk(s), ${disks.length} given`);
-    }
-    disks.forEach((d, i) => {
-      if ((d.transport ?? "mmio") !== c.disks[i]!.transport) {
-        throw new Error(
-          `snapshot: disk ${i + 1} was on ${c.disks[i]!.transport}, not ${d.transport ?? "mmio"}`,
-        );
-      }
-    });
-    if (nets.length !== c.nets)
-      throw new Error(`snapshot: the machine had ${c.nets} network device(s), ${nets.length} given`);
+    checkDevicesMatch(
+      c,
+      disks.map((d) => ({ transport: d.transport ?? "mmio", readonly: d.backend.readonly === true })),
+      nets.length,
+    );
     const m = await Machine.build({
       memory: c.memory,
       harts: c.harts,
@@ -408,6 +459,8 @@ export class Machine {
     });
     try {
       loadRam(m.ram);
+      // The pool came with the RAM image: the G-stage table is the hypervisor's, rebuilt.
+      m.gstage?.write();
       m.applyState(state);
     } catch (e) {
       const msg = (e as Error).message;
@@ -424,9 +477,12 @@ export class Machine {
     for (let i = 0; i < n; i++) this.vcpus[i]!.hart.fromState(s.harts[i]);
     // The clock next (the deterministic one counts the instructions just restored): the
     // CLINT and the SBI timers count from it.
-    if (this.deterministic) this.skippedTicks = Number(s.skippedTicks) || 0;
-    else this.t0 = performance.now() - Number(s.now) / (TIMEBASE_HZ / 1000);
-    this.hvPool.position = Number(s.hvPool);
+    if (this.deterministic) this.skippedTicks = s.skippedTicks;
+    else this.t0 = performance.now() - s.now / (TIMEBASE_HZ / 1000);
+    if (s.hvPool < this.hvPool.start || s.hvPool > this.hvPool.end) {
+      throw new Error(`snapshot: hvPool ${s.hvPool} lies outside the hypervisor's pages`);
+    }
+    this.hvPool.position = s.hvPool;
     for (let i = 0; i < n; i++) this.vcpus[i]!.fromState(s.vcpus[i]);
     const d = s.devices ?? {};
     this.uart.fromState(d.uart);
@@ -442,15 +498,17 @@ export class Machine {
       t.fromState(virtio[i]);
     });
     if (this.pci !== undefined) this.pci.fromState(d.pci);
-    this.consoleIn = Array.isArray(s.consoleIn) ? s.consoleIn.map((b) => b & 0xff) : [];
+    this.consoleIn.clear();
+    if (Array.isArray(s.consoleIn)) {
+      const saved = s.consoleIn.slice(0, CONSOLE_INPUT_CAPACITY);
+      this.consoleIn.push(Uint8Array.from(saved, (b) => Number(b) & 0xff));
+    }
     this.entropy.state = Number(s.entropy) | 0 || 1;
   }
 
   /** Build a machine and load the kernel/firmware (decompressing as needed). */
   static async create(opts: MachineOptions): Promise<Machine> {
-    if (!Number.isSafeInteger(opts.memory) || opts.memory < 16 << 20) {
-      throw new Error(`memory ${opts.memory} bytes is too small (at least 16 MiB)`);
-    }
+    checkGuestMemory(opts.memory);
     const m = await Machine.build(opts);
     await m.load(opts);
     return m;
@@ -458,7 +516,9 @@ export class Machine {
 
   /** The machine with its devices, nothing loaded. */
   private static async build(opts: MachineOptions): Promise<Machine> {
-    const extra = opts.virt === "nested" || opts.virt === "shadow" ? Vcpu.hypervisorMemory(opts.memory) : 0;
+    // The pool exists only when the hypervisor runs the guest under the H extension: with
+    // firmware the harts run in M-mode without it, and M-mode reaches all host memory.
+    const extra = hypervisorMode(opts) !== "off" ? Vcpu.hypervisorMemory(opts.memory) : 0;
     return new Machine(opts, new GuestRam(M.dram.base, opts.memory + extra));
   }
 
@@ -466,11 +526,11 @@ export class Machine {
     const harts = this.vcpus.length;
     let fwEntry: number | undefined;
     if (opts.bios !== undefined) {
-      const elf = loadElf(this.ram, opts.bios);
+      const elf = loadElf(this.memory, opts.bios);
       fwEntry = elf.entry;
       if (elf.tohost !== undefined && opts.kernel === undefined) {
         // A bare-metal test program speaking HTIF.
-        this.htif = new Htif(this.ram, elf.tohost, elf.fromhost, (b) => this.console.write(b));
+        this.htif = new Htif(this.memory, elf.tohost, elf.fromhost, (b) => this.consoleOut(b));
         for (const v of this.vcpus) v.bootFirmware(elf.entry, 0);
         return;
       }
@@ -498,7 +558,7 @@ export class Machine {
     const dtb = buildVirtDtb(
       dtbConfig(initrd ? { start: BigInt(plan.initrdStart), end: BigInt(plan.initrdEnd) } : undefined),
     );
-    loadLinux(this.ram, { plan, fdt: dtb, ...(initrd ? { initrd } : {}) });
+    loadLinux(this.memory, { plan, fdt: dtb, ...(initrd ? { initrd } : {}) });
     if (fwEntry !== undefined) {
       for (const v of this.vcpus) v.bootFirmware(fwEntry, plan.fdtAddr);
     } else {
@@ -512,17 +572,26 @@ export class Machine {
     return Math.floor((performance.now() - this.t0) * (TIMEBASE_HZ / 1000));
   }
 
+  /** Total guest instructions executed so far, all harts. */
+  get instructions(): number {
+    return this.instructionsNow();
+  }
+
   private instructionsNow(): number {
     let n = 0;
     for (const v of this.vcpus) n += v.hart.executedCount();
     return n;
   }
 
-  /** Bytes typed for the guest (UART; the SBI console reads the same queue). */
-  input(bytes: Uint8Array): void {
+  /**
+   * Bytes typed for the guest (UART; the SBI console reads the same queue). Returns how
+   * many were kept: both buffers are bounded, and input the guest does not read is dropped.
+   */
+  input(bytes: Uint8Array): number {
     const took = this.uart.pushInput(bytes);
-    for (let i = took; i < bytes.length; i++) this.consoleIn.push(bytes[i]!);
+    const kept = took + this.consoleIn.push(bytes.subarray(took));
     this.wake?.();
+    return kept;
   }
 
   get exited(): boolean {
@@ -556,6 +625,33 @@ export class Machine {
     if (this.exit === undefined) this.exit = e;
     for (const v of this.vcpus) v.hart.requestStop();
     this.wake?.();
+    // A machine held for console output stops too (Ctrl-A X while stdout is not read).
+    this.outputDrained();
+  }
+
+  /** True while guest output waits for the console to drain (no guest instruction runs). */
+  get outputBlocked(): boolean {
+    return this.outputGate !== undefined;
+  }
+
+  /** Guest output to the console; a full console holds the vCPUs (see MachineConsole). */
+  private consoleOut(bytes: Uint8Array): void {
+    if (this.console.write(bytes) !== false || this.console.onDrain === undefined) return;
+    if (this.outputGate !== undefined) return;
+    this.outputWaits++;
+    this.outputGate = new Promise<void>((resolve) => {
+      this.releaseOutput = resolve;
+    });
+    // The slice in progress ends at the next instruction boundary the hart checks (right
+    // after an MMIO access); vcpu.run ends it after an SBI or HTIF exit.
+    for (const v of this.vcpus) v.hart.requestStop();
+  }
+
+  private outputDrained(): void {
+    const release = this.releaseOutput;
+    this.outputGate = undefined;
+    this.releaseOutput = undefined;
+    release?.();
   }
 
   private onSyscon(e: SysconEvent): void {
@@ -573,6 +669,10 @@ export class Machine {
         await this.pauseGate;
         continue;
       }
+      if (this.outputGate !== undefined) {
+        await this.outputGate;
+        continue;
+      }
       let allIdle = true;
       for (const v of this.vcpus) {
         if (!v.running) continue;
@@ -582,9 +682,10 @@ export class Machine {
         if (resume === 0) this.tickTimers();
         const r = v.run(resume > 0 ? resume : SLICE);
         if (r !== "wfi") allIdle = false;
-        if (this.exit !== undefined) break;
+        if (this.exit !== undefined || this.outputGate !== undefined) break;
       }
-      if (this.htif?.poll()) this.finish({ kind: "htif", code: this.htif.exitCode ?? 1 });
+      if (this.outputGate === undefined && this.htif?.poll())
+        this.finish({ kind: "htif", code: this.htif.exitCode ?? 1 });
       if (this.exit !== undefined) break;
       this.tickTimers();
       if (allIdle && !this.anyInterruptPending()) await this.idle();
@@ -594,7 +695,6 @@ export class Machine {
         lastYield = performance.now();
       }
     }
-    this.instructions = this.instructionsNow();
     this.bootTimeMs = performance.now() - start;
     return this.exit;
   }
@@ -638,6 +738,41 @@ export class Machine {
       };
     });
   }
+}
+
+/**
+ * The restoring side's disks and network backends against the saved machine's devices:
+ * the same number, and each disk on the same transport and equally read-only (a disk the
+ * guest had read-only does not become writable, and one it wrote to is not taken away).
+ * Throws one line naming the first mismatch.
+ */
+export function checkDevicesMatch(
+  c: MachineConfigState,
+  disks: { transport: "mmio" | "pci"; readonly: boolean }[],
+  nets: number,
+): void {
+  if (disks.length !== c.disks.length) {
+    throw new Error(`snapshot: the machine had ${c.disks.length} disk(s), ${disks.length} given`);
+  }
+  disks.forEach((d, i) => {
+    const want = c.disks[i]!;
+    if (d.transport !== want.transport) {
+      throw new Error(`snapshot: disk ${i + 1} was on ${want.transport}, not ${d.transport}`);
+    }
+    const ro = d.readonly;
+    if (ro !== want.readonly) {
+      throw new Error(
+        `snapshot: disk ${i + 1} was ${want.readonly ? "read-only" : "writable"}, the one given is ${ro ? "read-only" : "writable"}`,
+      );
+    }
+  });
+  if (nets !== c.nets)
+    throw new Error(`snapshot: the machine had ${c.nets} network device(s), ${nets} given`);
+}
+
+/** How the vCPUs run the guest: firmware (`bios`) always runs on the bare hart. */
+function hypervisorMode(opts: MachineOptions): VirtMode {
+  return opts.bios !== undefined ? "off" : (opts.virt ?? "off");
 }
 
 function macFor(i: number): string {

@@ -11,32 +11,74 @@
  * sending fails, it resumes here. The VM is paused only for that last step: the
  * "downtime" the statistics report.
  *
- * The stream: "VISORMIG", a u32 version, then records of a u8 type and a u32 length:
- * type 1 holds pages (u32 page number, 4096 bytes, repeated), type 2 the final
+ * The stream: "VISORMIG", a u32 version (2), then records of a u8 type and a u32
+ * length: first type 3, the machine's configuration (JSON MachineConfigState), so the
+ * receiver knows how much RAM to expect and can refuse a machine whose devices do not
+ * match its own before any of it arrives; then type 1 records of pages (u32 page
+ * number, 4096 bytes, repeated, at most BATCH per record); last type 2, the final
  * MachineState as JSON, after which the stream ends.
+ *
+ * The receiver takes the stream as untrusted input: a record header is checked against
+ * the largest legal record of its type before a byte of its body is buffered, pages
+ * must lie inside the announced machine's RAM, and the final state goes through the
+ * same checks as a snapshot file's (validateMachineState). The stream carries guest
+ * state only: the receiver brings its own disks and network links. Authentication and
+ * encryption are the transport's (the Node transport, src/node/migration-net.ts, uses TLS).
  */
-import type { GuestRam } from "@visor/memory";
+import { type GuestRam, MAX_GUEST_MEMORY } from "@visor/memory";
 import type { Machine, RestoreOptions } from "./machine.ts";
 import { Machine as MachineClass } from "./machine.ts";
-import type { MachineState } from "./snapshot.ts";
+import {
+  MAX_STATE_BYTES,
+  type MachineConfigState,
+  type MachineState,
+  ramBytes,
+  validateMachineConfig,
+  validateMachineState,
+} from "./snapshot.ts";
 
 const MAGIC = "VISORMIG";
-const VERSION = 1;
+export const MIGRATION_VERSION = 2;
+const HEADER_BYTES = 12;
+const RECORD_HEAD = 5;
 const PAGE = 4096;
 const REC_PAGES = 1;
 const REC_STATE = 2;
+const REC_CONFIG = 3;
 /** Pages per record: 1 MiB. */
 const BATCH = 256;
+/** The configuration record: a few hundred bytes; 64 KiB is plenty. */
+const MAX_CONFIG_BYTES = 64 << 10;
+/** The largest body each record type may have. */
+const MAX_RECORD: Record<number, number> = {
+  [REC_PAGES]: BATCH * (4 + PAGE),
+  [REC_STATE]: MAX_STATE_BYTES,
+  [REC_CONFIG]: MAX_CONFIG_BYTES,
+};
+/** The largest legal record, header included. */
+export const MIGRATION_MAX_RECORD = RECORD_HEAD + Math.max(...Object.values(MAX_RECORD));
+/**
+ * The most guest RAM a stream may announce by default: the largest machine visor builds
+ * (MAX_GUEST_MEMORY). The receiver buffers pages until the final state arrives, so this
+ * also bounds what an authenticated sender can make it hold.
+ */
+export const MIGRATION_DEFAULT_MAX_MEMORY = MAX_GUEST_MEMORY;
 
 export interface MigrationOptions {
   /** Stop pre-copying when a round finds at most this many dirty pages. Default 256 (1 MiB). */
   threshold?: number;
   /** Give up converging after this many rounds and copy the rest paused. Default 30. */
   maxRounds?: number;
-  /** What to store with the state (visor run: its disk paths). */
+  /** Caller data stored with the state (opaque; never a host resource: visor run sends none). */
   meta?: unknown;
   /** Let the VM run this long between rounds; default 10 ms. */
   roundIntervalMs?: number;
+  /**
+   * What to wait for between rounds instead of `roundIntervalMs` (a test waits for the
+   * guest to retire a number of instructions, so the rounds do not depend on the host's
+   * speed).
+   */
+  betweenRounds?: () => Promise<void>;
 }
 
 export interface MigrationStats {
@@ -66,6 +108,7 @@ export async function migrate(
   const threshold = opts.threshold ?? 256;
   const maxRounds = opts.maxRounds ?? 30;
   const interval = opts.roundIntervalMs ?? 10;
+  const between = opts.betweenRounds ?? (() => new Promise<void>((r) => setTimeout(r, interval)));
   const stats: MigrationStats = { rounds: 0, pages: 0, bytes: 0, finalPages: 0, downtimeMs: 0 };
   const out = async (chunk: Uint8Array) => {
     stats.bytes += chunk.length;
@@ -74,15 +117,16 @@ export async function migrate(
   const guestPages = (machine.guestRamEnd - ram.base) / PAGE;
   ram.enableDirtyLog();
   try {
-    const head = new Uint8Array(12);
+    const head = new Uint8Array(HEADER_BYTES);
     for (let i = 0; i < 8; i++) head[i] = MAGIC.charCodeAt(i);
-    new DataView(head.buffer).setUint32(8, VERSION, true);
+    new DataView(head.buffer).setUint32(8, MIGRATION_VERSION, true);
     await out(head);
+    await out(record(REC_CONFIG, new TextEncoder().encode(JSON.stringify(machine.configState))));
     // Round 1: all of RAM that is not zero, the VM running meanwhile.
     await sendPages(ram, nonZeroPages(ram, 0, guestPages), out, stats);
     stats.rounds = 1;
     for (;;) {
-      await new Promise<void>((r) => setTimeout(r, interval));
+      await between();
       if (machine.exited) throw new Error("migration: the VM stopped before it could move");
       if (stats.rounds >= maxRounds || countDirty(ram, guestPages) <= threshold) break;
       await sendPages(ram, dirtyGuestPages(ram, guestPages), out, stats);
@@ -113,61 +157,128 @@ export async function migrate(
   }
 }
 
-/** Builds the migrated machine from the bytes a `migrate` sent, fed in as they arrive. */
+export interface ReceiverOptions {
+  /** Refuse a machine with more guest RAM than this. Default MIGRATION_DEFAULT_MAX_MEMORY. */
+  maxMemory?: number;
+  /**
+   * Called with the sender's machine configuration as soon as it arrives, before any RAM:
+   * throw to refuse it (visor run checks its own disks and network devices against it).
+   */
+  checkConfig?: (config: MachineConfigState) => void;
+}
+
+/**
+ * Builds the migrated machine from the bytes a `migrate` sent, fed in as they arrive.
+ * Memory stays bounded by the announced machine's RAM plus one record.
+ */
 export class MigrationReceiver {
   private chunks: Uint8Array[] = [];
   private buffered = 0;
   private headerSeen = false;
+  private config: MachineConfigState | undefined;
+  private ramPages = 0;
   private readonly pages = new Map<number, Uint8Array>();
   private state: MachineState | undefined;
+  private readonly maxMemory: number;
+  private readonly checkConfig: ((config: MachineConfigState) => void) | undefined;
   /** Bytes received so far. */
   bytes = 0;
+
+  constructor(opts: ReceiverOptions = {}) {
+    this.maxMemory = opts.maxMemory ?? MIGRATION_DEFAULT_MAX_MEMORY;
+    this.checkConfig = opts.checkConfig;
+  }
 
   /** True once the final state has arrived. */
   get done(): boolean {
     return this.state !== undefined;
   }
 
-  /** Take the next bytes of the stream. Throws "migration: ..." on a malformed stream. */
+  /** Bytes held of a record not yet whole: at most one record (MIGRATION_MAX_RECORD). */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Pages held so far (at most the announced machine's RAM). */
+  get pageCount(): number {
+    return this.pages.size;
+  }
+
+  /** Take the next bytes of the stream. Throws a one-line "migration: ..." on a malformed stream. */
   push(chunk: Uint8Array): void {
     if (this.done) throw new Error("migration: data after the end of the stream");
     this.bytes += chunk.length;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     if (!this.headerSeen) {
-      const head = this.take(12);
+      const head = this.take(HEADER_BYTES);
       if (head === undefined) return;
       if (String.fromCharCode(...head.subarray(0, 8)) !== MAGIC)
         throw new Error("migration: not a visor migration stream");
-      const v = new DataView(head.buffer, head.byteOffset, 12).getUint32(8, true);
-      if (v !== VERSION)
-        throw new Error(`migration: stream version ${v} is not supported (this visor reads ${VERSION})`);
+      const v = new DataView(head.buffer, head.byteOffset, HEADER_BYTES).getUint32(8, true);
+      if (v !== MIGRATION_VERSION)
+        throw new Error(
+          `migration: stream version ${v} is not supported (this visor reads ${MIGRATION_VERSION})`,
+        );
       this.headerSeen = true;
     }
     while (!this.done) {
-      const head = this.peek(5);
+      const head = this.peek(RECORD_HEAD);
       if (head === undefined) return;
       const type = head[0]!;
-      const len = new DataView(head.buffer, head.byteOffset, 5).getUint32(1, true);
-      const rec = this.take(5 + len);
-      if (rec === undefined) return;
-      const body = rec.subarray(5);
-      if (type === REC_PAGES) {
-        if (len % (4 + PAGE) !== 0) throw new Error("migration: malformed page record");
-        const bdv = new DataView(body.buffer, body.byteOffset, body.byteLength);
-        for (let o = 0; o < len; o += 4 + PAGE)
-          this.pages.set(bdv.getUint32(o, true), body.slice(o + 4, o + 4 + PAGE));
-      } else if (type === REC_STATE) {
-        try {
-          this.state = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
-        } catch {
-          throw new Error("migration: corrupt machine state");
-        }
-      } else {
-        throw new Error(`migration: unknown record type ${type}`);
+      const len = new DataView(head.buffer, head.byteOffset, RECORD_HEAD).getUint32(1, true);
+      // Refused on the header alone: nothing of an oversized body is ever buffered.
+      const max = MAX_RECORD[type];
+      if (max === undefined) throw new Error(`migration: unknown record type ${type}`);
+      if (len > max)
+        throw new Error(`migration: record of ${len} bytes exceeds the largest legal one (${max})`);
+      if ((type === REC_CONFIG) !== (this.config === undefined)) {
+        throw new Error(
+          type === REC_CONFIG
+            ? "migration: a second machine configuration"
+            : "migration: no machine configuration before the machine",
+        );
       }
+      const rec = this.take(RECORD_HEAD + len);
+      if (rec === undefined) return;
+      const body = rec.subarray(RECORD_HEAD);
+      if (type === REC_CONFIG) this.takeConfig(body);
+      else if (type === REC_PAGES) this.takePages(body);
+      else this.takeState(body);
     }
     if (this.buffered !== 0) throw new Error("migration: data after the end of the stream");
+  }
+
+  private takeConfig(body: Uint8Array): void {
+    const config = asMigration(() => validateMachineConfig(parseJson(body, "machine configuration")));
+    if (config.memory > this.maxMemory) {
+      throw new Error(
+        `migration: the machine has ${config.memory} bytes of RAM, more than ${this.maxMemory}`,
+      );
+    }
+    this.checkConfig?.(config);
+    this.config = config;
+    this.ramPages = ramBytes(config) / PAGE;
+  }
+
+  private takePages(body: Uint8Array): void {
+    if (body.length % (4 + PAGE) !== 0) throw new Error("migration: malformed page record");
+    const bdv = new DataView(body.buffer, body.byteOffset, body.byteLength);
+    for (let o = 0; o < body.length; o += 4 + PAGE) {
+      const p = bdv.getUint32(o, true);
+      if (p >= this.ramPages) {
+        throw new Error(`migration: page ${p} lies outside the machine's ${this.ramPages} pages`);
+      }
+      this.pages.set(p, body.slice(o + 4, o + 4 + PAGE));
+    }
+  }
+
+  private takeState(body: Uint8Array): void {
+    const state = asMigration(() => validateMachineState(parseJson(body, "machine state")));
+    if (JSON.stringify(state.config) !== JSON.stringify(this.config)) {
+      throw new Error("migration: the machine state does not match the announced configuration");
+    }
+    this.state = state;
   }
 
   /** The first `n` buffered bytes without consuming them, or undefined if fewer are here. */
@@ -202,7 +313,12 @@ export class MigrationReceiver {
     return this.state?.meta;
   }
 
-  /** The machine, ready to run (once done). */
+  /** The sender's machine configuration, once its record has arrived. */
+  get machineConfig(): MachineConfigState | undefined {
+    return this.config;
+  }
+
+  /** The machine, ready to run (once done), with the receiver's own disks and network. */
   machine(opts: RestoreOptions): Promise<Machine> {
     const state = this.state;
     if (state === undefined) throw new Error("migration: the stream ended before the machine state");
@@ -218,6 +334,24 @@ export class MigrationReceiver {
       },
       opts,
     );
+  }
+}
+
+/** The state checks speak of a snapshot; in a stream they are the migration's errors. */
+function asMigration<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new Error(msg.startsWith("snapshot: ") ? `migration: ${msg.slice("snapshot: ".length)}` : msg);
+  }
+}
+
+function parseJson(body: Uint8Array, what: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+  } catch {
+    throw new Error(`migration: corrupt ${what} (not JSON)`);
   }
 }
 

@@ -15,12 +15,13 @@
  */
 import { PciHostBridge, PciIoWindow, type Plic, type VirtioDevice, VirtioPciLegacy } from "@visor/devices";
 import type { IoManager } from "@visor/io-bus";
-import type { GuestRam } from "@visor/memory";
+import type { GuestMemory } from "@visor/memory";
 import { VIRT_IRQ, VIRT_MEMMAP } from "./fdt/virt-memmap.ts";
 
 export interface PciBusOptions {
   io: IoManager;
-  ram: GuestRam;
+  /** Guest RAM only: what the devices may DMA to. */
+  ram: GuestMemory;
   /** The machine's PLIC; sources 32..35 carry INTA..INTD after swizzling. */
   plic: Plic;
   /** One legacy virtio-pci function each, in slots 1, 2, ... (at most 31). */

@@ -10,13 +10,18 @@
  *   permissions, and the guest PTE's A (and D, for a write) bits are set as hardware
  *   would. A clean page is shadowed read-only so its first write exits and sets D.
  * - pages that are not guest RAM (devices) are never shadowed: accessing them exits and
- *   is emulated as MMIO.
+ *   is emulated as MMIO (nothing there: the guest gets an access fault).
+ * - the guest's tables are untrusted: every PTE address the walk reads and every leaf's
+ *   page is checked against guest RAM (the `GuestMemory`) before it is used; a PTE
+ *   outside guest RAM is an access fault for the guest. The shadow tables are written
+ *   only through the pool's `HvRegion`, which accepts table pointers into the pool and
+ *   leaves onto guest RAM, nothing else.
  * - the guest's satp reads/writes and sfence.vma trap (hstatus.VTVM): a satp write
  *   switches to the shadow for that root (cached per satp value), an sfence.vma drops the
  *   shadow entries it covers ("sync").
  *
- * Shadow tables live in the hypervisor's memory after guest RAM; when the pool runs out
- * every shadow is dropped and rebuilt on demand.
+ * Shadow tables live in the hypervisor's memory after guest RAM, which no device or
+ * hypercall can reach; when the pool runs out every shadow is dropped and rebuilt on demand.
  */
 import { csr as C, type Hart, type PageFaultExit } from "@visor/cpu";
 import {
@@ -24,6 +29,12 @@ import {
   ACCESS_READ,
   ACCESS_WRITE,
   type Access,
+  type Gpa,
+  type GuestMemory,
+  gpa,
+  type Hpa,
+  type HvRegion,
+  hpa,
   PTE_A,
   PTE_D,
   PTE_R,
@@ -34,13 +45,14 @@ import {
   type PteTranslator,
   SATP_MODE_BARE,
   SATP_MODE_SV39,
+  SATP_MODE_SV48,
+  SATP_MODE_SV57,
   WalkResult,
   walkStage1,
 } from "@visor/memory";
-import { type PageAllocator, writePte } from "./gstage.ts";
+import type { PageAllocator } from "./gstage.ts";
 import type { Machine } from "./machine.ts";
-import { GuestError } from "./machine.ts";
-import { describe, type Vcpu } from "./vcpu.ts";
+import type { Vcpu } from "./vcpu.ts";
 
 /** satp's MODE (bits 63:60) and ASID (bits 59:44) fields (privileged spec §4.1.11). */
 const SATP_MODE_SHIFT = 60n;
@@ -66,9 +78,12 @@ export class ShadowMmu implements PteTranslator {
   private readonly machine: Machine;
   private readonly hart: Hart;
   private readonly pool: PageAllocator;
-  private readonly guestEnd: number;
+  private readonly region: HvRegion;
+  private readonly guest: GuestMemory;
   /** Shadow roots by guest satp value (as "hi:lo"). */
-  private roots = new Map<string, { root: number; mode: number }>();
+  private roots = new Map<string, { root: Hpa; mode: number }>();
+  /** The access being resolved (translatePte reports an access fault of this type). */
+  private access: Access = ACCESS_READ;
   /** The guest's own satp. */
   private satpLo = 0;
   private satpHi = 0;
@@ -88,8 +103,9 @@ export class ShadowMmu implements PteTranslator {
     this.machine = machine;
     this.vcpu = vcpu;
     this.hart = hart;
-    this.guestEnd = machine.guestRamEnd;
+    this.guest = machine.memory;
     this.pool = machine.hvPool;
+    this.region = machine.hvPool.region;
   }
 
   /**
@@ -115,14 +131,40 @@ export class ShadowMmu implements PteTranslator {
         !Array.isArray(e) ||
         typeof e[0] !== "string" ||
         !Number.isSafeInteger(e[1]) ||
-        !Number.isInteger(e[2])
+        e[1] % PAGE !== 0 ||
+        !this.region.contains(hpa(e[1]), PAGE) ||
+        !SHADOW_MODES.includes(e[2])
       ) {
-        throw new Error("shadow state: malformed root");
+        throw new Error("shadow state: malformed root (not a page of the hypervisor's pool)");
       }
-      this.roots.set(e[0], { root: e[1], mode: e[2] });
+      this.roots.set(e[0], { root: hpa(e[1]), mode: e[2] });
     }
     this.satpLo = s.satp[0] | 0;
     this.satpHi = s.satp[1] | 0;
+    // The tables came with the snapshot's RAM: trust none of them.
+    try {
+      for (const r of this.roots.values()) this.verify(r.root, levelsOf(r.mode) - 1);
+    } catch (e) {
+      throw new Error(`shadow state: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Check a shadow table and everything under it: pointers lead to pool pages, leaves map
+   * guest RAM (HvRegion.nextTable and leafPage throw otherwise). The hart walks these
+   * tables, so a restored snapshot must not bring in one that points elsewhere.
+   */
+  private verify(table: Hpa, level: number): void {
+    for (let i = 0; i < ENTRIES; i++) {
+      const at = hpa(table + i * PTE_BYTES);
+      if ((this.region.entryFlags(at) & PTE_V) === 0) continue;
+      if (level === 0) {
+        this.region.leafPage(at);
+        continue;
+      }
+      const next = this.region.nextTable(at);
+      if (next !== undefined) this.verify(next, level - 1);
+    }
   }
 
   /** Enter the guest with satp = bare: shadow the identity map of guest-physical memory. */
@@ -158,24 +200,28 @@ export class ShadowMmu implements PteTranslator {
     );
   }
 
-  private allocPage(): number {
-    let p = this.pool.alloc(this.machine.ram);
-    if (p < 0) {
+  private allocPage(): Hpa {
+    let p = this.pool.alloc();
+    if (p === undefined) {
       // Out of shadow memory: drop every shadow and start again.
       this.stats.poolResets++;
       this.roots.clear();
       this.pool.reset();
-      p = this.pool.alloc(this.machine.ram);
-      if (p < 0) throw new Error("shadow page pool too small");
+      p = this.pool.alloc();
+      if (p === undefined) throw new Error("shadow page pool too small");
     }
     return p;
   }
 
-  /** PteTranslator for walking the guest's tables: guest PTEs must be in guest RAM. */
-  translatePte(gpa: number, _write: boolean, _res: WalkResult): number {
-    const ram = this.machine.ram;
-    if (gpa < ram.base || gpa + 8 > this.guestEnd) return -C.CAUSE_LOAD_ACCESS;
-    return gpa;
+  /**
+   * PteTranslator for walking the guest's tables: a guest PTE must lie in guest RAM,
+   * anything else (MMIO, the hypervisor's pool, beyond 2^53) is an access fault of the
+   * access being resolved (privileged spec §4.3.2 step 2).
+   */
+  translatePte(pteGpa: number, _write: boolean, _res: WalkResult): number {
+    const a = gpa(pteGpa);
+    if (!this.guest.contains(a, PTE_BYTES)) return -ACCESS_FAULT[this.access];
+    return this.guest.hostAddress(a, PTE_BYTES);
   }
 
   /** A page-fault exit from the guest. */
@@ -186,6 +232,7 @@ export class ShadowMmu implements PteTranslator {
     const aHi = Number(BigInt.asIntN(32, e.addr >> 32n));
     const access: Access =
       e.access === "fetch" ? ACCESS_EXEC : e.access === "store" ? ACCESS_WRITE : ACCESS_READ;
+    this.access = access;
     const ram = this.machine.ram;
     let gpaPage: number;
     let perm: number;
@@ -212,87 +259,82 @@ export class ShadowMmu implements PteTranslator {
         this.res,
         this,
       );
-      if (r !== 0) {
-        // A fault in the guest's own tables: the guest handles it.
-        if (r === C.CAUSE_LOAD_ACCESS) {
-          throw new GuestError(`guest page table outside guest RAM: ${describe(h, e)}`);
-        }
-        return this.inject(r, e.addr);
-      }
+      // A fault in the guest's own tables (a page fault, or an access fault for a PTE
+      // outside guest RAM): the guest handles it.
+      if (r !== 0) return this.inject(r, e.addr);
       gpaPage = this.res.pagePa;
       perm = this.res.perm;
     }
     const off = aLo & 0xfff;
-    if (gpaPage >= ram.base && gpaPage + 4096 <= this.guestEnd) {
+    if (this.guest.contains(gpa(gpaPage), PAGE)) {
       // Fill: shadow the page with the guest's permissions; writable only once dirty.
       let flags = PTE_V | PTE_A | (perm & (PTE_R | PTE_X | PTE_U));
       if ((perm & PTE_W) !== 0 && (perm & PTE_D) !== 0) flags |= PTE_W | PTE_D;
-      this.map(aLo, aHi, gpaPage, flags);
+      this.map(aLo, aHi, gpa(gpaPage), flags);
       this.stats.fills++;
       return "shadow fill";
     }
     // Not RAM: a device. Emulate the access (never shadowed, so every access exits).
-    if (access === ACCESS_EXEC) throw new GuestError(`guest executed from a device page: ${describe(h, e)}`);
+    // Nothing to execute outside guest RAM: an instruction access fault for the guest.
+    if (access === ACCESS_EXEC) return this.inject(C.CAUSE_FETCH_ACCESS, e.addr);
     return vcpu.mmioExit(e, e.access, gpaPage + off, e.insn);
   }
 
-  /** Deliver a page fault to the guest's own handler (VS-mode trap). */
+  /** Deliver a page or access fault to the guest's own handler (VS-mode trap). */
   private inject(cause: number, addr: bigint): string {
     this.vcpu.injectGuestTrap(cause, addr);
     this.stats.injectedFaults++;
     return "shadow: page fault injected";
   }
 
-  /** Map one 4 KiB page in the active shadow table. */
-  private map(aLo: number, aHi: number, pa: number, flags: number): void {
+  /** Map one 4 KiB guest page in the active shadow table. */
+  private map(aLo: number, aHi: number, page: Gpa, flags: number): void {
     const s = this.roots.get(this.key())!;
-    const ram = this.machine.ram;
-    const dv = ram.dv;
-    const levels = s.mode === SATP_MODE_SV39 ? 3 : s.mode === 9 ? 4 : 5;
+    const region = this.region;
+    const levels = levelsOf(s.mode);
     let table = s.root;
     for (let i = levels - 1; i > 0; i--) {
-      const idx = vpn(aHi, aLo, i);
-      const off = table - ram.base + idx * 8;
-      const lo = dv.getInt32(off, true);
-      const hi = dv.getInt32(off + 4, true);
-      if ((lo & PTE_V) !== 0) {
-        table = ((hi & 0x3fffff) * 0x400000 + (lo >>> 10)) * 4096;
+      const at = hpa(table + vpn(aHi, aLo, i) * PTE_BYTES);
+      const next = region.nextTable(at);
+      if (next !== undefined) {
+        table = next;
         continue;
       }
       const before = this.roots.size;
-      const next = this.allocPage();
+      const fresh = this.allocPage();
       if (this.roots.size !== before || !this.roots.has(this.key())) {
         // The pool was reset under us: rebuild the active root and retry.
         this.activate();
-        this.map(aLo, aHi, pa, flags);
+        this.map(aLo, aHi, page, flags);
         return;
       }
-      writePte(dv, off, next / 4096, PTE_V);
-      table = next;
+      region.setTable(at, fresh);
+      table = fresh;
     }
-    writePte(dv, table - ram.base + vpn(aHi, aLo, 0) * 8, pa / 4096, flags);
+    region.setLeaf(hpa(table + vpn(aHi, aLo, 0) * PTE_BYTES), page, PAGE, flags);
   }
 
   /** Drop the shadow entry for one page in every shadow root (sfence.vma rs1). */
   private unmapEverywhere(aLo: number, aHi: number): void {
-    const ram = this.machine.ram;
-    const dv = ram.dv;
+    const region = this.region;
     for (const s of this.roots.values()) {
-      const levels = s.mode === SATP_MODE_SV39 ? 3 : s.mode === 9 ? 4 : 5;
       let table = s.root;
-      for (let i = levels - 1; i >= 0; i--) {
-        const off = table - ram.base + vpn(aHi, aLo, i) * 8;
-        const lo = dv.getInt32(off, true);
-        if ((lo & PTE_V) === 0) break;
+      for (let i = levelsOf(s.mode) - 1; i >= 0; i--) {
+        const at = hpa(table + vpn(aHi, aLo, i) * PTE_BYTES);
         if (i === 0) {
-          dv.setInt32(off, 0, true);
-          dv.setInt32(off + 4, 0, true);
+          if ((region.entryFlags(at) & PTE_V) !== 0) region.clear(at);
           break;
         }
-        const hi = dv.getInt32(off + 4, true);
-        table = ((hi & 0x3fffff) * 0x400000 + (lo >>> 10)) * 4096;
+        const next = region.nextTable(at);
+        if (next === undefined) break;
+        table = next;
       }
     }
+  }
+
+  /** The shadow roots (for audits: the MMU fuzzer walks them). */
+  shadowRoots(): { root: Hpa; mode: number }[] {
+    return [...this.roots.values()];
   }
 
   /** A virtual-instruction exit: satp accesses and sfence.vma (hstatus.VTVM). */
@@ -350,6 +392,17 @@ export class ShadowMmu implements PteTranslator {
     }
     return undefined;
   }
+}
+
+const PAGE = 4096;
+const PTE_BYTES = 8;
+const ENTRIES = 512;
+const SHADOW_MODES: readonly number[] = [SATP_MODE_SV39, SATP_MODE_SV48, SATP_MODE_SV57];
+/** Access-fault causes by access type (privileged spec table 3.6). */
+const ACCESS_FAULT = [C.CAUSE_LOAD_ACCESS, C.CAUSE_STORE_ACCESS, C.CAUSE_FETCH_ACCESS] as const;
+
+function levelsOf(mode: number): number {
+  return mode === SATP_MODE_SV39 ? 3 : mode === SATP_MODE_SV48 ? 4 : 5;
 }
 
 function vpn(aHi: number, aLo: number, i: number): number {

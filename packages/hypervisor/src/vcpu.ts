@@ -24,6 +24,7 @@ import {
   type HartExit,
   type TrapExit,
 } from "@visor/cpu";
+import { gpa as asGpa } from "@visor/memory";
 import type { Machine } from "./machine.ts";
 import { GuestError } from "./machine.ts";
 import { SBI_HSM_STATE_STARTED, SBI_HSM_STATE_STOPPED, SBI_HSM_STATE_SUSPENDED } from "./sbi/index.ts";
@@ -298,7 +299,7 @@ export class Vcpu {
       const t0 = stats.enabled ? performance.now() : 0;
       const reason = this.handleExit(e);
       if (stats.enabled) stats.add(reason, (performance.now() - t0) * 1e6);
-      if (!this.running || this.machine.exited) {
+      if (!this.running || this.machine.exited || this.machine.outputBlocked) {
         this.sliceLeft = left;
         return "stop";
       }
@@ -314,6 +315,11 @@ export class Vcpu {
         if (e.priv === C.PRV_S) return this.hypercall();
         break;
       case "guest-page-fault":
+        if (isImplicitAccess(e.insn)) {
+          // The guest's own page table is not in guest RAM (a device, a hole, past RAM):
+          // nothing to emulate, an access fault of the original access for the guest.
+          return this.injectAccessFault(e, ACCESS_FAULT_OF[e.cause]!, "guest page table outside RAM");
+        }
         return this.mmioExit(e, e.access, e.gpa, e.insn);
       case "page-fault":
         if (this.shadow !== undefined) return this.shadow.pageFault(e, this);
@@ -343,12 +349,11 @@ export class Vcpu {
   mmioExit(e: TrapExit, access: FaultAccess, gpa: number, insn: number): string {
     const h = this.hart;
     const io = this.machine.io.mmio;
-    const ram = this.machine.ram;
     if (access === "fetch")
       throw new GuestError(
         `guest executed from non-RAM guest-physical 0x${gpa.toString(16)}: ${describe(h, e)}`,
       );
-    if (gpa >= ram.base && gpa < this.machine.guestRamEnd) {
+    if (this.machine.memory.contains(asGpa(gpa))) {
       throw new GuestError(`guest-page fault inside guest RAM at 0x${gpa.toString(16)}: ${describe(h, e)}`);
     }
     if (insn === 0)
@@ -365,11 +370,11 @@ export class Vcpu {
       let v: bigint;
       if (size === 8) {
         const r = io.read64(gpa);
-        if (r === undefined) return this.accessFault(e, "read");
+        if (r === undefined) return this.injectAccessFault(e, C.CAUSE_LOAD_ACCESS, name);
         v = r;
       } else {
         const r = io.read(gpa, size as 1 | 2 | 4);
-        if (r < 0) return this.accessFault(e, "read");
+        if (r < 0) return this.injectAccessFault(e, C.CAUSE_LOAD_ACCESS, name);
         v = BigInt(r);
         if (f3 < 4) v = BigInt.asIntN(8 * size, v); // signed load
       }
@@ -381,7 +386,7 @@ export class Vcpu {
       const rs2 = (insn >>> 20) & 0x1f;
       const v = h.getX(rs2);
       const ok = size === 8 ? io.write64(gpa, v) : io.write(gpa, size as 1 | 2 | 4, Number(v & 0xffffffffn));
-      if (!ok) return this.accessFault(e, "write");
+      if (!ok) return this.injectAccessFault(e, C.CAUSE_STORE_ACCESS, name);
       h.advancePc(len);
       return `${kind} write: ${name}`;
     }
@@ -390,9 +395,14 @@ export class Vcpu {
     );
   }
 
-  /** A guest access to a guest-physical address with no device: fatal for the guest. */
-  private accessFault(e: HartExit, what: "read" | "write"): string {
-    throw new GuestError(`guest ${what} of an unmapped address: ${describe(this.hart, e)}`);
+  /**
+   * A guest access to a guest-physical address with no device (a hole in the map, or past
+   * guest RAM, where the hypervisor's own memory is): an access fault for the guest, with
+   * the faulting virtual address, as a bus error would give it.
+   */
+  private injectAccessFault(e: TrapExit, cause: number, name: string): string {
+    this.injectGuestTrap(cause, e.tval);
+    return `access fault injected: ${name}`;
   }
 
   private virtualInstruction(insn: number): string {
@@ -418,6 +428,22 @@ export class Vcpu {
     this.hart.injectVsTrap(cause, tval);
   }
 }
+
+/**
+ * htinst for a guest-page fault taken by the VS-stage walk itself (reading or updating a
+ * guest PTE) is a pseudoinstruction, whose bits 1:0 are 00 (H extension §8.6.3); a real
+ * (transformed) load or store has 11 or, compressed, 01/10; 0 means none.
+ */
+function isImplicitAccess(tinst: number): boolean {
+  return tinst !== 0 && (tinst & 3) === 0;
+}
+
+/** The access fault matching a guest-page fault's access type (privileged spec table 3.6). */
+const ACCESS_FAULT_OF: Record<number, number> = {
+  [C.CAUSE_FETCH_GUEST_PAGE_FAULT]: C.CAUSE_FETCH_ACCESS,
+  [C.CAUSE_LOAD_GUEST_PAGE_FAULT]: C.CAUSE_LOAD_ACCESS,
+  [C.CAUSE_STORE_GUEST_PAGE_FAULT]: C.CAUSE_STORE_ACCESS,
+};
 
 /** The pc and the exit, for error messages. */
 export function describe(h: Hart, e: HartExit): string {

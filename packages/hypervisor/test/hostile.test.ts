@@ -14,6 +14,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { hpa } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { GuestError, Machine, type VirtMode } from "../src/index.ts";
 
@@ -47,12 +48,12 @@ async function runHostile(name: string, virt: VirtMode): Promise<Outcome> {
     virt,
   });
   const ram = machine.ram;
-  const planted = ram.contains(SECRET_PA, 4096);
+  const planted = ram.contains(hpa(SECRET_PA), 4096);
   if (planted) {
     expect(SECRET_PA, "the secret page must be host memory, not guest RAM").toBeGreaterThanOrEqual(
       machine.guestRamEnd,
     );
-    for (let i = 0; i < 512; i++) ram.write64(SECRET_PA + 8 * i, SECRET);
+    for (let i = 0; i < 512; i++) ram.write64(hpa(SECRET_PA + 8 * i), SECRET);
   }
   const hart = machine.vcpus[0]!.hart;
   const watchdog = setInterval(() => {
@@ -71,7 +72,7 @@ async function runHostile(name: string, virt: VirtMode): Promise<Outcome> {
   let secretIntact: boolean | undefined;
   if (planted) {
     secretIntact = true;
-    for (let i = 0; i < 512; i++) if (ram.read64(SECRET_PA + 8 * i) !== SECRET) secretIntact = false;
+    for (let i = 0; i < 512; i++) if (ram.read64(hpa(SECRET_PA + 8 * i)) !== SECRET) secretIntact = false;
   }
   return { console: out, exit, secretIntact };
 }
@@ -97,5 +98,11 @@ describe("hostile guests", () => {
         expect(o.secretIntact).toBe(mode === "off" ? undefined : true);
       });
     }
+
+    it(`--virt ${mode}: a page-table pointer to a device is an access fault for the guest`, async () => {
+      // The hypervisor must not emulate the walk's PTE read as the guest's own load.
+      const o = await runHostile("pte-mmio", mode);
+      expect(o).toMatchObject({ console: "FAULT\n", exit: "poweroff" });
+    });
   }
 });

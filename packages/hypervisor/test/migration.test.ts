@@ -35,6 +35,11 @@ const create = (virt: VirtMode, console: { write(b: Uint8Array): void }) =>
     virt,
   });
 
+/** Resolves once the machine has retired `n` instructions (or stopped). */
+async function retired(m: Machine, n: number): Promise<void> {
+  while (m.instructions < n && !m.exited) await new Promise((r) => setTimeout(r, 5));
+}
+
 describe("live migration", () => {
   for (const virt of ["nested", "shadow"] as VirtMode[]) {
     it(`--virt ${virt}: pre-copy while the guest runs, then the rest paused; it finishes as if it never moved`, async () => {
@@ -45,10 +50,11 @@ describe("live migration", () => {
       const first = sink();
       const src = await create(virt, first);
       const running = src.run();
-      await new Promise((r) => setTimeout(r, 400)); // into the boot
+      await retired(src, 10_000_000); // into the boot
       const rx = new MigrationReceiver();
       const stats = await migrate(src, async (chunk) => rx.push(chunk), {
-        roundIntervalMs: 5,
+        // Each round waits for the guest to run on, however slow the host is.
+        betweenRounds: () => retired(src, src.instructions + 1_000_000),
         threshold: 16,
         maxRounds: 5,
         meta: { from: "test" },
@@ -80,7 +86,7 @@ describe("live migration", () => {
     const out = sink();
     const src = await create("nested", out);
     const running = src.run();
-    await new Promise((r) => setTimeout(r, 200));
+    await retired(src, 5_000_000);
     const failing = migrate(src, async (chunk) => {
       if (chunk[0] === 2) throw new Error("link down"); // the final state record
     });
@@ -116,7 +122,7 @@ describe("live migration", () => {
     const rx = new MigrationReceiver();
     const head = new Uint8Array(17);
     head.set(new TextEncoder().encode("VISORMIG"));
-    head[8] = 1;
+    head[8] = 2;
     head[12] = 9; // record type 9
     expect(() => rx.push(head)).toThrow(/^migration: unknown record type 9$/);
     expect(() => new MigrationReceiver().machine({ console: { write() {} } })).toThrow(

@@ -1,3 +1,4 @@
 export * from "./address.ts";
+export * from "./guest-memory.ts";
 export * from "./ram.ts";
 export * from "./walk.ts";

@@ -1,4 +1,22 @@
-import { type Hpa, PAGE_SHIFT } from "./address.ts";
+import { type Hpa, PAGE_SIZE } from "./address.ts";
+
+const GiB = 2 ** 30;
+
+/**
+ * The largest guest RAM a Visor machine supports: 16 GiB (`visor run --memory 16G`).
+ *
+ * Every RAM offset and physical address is a plain JS number (exact below 2^53), so the
+ * arithmetic holds far beyond this; the limit is what one VM may ask of its host. RAM is
+ * one ArrayBuffer the OS zero-fills lazily, but a guest can touch all of it, a snapshot is
+ * built in host memory (up to another RAM's worth), a migration receiver buffers every page
+ * it gets before the machine is built, and the decoded-instruction index and dirty-page
+ * bitmap grow with RAM. The hypervisor's own page-table pool (at most 1/32 of this, see
+ * the hypervisor package) comes on top.
+ */
+export const MAX_GUEST_MEMORY = 16 * GiB;
+
+/** Bits in one word of the dirty-page bitmap. */
+const DIRTY_WORD_BITS = 32;
 
 /** Thrown when a guest-supplied physical range is not entirely inside RAM. */
 export class GuestMemoryError extends RangeError {
@@ -6,10 +24,13 @@ export class GuestMemoryError extends RangeError {
 }
 
 /**
- * Guest RAM: one contiguous little-endian buffer mapped at `base` in the physical address
- * space. Hot-path users (the CPU) index the typed-array views directly with
- * `pa - base`; everything a guest controls (device DMA, loaders) goes through the
- * bounds-checked methods below.
+ * The host buffer: one contiguous little-endian buffer mapped at `base` in the hart's
+ * (host-)physical address space. Under the hypervisor it holds guest RAM followed by the
+ * hypervisor's page-table pool. Hot-path users (the CPU) index the typed-array views
+ * directly with `pa - base`; the bounds-checked accessors below take host-physical
+ * addresses (`Hpa`) only. Nothing a guest controls comes here: device DMA, SBI, HTIF and
+ * loaders get a `GuestMemory` (guest RAM only), page-table code an `HvRegion` (the pool);
+ * see guest-memory.ts.
  */
 export class GuestRam {
   readonly base: number;
@@ -39,14 +60,14 @@ export class GuestRam {
     this.base = base;
     this.size = size;
     this.end = base + size;
-    this.buffer = buffer ?? new ArrayBuffer(size);
+    this.buffer = buffer ?? allocate(size);
     if (this.buffer.byteLength !== size) throw new RangeError("RAM buffer size mismatch");
     this.u8 = new Uint8Array(this.buffer);
     this.dv = new DataView(this.buffer);
-    this.dirty = new Uint32Array(Math.ceil(size / 4096 / 32));
+    this.dirty = new Uint32Array(Math.ceil(size / PAGE_SIZE / DIRTY_WORD_BITS));
   }
 
-  /** True when [pa, pa+len) lies entirely in RAM. */
+  /** True when [pa, pa+len) (host-physical) lies entirely in the buffer. */
   contains(pa: number, len = 1): boolean {
     return pa >= this.base && len >= 0 && pa + len <= this.end;
   }
@@ -63,54 +84,54 @@ export class GuestRam {
   }
 
   /** A zero-copy, bounds-checked view of [pa, pa+len) for reading. */
-  view(pa: Hpa | number, len: number): Uint8Array {
+  view(pa: Hpa, len: number): Uint8Array {
     const off = this.check(pa, len);
     return this.u8.subarray(off, off + len);
   }
 
   /** A zero-copy, bounds-checked view of [pa, pa+len) for writing; marks the pages dirty. */
-  viewMut(pa: Hpa | number, len: number): Uint8Array {
+  viewMut(pa: Hpa, len: number): Uint8Array {
     const off = this.check(pa, len);
     this.markDirty(off, len);
     return this.u8.subarray(off, off + len);
   }
 
-  read(pa: Hpa | number, dst: Uint8Array): void {
+  read(pa: Hpa, dst: Uint8Array): void {
     dst.set(this.view(pa, dst.length));
   }
 
-  write(pa: Hpa | number, src: Uint8Array): void {
+  write(pa: Hpa, src: Uint8Array): void {
     this.viewMut(pa, src.length).set(src);
   }
 
-  read8(pa: number): number {
+  read8(pa: Hpa): number {
     return this.u8[this.check(pa, 1)]!;
   }
-  read16(pa: number): number {
+  read16(pa: Hpa): number {
     return this.dv.getUint16(this.check(pa, 2), true);
   }
-  read32(pa: number): number {
+  read32(pa: Hpa): number {
     return this.dv.getUint32(this.check(pa, 4), true);
   }
-  read64(pa: number): bigint {
+  read64(pa: Hpa): bigint {
     return this.dv.getBigUint64(this.check(pa, 8), true);
   }
-  write8(pa: number, v: number): void {
+  write8(pa: Hpa, v: number): void {
     const off = this.check(pa, 1);
     this.markDirty(off, 1);
     this.u8[off] = v;
   }
-  write16(pa: number, v: number): void {
+  write16(pa: Hpa, v: number): void {
     const off = this.check(pa, 2);
     this.markDirty(off, 2);
     this.dv.setUint16(off, v, true);
   }
-  write32(pa: number, v: number): void {
+  write32(pa: Hpa, v: number): void {
     const off = this.check(pa, 4);
     this.markDirty(off, 4);
     this.dv.setUint32(off, v >>> 0, true);
   }
-  write64(pa: number, v: bigint): void {
+  write64(pa: Hpa, v: bigint): void {
     const off = this.check(pa, 8);
     this.markDirty(off, 8);
     this.dv.setBigUint64(off, BigInt.asUintN(64, v), true);
@@ -123,8 +144,22 @@ export class GuestRam {
   markDirty(off: number, len: number): void {
     this.onExternalWrite?.(off, len);
     if (!this.dirtyLogging || len <= 0) return;
-    const last = (off + len - 1) >>> PAGE_SHIFT;
-    for (let p = off >>> PAGE_SHIFT; p <= last; p++) this.dirty[p >>> 5]! |= 1 << (p & 31);
+    const last = Math.floor((off + len - 1) / PAGE_SIZE);
+    for (let p = Math.floor(off / PAGE_SIZE); p <= last; p++) this.setDirtyBit(p);
+  }
+
+  /**
+   * Log a write to the page holding RAM offset `off` (offsets from `base`), if dirty
+   * logging is on. For writers that do their own stores (the CPUs, the page walkers).
+   * RAM offsets above 4 GiB are plain numbers: no 32-bit shifts on them.
+   */
+  logWrite(off: number): void {
+    if (this.dirtyLogging) this.setDirtyBit(Math.floor(off / PAGE_SIZE));
+  }
+
+  /** Set the dirty bit of page index `page` (RAM offset / 4 KiB). */
+  private setDirtyBit(page: number): void {
+    this.dirty[Math.floor(page / DIRTY_WORD_BITS)]! |= 1 << (page % DIRTY_WORD_BITS);
   }
 
   /** Start logging writes. All pages start clean. */
@@ -148,11 +183,20 @@ export class GuestRam {
       d[w] = 0;
       while (bits !== 0) {
         const b = 31 - Math.clz32(bits & -bits);
-        pages.push(w * 32 + b);
+        pages.push(w * DIRTY_WORD_BITS + b);
         bits &= bits - 1;
       }
     }
     this.onDirtyLogReset?.();
     return pages;
+  }
+}
+
+/** A zeroed buffer of `size` bytes, or a one-line error when the host cannot provide it. */
+function allocate(size: number): ArrayBuffer {
+  try {
+    return new ArrayBuffer(size);
+  } catch {
+    throw new RangeError(`cannot allocate ${size} bytes of RAM: not enough host memory`);
   }
 }

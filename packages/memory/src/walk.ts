@@ -276,5 +276,5 @@ export function walkGStage(
 
 /** An A/D update is a write to the page-table page: log it (live migration copies it again). */
 function markPteDirty(ram: GuestRam, off: number): void {
-  if (ram.dirtyLogging) ram.dirty[off >>> 17]! |= 1 << ((off >>> 12) & 31);
+  ram.logWrite(off);
 }

@@ -76,6 +76,16 @@ export class ExecFormatError extends LinuxError {
   }
 }
 
+/**
+ * A 64-bit header field as a number. A value above 2^53 cannot be a file offset, a size or
+ * a user address here (user addresses end at 2^38), and would lose precision: refused.
+ */
+function u64(dv: DataView, off: number, what: string): number {
+  const v = dv.getBigUint64(off, true);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ExecFormatError(`ELF ${what} out of range`);
+  return Number(v);
+}
+
 /** True when the bytes start with the ELF magic. */
 export function isElf(head: Uint8Array): boolean {
   return head.length >= 4 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46;
@@ -102,8 +112,8 @@ export function parseElf(read: (pos: number, len: number) => Uint8Array): ElfInf
   if ((flags & EF_RISCV_RVE) !== 0) throw new ExecFormatError("RV64E (embedded) ELF, not supported");
   if ((flags & EF_RISCV_FLOAT_ABI) === EF_RISCV_FLOAT_ABI_QUAD)
     throw new ExecFormatError("quad-float ABI ELF, not supported");
-  const entry = Number(dv.getBigUint64(24, true));
-  const phoff = Number(dv.getBigUint64(32, true));
+  const entry = u64(dv, 24, "e_entry");
+  const phoff = u64(dv, 32, "e_phoff");
   const phentsize = dv.getUint16(54, true);
   const phnum = dv.getUint16(56, true);
   if (phentsize !== 56 || phnum === 0 || phnum > 256) throw new ExecFormatError("bad ELF program headers");
@@ -117,11 +127,11 @@ export function parseElf(read: (pos: number, len: number) => Uint8Array): ElfInf
     const p: Phdr = {
       type: pv.getUint32(o, true),
       flags: pv.getUint32(o + 4, true),
-      offset: Number(pv.getBigUint64(o + 8, true)),
-      vaddr: Number(pv.getBigUint64(o + 16, true)),
-      filesz: Number(pv.getBigUint64(o + 32, true)),
-      memsz: Number(pv.getBigUint64(o + 40, true)),
-      align: Number(pv.getBigUint64(o + 48, true)),
+      offset: u64(pv, o + 8, "p_offset"),
+      vaddr: u64(pv, o + 16, "p_vaddr"),
+      filesz: u64(pv, o + 32, "p_filesz"),
+      memsz: u64(pv, o + 40, "p_memsz"),
+      align: u64(pv, o + 48, "p_align"),
     };
     if (p.type === PT_LOAD) {
       if (p.filesz > p.memsz) throw new ExecFormatError("ELF segment with p_filesz > p_memsz");

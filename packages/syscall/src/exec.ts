@@ -42,7 +42,7 @@ import { type Kernel, STACK_SIZE, STACK_TOP } from "./kernel.ts";
 import { type AddressSpace, PAGE, PROT_READ, PROT_WRITE, Vma } from "./mm.ts";
 import type { Task } from "./task.ts";
 import { utf8Decode, utf8Encode } from "./utf8.ts";
-import type { ResolveCtx } from "./vfs.ts";
+import type { DirRef, ResolveCtx } from "./vfs.ts";
 
 /** Where static-PIE executables are loaded: 2/3 of the Sv39 user space (Linux's ELF_ET_DYN_BASE). */
 export const ELF_ET_DYN_BASE = Math.floor((2 ** 38 / 3) * 2);
@@ -67,7 +67,7 @@ export interface Image {
 function openProgram(
   k: Kernel,
   ctx: ResolveCtx,
-  cwd: string,
+  cwd: DirRef,
   path: string,
 ): { desc: HostFileDesc; path: string } {
   const node = k.resolver.resolve(ctx, cwd, path, true);
@@ -77,7 +77,7 @@ function openProgram(
   if ((st.mode & S_IFMT) !== S_IFREG) throw new LinuxError(EACCES);
   if ((st.mode & 0o111) === 0) throw new LinuxError(EACCES);
   const hf = k.host.fs.open(node.path, O_RDONLY, 0);
-  return { desc: new HostFileDesc(hf, O_RDONLY, node.path, node.path, false), path: node.path };
+  return { desc: new HostFileDesc(hf, O_RDONLY, node.path, node.path, undefined), path: node.path };
 }
 
 function readAt(desc: HostFileDesc, pos: number, len: number): Uint8Array {
@@ -111,7 +111,7 @@ function parseShebang(head: Uint8Array): { interp: string; arg: string | undefin
 export function buildImage(
   k: Kernel,
   ctx: ResolveCtx,
-  cwd: string,
+  cwd: DirRef,
   path: string,
   argv: string[],
   envp: string[],
@@ -133,6 +133,11 @@ export function buildImage(
       const obj = k.pageCache.get(desc);
       let bias = 0;
       if (info.type === ET_DYN) bias = dynBase(info, ELF_ET_DYN_BASE);
+      // Where the segments land (after the bias of a position-independent image) must be
+      // below the stack: a span that would reach it or leave user space is refused.
+      if (loadSpan(info).hi + bias > STACK_TOP - STACK_SIZE) {
+        throw new ExecFormatError("ELF segments overlap the stack or leave the user address space");
+      }
       const main = mapElf(mm, obj, info, bias, resolved);
       let entry = main.entry;
       let interpBase = 0;

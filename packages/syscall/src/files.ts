@@ -46,6 +46,7 @@ import {
 } from "./abi.ts";
 import { EAGAIN, EBADF, EINVAL, EISDIR, ENOTDIR, EPIPE, ESPIPE, LinuxError } from "./errno.ts";
 import type { Host, HostFile, HostStat } from "./host.ts";
+import type { DevKind, DirRef } from "./vfs.ts";
 
 /** The kernel services a description needs. */
 export interface FileCtx {
@@ -141,19 +142,27 @@ export function synthStat(mode: number, ino: number, rdev = 0, size = 0, blksize
 
 export class HostFileDesc extends OpenFile {
   readonly host: HostFile;
-  /** The kernel's resolved guest path (for directories: used to list entries). */
-  readonly hostPath: string;
+  /** The kernel's resolved guest path when it was opened (a name only, never trusted later). */
+  private readonly openedPath: string;
+  /** For a directory: the held directory, re-validated at every use (vfs.ts). */
+  readonly dir: DirRef | undefined;
   readonly isDir: boolean;
   /** For directories: the listing snapshot taken at the first getdents. */
   dirEntries: { name: string; ino: number; type: number }[] | undefined;
   /** Invalidate page-cache entries for this file after a write. */
   onWrite: (() => void) | undefined;
 
-  constructor(host: HostFile, flags: number, path: string, hostPath: string, isDir: boolean) {
+  constructor(host: HostFile, flags: number, path: string, hostPath: string, dir: DirRef | undefined) {
     super(flags, path);
     this.host = host;
-    this.hostPath = hostPath;
-    this.isDir = isDir;
+    this.openedPath = hostPath;
+    this.dir = dir;
+    this.isDir = dir !== undefined;
+  }
+
+  /** Canonical guest path (a directory's follows the guest's renames). */
+  get hostPath(): string {
+    return this.dir?.path ?? this.openedPath;
   }
 
   override read(_ctx: FileCtx, dst: Uint8Array, pos: number): number {
@@ -416,8 +425,6 @@ export class ConsoleFile extends OpenFile {
 }
 
 // ------------------------------------------------------------------------------ character devices
-
-export type DevKind = "null" | "zero" | "full" | "random" | "urandom";
 
 /** Device numbers (Documentation/admin-guide/devices.txt: major 1 = memory devices). */
 const DEV_MINOR: Record<DevKind, number> = { null: 3, zero: 5, full: 7, random: 8, urandom: 9 };

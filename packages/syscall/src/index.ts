@@ -20,6 +20,7 @@ import { registerNet } from "./sys-net.ts";
 import { registerPoll } from "./sys-poll.ts";
 import { registerProc } from "./sys-proc.ts";
 import { SigHandlers, type Task } from "./task.ts";
+import { type DirRef, ROOT_REF } from "./vfs.ts";
 
 export * from "./abi.ts";
 export { ExecFormatError, parseElf } from "./elf.ts";
@@ -37,7 +38,8 @@ export type {
 export { Kernel, type KernelOptions, type KernelStats, type SyscallStat } from "./kernel.ts";
 export { MemoryConsole } from "./memconsole.ts";
 export { NR, SYSCALL_NAMES, syscallName } from "./numbers.ts";
-export { Resolver } from "./vfs.ts";
+export { TASK_RUNNING, TASK_ZOMBIE, type Task } from "./task.ts";
+export { DirRef, Resolver, ROOT_REF } from "./vfs.ts";
 
 export interface RunProgramOptions {
   host: Host;
@@ -108,8 +110,18 @@ export function spawnInit(k: Kernel, program: string, argv: string[], env: strin
   const sig = new SigHandlers();
   const tmpCtx = { exe: () => program, fdLink: () => undefined, fdList: () => [0, 1, 2] };
   let img: ReturnType<typeof buildImage>;
+  let cwdRef: DirRef;
   try {
-    img = buildImage(k, tmpCtx, cwd, program, argv, env);
+    cwdRef = k.resolver.refOf(k.resolver.resolve(tmpCtx, ROOT_REF, cwd, true));
+  } catch (e) {
+    files.closeAll(k);
+    if (e instanceof E.LinuxError) {
+      throw new ProgramError(`working directory ${cwd}: ${MESSAGES[e.errno] ?? `error ${e.errno}`}`, 126);
+    }
+    throw e;
+  }
+  try {
+    img = buildImage(k, tmpCtx, cwdRef, program, argv, env);
   } catch (e) {
     files.closeAll(k);
     if (e instanceof ExecFormatError) throw new ProgramError(`${program}: ${e.message}`, 126);
@@ -123,7 +135,7 @@ export function spawnInit(k: Kernel, program: string, argv: string[], env: strin
   t.mm = img.mm;
   t.exe = img.exe;
   t.comm = img.comm;
-  t.cwd = cwd;
+  t.cwd = cwdRef;
   // A process started from a shell: leader of its own process group, not of a session.
   t.sid = 1;
   t.hart.pc = BigInt(img.entry);

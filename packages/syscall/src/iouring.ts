@@ -435,7 +435,7 @@ export class IoUringFile extends OpenFile implements Mappable {
         const path = t.mm.readCString(sqe.addr, 4096);
         const flags = sqe.rwFlags | 0;
         const f = openPath(k, t, sqe.fd, path, flags, sqe.len);
-        return t.files.alloc(f, (flags & O_CLOEXEC) !== 0, 0, t.rlimits[7]!.cur);
+        return t.files.alloc(f, (flags & O_CLOEXEC) !== 0, 0, t.fdLimit);
       }
       case IORING_OP_CLOSE:
         // As Linux: a ring cannot close io_uring descriptors through itself.
@@ -582,7 +582,7 @@ const sys_io_uring_setup: Syscall = (k, t) => {
   if ((flags & IORING_SETUP_SQPOLL) !== 0) ring.startSqPoll(t);
   let fd: number;
   try {
-    fd = t.files.alloc(ring, false, 0, t.rlimits[7]!.cur);
+    fd = t.files.alloc(ring, false, 0, t.fdLimit);
   } catch (e) {
     ring.decRef(k);
     throw e;

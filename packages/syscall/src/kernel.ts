@@ -61,7 +61,7 @@ import {
   TRAP_BRKPT,
 } from "./abi.ts";
 import { EFAULT, EINTR, ENOSYS, LinuxError } from "./errno.ts";
-import { ConsoleFile, type FileCtx, type OpenFile, TtyState } from "./files.ts";
+import { ConsoleFile, type FileCtx, HostFileDesc, type OpenFile, TtyState } from "./files.ts";
 import type { Host } from "./host.ts";
 import {
   ACCESS_R,
@@ -92,7 +92,7 @@ import {
   Task,
 } from "./task.ts";
 import { utf8Encode } from "./utf8.ts";
-import { Resolver } from "./vfs.ts";
+import { type DirRef, Resolver } from "./vfs.ts";
 
 /** A syscall handler: returns the result (>= 0 or -errno), BLOCK or NORETURN. */
 export type Syscall = (k: Kernel, t: Task) => number;
@@ -196,6 +196,9 @@ const noBus = {
   write64: () => false,
 };
 
+/** Times one access may fault again without any progress before the task gets SIGSEGV. */
+const MAX_FAULT_RETRIES = 8;
+
 export class Kernel implements FileCtx {
   readonly host: Host;
   readonly ram: GuestRam;
@@ -291,6 +294,24 @@ export class Kernel implements FileCtx {
 
   nowMs(): number {
     return Number(this.host.clock.monotonicNs() - this.bootNs) / 1e6;
+  }
+
+  /**
+   * The guest renamed the directory `from` to `to` (canonical guest paths): every held
+   * directory at or below it (working directories, open directory descriptors) follows.
+   * One the walk misses (a description in flight) only behaves as deleted: every use
+   * re-validates its identity anyway (vfs.ts).
+   */
+  movedDir(from: string, to: string): void {
+    const refs = new Set<DirRef>();
+    for (const t of this.tasks.values()) {
+      refs.add(t.cwd);
+      for (const fd of t.files.list()) {
+        const f = t.files.entry(fd)?.file;
+        if (f instanceof HostFileDesc && f.dir !== undefined) refs.add(f.dir);
+      }
+    }
+    for (const r of refs) r.moved(from, to);
   }
 
   nextPid(): number {
@@ -830,15 +851,19 @@ export class Kernel implements FileCtx {
         const va = signedVa(e.addr);
         const access = e.access === "fetch" ? ACCESS_X : e.access === "load" ? ACCESS_R : ACCESS_W;
         if (t.mm.fault(va, access)) {
-          // Guard against a fault the kernel "fixes" without effect (would loop forever).
+          // Guard against a fault the kernel "fixes" without effect (would loop forever):
+          // the same access faulting again with no instruction retired in between. The
+          // same store re-faulting after the guest made progress is a fault really fixed
+          // each time (a copy-on-write stack page after every fork) and restarts the count.
           const pc = signedVa(h.pc);
-          if (pc === t.lastFaultPc && va === t.lastFaultVa) {
-            if (++t.faultRepeat > 8) this.forceSignal(t, SIGSEGV, SEGV_ACCERR, va);
+          if (pc === t.lastFaultPc && va === t.lastFaultVa && t.instret === t.lastFaultInstret) {
+            if (++t.faultRepeat > MAX_FAULT_RETRIES) this.forceSignal(t, SIGSEGV, SEGV_ACCERR, va);
           } else {
             t.lastFaultPc = pc;
             t.lastFaultVa = va;
             t.faultRepeat = 0;
           }
+          t.lastFaultInstret = t.instret;
           return;
         }
         this.forceSignal(t, SIGSEGV, t.mm.find(va) === undefined ? SEGV_MAPERR : SEGV_ACCERR, va);

@@ -120,7 +120,7 @@ import { NR } from "./numbers.ts";
 import type { Task } from "./task.ts";
 import { encodeStat, encodeStatx, getI64, getU64 } from "./uapi.ts";
 import { utf8Encode } from "./utf8.ts";
-import { joinPath, type Node, type ResolveCtx, splitPath } from "./vfs.ts";
+import { DirRef, joinPath, type Node, type ResolveCtx, ROOT_REF, splitPath } from "./vfs.ts";
 
 const IOV_MAX = 1024;
 /** Largest single transfer (Linux's MAX_RW_COUNT is INT_MAX rounded down to a page). */
@@ -142,21 +142,21 @@ export function resolveCtx(t: Task): ResolveCtx {
   };
 }
 
-/** The canonical guest directory that a relative path is resolved from. */
-function baseDir(t: Task, dirfd: number): string {
+/** The held directory that a relative path is resolved from (re-validated by the resolver). */
+function baseDir(t: Task, dirfd: number): DirRef {
   if (dirfd === AT_FDCWD) return t.cwd;
   const f = t.files.get(dirfd);
   if (f instanceof HostFileDesc) {
-    if (!f.isDir) throw new LinuxError(ENOTDIR);
-    return f.hostPath;
+    if (f.dir === undefined) throw new LinuxError(ENOTDIR);
+    return f.dir;
   }
-  if (f instanceof VirtualDir) return f.path;
+  if (f instanceof VirtualDir) return DirRef.virtual(f.path);
   throw new LinuxError(ENOTDIR);
 }
 
 /** Resolve (dirfd, path) for a task. */
 export function lookup(k: Kernel, t: Task, dirfd: number, path: string, follow: boolean): Node {
-  const base = path.startsWith("/") ? "/" : baseDir(t, dirfd);
+  const base = path.startsWith("/") ? ROOT_REF : baseDir(t, dirfd);
   return k.resolver.resolve(resolveCtx(t), base, path, follow);
 }
 
@@ -223,7 +223,7 @@ export function openPath(
       if ((flags & O_CREAT) === 0) throw new LinuxError(ENOENT);
       if (path.endsWith("/")) throw new LinuxError(EISDIR);
       const hf = k.host.fs.open(n.path, flags & ~O_CLOEXEC, mode & ~t.umask & 0o7777);
-      return hostDesc(k, hf, keep, path, n.path, false);
+      return hostDesc(k, hf, keep, path, n.path, undefined);
     }
     case "host": {
       if (creatExcl) throw new LinuxError(EEXIST);
@@ -233,7 +233,14 @@ export function openPath(
       if (type === S_IFDIR) {
         if (wantWrite || (flags & O_CREAT) !== 0) throw new LinuxError(EISDIR);
         const hf = k.host.fs.open(n.path, O_RDONLY | O_DIRECTORY, 0);
-        return hostDesc(k, hf, keep & ~O_ACCMODE, path, n.path, true);
+        // The identity is the held handle's own: the directory actually opened.
+        const held = hf.stat();
+        const dir = new DirRef(n.path, held.dev, held.ino);
+        if (!dir.matches(n.st)) {
+          hf.close();
+          throw new LinuxError(ENOENT);
+        }
+        return hostDesc(k, hf, keep & ~O_ACCMODE, path, n.path, dir);
       }
       if (type !== S_IFREG) {
         // Host device nodes, FIFOs and sockets inside the root are not passed through.
@@ -241,10 +248,10 @@ export function openPath(
       }
       if ((flags & O_PATH) !== 0) {
         const hf = k.host.fs.open(n.path, O_RDONLY, 0);
-        return hostDesc(k, hf, O_PATH, path, n.path, false);
+        return hostDesc(k, hf, O_PATH, path, n.path, undefined);
       }
       const hf = k.host.fs.open(n.path, flags & ~(O_CREAT | O_EXCL | O_CLOEXEC | O_NONBLOCK), 0);
-      const d = hostDesc(k, hf, keep, path, n.path, false);
+      const d = hostDesc(k, hf, keep, path, n.path, undefined);
       if ((flags & O_TRUNC) !== 0 && wantWrite) k.pageCache.invalidate(n.st);
       return d;
     }
@@ -283,10 +290,10 @@ function hostDesc(
   flags: number,
   path: string,
   hostPath: string,
-  isDir: boolean,
+  dir: DirRef | undefined,
 ): HostFileDesc {
-  const d = new HostFileDesc(hf, flags, path, hostPath, isDir);
-  if (!isDir) {
+  const d = new HostFileDesc(hf, flags, path, hostPath, dir);
+  if (dir === undefined) {
     let st: HostStat | undefined;
     d.onWrite = () => {
       st ??= hf.stat();
@@ -301,7 +308,7 @@ const sys_openat: Syscall = (k, t) => {
   const flags = t.ai(2);
   const f = openPath(k, t, t.ai(0), path, flags, t.au(3));
   try {
-    return t.files.alloc(f, (flags & O_CLOEXEC) !== 0, 0, t.rlimits[7]!.cur);
+    return t.files.alloc(f, (flags & O_CLOEXEC) !== 0, 0, t.fdLimit);
   } catch (e) {
     f.decRef(k);
     throw e;
@@ -563,7 +570,7 @@ const sys_sendfile: Syscall = (k, t) => {
 const sys_dup: Syscall = (_k, t) => {
   const f = t.files.get(t.ai(0));
   f.refs++;
-  return t.files.alloc(f, false, 0, t.rlimits[7]!.cur);
+  return t.files.alloc(f, false, 0, t.fdLimit);
 };
 
 const sys_dup3: Syscall = (k, t) => {
@@ -572,7 +579,7 @@ const sys_dup3: Syscall = (k, t) => {
   const flags = t.ai(2);
   if ((flags & ~O_CLOEXEC) !== 0 || oldfd === newfd) return -EINVAL;
   const f = t.files.get(oldfd);
-  if (newfd < 0 || newfd >= t.rlimits[7]!.cur) return -EBADF;
+  if (newfd < 0 || newfd >= t.fdLimit) return -EBADF;
   f.refs++;
   t.files.install(k, newfd, f, (flags & O_CLOEXEC) !== 0);
   return newfd;
@@ -588,9 +595,9 @@ const sys_fcntl: Syscall = (_k, t) => {
     case F_DUPFD:
     case F_DUPFD_CLOEXEC: {
       const min = t.ai(2);
-      if (min < 0 || min >= t.rlimits[7]!.cur) return -EINVAL;
+      if (min < 0 || min >= t.fdLimit) return -EINVAL;
       f.refs++;
-      return t.files.alloc(f, cmd === F_DUPFD_CLOEXEC, min, t.rlimits[7]!.cur);
+      return t.files.alloc(f, cmd === F_DUPFD_CLOEXEC, min, t.fdLimit);
     }
     case F_GETFD:
       return t.files.getFdFlags(fd);
@@ -641,8 +648,8 @@ const sys_pipe2: Syscall = (k, t) => {
   let rfd = -1;
   let wfd = -1;
   try {
-    rfd = t.files.alloc(r, cloexec, 0, t.rlimits[7]!.cur);
-    wfd = t.files.alloc(w, cloexec, 0, t.rlimits[7]!.cur);
+    rfd = t.files.alloc(r, cloexec, 0, t.fdLimit);
+    wfd = t.files.alloc(w, cloexec, 0, t.fdLimit);
     const b = new Uint8Array(8);
     const dv = new DataView(b.buffer);
     dv.setInt32(0, rfd, true);
@@ -842,33 +849,49 @@ const sys_faccessat2: Syscall = (k, t) => {
 
 // ------------------------------------------------------------------------------ directories
 
+/** Entries of the host directory at canonical path `dir` (checked to be `f`'s directory in this call). */
+function listHostDir(
+  k: Kernel,
+  f: HostFileDesc,
+  dir: string,
+  list: { name: string; ino: number; type: number }[],
+): void {
+  const self = f.stat(k);
+  list.push({ name: ".", ino: self.ino, type: DT_DIR });
+  const parent = dir === "/" ? dir : joinPath(splitPath(dir).slice(0, -1));
+  let pino = self.ino;
+  try {
+    pino = k.host.fs.lstat(parent).ino;
+  } catch {
+    // keep the directory's own inode
+  }
+  list.push({ name: "..", ino: pino, type: DT_DIR });
+  for (const name of k.host.fs.readdir(dir)) {
+    const p = dir === "/" ? `/${name}` : `${dir}/${name}`;
+    try {
+      const st = k.host.fs.lstat(p);
+      list.push({ name, ino: st.ino, type: dtype(st.mode) });
+    } catch {
+      // vanished meanwhile
+    }
+  }
+}
+
 const sys_getdents64: Syscall = (k, t) => {
   const f = t.files.get(t.ai(0));
   const va = t.a(1);
   const count = Math.min(t.au(2), 1 << 20);
   let entries: { name: string; ino: number; type: number }[];
   if (f instanceof HostFileDesc) {
-    if (!f.isDir) return -ENOTDIR;
+    if (f.dir === undefined) return -ENOTDIR;
     if (f.dirEntries === undefined || f.pos === 0) {
-      const self = f.stat(k);
-      const list = [{ name: ".", ino: self.ino, type: DT_DIR }];
-      const parent = f.hostPath === "/" ? f.hostPath : joinPath(splitPath(f.hostPath).slice(0, -1));
-      let pino = self.ino;
-      try {
-        pino = k.host.fs.lstat(parent).ino;
-      } catch {
-        // keep the directory's own inode
-      }
-      list.push({ name: "..", ino: pino, type: DT_DIR });
-      for (const name of k.host.fs.readdir(f.hostPath)) {
-        const p = f.hostPath === "/" ? `/${name}` : `${f.hostPath}/${name}`;
-        try {
-          const st = k.host.fs.lstat(p);
-          list.push({ name, ino: st.ino, type: dtype(st.mode) });
-        } catch {
-          // vanished meanwhile
-        }
-      }
+      // List the held directory, never whatever its old path names now: one that is no
+      // longer where it was is Linux's dead directory, which getdents refuses with ENOENT
+      // (fs/readdir.c, iterate_dir).
+      const at = k.resolver.locate(resolveCtx(t), f.dir);
+      if (at === undefined) return -ENOENT;
+      const list: { name: string; ino: number; type: number }[] = [];
+      listHostDir(k, f, joinPath(at), list);
       f.dirEntries = list;
     }
     entries = f.dirEntries;
@@ -1013,6 +1036,8 @@ const sys_renameat2: Syscall = (k, t) => {
     return -EINVAL;
   }
   k.host.fs.rename(s.path, dst.path);
+  // Held directories at or below a renamed directory follow it, as on Linux.
+  if ((s.st.mode & S_IFMT) === S_IFDIR) k.movedDir(s.path, dst.path);
   return 0;
 };
 
@@ -1140,26 +1165,25 @@ const sys_sync: Syscall = () => 0;
 const sys_chdir: Syscall = (k, t) => {
   const path = readPath(t, t.a(0));
   const n = lookup(k, t, AT_FDCWD, path, true);
-  if (n.kind === "vdir") {
-    t.cwd = n.path;
-    return 0;
-  }
-  const h = hostNode(n);
-  if ((h.st.mode & S_IFMT) !== S_IFDIR) return -ENOTDIR;
-  t.cwd = h.path;
+  if (n.kind !== "vdir") hostNode(n);
+  t.cwd = k.resolver.refOf(n);
   return 0;
 };
 
 const sys_fchdir: Syscall = (_k, t) => {
   const f = t.files.get(t.ai(0));
-  if (f instanceof HostFileDesc && f.isDir) t.cwd = f.hostPath;
-  else if (f instanceof VirtualDir) t.cwd = f.path;
+  // The working directory becomes the held directory itself (validated at each use).
+  if (f instanceof HostFileDesc && f.dir !== undefined) t.cwd = f.dir;
+  else if (f instanceof VirtualDir) t.cwd = DirRef.virtual(f.path);
   else return -ENOTDIR;
   return 0;
 };
 
-const sys_getcwd: Syscall = (_k, t) => {
-  const b = utf8Encode(`${t.cwd}\0`);
+const sys_getcwd: Syscall = (k, t) => {
+  // Linux: ENOENT when the working directory has been removed.
+  const at = k.resolver.locate(resolveCtx(t), t.cwd);
+  if (at === undefined) return -ENOENT;
+  const b = utf8Encode(`${joinPath(at)}\0`);
   if (t.a(1) < b.length) return -34; // ERANGE
   t.mm.copyOut(t.a(0), b);
   return b.length;
@@ -1200,7 +1224,14 @@ const sys_statfs: Syscall = (k, t) => {
 
 const sys_fstatfs: Syscall = (k, t) => {
   const f = t.files.get(t.ai(0));
-  t.mm.copyOut(t.a(1), encodeStatfs(k, f instanceof HostFileDesc ? f.hostPath : "/"));
+  // A held directory is re-validated (a stale one reports the root's file system); other
+  // descriptions report the root's.
+  let at = "/";
+  if (f instanceof HostFileDesc && f.dir !== undefined) {
+    const p = k.resolver.locate(resolveCtx(t), f.dir);
+    if (p !== undefined) at = joinPath(p);
+  }
+  t.mm.copyOut(t.a(1), encodeStatfs(k, at));
   return 0;
 };
 

@@ -84,10 +84,10 @@ const sys_socketpair: Syscall = (k, t) => {
   const a = new UnixSocket(new PipeEnd(b2a, true, 0), new PipeEnd(a2b, false, 1), flags, k.nextIno());
   const b = new UnixSocket(new PipeEnd(a2b, true, 0), new PipeEnd(b2a, false, 1), flags, k.nextIno());
   const cloexec = (type & SOCK_CLOEXEC) !== 0;
-  const fa = t.files.alloc(a, cloexec, 0, t.rlimits[7]!.cur);
+  const fa = t.files.alloc(a, cloexec, 0, t.fdLimit);
   let fb: number;
   try {
-    fb = t.files.alloc(b, cloexec, 0, t.rlimits[7]!.cur);
+    fb = t.files.alloc(b, cloexec, 0, t.fdLimit);
   } catch (e) {
     t.files.close(k, fa);
     b.decRef(k);

@@ -75,7 +75,7 @@ function deadlineOf(k: Kernel, t: Task, tsVa: number): number {
 const sys_ppoll: Syscall = (k, t) => {
   const fdsVa = t.a(0);
   const nfds = t.a(1);
-  if (nfds > t.rlimits[7]!.cur) return -EINVAL;
+  if (nfds > t.fdLimit) return -EINVAL;
   const deadline = deadlineOf(k, t, t.a(2));
   enterMask(t, t.a(3), t.a(4));
   const b = nfds > 0 ? t.mm.copyIn(fdsVa, nfds * 8) : new Uint8Array(0);
@@ -110,7 +110,7 @@ const sys_ppoll: Syscall = (k, t) => {
 
 const sys_pselect6: Syscall = (k, t) => {
   const nfds = t.ai(0);
-  if (nfds < 0 || nfds > t.rlimits[7]!.cur) return -EINVAL;
+  if (nfds < 0 || nfds > t.fdLimit) return -EINVAL;
   const sets = [t.a(1), t.a(2), t.a(3)];
   const deadline = deadlineOf(k, t, t.a(4));
   const sigVa = t.a(5);
@@ -213,7 +213,7 @@ const sys_epoll_create1: Syscall = (k, t) => {
   const flags = t.ai(0);
   if ((flags & ~O_CLOEXEC) !== 0) return -EINVAL;
   const ep = new EpollFile(O_RDWR, k.nextIno());
-  return t.files.alloc(ep, (flags & O_CLOEXEC) !== 0, 0, t.rlimits[7]!.cur);
+  return t.files.alloc(ep, (flags & O_CLOEXEC) !== 0, 0, t.fdLimit);
 };
 
 const sys_epoll_ctl: Syscall = (_k, t) => {
@@ -307,7 +307,7 @@ const sys_eventfd2: Syscall = (k, t) => {
   const flags = t.ai(1);
   if ((flags & ~(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC)) !== 0) return -EINVAL;
   const f = new EventFd(init, (flags & EFD_SEMAPHORE) !== 0, O_RDWR | (flags & EFD_NONBLOCK), k.nextIno());
-  return t.files.alloc(f, (flags & EFD_CLOEXEC) !== 0, 0, t.rlimits[7]!.cur);
+  return t.files.alloc(f, (flags & EFD_CLOEXEC) !== 0, 0, t.fdLimit);
 };
 
 export function registerPoll(table: (Syscall | undefined)[]): void {

@@ -72,7 +72,18 @@ import {
   WSTOPPED,
   WUNTRACED,
 } from "./abi.ts";
-import { E2BIG, EAGAIN, ECHILD, EINVAL, ENOMEM, EPERM, ESRCH, ETIMEDOUT, LinuxError } from "./errno.ts";
+import {
+  E2BIG,
+  EAGAIN,
+  ECHILD,
+  EINVAL,
+  ENOMEM,
+  ENOSYS,
+  EPERM,
+  ESRCH,
+  ETIMEDOUT,
+  LinuxError,
+} from "./errno.ts";
 import { buildImage, installImage } from "./exec.ts";
 import { type Kernel, NORETURN, type Syscall } from "./kernel.ts";
 import { NR } from "./numbers.ts";
@@ -789,7 +800,7 @@ const sys_futex: Syscall = (k, t) => {
       k.notify();
       return 0;
     default:
-      return -38; // ENOSYS, as Linux for unknown futex ops
+      return -ENOSYS; // as Linux for unknown futex ops
   }
 };
 
@@ -949,7 +960,7 @@ const sys_sched_param: Syscall = (_k, t) => {
 };
 
 /** Deliberately absent: glibc probes these and falls back (a kernel built without them answers the same). */
-const sys_quiet_enosys: Syscall = () => -38;
+const sys_quiet_enosys: Syscall = () => -ENOSYS;
 
 export function registerProc(table: (Syscall | undefined)[]): void {
   const set = (name: string, fn: Syscall) => {

@@ -10,6 +10,7 @@ import { FD_CLOEXEC, NSIG, RLIM_NLIMITS, RLIMIT_NOFILE, RLIMIT_STACK } from "./a
 import { EBADF, EMFILE, LinuxError } from "./errno.ts";
 import type { FileCtx, OpenFile } from "./files.ts";
 import type { AddressSpace } from "./mm.ts";
+import { type DirRef, ROOT_REF } from "./vfs.ts";
 
 export const TASK_RUNNING = 0;
 export const TASK_BLOCKED = 1;
@@ -173,7 +174,8 @@ export class Task {
   mm: AddressSpace;
   files: FdTable;
   sig: SigHandlers;
-  cwd = "/";
+  /** Working directory (re-validated at every use, see vfs.ts). */
+  cwd: DirRef = ROOT_REF;
   umask = 0o022;
   exe = "";
   comm = "";
@@ -228,6 +230,8 @@ export class Task {
   lastFaultPc = -1;
   lastFaultVa = -1;
   faultRepeat = 0;
+  /** `instret` at the last page fault (a repeat without progress is a fault loop). */
+  lastFaultInstret = -1;
 
   constructor(pid: number, hart: Hart, mm: AddressSpace, files: FdTable, sig: SigHandlers) {
     this.pid = pid;
@@ -244,6 +248,11 @@ export class Task {
     for (let i = 0; i < RLIM_NLIMITS; i++) this.rlimits.push({ cur: RLIM_INFINITY, max: RLIM_INFINITY });
     this.rlimits[RLIMIT_STACK] = { cur: 8 * 1024 * 1024, max: RLIM_INFINITY };
     this.rlimits[RLIMIT_NOFILE] = { cur: MAX_FDS, max: MAX_FDS };
+  }
+
+  /** RLIMIT_NOFILE's soft limit: every new file descriptor is below it. */
+  get fdLimit(): number {
+    return this.rlimits[RLIMIT_NOFILE]!.cur;
   }
 
   get alive(): boolean {

@@ -13,13 +13,25 @@
  * checked to be a real directory; host operations then receive that path and never
  * follow a symlink in it (see HostFs).
  *
+ * Directories the guest holds across calls (an open directory descriptor, the working
+ * directory) are `DirRef`s: a canonical path plus the identity (st_dev, st_ino) of the
+ * directory when it was reached. A path string is never trusted from one call to the next:
+ * every use re-walks the reference's path from the root, component by component with
+ * lstat, and requires each component to be a real directory and the last to still be the
+ * same directory (`Resolver.locate`). A reference that no longer resolves to itself (the
+ * directory was removed, or replaced by a symlink or another directory) behaves as
+ * Linux's deleted directory: lookups under it and listing it fail with ENOENT.
+ * Renames made by the guest move the references they carry (Kernel.movedDir), so a held
+ * directory follows its renames as on Linux. All of this happens inside one system call,
+ * which no other guest thread can interleave with (the kernel serves one call at a time),
+ * so nothing the guest does between calls can move a walk outside the root.
+ *
  * A small virtual overlay provides what a program expects from a Linux system whatever
  * the root holds: /dev/{null,zero,full,random,urandom,tty,stdin,stdout,stderr} and
  * /proc/self/{exe,fd/N}.
  */
 import { S_IFDIR, S_IFLNK, S_IFMT } from "./abi.ts";
 import { ELOOP, ENAMETOOLONG, ENOENT, ENOTDIR, LinuxError } from "./errno.ts";
-import type { DevKind } from "./files.ts";
 import type { HostFs, HostStat } from "./host.ts";
 
 export const MAXSYMLINKS = 40;
@@ -68,6 +80,47 @@ const DEV_LINKS: Record<string, string> = {
   fd: "/proc/self/fd",
 };
 
+/** st_dev of a virtual directory's reference (no host directory has it). */
+const VIRTUAL_DEV = -1;
+
+/** The character devices under /dev that the kernel serves itself (files.ts: CharDevice). */
+export type DevKind = "null" | "zero" | "full" | "random" | "urandom";
+
+/**
+ * A directory held across system calls (open directory descriptor, working directory).
+ * `path` is where the directory was last known to be: renames made by the guest update it.
+ */
+export class DirRef {
+  path: string;
+  readonly dev: number;
+  readonly ino: number;
+  constructor(path: string, dev: number, ino: number) {
+    this.path = path;
+    this.dev = dev;
+    this.ino = ino;
+  }
+  /** A reference to a virtual directory of the overlay (/proc/self, a virtual /dev ...). */
+  static virtual(path: string): DirRef {
+    return new DirRef(path, VIRTUAL_DEV, 0);
+  }
+  get isVirtual(): boolean {
+    return this.dev === VIRTUAL_DEV;
+  }
+  /** Is this the directory described by `st`? */
+  matches(st: HostStat): boolean {
+    return st.dev === this.dev && st.ino === this.ino && (st.mode & S_IFMT) === S_IFDIR;
+  }
+  /** Follow a rename of `from` to `to` (canonical guest paths) when this directory is at or below `from`. */
+  moved(from: string, to: string): void {
+    if (this.path === from) this.path = to;
+    else if (this.path.startsWith(from === "/" ? "/" : `${from}/`))
+      this.path = to + this.path.slice(from.length);
+  }
+}
+
+/** The guest root as a reference (always valid: the guest cannot remove or replace it). */
+export const ROOT_REF: DirRef = DirRef.virtual("/");
+
 export function joinPath(stack: readonly string[]): string {
   return stack.length === 0 ? "/" : `/${stack.join("/")}`;
 }
@@ -92,14 +145,21 @@ export class Resolver {
   }
 
   /**
-   * Resolve `path` relative to the canonical guest directory `base`.
+   * Resolve `path` relative to the held directory `base` (re-validated first, see `locate`).
    * @param follow follow a symlink in the last component
    */
-  resolve(ctx: ResolveCtx, base: string, path: string, follow: boolean): Node {
+  resolve(ctx: ResolveCtx, base: DirRef, path: string, follow: boolean): Node {
     if (path.length === 0) throw new LinuxError(ENOENT);
     if (path.length >= PATH_MAX) throw new LinuxError(ENAMETOOLONG);
     const trailingSlash = path.endsWith("/");
-    const stack: string[] = path.startsWith("/") ? [] : splitPath(base);
+    let stack: string[];
+    if (path.startsWith("/")) stack = [];
+    else {
+      const at = this.locate(ctx, base);
+      // A directory that no longer resolves to itself: Linux's deleted directory.
+      if (at === undefined) throw new LinuxError(ENOENT);
+      stack = at;
+    }
     const queue: string[] = splitPath(path).reverse(); // pop() takes the next component
     let links = 0;
     const follow1 = (target: string): void => {
@@ -165,6 +225,41 @@ export class Resolver {
     const st = hostLstat(this.fs, cand);
     if (st === undefined) throw new LinuxError(ENOENT);
     return { kind: "host", path: cand, st };
+  }
+
+  /**
+   * Where a held directory is now: the components of its canonical path, after checking
+   * from the root, one component at a time, that each is a real directory (never a
+   * symlink) and that the last is the same directory (dev, ino) as when it was taken.
+   * Undefined when it is not there any more (removed, replaced, moved by someone else).
+   */
+  locate(ctx: ResolveCtx, d: DirRef): string[] | undefined {
+    const comps = splitPath(d.path);
+    // The root itself: the guest can neither remove nor replace it (EBUSY).
+    if (comps.length === 0) return comps;
+    const stack: string[] = [];
+    let last: HostStat | undefined;
+    for (const c of comps) {
+      if (c === "..") return undefined;
+      stack.push(c);
+      const v = this.virtual(ctx, stack);
+      if (v !== undefined) {
+        if (v.kind !== "vdir") return undefined;
+        last = undefined;
+        continue;
+      }
+      last = hostLstat(this.fs, joinPath(stack));
+      if (last === undefined || (last.mode & S_IFMT) !== S_IFDIR) return undefined;
+    }
+    if (d.isVirtual) return last === undefined ? stack : undefined;
+    return last !== undefined && d.matches(last) ? stack : undefined;
+  }
+
+  /** A reference to the directory a resolution ended at (`host` or `vdir`). */
+  refOf(n: Node): DirRef {
+    if (n.kind === "vdir") return DirRef.virtual(n.path);
+    if (n.kind === "host" && (n.st.mode & S_IFMT) === S_IFDIR) return new DirRef(n.path, n.st.dev, n.st.ino);
+    throw new LinuxError(ENOTDIR);
   }
 
   /** The virtual overlay (checked before the host for these exact paths). */

@@ -11,7 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseExecArgs } from "../src/node/cli.ts";
-import { makeRoot } from "./root.ts";
+import { FIXTURES, makeRoot } from "./root.ts";
 
 const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "src", "node", "cli.ts");
 let root: string;
@@ -44,6 +44,10 @@ beforeAll(() => {
   dv.setUint16(16, 2, true);
   dv.setUint16(18, 62, true);
   fs.writeFileSync(path.join(root, "x86"), elf, { mode: 0o755 });
+  // A riscv64 executable whose program headers lie: e_phoff points far past the file.
+  const lying = new Uint8Array(fs.readFileSync(path.join(FIXTURES, "guests", "storeloop")));
+  new DataView(lying.buffer).setBigUint64(32, 0x7fffffff00000000n, true);
+  fs.writeFileSync(path.join(root, "lying"), lying, { mode: 0o755 });
 });
 
 afterAll(() => {
@@ -136,6 +140,13 @@ describe("visor exec", () => {
   it("reports a wrong-architecture ELF in one line", () => {
     const r = visor(["--root", root, "/x86"]);
     expect(r.stderr).toBe("visor exec: /x86: ELF for x86-64, not riscv64\n");
+    expect(r.status).toBe(126);
+  });
+
+  it("reports a riscv64 ELF with lying headers in one line", () => {
+    const r = visor(["--root", root, "/lying"]);
+    expect(r.stderr).toBe("visor exec: /lying: ELF e_phoff out of range\n");
+    expect(r.stdout).toBe("");
     expect(r.status).toBe(126);
   });
 

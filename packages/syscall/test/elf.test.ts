@@ -1,9 +1,12 @@
 /// <reference types="node" />
 /** ELF validation: every way a file can fail to be a riscv64 executable has its own message. */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ET_EXEC, ExecFormatError, parseElf } from "../src/elf.ts";
+import { createKernel, ProgramError, spawnInit } from "../src/index.ts";
+import { createNodeHost } from "../src/node/index.ts";
 import { BUSYBOX, FIXTURES } from "./root.ts";
 
 const reader = (b: Uint8Array) => (pos: number, len: number) => b.subarray(pos, pos + len);
@@ -49,5 +52,38 @@ describe("ELF loader checks", () => {
     expect(message(header((dv) => dv.setUint16(54, 32, true)))).toBe("bad ELF program headers");
     expect(message(header((_dv, b) => b.fill(0, 64)))).toBe("ELF without loadable segments");
     expect(message(new Uint8Array(fs.readFileSync(BUSYBOX)).subarray(0, 40))).toBe("truncated ELF header");
+  });
+});
+
+describe("ELF loading with lying headers (found by the elf fuzz surface)", () => {
+  it("a position-independent image whose segment lands past user space is refused in one line", () => {
+    const b = new Uint8Array(fs.readFileSync(path.join(FIXTURES, "guests", "dynhello")));
+    const dv = new DataView(b.buffer);
+    const phoff = Number(dv.getBigUint64(32, true));
+    const PT_LOAD = 1;
+    let text = 0;
+    while (dv.getUint32(phoff + text * 56, true) !== PT_LOAD) text++;
+    // p_vaddr just below 2^38 and p_filesz 1: congruent, inside user space unbiased.
+    dv.setBigUint64(phoff + text * 56 + 16, (1n << 38n) - 4096n, true);
+    dv.setBigUint64(phoff + text * 56 + 32, 1n, true);
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "visor-elf-"));
+    try {
+      fs.writeFileSync(path.join(root, "prog"), b, { mode: 0o755 });
+      const host = createNodeHost({ root });
+      const k = createKernel({ host, memoryBytes: 8 * 1024 * 1024, warn: () => {} });
+      let err: unknown;
+      try {
+        spawnInit(k, "/prog", ["/prog"], [], "/");
+      } catch (e) {
+        err = e;
+      }
+      host.close();
+      expect(err).toBeInstanceOf(ProgramError);
+      expect((err as Error).message).toBe(
+        "/prog: ELF segments overlap the stack or leave the user address space",
+      );
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -2,7 +2,15 @@
  * Address spaces: Sv39 tables in guest RAM, lazy population, copy-in/out with EFAULT,
  * copy-on-write after fork, protection changes, and no leaked frames.
  */
-import { ACCESS_READ, ACCESS_WRITE, GuestRam, SATP_MODE_SV39, WalkResult, walkStage1 } from "@visor/memory";
+import {
+  ACCESS_READ,
+  ACCESS_WRITE,
+  GuestRam,
+  hpa,
+  SATP_MODE_SV39,
+  WalkResult,
+  walkStage1,
+} from "@visor/memory";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { LinuxError } from "../src/errno.ts";
@@ -47,7 +55,7 @@ describe("address spaces", () => {
     expect(new TextDecoder().decode(mm.copyIn(0x10ffe, 4))).toBe("abcd");
     const pa = hwTranslate(mm, 0x11000, true);
     expect(pa).toBeGreaterThan(0);
-    expect(mm.ram.read8(pa)).toBe("c".charCodeAt(0));
+    expect(mm.ram.read8(hpa(pa))).toBe("c".charCodeAt(0));
     expect(hwTranslate(mm, 0x30000, false)).toBe(-13);
     mm.destroy();
     expect(frames.used).toBe(before - 1); // the root table of this space was counted in `before`

@@ -1,5 +1,5 @@
 /// <reference types="node" />
-/** The core imports no Node module: host access goes through host.ts (DESIGN.md). */
+/** The core imports no Node module: host access goes through src/host.ts (docs/architecture.md). */
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";

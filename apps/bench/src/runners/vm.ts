@@ -146,7 +146,11 @@ if (opts.pioProbe && pioWired) {
 if (opts.benchRng !== undefined) {
   // What Machine does for each virtio device (machine.ts), with the fast path optional.
   const m = machine;
-  const t = new VirtioMmio({ device: new VirtioRng({}), ram: m.ram, irq: m.plic.irqLine(VIRT_IRQ.virtio) });
+  const t = new VirtioMmio({
+    device: new VirtioRng({}),
+    ram: m.memory,
+    irq: m.plic.irqLine(VIRT_IRQ.virtio),
+  });
   m.io.mmio.register(virtioMmioBase(0), VIRT_MEMMAP.virtio.size, t);
   if (opts.benchRng === "fast") m.io.mmio.addWriteListener(virtioMmioBase(0) + 0x50, 4, (q) => t.notify(q));
 }

@@ -7,7 +7,7 @@
  * RAM.
  */
 import { csr as C, EXIT_HS, EXIT_M, Hart, type HartExit, isTrapExit, type PhysBus } from "@visor/cpu";
-import { GuestRam } from "@visor/memory";
+import { GuestRam, hpa } from "@visor/memory";
 import fc from "fast-check";
 import { type FuzzSurface, invariant } from "../surface.ts";
 
@@ -75,7 +75,7 @@ const surface: FuzzSurface<Input> = {
   }),
   check({ words, mode, regs }) {
     const ram = new GuestRam(BASE, RAM_SIZE);
-    for (let i = 0; i < words.length; i++) ram.write32(BASE + 4 * i, words[i]!);
+    for (let i = 0; i < words.length; i++) ram.write32(hpa(BASE + 4 * i), words[i]!);
     const inRam = (pa: number) => pa >= BASE && pa < BASE + RAM_SIZE;
     const bus: PhysBus = {
       read(pa) {
@@ -131,7 +131,7 @@ const surface: FuzzSurface<Input> = {
       const pc = hart.pc;
       const off = Number(pc - BigInt(BASE));
       if (off < 0 || off >= RAM_SIZE - 4) return;
-      hart.advancePc((ram.read16(Number(pc)) & 3) === 3 ? 4 : 2);
+      hart.advancePc((ram.read16(hpa(Number(pc))) & 3) === 3 ? 4 : 2);
     }
   },
   ciRuns: 1000,

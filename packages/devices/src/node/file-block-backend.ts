@@ -1,21 +1,47 @@
 /// <reference types="node" />
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
 import type { BlockBackend } from "../virtio/block-backend.ts";
+import { type ImageLockMode, lockImage } from "./image-lock.ts";
+
+export interface FileBlockOptions {
+  /** Open read-only; the device then refuses writes. */
+  readonly?: boolean;
+  /**
+   * A read-only disk that lets another process write the image meanwhile (QEMU's
+   * share-rw=on): it takes no lock. Without it a reader keeps writers out.
+   */
+  shareRw?: boolean;
+  /**
+   * Open without locking yet; call lock() before the guest uses the disk. An incoming
+   * migration opens its disks early (to fail fast on a bad path) and locks them once the
+   * sender has let go of them, as QEMU's inactive images do.
+   */
+  deferLock?: boolean;
+}
 
 /**
  * A disk image file (raw format) with synchronous positional reads and writes; flush()
  * is fsync. Opened read-write unless `readonly`, in which case the file is opened
  * read-only and the device refuses writes.
+ *
+ * The image is locked as QEMU locks it (see image-lock.ts): one writer and no reader, or
+ * any number of readers; a second writer, or a reader next to a writer, gets
+ * "PATH is in use by another process (locked)". The kernel drops the lock when the file
+ * is closed or the process ends.
  */
 export class FileBlockBackend implements BlockBackend {
   readonly path: string;
   readonly size: number;
   readonly readonly: boolean;
   private fd: number;
+  private readonly lockMode: ImageLockMode;
 
-  constructor(path: string, options: { readonly?: boolean } = {}) {
+  constructor(path: string, options: FileBlockOptions = {}) {
     this.path = path;
     this.readonly = options.readonly ?? false;
+    if (options.shareRw && !this.readonly) {
+      throw new Error(`disk image ${path}: share-rw is for read-only disks`);
+    }
     let fd: number;
     try {
       fd = openSync(path, this.readonly ? "r" : "r+");
@@ -27,8 +53,17 @@ export class FileBlockBackend implements BlockBackend {
       closeSync(fd);
       throw new Error(`disk image ${path} is not a regular file`);
     }
+    this.lockMode = this.readonly ? (options.shareRw ? "none" : "read") : "write";
     this.fd = fd;
     this.size = st.size;
+    if (!options.deferLock) {
+      try {
+        this.lock();
+      } catch (e) {
+        this.close();
+        throw e;
+      }
+    }
   }
 
   read(offset: number, dst: Uint8Array): void {
@@ -50,6 +85,11 @@ export class FileBlockBackend implements BlockBackend {
 
   flush(): void {
     if (!this.readonly) fsyncSync(this.openFd());
+  }
+
+  /** Take the image lock (see image-lock.ts); throws ImageLockedError if another process holds it. */
+  lock(): void {
+    lockImage(this.openFd(), this.path, this.lockMode);
   }
 
   /** Close the file; further I/O fails (and the guest sees IOERR). */

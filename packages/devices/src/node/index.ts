@@ -2,10 +2,12 @@
  * Node.js host backends for @visor/devices: disk image files and socket networking.
  * Import from "@visor/devices/node"; the core package stays free of node: modules.
  */
-export { FileBlockBackend } from "./file-block-backend.ts";
+export { FileBlockBackend, type FileBlockOptions } from "./file-block-backend.ts";
+export { ImageLockedError, type ImageLockMode, lockImage } from "./image-lock.ts";
 export {
   openSocketNetBackend,
   SOCKET_NET_MAX_FRAME,
+  SocketFrameDecoder,
   SocketNetBackend,
   type SocketNetEvent,
   type SocketNetOptions,

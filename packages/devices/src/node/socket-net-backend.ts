@@ -46,7 +46,7 @@ export class SocketNetBackend implements NetBackend {
   private receiver: (frame: Uint8Array) => void = () => {};
   private peer: Socket | null = null;
   private server: Server | null = null;
-  private rx: Buffer = Buffer.alloc(0);
+  private readonly decoder = new SocketFrameDecoder();
 
   private constructor(options: SocketNetOptions) {
     this.onEvent = options.onEvent ?? (() => {});
@@ -140,7 +140,7 @@ export class SocketNetBackend implements NetBackend {
   private attach(sock: Socket): void {
     const name = peerName(sock);
     this.peer = sock;
-    this.rx = Buffer.alloc(0);
+    this.decoder.reset();
     sock.setNoDelay(true);
     this.onEvent({ kind: "connected", peer: name });
     sock.on("data", (chunk: Buffer) => {
@@ -150,38 +150,81 @@ export class SocketNetBackend implements NetBackend {
     sock.on("close", () => {
       if (this.peer === sock) {
         this.peer = null;
-        this.rx = Buffer.alloc(0);
+        this.decoder.reset();
       }
       this.onEvent({ kind: "disconnected", peer: name });
     });
   }
 
   private onData(sock: Socket, chunk: Buffer): void {
-    let buf = this.rx.length === 0 ? chunk : Buffer.concat([this.rx, chunk]);
+    const ok = this.decoder.push(chunk, (frame) => {
+      this.stats.framesReceived++;
+      this.receiver(frame);
+    });
+    if (!ok) {
+      this.onEvent({
+        kind: "error",
+        message: `${peerName(sock)}: frame length ${this.decoder.badLength} exceeds ${SOCKET_NET_MAX_FRAME}; closing`,
+      });
+      sock.destroy();
+      this.decoder.reset();
+    }
+  }
+}
+
+/**
+ * The stream's framing, apart from the socket: bytes in, whole frames out. It holds at
+ * most one partial frame (4 + SOCKET_NET_MAX_FRAME bytes); a length larger than that is
+ * refused on its 4 bytes alone, before any of the frame is buffered.
+ */
+export class SocketFrameDecoder {
+  private rx: Uint8Array = new Uint8Array(0);
+  /** The refused length, after push() returned false. */
+  badLength = 0;
+
+  /** Bytes held of a partial frame. */
+  get buffered(): number {
+    return this.rx.length;
+  }
+
+  reset(): void {
+    this.rx = new Uint8Array(0);
+  }
+
+  /**
+   * Take bytes from the peer and hand each whole frame to `onFrame` (empty frames are
+   * skipped). Returns false, and keeps nothing, on an oversized length.
+   */
+  push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): boolean {
+    let buf = this.rx.length === 0 ? chunk : concat(this.rx, chunk);
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let off = 0;
-    while (buf.length - off >= 4) {
-      const len = buf.readUInt32BE(off);
+    while (buf.length - off >= FRAME_HEADER) {
+      const len = dv.getUint32(off); // big-endian, as QEMU net/socket.c sends it
       if (len > SOCKET_NET_MAX_FRAME) {
-        this.onEvent({
-          kind: "error",
-          message: `${peerName(sock)}: frame length ${len} exceeds ${SOCKET_NET_MAX_FRAME}; closing`,
-        });
-        sock.destroy();
-        this.rx = Buffer.alloc(0);
-        return;
+        this.badLength = len;
+        this.rx = new Uint8Array(0);
+        return false;
       }
-      if (buf.length - off - 4 < len) break;
-      if (len > 0) {
-        const frame = new Uint8Array(buf.subarray(off + 4, off + 4 + len));
-        this.stats.framesReceived++;
-        this.receiver(frame);
-      }
-      off += 4 + len;
+      if (buf.length - off - FRAME_HEADER < len) break;
+      if (len > 0) onFrame(buf.slice(off + FRAME_HEADER, off + FRAME_HEADER + len));
+      off += FRAME_HEADER + len;
     }
     if (off > 0) buf = buf.subarray(off);
     // Keep a private copy of a partial frame so the socket's chunk can be reused.
-    this.rx = buf.length === 0 ? Buffer.alloc(0) : Buffer.from(buf);
+    this.rx = buf.length === 0 ? new Uint8Array(0) : buf.slice();
+    return true;
   }
+}
+
+/** The 4-byte length before each frame. */
+const FRAME_HEADER = 4;
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 /**

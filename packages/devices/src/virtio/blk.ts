@@ -1,8 +1,9 @@
+import { gpaAdd } from "@visor/memory";
 import { stateObject } from "../state.ts";
 import type { BlockBackend } from "./block-backend.ts";
 import { feature, VIRTIO_ID_BLOCK } from "./constants.ts";
 import { readConfigBytes, type VirtioContext, type VirtioDevice } from "./device.ts";
-import type { DescChain, Segment } from "./queue.ts";
+import type { ChainLimit, DescChain, Segment } from "./queue.ts";
 
 /*
  * virtio-blk (virtio 1.1 §5.2). One request queue. A request is a chain of
@@ -12,11 +13,18 @@ import type { DescChain, Segment } from "./queue.ts";
  * Requests are served synchronously inside the notify, data moving directly between
  * guest RAM and the backend (no intermediate copy).
  *
- * Features offered: VIRTIO_BLK_F_SEG_MAX (seg_max = queue size - 2), VIRTIO_BLK_F_FLUSH
+ * Features offered: VIRTIO_BLK_F_SEG_MAX (seg_max = queue size - 2), VIRTIO_BLK_F_SIZE_MAX
+ * (size_max = VIRTIO_BLK_SIZE_MAX bytes per segment), VIRTIO_BLK_F_FLUSH
  * (a FLUSH request calls backend.flush(): fsync for file disks), and VIRTIO_BLK_F_RO when
  * the backend is read-only (writes then complete with VIRTIO_BLK_S_IOERR).
  * Request types: IN, OUT, FLUSH, GET_ID; others complete with VIRTIO_BLK_S_UNSUPP.
  * A request without a 16-byte header or a status byte is a guest error (NEEDS_RESET).
+ *
+ * Request size: at most seg_max * size_max data bytes (what config space advertises,
+ * virtio 1.2 §5.2.4), so one request moves a bounded amount between disk and guest. The
+ * virtqueue refuses a longer chain before anything is read (ChainLimit); the request
+ * completes with VIRTIO_BLK_S_IOERR and nothing touches the backend. Requests outside the
+ * capacity, or not whole sectors, get IOERR too.
  */
 
 export const VIRTIO_BLK_F_SIZE_MAX = 1;
@@ -35,10 +43,18 @@ export const VIRTIO_BLK_S_IOERR = 1;
 export const VIRTIO_BLK_S_UNSUPP = 2;
 
 export const VIRTIO_BLK_ID_BYTES = 20;
+/** size_max: the largest data segment, advertised with VIRTIO_BLK_F_SIZE_MAX (Linux needs >= 4 KiB). */
+export const VIRTIO_BLK_SIZE_MAX = 64 * 1024;
 export const SECTOR_SIZE = 512;
 /** Size of struct virtio_blk_config up to and including write_zeroes_may_unmap + padding. */
 const CONFIG_SIZE = 60;
 const HEADER_SIZE = 16;
+/** struct virtio_blk_config offsets (virtio 1.2 §5.2.4). */
+const CONFIG_CAPACITY = 0;
+const CONFIG_SIZE_MAX = 8;
+const CONFIG_SEG_MAX = 12;
+/** The status byte that ends every request. */
+const STATUS_SIZE = 1;
 
 export interface VirtioBlkOptions {
   backend: BlockBackend;
@@ -59,6 +75,8 @@ export interface VirtioBlkStats {
   bytesRead: number;
   bytesWritten: number;
   errors: number;
+  /** Requests over seg_max * size_max data bytes, refused with IOERR before any I/O. */
+  oversized: number;
 }
 
 export class VirtioBlk implements VirtioDevice {
@@ -75,11 +93,15 @@ export class VirtioBlk implements VirtioDevice {
     bytesRead: 0,
     bytesWritten: 0,
     errors: 0,
+    oversized: 0,
   };
   /** Capacity in 512-byte sectors. */
   readonly capacity: number;
   private readonly id: Uint8Array;
   private readonly config: Uint8Array;
+  /** Largest data transfer of one request: seg_max * size_max. */
+  readonly maxRequestBytes: number;
+  private readonly limit: ChainLimit;
   private readonly onError: (message: string) => void;
   private ctx: VirtioContext | null = null;
 
@@ -99,13 +121,21 @@ export class VirtioBlk implements VirtioDevice {
     }
     this.id = new Uint8Array(VIRTIO_BLK_ID_BYTES);
     for (let i = 0; i < id.length; i++) this.id[i] = id.charCodeAt(i);
-    let f = feature(VIRTIO_BLK_F_SEG_MAX) | feature(VIRTIO_BLK_F_FLUSH);
+    let f = feature(VIRTIO_BLK_F_SEG_MAX) | feature(VIRTIO_BLK_F_SIZE_MAX) | feature(VIRTIO_BLK_F_FLUSH);
     if (options.backend.readonly) f |= feature(VIRTIO_BLK_F_RO);
     this.features = f;
     this.config = new Uint8Array(CONFIG_SIZE);
     const dv = new DataView(this.config.buffer);
-    dv.setBigUint64(0, BigInt(this.capacity), true); // capacity
-    dv.setUint32(12, qs - 2, true); // seg_max: the chain also holds the header and status
+    // seg_max: the chain also holds the header and the status descriptors.
+    const segMax = qs - 2;
+    dv.setBigUint64(CONFIG_CAPACITY, BigInt(this.capacity), true);
+    dv.setUint32(CONFIG_SIZE_MAX, VIRTIO_BLK_SIZE_MAX, true);
+    dv.setUint32(CONFIG_SEG_MAX, segMax, true);
+    this.maxRequestBytes = segMax * VIRTIO_BLK_SIZE_MAX;
+    this.limit = {
+      readable: HEADER_SIZE + this.maxRequestBytes,
+      writable: this.maxRequestBytes + STATUS_SIZE,
+    };
   }
 
   readConfig(offset: number, size: 1 | 2 | 4): number {
@@ -129,16 +159,23 @@ export class VirtioBlk implements VirtioDevice {
     if (ctx === null || queueIndex !== 0) return;
     const q = ctx.queues[0]!;
     let served = 0;
-    for (let chain = q.pop(); chain !== null; chain = q.pop()) {
-      if (chain.readableLen < HEADER_SIZE || chain.writableLen < 1) {
+    for (let chain = q.pop(this.limit); chain !== null; chain = q.pop(this.limit)) {
+      if (chain.readableLen < HEADER_SIZE || chain.writableLen < STATUS_SIZE) {
         ctx.deviceError(`request ${chain.head} has no header or no status byte`);
         return;
       }
-      const written = this.serve(ctx, chain);
+      const written = chain.oversized ? this.refuseOversized(chain) : this.serve(ctx, chain);
       q.pushUsed(chain.head, written);
       served++;
     }
     if (served > 0) ctx.usedBuffers(0);
+  }
+
+  /** A request larger than advertised: IOERR in the status byte, nothing else read or written. */
+  private refuseOversized(chain: DescChain): number {
+    this.stats.oversized++;
+    chain.write(chain.writableLen - STATUS_SIZE, Uint8Array.of(VIRTIO_BLK_S_IOERR));
+    return STATUS_SIZE;
   }
 
   /** Serve one request; returns the bytes written into the chain (data + status). */
@@ -243,7 +280,7 @@ function* slices(segs: readonly Segment[], start: number, len: number): Generato
       continue;
     }
     const n = Math.min(s.len - skip, left);
-    yield { addr: s.addr + skip, len: n };
+    yield { addr: gpaAdd(s.addr, skip), len: n };
     left -= n;
     skip = 0;
   }

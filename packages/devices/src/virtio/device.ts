@@ -1,9 +1,9 @@
-import type { GuestRam } from "@visor/memory";
+import type { GuestMemory } from "@visor/memory";
 import type { Virtqueue } from "./queue.ts";
 
 /**
- * A virtio device model, independent of the transport that exposes it (virtio-mmio here,
- * virtio-pci later). The transport owns the registers, feature negotiation, the
+ * A virtio device model, independent of the transport that exposes it (virtio-mmio in
+ * mmio.ts, legacy virtio-pci in pci-legacy.ts). The transport owns the registers, feature negotiation, the
  * virtqueues and the interrupt; the device owns its config space and what a request
  * means.
  *
@@ -46,7 +46,8 @@ export interface VirtioDevice {
 
 /** What the transport gives an active device. */
 export interface VirtioContext {
-  readonly ram: GuestRam;
+  /** Guest RAM, and nothing else: every DMA goes through it (guest-physical addresses). */
+  readonly ram: GuestMemory;
   /** Negotiated feature bits. */
   readonly features: bigint;
   readonly queues: readonly Virtqueue[];

@@ -1,5 +1,5 @@
 import type { BusDevice } from "@visor/io-bus";
-import type { GuestRam } from "@visor/memory";
+import { type Gpa, type GuestMemory, gpa } from "@visor/memory";
 import { type IrqLine, NO_IRQ } from "../irq.ts";
 import { DeviceStateError, stateInt, stateObject, stateU64, u64ToState } from "../state.ts";
 import {
@@ -65,7 +65,8 @@ export const TRANSPORT_FEATURES =
 
 export interface VirtioMmioOptions {
   device: VirtioDevice;
-  ram: GuestRam;
+  /** Guest RAM (only): where the driver's rings and buffers must be. */
+  ram: GuestMemory;
   /** The interrupt (a PLIC source; virtio-mmio slot n on QEMU virt uses IRQ 1+n). */
   irq?: IrqLine;
   /** Bus name; default "virtio-mmio:<device name>". */
@@ -339,5 +340,9 @@ const TWO32 = 0x1_0000_0000;
 const lo32 = (a: number): number => (a % TWO32) >>> 0;
 const hi32 = (a: number): number => Math.floor(a / TWO32) >>> 0;
 /** Addresses are kept as numbers: exact below 2^53, and anything above is outside RAM anyway. */
-const setLo = (a: number, v: number): number => hi32(a) * TWO32 + v;
-const setHi = (a: number, v: number): number => v * TWO32 + lo32(a);
+/*
+ * A ring address register half. Above 2^53 the sum is not exact, but no such address is
+ * guest RAM: GuestMemory refuses anything that is not a safe integer inside RAM.
+ */
+const setLo = (a: Gpa, v: number): Gpa => gpa(hi32(a) * TWO32 + v);
+const setHi = (a: Gpa, v: number): Gpa => gpa(v * TWO32 + lo32(a));

@@ -2,6 +2,7 @@ import { stateObject } from "../state.ts";
 import { feature, VIRTIO_F_VERSION_1, VIRTIO_ID_NET } from "./constants.ts";
 import { readConfigBytes, type VirtioContext, type VirtioDevice } from "./device.ts";
 import type { NetBackend } from "./net-backend.ts";
+import { type ChainLimit, MAX_CHAIN_BYTES } from "./queue.ts";
 
 /*
  * virtio-net (virtio 1.1 §5.1) with one receive and one transmit queue, no control queue
@@ -16,6 +17,14 @@ import type { NetBackend } from "./net-backend.ts";
  * bounded queue (tail drop when full) and go out as soon as buffers are posted. A frame
  * larger than the next receive chain is dropped and the chain kept. Frames arriving while
  * the driver is not running are dropped, as on a link that is down.
+ *
+ * Transmit chains are limited to the header plus VIRTIO_NET_MAX_FRAME: no segmentation
+ * offload is offered, so the driver sends whole frames (virtio 1.2 §5.1.6.2: without
+ * VIRTIO_NET_F_HOST_TSO4/TSO6/UFO the driver sets gso_type NONE), and without VIRTIO_NET_F_MTU
+ * (§5.1.4) Linux allows an MTU up to ETH_MAX_MTU = 65535, i.e. a frame of 65535 + 14-byte
+ * Ethernet header + 4-byte VLAN tag. A longer chain is dropped without being copied: it
+ * is returned with used len 0 (the device wrote nothing into it, §2.7.8) and counted in
+ * stats.txOversized.
  */
 
 export const VIRTIO_NET_F_MAC = 5;
@@ -24,8 +33,13 @@ export const VIRTIO_NET_RX = 0;
 export const VIRTIO_NET_TX = 1;
 export const VIRTIO_NET_HDR_SIZE = 12;
 export const VIRTIO_NET_HDR_SIZE_LEGACY = 10;
-/** Largest frame accepted from a backend: a 64 KiB payload plus Ethernet and VLAN headers. */
+/**
+ * Largest frame taken from the guest or from a backend: a 64 KiB payload plus the 14-byte
+ * Ethernet header and a 4-byte VLAN tag (Linux's ETH_MAX_MTU is 65535; one spare byte).
+ */
 export const VIRTIO_NET_MAX_FRAME = 65536 + 18;
+/** A receive chain is only written into, at most header + frame; its size costs the host nothing. */
+const RX_LIMIT: ChainLimit = { readable: MAX_CHAIN_BYTES, writable: MAX_CHAIN_BYTES };
 /** struct virtio_net_config: mac[6], status u16, max_virtqueue_pairs u16, mtu u16. */
 const CONFIG_SIZE = 12;
 
@@ -53,6 +67,8 @@ export interface VirtioNetStats {
   txBytes: number;
   /** Transmitted frames the backend refused (threw). */
   txErrors: number;
+  /** Transmit chains longer than header + VIRTIO_NET_MAX_FRAME, dropped without copying. */
+  txOversized: number;
 }
 
 /** Parse "aa:bb:cc:dd:ee:ff" (or with '-'). Throws a one-line error on anything else. */
@@ -93,6 +109,7 @@ export class VirtioNet implements VirtioDevice {
     txFrames: 0,
     txBytes: 0,
     txErrors: 0,
+    txOversized: 0,
   };
   private readonly backend: NetBackend;
   private readonly config = new Uint8Array(CONFIG_SIZE);
@@ -174,10 +191,22 @@ export class VirtioNet implements VirtioDevice {
     this.pending.length = 0;
   }
 
+  /** What one transmit chain may hold: the header and one frame, nothing device-writable. */
+  get txLimit(): ChainLimit {
+    return { readable: this.hdrLen + VIRTIO_NET_MAX_FRAME, writable: 0 };
+  }
+
   private transmit(ctx: VirtioContext): void {
     const q = ctx.queues[VIRTIO_NET_TX]!;
+    const limit = this.txLimit;
     let n = 0;
-    for (let chain = q.pop(); chain !== null; chain = q.pop()) {
+    for (let chain = q.pop(limit); chain !== null; chain = q.pop(limit)) {
+      if (chain.oversized) {
+        q.pushUsed(chain.head, 0);
+        n++;
+        this.stats.txOversized++;
+        continue;
+      }
       if (chain.readableLen < this.hdrLen) {
         ctx.deviceError(`transmit buffer ${chain.head} is shorter than the ${this.hdrLen}-byte header`);
         return;
@@ -203,7 +232,7 @@ export class VirtioNet implements VirtioDevice {
     const hdr = new Uint8Array(this.hdrLen);
     if (this.hdrLen === VIRTIO_NET_HDR_SIZE) hdr[10] = 1; // num_buffers = 1 (le16)
     while (this.pending.length > 0) {
-      const chain = q.pop();
+      const chain = q.pop(RX_LIMIT);
       if (chain === null) break;
       const frame = this.pending.shift()!;
       const need = this.hdrLen + frame.length;

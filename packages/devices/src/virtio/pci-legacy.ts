@@ -1,5 +1,5 @@
 import type { BusDevice } from "@visor/io-bus";
-import type { GuestRam } from "@visor/memory";
+import { type GuestMemory, gpa } from "@visor/memory";
 import { PciConfig } from "../pci/config.ts";
 import type { PciFunction } from "../pci/host.ts";
 import { DeviceStateError, stateInt, stateObject } from "../state.ts";
@@ -106,7 +106,8 @@ export const LEGACY_TRANSPORT_FEATURES = feature(VIRTIO_F_INDIRECT_DESC) | featu
 
 export interface VirtioPciLegacyOptions {
   device: VirtioDevice;
-  ram: GuestRam;
+  /** Guest RAM (only): where the driver's rings and buffers must be. */
+  ram: GuestMemory;
   /** PCI function and port-bus name; default "virtio-pci:<device name>". */
   name?: string;
   /** Told about guest errors that put the device in DEVICE_NEEDS_RESET. Default: ignore. */
@@ -310,9 +311,9 @@ export class VirtioPciLegacy extends VirtioTransport implements BusDevice, PciFu
     q.reset();
     const base = pfn * VIRTIO_PCI_VRING_ALIGN;
     const layout = legacyRingLayout(base, q.maxSize);
-    q.desc = layout.desc;
-    q.driver = layout.avail;
-    q.device = layout.used;
+    q.desc = gpa(layout.desc);
+    q.driver = gpa(layout.avail);
+    q.device = gpa(layout.used);
     const why = q.validate();
     if (why !== null) {
       q.reset();

@@ -1,4 +1,4 @@
-import type { GuestRam } from "@visor/memory";
+import { type Gpa, type GuestMemory, gpa, gpaAdd, gpaFromHiLo } from "@visor/memory";
 import { DeviceStateError, stateBool, stateInt, stateNumber, stateObject } from "../state.ts";
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -14,22 +14,32 @@ import {
  *   driver area       ("avail"): flags u16, idx u16, ring[size] u16, used_event u16
  *   device area       ("used"):  flags u16, idx u16, ring[size] {id u32, len u32}, avail_event u16
  *
- * Everything in them is guest-controlled, so this module trusts none of it: ring areas are
- * checked against RAM (and for alignment) when the driver marks the queue ready; every
- * descriptor's [addr, addr+len) is checked against RAM before a device sees it; a chain
+ * Everything in them is guest-controlled, so this module trusts none of it. Every access
+ * goes through the transport's `GuestMemory` (guest RAM only, guest-physical `Gpa`
+ * addresses; the hypervisor's own memory after guest RAM is not in it): ring areas are
+ * checked against guest RAM (and for alignment) when the driver marks the queue ready;
+ * every descriptor's [addr, addr+len) is checked against guest RAM before a device sees
+ * it, and an address of 2^53 or more (which a number cannot hold exactly) is refused; a chain
  * walk carries a ttl equal to the table size (rust-vmm virtio-queue), so a looping chain
  * ends in an error instead of a hang; nested indirect tables, INDIRECT with NEXT, and
  * device-readable buffers after device-writable ones are errors. An error marks the queue
  * broken and reports to the owner (the transport sets DEVICE_NEEDS_RESET); nothing throws.
+ *
+ * Size limits: pop() takes the device's ChainLimit (the largest request it advertises). A
+ * well-formed chain with more bytes than that comes back marked `oversized`, with nothing
+ * copied; the device completes it as its spec says for a request it cannot serve (a
+ * dropped frame, an IOERR status) and the queue goes on. Copying bytes out of an oversized
+ * chain throws (the transport turns that into DEVICE_NEEDS_RESET), so a device that forgets
+ * the check fails closed instead of allocating what the guest asked for.
  *
  * VIRTIO_F_INDIRECT_DESC and VIRTIO_F_EVENT_IDX are supported: with EVENT_IDX the device
  * writes avail_event after each pop (asking to be notified for the very next buffer) and
  * interrupts only when used_event says the driver wants it (§2.6.7.2, §2.6.10.2).
  */
 
-/** A guest-physical byte range already checked to lie inside RAM. */
+/** A guest-physical byte range already checked to lie inside guest RAM. */
 export interface Segment {
-  readonly addr: number;
+  readonly addr: Gpa;
   readonly len: number;
 }
 
@@ -38,8 +48,27 @@ export const MAX_INDIRECT_ENTRIES = 1024;
 /** Queue sizes are powers of two up to 32768 (§2.6). */
 export const MAX_QUEUE_SIZE = 32768;
 
-const TWO32 = 0x1_0000_0000;
-const MAX_CHAIN_BYTES = 0xffff_ffff;
+/**
+ * A chain's total length must fit the used ring's 32-bit len (virtio 1.2 §2.7.5.1:
+ * drivers must not add a descriptor chain longer than 2^32 bytes in total).
+ */
+export const MAX_CHAIN_BYTES = 0xffff_ffff;
+
+/**
+ * The most a device takes in one chain, in bytes: what it advertises (a frame size, a
+ * block request size) or what it may copy. pop() marks longer chains `oversized`.
+ */
+export interface ChainLimit {
+  /** Device-readable bytes (what the device may copy out of guest memory). */
+  readonly readable: number;
+  /** Device-writable bytes (what the device may be asked to fill). */
+  readonly writable: number;
+}
+
+/** Thrown when a device copies bytes out of a chain that pop() marked oversized. */
+export class ChainLimitError extends Error {
+  override name = "ChainLimitError";
+}
 
 /** Who a queue reports guest errors to (the transport). */
 export interface QueueOwner {
@@ -56,9 +85,14 @@ export class DescChain {
   readonly writable: Segment[] = [];
   readableLen = 0;
   writableLen = 0;
-  private readonly ram: GuestRam;
+  /**
+   * More bytes than the device's ChainLimit: the device must complete it without using
+   * its contents (reading from it throws ChainLimitError).
+   */
+  oversized = false;
+  private readonly ram: GuestMemory;
 
-  constructor(ram: GuestRam, head: number) {
+  constructor(ram: GuestMemory, head: number) {
     this.ram = ram;
     this.head = head;
   }
@@ -68,6 +102,11 @@ export class DescChain {
    * them, into dst. Returns the number of bytes copied.
    */
   read(offset: number, dst: Uint8Array): number {
+    if (this.oversized) {
+      throw new ChainLimitError(
+        `chain ${this.head} (${this.readableLen} + ${this.writableLen} bytes) is over the device's limit`,
+      );
+    }
     let done = 0;
     for (const s of this.readable) {
       if (done === dst.length) break;
@@ -76,7 +115,7 @@ export class DescChain {
         continue;
       }
       const n = Math.min(s.len - offset, dst.length - done);
-      dst.set(this.ram.view(s.addr + offset, n), done);
+      dst.set(this.ram.view(gpaAdd(s.addr, offset), n), done);
       done += n;
       offset = 0;
     }
@@ -85,6 +124,7 @@ export class DescChain {
 
   /** All readable bytes from `offset` on, copied out. */
   readAll(offset = 0): Uint8Array {
+    if (this.oversized) this.read(0, new Uint8Array(0));
     const out = new Uint8Array(Math.max(0, this.readableLen - offset));
     this.read(offset, out);
     return out;
@@ -103,12 +143,17 @@ export class DescChain {
         continue;
       }
       const n = Math.min(s.len - offset, src.length - done);
-      this.ram.viewMut(s.addr + offset, n).set(src.subarray(done, done + n));
+      this.ram.viewMut(gpaAdd(s.addr, offset), n).set(src.subarray(done, done + n));
       done += n;
       offset = 0;
     }
     return done;
   }
+}
+
+/** A 64-bit value given as u32 halves, in hex (for error messages). */
+function hex64(hi: number, lo: number): string {
+  return `0x${((BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)).toString(16)}`;
 }
 
 export interface VirtqueueState {
@@ -130,9 +175,9 @@ export class Virtqueue {
   size: number;
   ready = false;
   /** Guest-physical addresses of the three areas (QueueDesc/QueueDriver/QueueDevice). */
-  desc = 0;
-  driver = 0;
-  device = 0;
+  desc: Gpa = gpa(0);
+  driver: Gpa = gpa(0);
+  device: Gpa = gpa(0);
   /** Ring features in effect; set by the transport from the negotiated features. */
   eventIdx = false;
   indirect = false;
@@ -144,10 +189,10 @@ export class Virtqueue {
   signalledUsed = 0;
   /** Set after a guest error; nothing is popped until the queue is reset. */
   broken = false;
-  private readonly ram: GuestRam;
+  private readonly ram: GuestMemory;
   private readonly owner: QueueOwner;
 
-  constructor(ram: GuestRam, owner: QueueOwner, index: number, maxSize: number) {
+  constructor(ram: GuestMemory, owner: QueueOwner, index: number, maxSize: number) {
     if (
       !Number.isInteger(maxSize) ||
       maxSize < 1 ||
@@ -184,22 +229,25 @@ export class Virtqueue {
   /** True when the driver has made buffers available that the device has not popped. */
   hasAvailable(): boolean {
     if (!this.ready || this.broken) return false;
-    return this.ram.read16(this.driver + 2) !== this.lastAvail;
+    return this.ram.read16(gpaAdd(this.driver, 2)) !== this.lastAvail;
   }
 
-  /** Take the next available chain, or null (nothing available, or a guest error). */
-  pop(): DescChain | null {
+  /**
+   * Take the next available chain, or null (nothing available, or a guest error). A chain
+   * with more bytes than `limit` comes back with `oversized` set and nothing read from it.
+   */
+  pop(limit: ChainLimit): DescChain | null {
     if (!this.ready || this.broken) return null;
     const ram = this.ram;
     const size = this.size;
-    const availIdx = ram.read16(this.driver + 2);
+    const availIdx = ram.read16(gpaAdd(this.driver, 2));
     if (availIdx === this.lastAvail) return null;
     if (((availIdx - this.lastAvail) & 0xffff) > size) {
       return this.fail(`avail idx ${availIdx} is more than ${size} ahead of ${this.lastAvail}`);
     }
-    const head = ram.read16(this.driver + 4 + 2 * (this.lastAvail & (size - 1)));
+    const head = ram.read16(gpaAdd(this.driver, 4 + 2 * (this.lastAvail & (size - 1))));
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
-    if (this.eventIdx) ram.write16(this.device + 4 + 8 * size, this.lastAvail);
+    if (this.eventIdx) ram.write16(gpaAdd(this.device, 4 + 8 * size), this.lastAvail);
     if (head >= size) return this.fail(`chain head ${head} is outside the descriptor table (size ${size})`);
 
     const chain = new DescChain(ram, head);
@@ -212,11 +260,13 @@ export class Virtqueue {
       if (ttl === 0)
         return this.fail(`descriptor chain from head ${head} is longer than its table (a loop?)`);
       ttl--;
-      const d = table + 16 * i;
-      const addr = ram.read32(d) + ram.read32(d + 4) * TWO32;
-      const len = ram.read32(d + 8);
-      const flags = ram.read16(d + 12);
-      const next = ram.read16(d + 14);
+      const d = gpaAdd(table, 16 * i);
+      const addrLo = ram.read32(d);
+      const addrHi = ram.read32(gpaAdd(d, 4));
+      const len = ram.read32(gpaAdd(d, 8));
+      const flags = ram.read16(gpaAdd(d, 12));
+      const next = ram.read16(gpaAdd(d, 14));
+      const addr = gpaFromHiLo(addrHi, addrLo);
       if (flags & VIRTQ_DESC_F_INDIRECT) {
         if (!this.indirect)
           return this.fail("INDIRECT descriptor but VIRTIO_F_INDIRECT_DESC was not negotiated");
@@ -227,8 +277,8 @@ export class Virtqueue {
             `indirect table length ${len} is not a multiple of 16 in [16, ${16 * MAX_INDIRECT_ENTRIES}]`,
           );
         }
-        if (!ram.contains(addr, len))
-          return this.fail(`indirect table 0x${addr.toString(16)} (+${len}) is outside RAM`);
+        if (addr === undefined || !ram.contains(addr, len))
+          return this.fail(`indirect table ${hex64(addrHi, addrLo)} (+${len}) is outside RAM`);
         table = addr;
         tableSize = len / 16;
         ttl = tableSize;
@@ -237,8 +287,8 @@ export class Virtqueue {
         continue;
       }
       if (len !== 0) {
-        if (!ram.contains(addr, len))
-          return this.fail(`buffer 0x${addr.toString(16)} (+${len}) is outside RAM`);
+        if (addr === undefined || !ram.contains(addr, len))
+          return this.fail(`buffer ${hex64(addrHi, addrLo)} (+${len}) is outside RAM`);
         if (flags & VIRTQ_DESC_F_WRITE) {
           chain.writable.push({ addr, len });
           chain.writableLen += len;
@@ -255,23 +305,24 @@ export class Virtqueue {
       if (next >= tableSize) return this.fail(`next index ${next} is outside the table (size ${tableSize})`);
       i = next;
     }
+    chain.oversized = chain.readableLen > limit.readable || chain.writableLen > limit.writable;
     return chain;
   }
 
   /** Give back the chain just popped (a device that cannot use it yet, e.g. frame too big). */
   undoPop(): void {
     this.lastAvail = (this.lastAvail - 1) & 0xffff;
-    if (this.eventIdx && this.ready) this.ram.write16(this.device + 4 + 8 * this.size, this.lastAvail);
+    if (this.eventIdx && this.ready) this.ram.write16(gpaAdd(this.device, 4 + 8 * this.size), this.lastAvail);
   }
 
   /** Return a chain to the driver: `written` is the number of bytes the device wrote into it. */
   pushUsed(head: number, written: number): void {
     if (!this.ready || this.broken) return;
-    const slot = this.device + 4 + 8 * (this.usedIdx & (this.size - 1));
+    const slot = gpaAdd(this.device, 4 + 8 * (this.usedIdx & (this.size - 1)));
     this.ram.write32(slot, head);
-    this.ram.write32(slot + 4, written);
+    this.ram.write32(gpaAdd(slot, 4), written);
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
-    this.ram.write16(this.device + 2, this.usedIdx);
+    this.ram.write16(gpaAdd(this.device, 2), this.usedIdx);
   }
 
   /**
@@ -285,7 +336,7 @@ export class Virtqueue {
     this.signalledUsed = now;
     if (now === old) return false;
     if (this.eventIdx) {
-      const usedEvent = this.ram.read16(this.driver + 4 + 2 * this.size);
+      const usedEvent = this.ram.read16(gpaAdd(this.driver, 4 + 2 * this.size));
       return ((now - usedEvent - 1) & 0xffff) < ((now - old) & 0xffff);
     }
     return (this.ram.read16(this.driver) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
@@ -295,9 +346,9 @@ export class Virtqueue {
   reset(): void {
     this.size = this.maxSize;
     this.ready = false;
-    this.desc = 0;
-    this.driver = 0;
-    this.device = 0;
+    this.desc = gpa(0);
+    this.driver = gpa(0);
+    this.device = gpa(0);
     this.eventIdx = false;
     this.indirect = false;
     this.lastAvail = 0;
@@ -337,11 +388,11 @@ export class Virtqueue {
     const s = stateObject(state, d);
     const size = stateInt(s, "size", d, this.maxSize);
     const ready = stateBool(s, "ready", d);
-    const addr = (f: string): number => {
+    const addr = (f: string): Gpa => {
       const v = stateNumber(s, f, d);
       if (!Number.isSafeInteger(v) || v < 0)
         throw new DeviceStateError(`invalid ${d} state: ${f} must be an address`);
-      return v;
+      return gpa(v);
     };
     const desc = addr("desc");
     const driver = addr("driver");

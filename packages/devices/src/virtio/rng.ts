@@ -1,10 +1,17 @@
 import { stateObject } from "../state.ts";
 import { VIRTIO_ID_RNG } from "./constants.ts";
 import type { VirtioContext, VirtioDevice } from "./device.ts";
+import { type ChainLimit, MAX_CHAIN_BYTES } from "./queue.ts";
 
 /*
  * virtio-rng, the entropy device (virtio 1.1 §5.4): one request queue; each chain's
  * device-writable buffers are filled with random bytes. No feature bits, no config space.
+ *
+ * Host work is bounded per request (VIRTIO_RNG_MAX_REQUEST bytes, however large the
+ * buffer: the device may fill less, §5.4.6) and per notification (VIRTIO_RNG_MAX_PER_KICK
+ * bytes): chains beyond that budget stay in the ring and are served at the next
+ * notification. One scratch buffer is reused, so nothing is allocated per request.
+ * Device-readable bytes in a request are a malformed request: it is returned unused.
  */
 
 /** Fills `buf` with random bytes. */
@@ -14,6 +21,10 @@ export type EntropySource = (buf: Uint8Array) => void;
 const MAX_ENTROPY_CHUNK = 65536;
 /** Most bytes given for one request (the device may fill less than the buffer, §5.4.6). */
 export const VIRTIO_RNG_MAX_REQUEST = 65536;
+/** Most bytes generated for one notification; the rest waits for the next one. */
+export const VIRTIO_RNG_MAX_PER_KICK = 4 * VIRTIO_RNG_MAX_REQUEST;
+/** The request queue holds device-writable buffers only; their size costs nothing (capped above). */
+const REQUEST_LIMIT: ChainLimit = { readable: 0, writable: MAX_CHAIN_BYTES };
 
 interface WebCrypto {
   getRandomValues(a: Uint8Array): Uint8Array;
@@ -46,6 +57,7 @@ export class VirtioRng implements VirtioDevice {
   /** Bytes handed to the guest so far. */
   bytesServed = 0;
   private readonly entropy: EntropySource;
+  private readonly scratch = new Uint8Array(VIRTIO_RNG_MAX_REQUEST);
   private ctx: VirtioContext | null = null;
 
   constructor(options: VirtioRngOptions = {}) {
@@ -73,15 +85,23 @@ export class VirtioRng implements VirtioDevice {
     if (ctx === null || queueIndex !== 0) return;
     const q = ctx.queues[0]!;
     let n = 0;
-    for (let chain = q.pop(); chain !== null; chain = q.pop()) {
+    let budget = VIRTIO_RNG_MAX_PER_KICK;
+    while (budget > 0) {
+      const chain = q.pop(REQUEST_LIMIT);
+      if (chain === null) break;
+      n++;
+      if (chain.oversized) {
+        q.pushUsed(chain.head, 0);
+        continue;
+      }
       // Fill a private buffer and copy: getRandomValues refuses views of shared memory,
       // which guest RAM may be.
-      const bytes = new Uint8Array(Math.min(chain.writableLen, VIRTIO_RNG_MAX_REQUEST));
+      const bytes = this.scratch.subarray(0, Math.min(chain.writableLen, VIRTIO_RNG_MAX_REQUEST, budget));
       this.entropy(bytes);
       const written = chain.write(0, bytes);
       this.bytesServed += written;
+      budget -= bytes.length;
       q.pushUsed(chain.head, written);
-      n++;
     }
     if (n > 0) ctx.usedBuffers(0);
   }

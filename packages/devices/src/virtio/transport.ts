@@ -1,4 +1,4 @@
-import type { GuestRam } from "@visor/memory";
+import type { GuestMemory } from "@visor/memory";
 import { DeviceStateError } from "../state.ts";
 import { VIRTIO_STATUS_DEVICE_NEEDS_RESET, VIRTIO_STATUS_DRIVER_OK } from "./constants.ts";
 import type { VirtioContext, VirtioDevice } from "./device.ts";
@@ -26,7 +26,7 @@ export abstract class VirtioTransport {
 
   protected constructor(
     device: VirtioDevice,
-    ram: GuestRam,
+    ram: GuestMemory,
     name: string,
     onError?: (message: string) => void,
   ) {

@@ -1,4 +1,4 @@
-import type { GuestRam } from "@visor/memory";
+import { type GuestMemory, gpa } from "@visor/memory";
 import { GzipLimitError, gunzip, isGzip } from "./gzip.ts";
 
 /**
@@ -363,7 +363,7 @@ export interface LoadLinuxOptions {
  * zeroes the kernel's .bss (image_size beyond the file). Everything is checked before the
  * first byte is written.
  */
-export function loadLinux(ram: GuestRam, opts: LoadLinuxOptions): void {
+export function loadLinux(ram: GuestMemory, opts: LoadLinuxOptions): void {
   const { plan, initrd, fdt } = opts;
   const initrdLen = plan.initrdEnd - plan.initrdStart;
   if ((initrd?.length ?? 0) !== initrdLen) {
@@ -380,15 +380,15 @@ export function loadLinux(ram: GuestRam, opts: LoadLinuxOptions): void {
     ["device tree", plan.fdtAddr, fdt.length],
   ];
   for (const [what, pa, len] of pieces) {
-    if (len > 0 && !ram.contains(pa, len)) {
+    if (len > 0 && !ram.contains(gpa(pa), len)) {
       throw new Error(
         `linux boot: ${what} [0x${pa.toString(16)}, 0x${(pa + len).toString(16)}) is outside RAM [0x${ram.base.toString(16)}, 0x${ram.end.toString(16)})`,
       );
     }
   }
-  ram.write(plan.kernelAddr, plan.kernelBytes);
+  ram.write(gpa(plan.kernelAddr), plan.kernelBytes);
   const bssStart = plan.kernelAddr + plan.kernelBytes.length;
-  if (plan.kernelEnd > bssStart) ram.viewMut(bssStart, plan.kernelEnd - bssStart).fill(0);
-  if (initrd !== undefined && initrd.length > 0) ram.write(plan.initrdStart, initrd);
-  ram.write(plan.fdtAddr, fdt);
+  if (plan.kernelEnd > bssStart) ram.viewMut(gpa(bssStart), plan.kernelEnd - bssStart).fill(0);
+  if (initrd !== undefined && initrd.length > 0) ram.write(gpa(plan.initrdStart), initrd);
+  ram.write(gpa(plan.fdtAddr), fdt);
 }

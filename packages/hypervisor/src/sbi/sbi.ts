@@ -1,3 +1,4 @@
+import { type GuestMemory, gpaFromU64 } from "@visor/memory";
 import {
   SBI_ERR_ALREADY_AVAILABLE,
   SBI_ERR_FAILED,
@@ -47,7 +48,9 @@ export interface SbiRegs {
 
 /**
  * What the SBI needs from the machine. Hart IDs are 0..hartCount-1. Physical addresses
- * are guest-physical, as JS numbers (the SBI rejects anything above 2^53 before asking).
+ * are guest-physical: the SBI turns a register into a `Gpa` with gpaFromU64 (anything at or
+ * above 2^53 is refused) and reaches memory only through `memory`, which is guest RAM and
+ * nothing else.
  */
 export interface SbiHost {
   readonly hartCount: number;
@@ -100,10 +103,8 @@ export interface SbiHost {
   /** Up to `max` bytes of pending console input (empty when there is none); never blocks. */
   consoleRead(max: number): Uint8Array;
 
-  /** [pa, pa+len) of guest RAM (a view may be returned), or undefined if any of it is not RAM. */
-  readPhys(pa: number, len: number): Uint8Array | undefined;
-  /** Write guest RAM; false (and nothing written) if any of [pa, pa+len) is not RAM. */
-  writePhys(pa: number, bytes: Uint8Array): boolean;
+  /** Guest RAM (only): the DBCN buffers and HSM start addresses must lie in it. */
+  readonly memory: GuestMemory;
 }
 
 export interface SbiOptions {
@@ -114,12 +115,9 @@ export interface SbiOptions {
 }
 
 const U64 = (v: bigint): bigint => BigInt.asUintN(64, v);
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
-/** A physical address as a number, or -1 when it cannot be one (beyond 2^53). */
-function physAddr(v: bigint): number {
-  return v > MAX_SAFE ? -1 : Number(v);
-}
+/** Bytes an HSM start address must have in guest RAM (one compressed instruction). */
+const MIN_INSN_BYTES = 2;
 
 /** Extension names as the spec titles them (§4 .. §12), for statistics. */
 const EXT_NAMES = new Map<number, string>([
@@ -400,8 +398,9 @@ export class Sbi {
         // hart_start(hartid, start_addr, opaque)
         const target = validHart(a0);
         if (target < 0) return [SBI_ERR_INVALID_PARAM, 0n];
-        const addr = physAddr(a1);
-        if (addr < 0 || h.readPhys(addr, 2) === undefined) return [SBI_ERR_INVALID_ADDRESS, 0n];
+        const addr = gpaFromU64(a1);
+        if (addr === undefined || !h.memory.contains(addr, MIN_INSN_BYTES))
+          return [SBI_ERR_INVALID_ADDRESS, 0n];
         if (h.hartStatus(target) !== SBI_HSM_STATE_STOPPED) return [SBI_ERR_ALREADY_AVAILABLE, 0n];
         h.hartStart(target, addr, a2);
         return [SBI_SUCCESS, 0n];
@@ -424,8 +423,9 @@ export class Sbi {
           return [SBI_SUCCESS, 0n];
         }
         if (type === SBI_HSM_SUSPEND_NON_RET_DEFAULT) {
-          const addr = physAddr(a1);
-          if (addr < 0 || h.readPhys(addr, 2) === undefined) return [SBI_ERR_INVALID_ADDRESS, 0n];
+          const addr = gpaFromU64(a1);
+          if (addr === undefined || !h.memory.contains(addr, MIN_INSN_BYTES))
+            return [SBI_ERR_INVALID_ADDRESS, 0n];
           h.hartSuspend(hart, false, addr, a2);
           return [SBI_SUCCESS, 0n];
         }
@@ -467,18 +467,16 @@ export class Sbi {
     // is XLEN bits, so a non-zero high half cannot be RAM.
     const n = a0 > BigInt(this.consoleChunk) ? this.consoleChunk : Number(a0);
     if (n === 0) return [SBI_SUCCESS, 0n];
-    const pa = physAddr(lo);
-    if (hi !== 0n || pa < 0) return [SBI_ERR_INVALID_PARAM, 0n];
-    const mem = h.readPhys(pa, n);
-    if (mem === undefined) return [SBI_ERR_INVALID_PARAM, 0n];
+    const pa = gpaFromU64(lo);
+    if (hi !== 0n || pa === undefined || !h.memory.contains(pa, n)) return [SBI_ERR_INVALID_PARAM, 0n];
     if (fid === 0) {
-      h.consoleWrite(mem.slice());
+      h.consoleWrite(h.memory.view(pa, n).slice());
       return [SBI_SUCCESS, BigInt(n)];
     }
     const got = h.consoleRead(n);
     if (got.length === 0) return [SBI_SUCCESS, 0n];
     const bytes = got.length > n ? got.subarray(0, n) : got;
-    if (!h.writePhys(pa, bytes)) return [SBI_ERR_FAILED, 0n];
+    h.memory.write(pa, bytes);
     return [SBI_SUCCESS, BigInt(bytes.length)];
   }
 }

@@ -6,7 +6,11 @@
  * Defence in depth for the root jail: the kernel resolves every path itself (vfs.ts) and
  * hands over canonical, symlink-free paths; on top of that every open uses O_NOFOLLOW and
  * then checks, through /proc/self/fd, that the file it got really lies under the root
- * (which defeats a host process racing to swap a directory for a symlink).
+ * (which defeats a host process racing to swap a directory for a symlink), and every call
+ * that creates, removes, renames, links, lists or changes something first checks that the
+ * directory it acts in really lies under the root (its realpath): a path the kernel got
+ * wrong fails with EACCES instead of touching the host. lstat and readlink, the resolver's
+ * own per-component calls, are not re-checked (they only ever see canonical paths).
  */
 
 import { randomFillSync } from "node:crypto";
@@ -158,6 +162,18 @@ export class NodeFs implements HostFs {
     return real === this.root || real.startsWith(this.root === "/" ? "/" : `${this.root}/`);
   }
 
+  /**
+   * The host directory that `p`'s last component lives in (or, with `self`, `p` itself)
+   * really lies under the root; EACCES otherwise.
+   */
+  private confine(p: string, self = false): void {
+    const h = this.host(p);
+    if (h === this.root) return;
+    const dir = self ? h : h.slice(0, h.lastIndexOf("/"));
+    const real = wrap(() => fs.realpathSync.native(dir));
+    if (!this.inside(real)) throw new LinuxError(EACCES, `${p} resolves outside the root`);
+  }
+
   lstat(p: string): HostStat {
     return wrap(() => toStat(fs.lstatSync(this.host(p), { bigint: true })));
   }
@@ -165,6 +181,8 @@ export class NodeFs implements HostFs {
     return wrap(() => fs.readlinkSync(this.host(p), "utf8"));
   }
   open(p: string, flags: number, mode: number): HostFile {
+    // A create must not happen outside before the descriptor check below can refuse it.
+    if ((flags & O_CREAT) !== 0) this.confine(p);
     const fd = wrap(() => fs.openSync(this.host(p), hostFlags(flags), mode));
     if (this.checkFd) {
       let real: string;
@@ -182,6 +200,7 @@ export class NodeFs implements HostFs {
   }
   readdir(p: string): string[] {
     // Dir.readSync keeps the host's directory order (readdirSync sorts), like getdents.
+    this.confine(p, true);
     return wrap(() => {
       const d = fs.opendirSync(this.host(p));
       const names: string[] = [];
@@ -194,24 +213,33 @@ export class NodeFs implements HostFs {
     });
   }
   mkdir(p: string, mode: number): void {
+    this.confine(p);
     wrap(() => fs.mkdirSync(this.host(p), { mode }));
   }
   rmdir(p: string): void {
+    this.confine(p);
     wrap(() => fs.rmdirSync(this.host(p)));
   }
   unlink(p: string): void {
+    this.confine(p);
     wrap(() => fs.unlinkSync(this.host(p)));
   }
   rename(from: string, to: string): void {
+    this.confine(from);
+    this.confine(to);
     wrap(() => fs.renameSync(this.host(from), this.host(to)));
   }
   symlink(target: string, p: string): void {
+    this.confine(p);
     wrap(() => fs.symlinkSync(target, this.host(p)));
   }
   link(existing: string, p: string): void {
+    this.confine(existing);
+    this.confine(p);
     wrap(() => fs.linkSync(this.host(existing), this.host(p)));
   }
   chmod(p: string, mode: number): void {
+    this.confine(p);
     wrap(() => {
       const h = this.host(p);
       if (fs.lstatSync(h).isSymbolicLink()) throw Object.assign(new Error("symlink"), { code: "EPERM" });
@@ -219,9 +247,11 @@ export class NodeFs implements HostFs {
     });
   }
   chown(p: string, uid: number, gid: number): void {
+    this.confine(p);
     wrap(() => fs.lchownSync(this.host(p), uid, gid));
   }
   utimens(p: string, a: bigint | undefined, m: bigint | undefined): void {
+    this.confine(p);
     wrap(() => {
       const h = this.host(p);
       const st = a === undefined || m === undefined ? fs.lstatSync(h, { bigint: true }) : undefined;
@@ -229,16 +259,16 @@ export class NodeFs implements HostFs {
     });
   }
   truncate(p: string, len: number): void {
-    wrap(() => {
-      const fd = fs.openSync(this.host(p), fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
-      try {
-        fs.ftruncateSync(fd, len);
-      } finally {
-        fs.closeSync(fd);
-      }
-    });
+    // Through open, so the descriptor check applies.
+    const f = this.open(p, O_WRONLY, 0);
+    try {
+      f.truncate(len);
+    } finally {
+      f.close();
+    }
   }
   statfs(p: string): HostStatFs {
+    this.confine(p, true);
     return wrap(() => {
       const s = fs.statfsSync(this.host(p));
       return {
@@ -473,5 +503,3 @@ export function createNodeHost(opts: NodeHostOptions = {}): NodeHost {
     },
   };
 }
-
-export { EXEC_USAGE, type ExecArgs, execMain, formatStats, parseExecArgs } from "./cli.ts";
