@@ -57,9 +57,8 @@ export function printStats(m: Machine, out: NodeJS.WritableStream): void {
     lines.push(
       `hart ${v.hart.hartId}: traps ${s.traps}  interrupts ${s.interrupts}  TLB misses ${s.tlbMisses}  page walks ${s.walks} (${s.walkRefs} PTE refs)`,
     );
-    const hx = v.hart.h;
-    if (hx !== undefined && v.mode === "nested")
-      lines.push(`  G-stage walks ${hx.gWalks} (${hx.gRefs} PTE refs), G-TLB hits ${hx.gTlbHits}`);
+    if (v.mode === "nested")
+      lines.push(`  G-stage walks ${s.gWalks} (${s.gRefs} PTE refs), G-TLB hits ${s.gTlbHits}`);
     if (v.shadow !== undefined) {
       const ss = v.shadow.stats;
       lines.push(

@@ -105,6 +105,16 @@ export const MSTATUSH_GVA = 1 << 6;
 export const MSTATUSH_MPV = 1 << 7;
 export const MSTATUSH_SD = 1 << 31;
 
+// hstatus bits (hypervisor extension, §8.2.1)
+export const HSTATUS_VSBE = 1 << 5;
+export const HSTATUS_GVA = 1 << 6;
+export const HSTATUS_SPV = 1 << 7;
+export const HSTATUS_SPVP = 1 << 8;
+export const HSTATUS_HU = 1 << 9;
+export const HSTATUS_VTVM = 1 << 20;
+export const HSTATUS_VTW = 1 << 21;
+export const HSTATUS_VTSR = 1 << 22;
+
 // Interrupt bits (mip / mie)
 export const IRQ_SSI = 1;
 export const IRQ_VSSI = 2;
@@ -147,6 +157,9 @@ export const CAUSE_FETCH_GUEST_PAGE_FAULT = 20;
 export const CAUSE_LOAD_GUEST_PAGE_FAULT = 21;
 export const CAUSE_VIRTUAL_INSTRUCTION = 22;
 export const CAUSE_STORE_GUEST_PAGE_FAULT = 23;
+
+/** The interrupt bit of mcause/scause (bit 63: bit 31 of the high word). */
+export const CAUSE_INTERRUPT_HI = 0x80000000 | 0;
 
 export const PRV_U = 0;
 export const PRV_S = 1;

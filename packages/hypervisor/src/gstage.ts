@@ -7,6 +7,10 @@
  * guest-physical address (the devices) is a guest-page fault, i.e. an MMIO exit.
  */
 import { csr as C, type Hart } from "@visor/cpu";
+
+/** The MODE field of satp/hgatp: bits 63:60 (privileged spec §4.1.11). */
+const SATP_MODE_SHIFT = 60n;
+
 import {
   type GuestMemory,
   gpa,
@@ -128,6 +132,6 @@ export class GStage {
   /** Point the hart's hgatp at this table (Sv39x4, VMID 0). */
   install(h: Hart): void {
     const ppn = this.root / PAGE;
-    h.h!.csrWrite(h, C.CSR_HGATP, (ppn % 2 ** 32) | 0, (SATP_MODE_SV39 << 28) | Math.floor(ppn / 2 ** 32));
+    h.setCsr(C.CSR_HGATP, (BigInt(SATP_MODE_SV39) << SATP_MODE_SHIFT) | BigInt(ppn));
   }
 }

@@ -19,7 +19,7 @@
  * HTIF and the loaders get; the pool's HvRegion only the G-stage and shadow MMU. No
  * guest-supplied address can reach the pool.
  */
-import { type Hart, STOP_WFI } from "@visor/cpu";
+import { csr as C, type Hart } from "@visor/cpu";
 import {
   type BlockBackend,
   ByteQueue,
@@ -270,12 +270,12 @@ export class Machine {
     this.syscon = new Syscon({ onEvent: (e) => this.onSyscon(e) });
     this.clint = new Clint({
       clock,
-      msip: this.vcpus.map((_, i) => line(i, 3)),
-      mtip: this.vcpus.map((_, i) => line(i, 7)),
+      msip: this.vcpus.map((_, i) => line(i, C.IRQ_MSI)),
+      mtip: this.vcpus.map((_, i) => line(i, C.IRQ_MTI)),
     });
     const contexts: IrqLine[] = [];
     for (let i = 0; i < harts; i++) {
-      contexts.push(line(i, 11)); // M-mode external
+      contexts.push(line(i, C.IRQ_MEI)); // M-mode external
       contexts.push({
         set: (l: boolean) => {
           this.vcpus[i]!.setGuestExternal(l);
@@ -681,7 +681,7 @@ export class Machine {
         const resume = v.sliceLeft;
         if (resume === 0) this.tickTimers();
         const r = v.run(resume > 0 ? resume : SLICE);
-        if (r !== STOP_WFI) allIdle = false;
+        if (r !== "wfi") allIdle = false;
         if (this.exit !== undefined || this.outputGate !== undefined) break;
       }
       if (this.outputGate === undefined && this.htif?.poll())

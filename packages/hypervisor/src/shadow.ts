@@ -23,7 +23,7 @@
  * Shadow tables live in the hypervisor's memory after guest RAM, which no device or
  * hypercall can reach; when the pool runs out every shadow is dropped and rebuilt on demand.
  */
-import { csr as C, type Hart } from "@visor/cpu";
+import { csr as C, type Hart, type PageFaultExit } from "@visor/cpu";
 import {
   ACCESS_EXEC,
   ACCESS_READ,
@@ -53,6 +53,10 @@ import {
 import type { PageAllocator } from "./gstage.ts";
 import type { Machine } from "./machine.ts";
 import type { Vcpu } from "./vcpu.ts";
+
+/** satp's MODE (bits 63:60) and ASID (bits 59:44) fields (privileged spec §4.1.11). */
+const SATP_MODE_SHIFT = 60n;
+const SATP_ASID_SHIFT = 44n;
 
 export interface ShadowStats {
   fills: number;
@@ -187,14 +191,13 @@ export class ShadowMmu implements PteTranslator {
       s = { root, mode: gm === SATP_MODE_BARE ? SATP_MODE_SV39 : gm };
       this.roots.set(this.key(), s);
     }
-    const hx = this.hart.h!;
     const ppn = s.root / 4096;
     const asid = (this.satpHi >>> 12) & 0xffff;
-    hx.vsatpMode = s.mode;
-    hx.vsatpPpn = ppn;
-    this.hart.csrLo[C.CSR_VSATP] = (ppn % 2 ** 32) | 0;
-    this.hart.csrHi[C.CSR_VSATP] = (s.mode << 28) | (asid << 12) | Math.floor(ppn / 2 ** 32);
-    this.hart.flushTlb();
+    // A vsatp write flushes the hart's TLBs.
+    this.hart.setCsr(
+      C.CSR_VSATP,
+      (BigInt(s.mode) << SATP_MODE_SHIFT) | (BigInt(asid) << SATP_ASID_SHIFT) | BigInt(ppn),
+    );
   }
 
   private allocPage(): Hpa {
@@ -222,30 +225,27 @@ export class ShadowMmu implements PteTranslator {
   }
 
   /** A page-fault exit from the guest. */
-  pageFault(cause: number, vcpu: Vcpu): string {
+  pageFault(e: PageFaultExit, vcpu: Vcpu): string {
     const h = this.hart;
-    const hx = h.h!;
-    const aLo = h.exitTvalLo;
-    const aHi = h.exitTvalHi;
+    const cause = e.cause;
+    const aLo = Number(BigInt.asIntN(32, e.addr));
+    const aHi = Number(BigInt.asIntN(32, e.addr >> 32n));
     const access: Access =
-      cause === C.CAUSE_FETCH_PAGE_FAULT
-        ? ACCESS_EXEC
-        : cause === C.CAUSE_STORE_PAGE_FAULT
-          ? ACCESS_WRITE
-          : ACCESS_READ;
+      e.access === "fetch" ? ACCESS_EXEC : e.access === "store" ? ACCESS_WRITE : ACCESS_READ;
     this.access = access;
     const ram = this.machine.ram;
     let gpaPage: number;
     let perm: number;
     const mode = this.guestMode();
     if (mode === SATP_MODE_BARE) {
-      if (aHi >>> 24 !== 0) return this.inject(cause);
+      if (aHi >>> 24 !== 0) return this.inject(cause, e.addr);
       gpaPage = aHi * 2 ** 32 + ((aLo & ~0xfff) >>> 0);
       perm = PTE_R | PTE_W | PTE_X | PTE_A | PTE_D;
-      if (h.priv === C.PRV_U) return this.inject(cause); // no U mappings in bare mode
+      if (h.priv === C.PRV_U) return this.inject(cause, e.addr); // no U mappings in bare mode
     } else {
       const rootPpn = (this.satpHi & 0xfff) * 2 ** 32 + (this.satpLo >>> 0);
-      const vs = hx.vsstatus;
+      const vs = Number(BigInt.asIntN(32, h.getCsr(C.CSR_VSSTATUS)));
+      const ms = Number(BigInt.asIntN(32, h.getCsr(C.CSR_MSTATUS)));
       const r = walkStage1(
         ram,
         mode,
@@ -255,13 +255,13 @@ export class ShadowMmu implements PteTranslator {
         access,
         h.priv === C.PRV_U,
         (vs & C.MSTATUS_SUM) !== 0,
-        ((vs | h.mstatus) & C.MSTATUS_MXR) !== 0,
+        ((vs | ms) & C.MSTATUS_MXR) !== 0,
         this.res,
         this,
       );
       // A fault in the guest's own tables (a page fault, or an access fault for a PTE
       // outside guest RAM): the guest handles it.
-      if (r !== 0) return this.inject(r);
+      if (r !== 0) return this.inject(r, e.addr);
       gpaPage = this.res.pagePa;
       perm = this.res.perm;
     }
@@ -276,13 +276,13 @@ export class ShadowMmu implements PteTranslator {
     }
     // Not RAM: a device. Emulate the access (never shadowed, so every access exits).
     // Nothing to execute outside guest RAM: an instruction access fault for the guest.
-    if (access === ACCESS_EXEC) return this.inject(C.CAUSE_FETCH_ACCESS);
-    return vcpu.mmioExit(gpaPage + off, access === ACCESS_WRITE, false);
+    if (access === ACCESS_EXEC) return this.inject(C.CAUSE_FETCH_ACCESS, e.addr);
+    return vcpu.mmioExit(e, e.access, gpaPage + off, e.insn);
   }
 
   /** Deliver a page or access fault to the guest's own handler (VS-mode trap). */
-  private inject(cause: number): string {
-    this.vcpu.injectGuestTrap(cause, this.hart.exitTvalLo, this.hart.exitTvalHi);
+  private inject(cause: number, addr: bigint): string {
+    this.vcpu.injectGuestTrap(cause, addr);
     this.stats.injectedFaults++;
     return "shadow: page fault injected";
   }
@@ -348,7 +348,7 @@ export class ShadowMmu implements PteTranslator {
     if (f3 === 0 && insn >>> 25 === 0x09 && rd === 0) {
       const rs2 = (insn >>> 20) & 0x1f;
       if (rs1 !== 0 && rs2 === 0) {
-        this.unmapEverywhere(h.xlo[rs1]!, h.xhi[rs1]!);
+        this.unmapEverywhere(h.xLo(rs1), h.xHi(rs1));
       } else {
         // Whole address space (or one ASID): drop the shadows.
         this.roots.clear();
@@ -362,8 +362,8 @@ export class ShadowMmu implements PteTranslator {
       return "shadow sync: sfence.vma";
     }
     if (f3 !== 0 && f3 !== 4 && insn >>> 20 === C.CSR_SATP) {
-      const srcLo = f3 >= 5 ? rs1 : h.xlo[rs1]!;
-      const srcHi = f3 >= 5 ? 0 : h.xhi[rs1]!;
+      const srcLo = f3 >= 5 ? rs1 : h.xLo(rs1);
+      const srcHi = f3 >= 5 ? 0 : h.xHi(rs1);
       const oldLo = this.satpLo;
       const oldHi = this.satpHi;
       const op = f3 & 3;
@@ -386,10 +386,7 @@ export class ShadowMmu implements PteTranslator {
           this.stats.satpSwitches++;
         }
       }
-      if (rd !== 0) {
-        h.xlo[rd] = oldLo;
-        h.xhi[rd] = oldHi;
-      }
+      h.setXPair(rd, oldLo, oldHi);
       h.advancePc(4);
       return writes ? "shadow: satp write" : "shadow: satp read";
     }

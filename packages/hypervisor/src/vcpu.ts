@@ -16,13 +16,13 @@
  */
 import {
   csr as C,
+  describeExit,
   EXIT_HS,
   EXIT_M,
+  type FaultAccess,
   Hart,
-  STOP_BUDGET,
-  STOP_EXIT,
-  STOP_REQUESTED,
-  STOP_WFI,
+  type HartExit,
+  type TrapExit,
 } from "@visor/cpu";
 import { gpa as asGpa } from "@visor/memory";
 import type { Machine } from "./machine.ts";
@@ -43,11 +43,6 @@ const SBI_EXT_NAMES: Record<number, string> = {
   1145193294: "DBCN",
 };
 
-const HSTATUS_SPV = 1 << 7;
-const HSTATUS_SPVP = 1 << 8;
-const HSTATUS_VTW = 1 << 21;
-const HSTATUS_VTVM = 1 << 20;
-
 /** Exceptions the host lets the guest kernel handle itself (KVM's default hedeleg, plus illegal instruction). */
 const GUEST_EXCEPTIONS =
   (1 << C.CAUSE_MISALIGNED_FETCH) |
@@ -64,6 +59,25 @@ const GUEST_EXCEPTIONS =
   (1 << C.CAUSE_STORE_PAGE_FAULT);
 const PAGE_FAULTS =
   (1 << C.CAUSE_FETCH_PAGE_FAULT) | (1 << C.CAUSE_LOAD_PAGE_FAULT) | (1 << C.CAUSE_STORE_PAGE_FAULT);
+/**
+ * medeleg as firmware leaves it for a kernel in S-mode: every exception but the ecalls
+ * from S and M (SBI calls reach the host, which plays M-mode).
+ */
+const FIRMWARE_MEDELEG = GUEST_EXCEPTIONS;
+/** With the host as hypervisor (HS), every exception from VS/VU goes to HS; hedeleg passes GUEST_EXCEPTIONS on. */
+const HOST_MEDELEG =
+  FIRMWARE_MEDELEG |
+  (1 << C.CAUSE_VIRTUAL_SUPERVISOR_ECALL) |
+  (1 << C.CAUSE_FETCH_GUEST_PAGE_FAULT) |
+  (1 << C.CAUSE_LOAD_GUEST_PAGE_FAULT) |
+  (1 << C.CAUSE_VIRTUAL_INSTRUCTION) |
+  (1 << C.CAUSE_STORE_GUEST_PAGE_FAULT);
+/** The counters (cycle, time, instret) readable from the modes below, as OpenSBI leaves them. */
+const COUNTERS_ALL = 7n;
+/** The WFI instruction's bits (a virtual-instruction exit with hstatus.VTW). */
+const INSN_WFI = 0x10500073;
+/** Why `Vcpu.run` returned. */
+export type VcpuStop = "budget" | "wfi" | "stop";
 
 export interface VcpuState {
   running: boolean;
@@ -105,7 +119,7 @@ export class Vcpu {
       hartId: id,
       time: () => machine.now(),
       hypervisor: virt || firmware,
-      ...(id > 0 ? { codeCache: machine.vcpus[0]!.hart.code } : {}),
+      ...(id > 0 ? { codeCache: machine.vcpus[0]!.hart.codeCache } : {}),
     });
     this.exposesH = firmware; // a guest under our hypervisor sees no H extension (no nesting)
     if (this.mode === "shadow") this.shadow = new ShadowMmu(machine, this, this.hart);
@@ -140,49 +154,53 @@ export class Vcpu {
   /** Start at a firmware entry in M-mode (OpenSBI, or a bare-metal HTIF program). */
   bootFirmware(entry: number, fdt: number): void {
     const h = this.hart;
-    h.reset(entry);
-    h.xlo[10] = this.hart.hartId;
-    h.xlo[11] = fdt | 0;
-    h.xhi[11] = Math.floor(fdt / 2 ** 32);
-    h.exitMask = 0;
+    h.boot({
+      pc: BigInt(entry),
+      priv: C.PRV_M,
+      x: { 10: BigInt(h.hartId), 11: BigInt(fdt) },
+      exitMask: 0,
+    });
     this.running = true;
   }
 
   /** Start the guest kernel at `entry` in (V)S-mode with a0 = hart id, a1 = device tree. */
   bootKernel(entry: number, fdt: number, opaque?: bigint): void {
     const h = this.hart;
-    h.reset(entry);
-    // What M-mode firmware would have set up.
-    h.mcounteren = 7;
-    h.scounteren = 7; // as OpenSBI leaves it: cycle, time, instret readable from U-mode
-    h.medeleg = 0xb1ff & ~(1 << C.CAUSE_SUPERVISOR_ECALL);
-    h.mideleg = C.MIP_SSIP | C.MIP_STIP | C.MIP_SEIP;
-    h.exitMask = EXIT_M;
-    if (this.mode !== "off") {
-      const hx = h.h!;
-      h.medeleg = 0xb1ff | (1 << 10) | (0xf << 20); // everything to HS; HS is the host
-      hx.hedeleg = this.mode === "shadow" ? GUEST_EXCEPTIONS & ~PAGE_FAULTS : GUEST_EXCEPTIONS;
-      hx.hideleg = C.MIP_VSSIP | C.MIP_VSTIP | C.MIP_VSEIP;
-      hx.hcounteren = 7;
-      hx.hstatus = HSTATUS_VTW | HSTATUS_SPV | HSTATUS_SPVP | (this.mode === "shadow" ? HSTATUS_VTVM : 0);
-      h.exitMask = EXIT_M | EXIT_HS;
-      // The host keeps the FPU on for the guest (like KVM's sstatus.FS); the guest's own
-      // vsstatus.FS decides whether it may use it.
-      h.writeMstatus(h.mstatus | C.MSTATUS_FS, 0);
-      h.setPriv(C.PRV_S);
-      h.setVirt(true);
-      if (this.mode === "nested") this.machine.gstage!.install(h);
-      else this.shadow!.enter();
+    const virt = this.mode !== "off";
+    // What M-mode firmware would have set up: counters readable from S and U (as
+    // OpenSBI leaves them), exceptions and S-level interrupts delegated.
+    const csrs: [number, bigint][] = [
+      [C.CSR_MCOUNTEREN, COUNTERS_ALL],
+      [C.CSR_SCOUNTEREN, COUNTERS_ALL],
+      [C.CSR_MIDELEG, BigInt(C.MIP_SSIP | C.MIP_STIP | C.MIP_SEIP)],
+    ];
+    if (virt) {
+      const guestExceptions = this.mode === "shadow" ? GUEST_EXCEPTIONS & ~PAGE_FAULTS : GUEST_EXCEPTIONS;
+      const hstatus =
+        C.HSTATUS_VTW | C.HSTATUS_SPV | C.HSTATUS_SPVP | (this.mode === "shadow" ? C.HSTATUS_VTVM : 0);
+      csrs.push(
+        [C.CSR_MEDELEG, BigInt(HOST_MEDELEG)], // everything to HS; HS is the host
+        [C.CSR_HEDELEG, BigInt(guestExceptions)],
+        [C.CSR_HIDELEG, BigInt(C.MIP_VSSIP | C.MIP_VSTIP | C.MIP_VSEIP)],
+        [C.CSR_HCOUNTEREN, COUNTERS_ALL],
+        [C.CSR_HSTATUS, BigInt(hstatus)],
+        // The host keeps the FPU on for the guest (like KVM's sstatus.FS); the guest's own
+        // vsstatus.FS decides whether it may use it.
+        [C.CSR_MSTATUS, BigInt(C.MSTATUS_FS)],
+      );
     } else {
-      h.setPriv(C.PRV_S);
+      csrs.push([C.CSR_MEDELEG, BigInt(FIRMWARE_MEDELEG)]);
     }
-    h.xlo[10] = h.hartId;
-    h.xhi[10] = 0;
-    if (opaque !== undefined) h.setX(11, opaque);
-    else {
-      h.xlo[11] = fdt | 0;
-      h.xhi[11] = Math.floor(fdt / 2 ** 32);
-    }
+    h.boot({
+      pc: BigInt(entry),
+      priv: C.PRV_S,
+      virt,
+      x: { 10: BigInt(h.hartId), 11: opaque ?? BigInt(fdt) },
+      csrs,
+      exitMask: virt ? EXIT_M | EXIT_HS : EXIT_M,
+    });
+    if (this.mode === "nested") this.machine.gstage!.install(h);
+    else if (this.mode === "shadow") this.shadow!.enter();
     this.running = true;
   }
 
@@ -197,13 +215,13 @@ export class Vcpu {
 
   suspend(): void {
     this.suspended = true;
-    this.hart.wfi = true;
+    this.hart.waitForInterrupt();
     this.hart.requestStop();
   }
 
   hsmState(): number {
     if (!this.running) return SBI_HSM_STATE_STOPPED;
-    return this.suspended && this.hart.wfi ? SBI_HSM_STATE_SUSPENDED : SBI_HSM_STATE_STARTED;
+    return this.suspended && this.hart.waiting ? SBI_HSM_STATE_SUSPENDED : SBI_HSM_STATE_STARTED;
   }
 
   timerDeadline(): number {
@@ -226,17 +244,15 @@ export class Vcpu {
 
   private setTimerLine(level: boolean): void {
     if (this.mode === "off") this.hart.setIrq(C.IRQ_STI, level);
-    else this.setVirtualIrq(C.MIP_VSTIP, level);
+    else this.setVirtualIrq(C.IRQ_VSTI, level);
   }
 
   /** SBI send_ipi to this hart. */
   injectSoftware(): void {
     if (this.mode === "off") {
-      this.hart.mipSw |= C.MIP_SSIP;
-      this.hart.mip = this.hart.mipSw | this.hart.mipHw;
-      if (this.hart.wfi) this.hart.wfi = false;
+      this.hart.setPending(C.IRQ_SSI, true);
     } else {
-      this.setVirtualIrq(C.MIP_VSSIP, true);
+      this.setVirtualIrq(C.IRQ_VSSI, true);
     }
     this.machine.exitStats.add("interrupt injected: software", 0);
   }
@@ -244,20 +260,14 @@ export class Vcpu {
   /** The PLIC's supervisor context line for this hart. */
   setGuestExternal(level: boolean): void {
     if (this.mode === "off" || this.firmware) this.hart.setIrq(C.IRQ_SEI, level);
-    else this.setVirtualIrq(C.MIP_VSEIP, level);
+    else this.setVirtualIrq(C.IRQ_VSEI, level);
     if (level) this.machine.exitStats.add("interrupt injected: external", 0);
   }
 
-  /** Interrupt injection through hvip (the VS bits of mip). */
-  private setVirtualIrq(bit: number, level: boolean): void {
-    const h = this.hart;
-    if (level) h.mipSw |= bit;
-    else h.mipSw &= ~bit;
-    h.mip = h.mipSw | h.mipHw;
-    if (level) {
-      if (bit === C.MIP_VSTIP) this.machine.exitStats.add("interrupt injected: timer", 0);
-      if (h.wfi && (h.mip & h.mie) !== 0) h.wfi = false;
-    }
+  /** Interrupt injection through hvip (the VS bits of mip): `irq` is csr.IRQ_VS*. */
+  private setVirtualIrq(irq: number, level: boolean): void {
+    this.hart.setPending(irq, level);
+    if (level && irq === C.IRQ_VSTI) this.machine.exitStats.add("interrupt injected: timer", 0);
   }
 
   /**
@@ -267,60 +277,57 @@ export class Vcpu {
    */
   sliceLeft = 0;
 
-  /** Run up to `budget` instructions, handling exits; returns the hart's stop reason. */
-  run(budget: number): number {
+  /** Run up to `budget` instructions, handling exits; returns why it stopped. */
+  run(budget: number): VcpuStop {
     const h = this.hart;
     this.sliceLeft = 0;
     const stats = this.machine.exitStats;
     let left = budget;
     while (left > 0) {
       const before = h.executedCount();
-      const r = h.run(left);
+      const e = h.run(left);
       left -= h.executedCount() - before + 1;
-      if (r !== STOP_EXIT) {
-        if (r === STOP_WFI && this.suspended) return r;
-        if (r === STOP_REQUESTED) this.sliceLeft = left;
-        if (r === STOP_REQUESTED || r === STOP_WFI || r === STOP_BUDGET) return r;
-        continue;
+      switch (e.kind) {
+        case "wfi":
+          return "wfi";
+        case "stop":
+          this.sliceLeft = left;
+          return "stop";
+        case "budget":
+          return "budget";
       }
       const t0 = stats.enabled ? performance.now() : 0;
-      const reason = this.handleExit();
+      const reason = this.handleExit(e);
       if (stats.enabled) stats.add(reason, (performance.now() - t0) * 1e6);
       if (!this.running || this.machine.exited || this.machine.outputBlocked) {
         this.sliceLeft = left;
-        return STOP_REQUESTED;
+        return "stop";
       }
-      if (h.wfi) return STOP_WFI;
+      if (h.waiting) return "wfi";
     }
-    return STOP_BUDGET;
+    return "budget";
   }
 
   /** Handle one exit; returns its name for the statistics. Throws GuestError when fatal. */
-  private handleExit(): string {
-    const h = this.hart;
-    const cause = h.exitCause;
-    switch (cause) {
-      case C.CAUSE_SUPERVISOR_ECALL:
-      case C.CAUSE_VIRTUAL_SUPERVISOR_ECALL:
-        return this.hypercall();
-      case C.CAUSE_FETCH_GUEST_PAGE_FAULT:
-      case C.CAUSE_LOAD_GUEST_PAGE_FAULT:
-      case C.CAUSE_STORE_GUEST_PAGE_FAULT:
-        if (isImplicitAccess(h.exitInsn)) {
+  private handleExit(e: TrapExit): string {
+    switch (e.kind) {
+      case "ecall":
+        if (e.priv === C.PRV_S) return this.hypercall();
+        break;
+      case "guest-page-fault":
+        if (isImplicitAccess(e.insn)) {
           // The guest's own page table is not in guest RAM (a device, a hole, past RAM):
           // nothing to emulate, an access fault of the original access for the guest.
-          return this.injectAccessFault(ACCESS_FAULT_OF[cause]!, "guest page table outside RAM");
+          return this.injectAccessFault(e, ACCESS_FAULT_OF[e.cause]!, "guest page table outside RAM");
         }
-        return this.mmioExit(h.exitTval2, cause === C.CAUSE_STORE_GUEST_PAGE_FAULT, cause === 20);
-      case C.CAUSE_FETCH_PAGE_FAULT:
-      case C.CAUSE_LOAD_PAGE_FAULT:
-      case C.CAUSE_STORE_PAGE_FAULT:
-        if (this.shadow !== undefined) return this.shadow.pageFault(cause, this);
+        return this.mmioExit(e, e.access, e.gpa, e.insn);
+      case "page-fault":
+        if (this.shadow !== undefined) return this.shadow.pageFault(e, this);
         break;
-      case C.CAUSE_VIRTUAL_INSTRUCTION:
-        return this.virtualInstruction();
+      case "virtual-instruction":
+        return this.virtualInstruction(e.insn);
     }
-    throw new GuestError(`unhandled guest trap: ${describe(h)}`);
+    throw new GuestError(`unhandled guest trap: ${describe(this.hart, e)}`);
   }
 
   private hypercall(): string {
@@ -335,19 +342,22 @@ export class Vcpu {
     return `hypercall: SBI ${SBI_EXT_NAMES[eid] ?? (eid <= 0xf ? "legacy" : `0x${eid.toString(16)}`)}`;
   }
 
-  /** Emulate a guest load/store to `gpa` from its (transformed) instruction. */
-  mmioExit(gpa: number, _write: boolean, fetch: boolean): string {
+  /**
+   * Emulate a guest load/store to `gpa` from its (transformed) instruction: a G-stage
+   * fault outside guest RAM, or (shadow paging) an access the shadow tables left unmapped.
+   */
+  mmioExit(e: TrapExit, access: FaultAccess, gpa: number, insn: number): string {
     const h = this.hart;
     const io = this.machine.io.mmio;
-    if (fetch)
+    if (access === "fetch")
       throw new GuestError(
-        `guest executed from non-RAM guest-physical 0x${gpa.toString(16)}: ${describe(h)}`,
+        `guest executed from non-RAM guest-physical 0x${gpa.toString(16)}: ${describe(h, e)}`,
       );
     if (this.machine.memory.contains(asGpa(gpa))) {
-      throw new GuestError(`guest-page fault inside guest RAM at 0x${gpa.toString(16)}: ${describe(h)}`);
+      throw new GuestError(`guest-page fault inside guest RAM at 0x${gpa.toString(16)}: ${describe(h, e)}`);
     }
-    const insn = h.exitInsn;
-    if (insn === 0) throw new GuestError(`cannot decode the access to 0x${gpa.toString(16)}: ${describe(h)}`);
+    if (insn === 0)
+      throw new GuestError(`cannot decode the access to 0x${gpa.toString(16)}: ${describe(h, e)}`);
     const len = (insn & 3) === 3 ? 4 : 2;
     const opcode = (insn & 0x7f) | 3;
     const f3 = (insn >>> 12) & 7;
@@ -360,11 +370,11 @@ export class Vcpu {
       let v: bigint;
       if (size === 8) {
         const r = io.read64(gpa);
-        if (r === undefined) return this.injectAccessFault(C.CAUSE_LOAD_ACCESS, name);
+        if (r === undefined) return this.injectAccessFault(e, C.CAUSE_LOAD_ACCESS, name);
         v = r;
       } else {
         const r = io.read(gpa, size as 1 | 2 | 4);
-        if (r < 0) return this.injectAccessFault(C.CAUSE_LOAD_ACCESS, name);
+        if (r < 0) return this.injectAccessFault(e, C.CAUSE_LOAD_ACCESS, name);
         v = BigInt(r);
         if (f3 < 4) v = BigInt.asIntN(8 * size, v); // signed load
       }
@@ -376,12 +386,12 @@ export class Vcpu {
       const rs2 = (insn >>> 20) & 0x1f;
       const v = h.getX(rs2);
       const ok = size === 8 ? io.write64(gpa, v) : io.write(gpa, size as 1 | 2 | 4, Number(v & 0xffffffffn));
-      if (!ok) return this.injectAccessFault(C.CAUSE_STORE_ACCESS, name);
+      if (!ok) return this.injectAccessFault(e, C.CAUSE_STORE_ACCESS, name);
       h.advancePc(len);
       return `${kind} write: ${name}`;
     }
     throw new GuestError(
-      `unsupported MMIO instruction 0x${insn.toString(16)} at 0x${gpa.toString(16)}: ${describe(h)}`,
+      `unsupported MMIO instruction 0x${insn.toString(16)} at 0x${gpa.toString(16)}: ${describe(h, e)}`,
     );
   }
 
@@ -390,18 +400,17 @@ export class Vcpu {
    * guest RAM, where the hypervisor's own memory is): an access fault for the guest, with
    * the faulting virtual address, as a bus error would give it.
    */
-  private injectAccessFault(cause: number, name: string): string {
-    this.injectGuestTrap(cause, this.hart.exitTvalLo, this.hart.exitTvalHi);
+  private injectAccessFault(e: TrapExit, cause: number, name: string): string {
+    this.injectGuestTrap(cause, e.tval);
     return `access fault injected: ${name}`;
   }
 
-  private virtualInstruction(): string {
+  private virtualInstruction(insn: number): string {
     const h = this.hart;
-    const insn = h.exitTvalLo >>> 0;
-    if (insn === 0x10500073) {
+    if (insn === INSN_WFI) {
       // WFI: the vCPU idles until an interrupt is injected.
       h.advancePc(4);
-      if (!h.interruptPending()) h.wfi = true;
+      if (!h.interruptPending()) h.waitForInterrupt();
       return "wfi";
     }
     if (this.shadow !== undefined) {
@@ -410,13 +419,13 @@ export class Vcpu {
     }
     // Anything else the guest may not do: it gets an illegal-instruction exception, as
     // KVM redirects it, instead of taking the VM down.
-    this.injectGuestTrap(C.CAUSE_ILLEGAL_INSTRUCTION, insn, 0);
+    this.injectGuestTrap(C.CAUSE_ILLEGAL_INSTRUCTION, BigInt(insn));
     return "virtual instruction: illegal instruction injected";
   }
 
   /** Deliver an exception to the guest kernel's own trap handler (a VS-mode trap). */
-  injectGuestTrap(cause: number, tvalLo: number, tvalHi: number): void {
-    this.hart.h!.trapToVS(this.hart, cause, tvalLo, tvalHi, false);
+  injectGuestTrap(cause: number, tval: bigint): void {
+    this.hart.injectVsTrap(cause, tval);
   }
 }
 
@@ -436,7 +445,7 @@ const ACCESS_FAULT_OF: Record<number, number> = {
   [C.CAUSE_STORE_GUEST_PAGE_FAULT]: C.CAUSE_STORE_ACCESS,
 };
 
-export function describe(h: Hart): string {
-  const tval = (BigInt(h.exitTvalHi >>> 0) << 32n) | BigInt(h.exitTvalLo >>> 0);
-  return `pc 0x${h.pc.toString(16)} cause ${h.exitCause} (${C.EXCEPTION_NAMES[h.exitCause] ?? "?"}) tval 0x${tval.toString(16)}`;
+/** The pc and the exit, for error messages. */
+export function describe(h: Hart, e: HartExit): string {
+  return `pc 0x${h.pc.toString(16)} ${describeExit(e)}`;
 }

@@ -267,11 +267,7 @@ export function installImage(k: Kernel, t: Task, img: Image): void {
   k.attach(h, img.mm);
   t.exe = img.exe;
   t.comm = img.comm;
-  h.xlo.fill(0);
-  h.xhi.fill(0);
-  h.fpu.w.fill(0);
-  h.fpu.fflags = 0;
-  h.fpu.frm = 0;
+  h.clearRegisters();
   h.pc = BigInt(img.entry);
   h.setX(2, BigInt(img.sp));
   // Signal dispositions: handlers reset to default, ignored stay ignored (execve(2)).

@@ -3,7 +3,7 @@
  *
  * Every guest process runs on its own Hart in U-mode with its own Sv39 page tables; all
  * harts share one GuestRam and one decoded-instruction cache. A trap that would enter
- * M-mode (ecall, page fault, illegal instruction ...) leaves `hart.run` with STOP_EXIT and
+ * M-mode (ecall, page fault, illegal instruction ...) leaves `hart.run` as a trap exit and
  * is handled here, in TypeScript: that round trip is the "user/kernel transition" whose
  * cost docs/syscalls.md measures.
  *
@@ -13,7 +13,7 @@
  * A signal arriving meanwhile either restarts it after the handler (SA_RESTART) or makes
  * it return EINTR, as on Linux.
  */
-import { CodeCache, EXIT_M, Hart, STOP_EXIT } from "@visor/cpu";
+import { csr as C, CodeCache, EXIT_M, Hart, isTrapExit, type TrapExit } from "@visor/cpu";
 import { GuestRam } from "@visor/memory";
 import {
   BUS_ADRALN,
@@ -110,6 +110,22 @@ export const STACK_SIZE = 8 * 1024 * 1024;
 export const MMAP_BASE = STACK_TOP - STACK_SIZE - 64 * 1024 * 1024;
 
 const TWO32 = 4294967296;
+/** Integer registers of the RISC-V calling convention the kernel reads. */
+const REG_SP = 2;
+const REG_A0 = 10;
+const REG_A7 = 17;
+/** mcontext layout (Linux arch/riscv/include/uapi/asm/sigcontext.h): pc and x1..x31, then the 32 FP registers, then fcsr. */
+const MC_FPREGS = 256;
+const MC_FCSR = 512;
+/** cycle, time and instret readable from U-mode (mcounteren/scounteren bits 0..2). */
+const COUNTERS_ALL = 7n;
+/** mstatus.FS = Initial: the FPU is on and clean. */
+const FS_INITIAL = 1 << C.MSTATUS_FS_SHIFT;
+
+/** A 64-bit address as a signed number: exact for every canonical Sv39/Sv48 address. */
+function signedVa(v: bigint): number {
+  return Number(BigInt.asIntN(64, v));
+}
 const STOP_SIGNALS = sigbit(SIGSTOP) | sigbit(SIGTSTP) | sigbit(SIGTTIN) | sigbit(SIGTTOU);
 const UNBLOCKABLE = sigbit(SIGKILL) | sigbit(SIGSTOP);
 const DEFAULT_IGNORE = sigbit(SIGCHLD) | sigbit(SIGURG) | sigbit(SIGWINCH) | sigbit(SIGCONT);
@@ -319,19 +335,19 @@ export class Kernel implements FileCtx {
         time: () => Number((clock.monotonicNs() - boot) / 100n),
       });
     }
-    h.reset(0, 0);
-    h.exitMask = EXIT_M;
-    h.medeleg = 0;
-    h.mideleg = 0;
-    h.mie = 0;
-    h.mcounteren = 7;
-    h.scounteren = 7;
-    h.writeMstatus(1 << 13, 0); // FS = Initial: the FPU is on
-    h.fpu.w.fill(0);
-    h.fpu.fflags = 0;
-    h.fpu.frm = 0;
+    // U-mode at 0 with nothing delegated: every trap is an exit to this kernel (the
+    // host plays M-mode); counters readable from U; FS = Initial: the FPU is on.
+    h.boot({
+      pc: 0n,
+      priv: C.PRV_U,
+      csrs: [
+        [C.CSR_MCOUNTEREN, COUNTERS_ALL],
+        [C.CSR_SCOUNTEREN, COUNTERS_ALL],
+        [C.CSR_MSTATUS, BigInt(FS_INITIAL)],
+      ],
+      exitMask: EXIT_M,
+    });
     this.attach(h, mm);
-    h.setPriv(0);
     return h;
   }
 
@@ -697,7 +713,7 @@ export class Kernel implements FileCtx {
     info: SigInfo,
   ): boolean {
     const h = t.hart;
-    let sp = h.xhi[2]! * TWO32 + (h.xlo[2]! >>> 0);
+    let sp = h.xHi(REG_SP) * TWO32 + (h.xLo(REG_SP) >>> 0);
     const alt = t.altStack;
     const onAlt = alt.size > 0 && sp > alt.sp && sp <= alt.sp + alt.size;
     if ((act.flags & SA_ONSTACK) !== 0 && (alt.flags & SS_DISABLE) === 0 && !onAlt) sp = alt.sp + alt.size;
@@ -714,15 +730,13 @@ export class Kernel implements FileCtx {
     const mask = t.savedMask ?? t.blocked;
     dv.setBigUint64(uc + UC_SIGMASK, mask, true);
     const mc = uc + UC_MCONTEXT;
-    dv.setInt32(mc, h.pcLo, true);
-    dv.setInt32(mc + 4, h.pcHi, true);
+    dv.setBigUint64(mc, h.pc, true);
     for (let i = 1; i < 32; i++) {
-      dv.setInt32(mc + 8 * i, h.xlo[i]!, true);
-      dv.setInt32(mc + 8 * i + 4, h.xhi[i]!, true);
+      dv.setInt32(mc + 8 * i, h.xLo(i), true);
+      dv.setInt32(mc + 8 * i + 4, h.xHi(i), true);
     }
-    const fw = h.fpu.w;
-    for (let i = 0; i < 64; i++) dv.setInt32(mc + 256 + 4 * i, fw[i]!, true);
-    dv.setUint32(mc + 512, (h.fpu.frm << 5) | h.fpu.fflags, true);
+    for (let i = 0; i < 32; i++) dv.setBigUint64(mc + MC_FPREGS + 8 * i, h.getF(i), true);
+    dv.setUint32(mc + MC_FCSR, Number(h.getCsr(C.CSR_FCSR)), true);
     try {
       t.mm.copyOut(frame, buf);
     } catch (e) {
@@ -747,7 +761,7 @@ export class Kernel implements FileCtx {
   /** rt_sigreturn: restore the context saved by setupFrame. */
   sigreturn(t: Task): number {
     const h = t.hart;
-    const frame = h.xhi[2]! * TWO32 + (h.xlo[2]! >>> 0);
+    const frame = h.xHi(REG_SP) * TWO32 + (h.xLo(REG_SP) >>> 0);
     let buf: Uint8Array;
     try {
       buf = t.mm.copyIn(frame + SIGINFO_SIZE, UCONTEXT_SIZE);
@@ -758,17 +772,11 @@ export class Kernel implements FileCtx {
     const dv = new DataView(buf.buffer);
     t.blocked = dv.getBigUint64(UC_SIGMASK, true) & ~UNBLOCKABLE;
     const mc = UC_MCONTEXT;
-    h.pcLo = dv.getInt32(mc, true);
-    h.pcHi = dv.getInt32(mc + 4, true);
-    for (let i = 1; i < 32; i++) {
-      h.xlo[i] = dv.getInt32(mc + 8 * i, true);
-      h.xhi[i] = dv.getInt32(mc + 8 * i + 4, true);
-    }
-    const fw = h.fpu.w;
-    for (let i = 0; i < 64; i++) fw[i] = dv.getInt32(mc + 256 + 4 * i, true);
-    const fcsr = dv.getUint32(mc + 512, true);
-    h.fpu.fflags = fcsr & 0x1f;
-    h.fpu.frm = (fcsr >>> 5) & 7;
+    h.pc = dv.getBigUint64(mc, true);
+    for (let i = 1; i < 32; i++)
+      h.setXPair(i, dv.getInt32(mc + 8 * i, true), dv.getInt32(mc + 8 * i + 4, true));
+    for (let i = 0; i < 32; i++) h.setF(i, dv.getBigUint64(mc + MC_FPREGS + 8 * i, true));
+    h.setCsr(C.CSR_FCSR, BigInt(dv.getUint32(mc + MC_FCSR, true)));
     return NORETURN;
   }
 
@@ -777,12 +785,10 @@ export class Kernel implements FileCtx {
   setResult(t: Task, r: number): void {
     const h = t.hart;
     if (r >= -2147483648 && r <= 2147483647) {
-      h.xlo[10] = r;
-      h.xhi[10] = r < 0 ? -1 : 0;
+      h.setXPair(REG_A0, r, r < 0 ? -1 : 0);
     } else {
       const hi = Math.floor(r / TWO32);
-      h.xlo[10] = (r - hi * TWO32) | 0;
-      h.xhi[10] = hi | 0;
+      h.setXPair(REG_A0, r - hi * TWO32, hi);
     }
   }
 
@@ -799,7 +805,7 @@ export class Kernel implements FileCtx {
   /** Serve the ecall at the task's pc. */
   syscall(t: Task): void {
     const h = t.hart;
-    const nr = h.xhi[17] === 0 ? h.xlo[17]! : -1;
+    const nr = h.xHi(REG_A7) === 0 ? h.xLo(REG_A7) : -1;
     const fn = nr >= 0 && nr < 512 ? this.table[nr] : undefined;
     const t0 = this.timeSyscalls ? this.hostMs() : 0;
     let r: number;
@@ -834,26 +840,22 @@ export class Kernel implements FileCtx {
     h.advancePc(4);
   }
 
-  /** Handle a STOP_EXIT from the task's hart. */
-  trap(t: Task): void {
+  /** Handle a trap exit from the task's hart. */
+  trap(t: Task, e: TrapExit): void {
     const h = t.hart;
-    const cause = h.exitCause;
-    if (cause === 8) {
-      this.syscall(t);
-      return;
-    }
-    const va = h.exitTvalHi * TWO32 + (h.exitTvalLo >>> 0);
-    switch (cause) {
-      case 12:
-      case 13:
-      case 15: {
-        const access = cause === 12 ? ACCESS_X : cause === 13 ? ACCESS_R : ACCESS_W;
+    switch (e.kind) {
+      case "ecall":
+        this.syscall(t);
+        return;
+      case "page-fault": {
+        const va = signedVa(e.addr);
+        const access = e.access === "fetch" ? ACCESS_X : e.access === "load" ? ACCESS_R : ACCESS_W;
         if (t.mm.fault(va, access)) {
           // Guard against a fault the kernel "fixes" without effect (would loop forever):
           // the same access faulting again with no instruction retired in between. The
           // same store re-faulting after the guest made progress is a fault really fixed
           // each time (a copy-on-write stack page after every fork) and restarts the count.
-          const pc = h.pcHi * TWO32 + (h.pcLo >>> 0);
+          const pc = signedVa(h.pc);
           if (pc === t.lastFaultPc && va === t.lastFaultVa && t.instret === t.lastFaultInstret) {
             if (++t.faultRepeat > MAX_FAULT_RETRIES) this.forceSignal(t, SIGSEGV, SEGV_ACCERR, va);
           } else {
@@ -867,24 +869,20 @@ export class Kernel implements FileCtx {
         this.forceSignal(t, SIGSEGV, t.mm.find(va) === undefined ? SEGV_MAPERR : SEGV_ACCERR, va);
         return;
       }
-      case 0:
-      case 4:
-      case 6:
-        this.forceSignal(t, SIGBUS, BUS_ADRALN, va);
+      case "misaligned":
+        this.forceSignal(t, SIGBUS, BUS_ADRALN, signedVa(e.addr));
         return;
-      case 1:
-      case 5:
-      case 7:
-        this.forceSignal(t, SIGSEGV, SEGV_ACCERR, va);
+      case "access-fault":
+        this.forceSignal(t, SIGSEGV, SEGV_ACCERR, signedVa(e.addr));
         return;
-      case 2:
-        this.forceSignal(t, SIGILL, ILL_ILLOPC, h.pcHi * TWO32 + (h.pcLo >>> 0));
+      case "illegal-instruction":
+        this.forceSignal(t, SIGILL, ILL_ILLOPC, signedVa(h.pc));
         return;
-      case 3:
-        this.forceSignal(t, SIGTRAP, TRAP_BRKPT, h.pcHi * TWO32 + (h.pcLo >>> 0));
+      case "breakpoint":
+        this.forceSignal(t, SIGTRAP, TRAP_BRKPT, signedVa(h.pc));
         return;
       default:
-        this.forceSignal(t, SIGSEGV, SI_KERNEL, va);
+        this.forceSignal(t, SIGSEGV, SI_KERNEL, signedVa(e.tval));
     }
   }
 
@@ -903,9 +901,9 @@ export class Kernel implements FileCtx {
         t.instret += ran;
         budget -= ran;
         if (this.sqPollers.size > 0) for (const p of this.sqPollers) p();
-        if (stop === STOP_EXIT) {
+        if (isTrapExit(stop)) {
           this.traps++;
-          this.trap(t);
+          this.trap(t, stop);
         } else if (budget <= 0) {
           break;
         }

@@ -167,16 +167,9 @@ function doClone(
 function startChildHart(c: Task, t: Task, flags: number, newsp: number, tls: number): void {
   const h = c.hart;
   const ph = t.hart;
-  h.xlo.set(ph.xlo);
-  h.xhi.set(ph.xhi);
-  h.fpu.w.set(ph.fpu.w);
-  h.fpu.fflags = ph.fpu.fflags;
-  h.fpu.frm = ph.fpu.frm;
-  h.pcLo = ph.pcLo;
-  h.pcHi = ph.pcHi;
+  h.copyRegistersFrom(ph);
   h.advancePc(4);
-  h.xlo[10] = 0;
-  h.xhi[10] = 0;
+  h.setXPair(10, 0, 0);
   if (newsp !== 0) h.setX(2, BigInt(newsp));
   if ((flags & CLONE_SETTLS) !== 0) h.setX(4, BigInt(tls));
 }
@@ -477,7 +470,7 @@ const sys_rt_sigreturn: Syscall = (k, t) => k.sigreturn(t);
 const sys_sigaltstack: Syscall = (_k, t) => {
   const ssVa = t.a(0);
   const oldVa = t.a(1);
-  const sp = t.hart.xhi[2]! * TWO32 + (t.hart.xlo[2]! >>> 0);
+  const sp = t.hart.xHi(2) * TWO32 + (t.hart.xLo(2) >>> 0);
   const alt = t.altStack;
   const onAlt = alt.size > 0 && sp > alt.sp && sp <= alt.sp + alt.size;
   if (oldVa !== 0) {

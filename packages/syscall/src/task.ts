@@ -262,19 +262,19 @@ export class Task {
   // Syscall arguments (a0..a5 = x10..x15).
   /** Argument i as a signed 32-bit int (C int). */
   ai(i: number): number {
-    return this.hart.xlo[10 + i]!;
+    return this.hart.xLo(10 + i);
   }
   /** Argument i as an unsigned 32-bit int. */
   au(i: number): number {
-    return this.hart.xlo[10 + i]! >>> 0;
+    return this.hart.xLo(10 + i) >>> 0;
   }
   /** Argument i as an unsigned 64-bit number (exact below 2^53; used for pointers and sizes). */
   a(i: number): number {
-    return (this.hart.xhi[10 + i]! >>> 0) * 4294967296 + (this.hart.xlo[10 + i]! >>> 0);
+    return (this.hart.xHi(10 + i) >>> 0) * 4294967296 + (this.hart.xLo(10 + i) >>> 0);
   }
   /** Argument i as a signed 64-bit number (off_t, long). */
   al(i: number): number {
-    return this.hart.xhi[10 + i]! * 4294967296 + (this.hart.xlo[10 + i]! >>> 0);
+    return this.hart.xHi(10 + i) * 4294967296 + (this.hart.xLo(10 + i) >>> 0);
   }
   /** Argument i as a BigInt (u64). */
   ab(i: number): bigint {

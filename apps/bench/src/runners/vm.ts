@@ -77,7 +77,6 @@ const decoder = new TextDecoder();
 function counters(m: Machine): Counters {
   const v = m.vcpus[0]!;
   const s = v.hart.stats;
-  const h = v.hart.h;
   const sh = v.shadow?.stats;
   return {
     t: performance.now(),
@@ -87,8 +86,8 @@ function counters(m: Machine): Counters {
     walkRefs: s.walkRefs,
     traps: s.traps,
     interrupts: s.interrupts,
-    gWalks: v.mode === "nested" && h !== undefined ? h.gWalks : 0,
-    gRefs: v.mode === "nested" && h !== undefined ? h.gRefs : 0,
+    gWalks: v.mode === "nested" ? s.gWalks : 0,
+    gRefs: v.mode === "nested" ? s.gRefs : 0,
     shadowFills: sh?.fills ?? 0,
     shadowSyncs: sh?.syncs ?? 0,
     shadowFlushes: sh?.flushes ?? 0,

@@ -11,7 +11,7 @@
  * every shadow table pointer stays in the pool and every shadow leaf maps guest RAM; a
  * successful nested translation lands in guest RAM.
  */
-import { csr as C } from "@visor/cpu";
+import { csr as C, type PageFaultExit, trapExit } from "@visor/cpu";
 import { GuestError, type Machine, type Vcpu } from "@visor/hypervisor";
 import {
   ACCESS_EXEC,
@@ -28,7 +28,6 @@ import {
   SATP_MODE_SV39,
   SATP_MODE_SV48,
   SATP_MODE_SV57,
-  WalkResult,
 } from "@visor/memory";
 import fc from "fast-check";
 import { fuzzMachine, POOL_END, PoolAudit, RAM_BASE, RAM_END } from "../lib/hv-memory.ts";
@@ -163,7 +162,6 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 
 let shadowM: { machine: Machine; vcpu: Vcpu; audit: PoolAudit } | undefined;
 let nestedM: { machine: Machine; vcpu: Vcpu; audit: PoolAudit } | undefined;
-const res = new WalkResult();
 
 function encode(v: PteValue): bigint {
   if (v.k === "raw") return v.v;
@@ -268,18 +266,15 @@ const surface: FuzzSurface<Input> = {
       if (o.k === "satp") {
         const ppn = tablePage(o.root) / PAGE;
         if (shadow) {
-          h.xlo[X5] = ppn | 0;
-          h.xhi[X5] = (o.mode << 28) | (o.asid << 12);
+          h.setXPair(X5, ppn | 0, (o.mode << 28) | (o.asid << 12));
           allowGuestError(() => vcpu.shadow!.virtualInstruction(CSRRW_SATP_X5, vcpu));
         } else {
-          h.h!.vsatpMode = o.mode;
-          h.h!.vsatpPpn = ppn;
+          h.setCsr(C.CSR_VSATP, (BigInt(o.mode) << 60n) | BigInt(ppn));
         }
       } else if (o.k === "sfence") {
         if (!shadow) continue;
         const [hi, lo] = o.va === null ? [0, 0] : va(o.va, 0);
-        h.xlo[X5] = lo;
-        h.xhi[X5] = hi;
+        h.setXPair(X5, lo, hi);
         const insn = o.va === null ? SFENCE_VMA : SFENCE_VMA | (X5 << 15);
         allowGuestError(() => vcpu.shadow!.virtualInstruction(insn, vcpu));
       } else {
@@ -288,14 +283,12 @@ const surface: FuzzSurface<Input> = {
             ? (chains[o.va % Math.max(1, chains.length)]?.va ?? [0, 0, 0, 0, 0])
             : o.va;
         const [hi, lo] = va(vpns, o.off);
-        h.setPriv(o.user ? C.PRV_U : C.PRV_S);
+        h.setPrivilege(o.user ? C.PRV_U : C.PRV_S);
         if (shadow) {
-          h.exitTvalLo = lo;
-          h.exitTvalHi = hi;
-          h.exitInsn = o.insn;
-          allowGuestError(() => vcpu.shadow!.pageFault(causeOf(o.access), vcpu));
+          const e = trapExit(causeOf(o.access), false, lo, hi, 0, o.insn) as PageFaultExit;
+          allowGuestError(() => vcpu.shadow!.pageFault(e, vcpu));
         } else {
-          const r = h.h!.translateGuest(h, lo, hi, o.access, h.priv, res);
+          const r = h.translate((BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0), o.access);
           if (r >= 0)
             invariant(
               m.memory.contains(gpa(r), PAGE),

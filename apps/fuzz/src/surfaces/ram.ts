@@ -10,7 +10,7 @@
  * mtval, after exactly the operations before it; the dirty log holds exactly the pages
  * written. RAM is allocated once and hardly touched (the OS zero-fills it lazily).
  */
-import { Hart, STOP_WFI } from "@visor/cpu";
+import { Hart } from "@visor/cpu";
 import { GuestRam, hpa } from "@visor/memory";
 import fc from "fast-check";
 import { type FuzzSurface, invariant } from "../surface.ts";
@@ -327,7 +327,7 @@ const surface: FuzzSurface<Input> = {
     ram.enableDirtyLog();
     hart.reset(codePa);
     const stop = hart.run(BUDGET);
-    invariant(stop === STOP_WFI, `the program did not finish (stop ${stop})`);
+    invariant(stop.kind === "wfi", `the program did not finish (stop ${stop.kind})`);
 
     const want = model(ops, resultsPa);
     const got = (off: number) => ram.read64(hpa(resultsPa + off));

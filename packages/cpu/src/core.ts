@@ -1,0 +1,430 @@
+/**
+ * The hart's core state: registers, privilege and V mode, the CSR file's storage, the
+ * software TLBs, counters and the pending host exit. Plain data plus the few helpers that
+ * keep it consistent (TLB selection on mode changes, mip, counters). It is internal to the
+ * package: the slow-path modules (mmu.ts, trap.ts, csr-file.ts, amo.ts, hext.ts,
+ * system.ts) are functions over it, and the public `Hart` (hart.ts) wraps one.
+ *
+ * This module imports no other module of the hart, so the package has no import cycles:
+ * core <- exit; trap <- mmu <- hext <- csr-file; amo; system <- hart.
+ */
+import { type GuestRam, type PteTranslator, SATP_MODE_BARE, WalkResult } from "@visor/memory";
+import type { CodeCache } from "./code-cache.ts";
+import * as C from "./csr.ts";
+import type { HartExit } from "./exit.ts";
+import { Fpu } from "./fpu/index.ts";
+
+/** What the hart needs from the board for physical addresses outside RAM. */
+export interface PhysBus {
+  /** Unsigned value, or -1 when nothing is mapped there. */
+  read(pa: number, size: 1 | 2 | 4): number;
+  write(pa: number, size: 1 | 2 | 4, value: number): boolean;
+  read64(pa: number): bigint | undefined;
+  write64(pa: number, value: bigint): boolean;
+}
+
+/** Bits of `exitMask`: which trap targets leave `run` instead of entering guest handlers. */
+export const EXIT_M = 1; // traps that would enter M-mode (no firmware: the host is M-mode)
+export const EXIT_HS = 2; // traps that would enter HS-mode from a virtualized guest (the host is the hypervisor)
+
+/** Never equal to a page-aligned address: the tag of an empty TLB entry. */
+export const INVALID_TAG = 1;
+/** Entries per software TLB (direct-mapped by virtual page number). */
+export const TLB_SIZE = 1024;
+export const TLB_MASK = TLB_SIZE - 1;
+/** Entries per G-stage TLB (guest-physical page -> host-physical page), per access type. */
+export const G_TLB_SIZE = 1024;
+
+/** Counters of the hart's slow paths (cheap; read by the hypervisor's --stats and the bench). */
+export interface HartStats {
+  tlbMisses: number;
+  walks: number;
+  walkRefs: number;
+  traps: number;
+  interrupts: number;
+  mmioReads: number;
+  mmioWrites: number;
+  /** G-stage walks and their PTE references (H extension), and G-stage TLB hits. */
+  gWalks: number;
+  gRefs: number;
+  gTlbHits: number;
+}
+
+/** RAM sizes up to this have every RAM offset in int32 range. */
+const INT32_RAM_LIMIT = 2 ** 31;
+
+/**
+ * A TLB's RAM page offsets: int32 while every RAM offset fits one (RAM up to 2 GiB), so
+ * the hot path adds int32s; doubles above, exact for any RAM size.
+ */
+export type TlbPages = Int32Array | Float64Array;
+
+function tlbPages(ramSize: number): TlbPages {
+  return ramSize <= INT32_RAM_LIMIT ? new Int32Array(TLB_SIZE) : new Float64Array(TLB_SIZE);
+}
+
+/** One translation context's read, write and fetch TLBs. */
+export class TlbSet {
+  readonly rTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
+  readonly rTagHi = new Int32Array(TLB_SIZE);
+  readonly rPage: TlbPages;
+  readonly wTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
+  readonly wTagHi = new Int32Array(TLB_SIZE);
+  readonly wPage: TlbPages;
+  readonly xTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
+  readonly xTagHi = new Int32Array(TLB_SIZE);
+  readonly xPage: TlbPages;
+
+  constructor(ramSize: number) {
+    this.rPage = tlbPages(ramSize);
+    this.wPage = tlbPages(ramSize);
+    this.xPage = tlbPages(ramSize);
+  }
+
+  flush(): void {
+    this.rTagLo.fill(INVALID_TAG);
+    this.wTagLo.fill(INVALID_TAG);
+    this.xTagLo.fill(INVALID_TAG);
+  }
+}
+
+/** Translation contexts: U 0, S 1, S+SUM 2, M 3; +4 with V=1. */
+const TLB_CONTEXTS = 8;
+
+/** TLB set index of a translation context. */
+function tlbContext(priv: number, virt: boolean, sum: boolean): number {
+  const base = priv === C.PRV_U ? 0 : priv === C.PRV_S ? (sum ? 2 : 1) : 3;
+  return virt ? base + 4 : base;
+}
+
+/**
+ * The H extension's state (its HS-mode CSRs not kept in the CSR arrays, and the G-stage
+ * TLB). Present on harts with the extension; hext.ts and the H parts of mmu.ts and trap.ts
+ * work on it.
+ */
+export class HState {
+  hstatus = 0;
+  hedeleg = 0;
+  hideleg = 0;
+  hcounteren = 0;
+  henvcfg = 0;
+  htimedeltaLo = 0;
+  htimedeltaHi = 0;
+  vsstatus = 0;
+  vsatpMode = SATP_MODE_BARE;
+  vsatpPpn = 0;
+  hgatpMode = SATP_MODE_BARE;
+  hgatpPpn = 0;
+
+  /** Guest-physical address of the last G-stage fault (for htval/mtval2). */
+  lastFaultGpa = 0;
+  /** The last fault came from an implicit VS-stage page-table access. */
+  lastFaultImplicit = false;
+  lastFaultImplicitWrite = false;
+  /** Set while an HLV/HLVX/HSV executes, so its faults set GVA. */
+  hlvActive = false;
+  /** The access type of the translation in progress (for implicit-access faults). */
+  curAccess = 0;
+  readonly gRes = new WalkResult();
+  /** The VS-stage walk's PTE translator (G-stage): set by the Hart (mmu.ts GuestPtes). */
+  ptes: PteTranslator | undefined;
+
+  /**
+   * A G-stage TLB (GPA page -> HPA page) per access type, like the nested-TLB caches of
+   * EPT hardware: without it every VS-stage PTE read would walk the G-stage again.
+   * Flushed with the hart's TLBs (hgatp writes, HFENCE.GVMA, mstatus.MXR changes).
+   */
+  readonly gTag = [
+    new Int32Array(G_TLB_SIZE).fill(-1),
+    new Int32Array(G_TLB_SIZE).fill(-1),
+    new Int32Array(G_TLB_SIZE).fill(-1),
+  ];
+  readonly gVal = [new Float64Array(G_TLB_SIZE), new Float64Array(G_TLB_SIZE), new Float64Array(G_TLB_SIZE)];
+
+  flushGTlb(): void {
+    for (const t of this.gTag) t.fill(-1);
+  }
+}
+
+/** Names of the H-extension state kept in HState, for snapshots. */
+export const H_STATE_KEYS = [
+  "hstatus",
+  "hedeleg",
+  "hideleg",
+  "hcounteren",
+  "henvcfg",
+  "htimedeltaLo",
+  "htimedeltaHi",
+  "vsstatus",
+  "vsatpMode",
+  "vsatpPpn",
+  "hgatpMode",
+  "hgatpPpn",
+] as const;
+
+const MISA_LO =
+  (1 << 0) | // A
+  (1 << 2) | // C
+  (1 << 3) | // D
+  (1 << 5) | // F
+  (1 << 8) | // I
+  (1 << 12) | // M
+  (1 << 18) | // S
+  (1 << 20); // U
+const MISA_H = 1 << 7;
+
+export interface CoreOptions {
+  ram: GuestRam;
+  bus: PhysBus;
+  hartId: number;
+  code: CodeCache;
+  hypervisor: boolean;
+}
+
+export class HartCore {
+  readonly ram: GuestRam;
+  readonly bus: PhysBus;
+  readonly hartId: number;
+  readonly code: CodeCache;
+  readonly fpu = new Fpu();
+  readonly hasH: boolean;
+  /** The `time` CSR in timebase ticks. */
+  time: () => number = () => 0;
+
+  // Architectural state. Integer registers are int32 pairs; index 32 is a sink for x0.
+  readonly xlo = new Int32Array(33);
+  readonly xhi = new Int32Array(33);
+  pcLo = 0;
+  pcHi = 0;
+  /** Current privilege mode (PRV_U, PRV_S, PRV_M); change it with setPriv (selects TLBs). */
+  priv = C.PRV_M;
+  /** Virtualization mode (H extension); change it with setVirt. */
+  virt = false;
+  /** Waiting in WFI. */
+  wfi = false;
+
+  mstatus = 0; // low word; high word is derived (see mstatusHi)
+  mstatusHiBits = 0; // GVA, MPV (H extension)
+  misaLo: number;
+  medeleg = 0;
+  mideleg = 0;
+  mie = 0;
+  /** Pending bits written by software (SSIP, STIP, SEIP from M, VSSIP ...). */
+  mipSw = 0;
+  /** Pending bits driven by interrupt lines (MTIP, MSIP, MEIP, SEIP, STIP from the host SBI). */
+  mipHw = 0;
+  /** mipSw | mipHw, kept up to date by updateMip. */
+  mip = 0;
+  mcounteren = 0;
+  scounteren = 0;
+  mcountinhibit = 0;
+  menvcfgLo = 0;
+  senvcfgLo = 0;
+  /** 64-bit CSRs without side effects, stored as pairs by CSR number. */
+  readonly csrLo = new Int32Array(4096);
+  readonly csrHi = new Int32Array(4096);
+  satpMode = SATP_MODE_BARE;
+  satpPpn = 0;
+  instretBase = 0;
+  cycleBase = 0;
+  /** Instructions executed (retired or trapped) over the hart's life: the machine's clock. */
+  executed = 0;
+  /** Synchronous exceptions taken in the current run since the last counter fold. */
+  excInRun = 0;
+  /** runN at the last counter fold (the counters' bases include everything before it). */
+  runRef = 0;
+  /** Instructions executed in the current `run` so far, for counter CSRs read mid-run. */
+  runN = 0;
+
+  // Reservation (LR/SC)
+  resValid = false;
+  resLo = 0;
+  resHi = 0;
+
+  /** EXIT_M / EXIT_HS: which trap targets the host handles. */
+  exitMask = 0;
+  /** The host exit a trap became during the current run, or null. */
+  exit: HartExit | null = null;
+  stopRequested = false;
+  /** Decoded word of the load/store now in a slow path (for htinst), or 0. */
+  lastW = 0;
+
+  // TLBs: tags are the page-aligned VA (lo word) and the VA's hi word; page is the RAM
+  // offset. One set of read/write/fetch TLBs per translation context (privilege, V, SUM),
+  // so switching between user and kernel, or toggling SUM, flushes nothing.
+  readonly tlbSets: TlbSet[] = [];
+  rTagLo!: Int32Array;
+  rTagHi!: Int32Array;
+  rPage!: TlbPages;
+  wTagLo!: Int32Array;
+  wTagHi!: Int32Array;
+  wPage!: TlbPages;
+  xTagLo!: Int32Array;
+  xTagHi!: Int32Array;
+  xPage!: TlbPages;
+  tlbFlushes = 0;
+
+  /** Scratch results of slow paths (no allocation): loads, CSR reads. */
+  ldLo = 0;
+  ldHi = 0;
+  cLo = 0;
+  cHi = 0;
+  readonly walkRes = new WalkResult();
+
+  readonly stats: HartStats = {
+    tlbMisses: 0,
+    walks: 0,
+    walkRefs: 0,
+    traps: 0,
+    interrupts: 0,
+    mmioReads: 0,
+    mmioWrites: 0,
+    gWalks: 0,
+    gRefs: 0,
+    gTlbHits: 0,
+  };
+
+  /** The H extension's state, on harts that have it. */
+  readonly h: HState | undefined;
+
+  constructor(o: CoreOptions) {
+    this.ram = o.ram;
+    this.bus = o.bus;
+    this.hartId = o.hartId;
+    this.code = o.code;
+    this.hasH = o.hypervisor;
+    this.misaLo = MISA_LO | (o.hypervisor ? MISA_H : 0);
+    this.h = o.hypervisor ? new HState() : undefined;
+    for (let i = 0; i < TLB_CONTEXTS; i++) this.tlbSets.push(new TlbSet(o.ram.size));
+    selectTlb(this);
+  }
+}
+
+// ---------------------------------------------------------------- modes and TLB selection
+
+/**
+ * Point the TLB fields at the set for the current translation context: data accesses
+ * use the effective privilege (mstatus.MPRV), fetches the real one.
+ */
+export function selectTlb(c: HartCore): void {
+  let dp = c.priv;
+  let dv = c.virt;
+  const s = c.mstatus;
+  if ((s & C.MSTATUS_MPRV) !== 0 && dp === C.PRV_M) {
+    dp = (s >>> C.MSTATUS_MPP_SHIFT) & 3;
+    dv = dp !== C.PRV_M && (c.mstatusHiBits & C.MSTATUSH_MPV) !== 0;
+  }
+  const sum = ((dv && c.h !== undefined ? c.h.vsstatus : s) & C.MSTATUS_SUM) !== 0;
+  const d = c.tlbSets[tlbContext(dp, dv, sum)]!;
+  const x = c.tlbSets[tlbContext(c.priv, c.virt, false)]!;
+  c.rTagLo = d.rTagLo;
+  c.rTagHi = d.rTagHi;
+  c.rPage = d.rPage;
+  c.wTagLo = d.wTagLo;
+  c.wTagHi = d.wTagHi;
+  c.wPage = d.wPage;
+  c.xTagLo = x.xTagLo;
+  c.xTagHi = x.xTagHi;
+  c.xPage = x.xPage;
+}
+
+/** Drop every cached translation (satp/hgatp writes, sfence.vma, hfence). */
+export function flushTlb(c: HartCore): void {
+  for (const t of c.tlbSets) t.flush();
+  c.h?.flushGTlb();
+  c.tlbFlushes++;
+}
+
+/** Drop write-TLB entries (in every set) that map a page now holding decoded instructions. */
+export function dropWritePage(c: HartCore, pageOff: number): void {
+  for (const t of c.tlbSets) {
+    const wp = t.wPage;
+    const wt = t.wTagLo;
+    for (let i = 0; i < TLB_SIZE; i++) if (wp[i] === pageOff) wt[i] = INVALID_TAG;
+  }
+}
+
+export function setPriv(c: HartCore, p: number): void {
+  if (p !== c.priv) {
+    c.priv = p;
+    selectTlb(c);
+  }
+}
+
+export function setVirt(c: HartCore, v: boolean): void {
+  if (v !== c.virt) {
+    c.virt = v;
+    selectTlb(c);
+  }
+}
+
+// ---------------------------------------------------------------- interrupts pending
+
+/** Recompute mip from its software- and line-driven halves. */
+export function updateMip(c: HartCore): void {
+  c.mip = c.mipSw | c.mipHw;
+}
+
+/** True when WFI would not wait: an interrupt is pending and enabled in mie (globally enabled or not). */
+export function interruptPending(c: HartCore): boolean {
+  return (c.mip & c.mie) !== 0;
+}
+
+// ---------------------------------------------------------------- status helpers
+
+export function mstatusHi(c: HartCore): number {
+  const fs = (c.mstatus & C.MSTATUS_FS) === C.MSTATUS_FS;
+  return 0xa | c.mstatusHiBits | (fs ? C.MSTATUSH_SD : 0) | 0;
+}
+
+/** FP loads and stores may skip the FS checks: the FPU is on and already Dirty. */
+export function fpFast(c: HartCore): boolean {
+  if ((c.mstatus & C.MSTATUS_FS) !== C.MSTATUS_FS) return false;
+  return !c.virt || c.h === undefined || (c.h.vsstatus & C.MSTATUS_FS) === C.MSTATUS_FS;
+}
+
+export function fsOff(c: HartCore): boolean {
+  if ((c.mstatus & C.MSTATUS_FS) === 0) return true;
+  return c.virt && c.h !== undefined && (c.h.vsstatus & C.MSTATUS_FS) === 0;
+}
+
+export function fsDirty(c: HartCore): void {
+  c.mstatus |= C.MSTATUS_FS;
+  if (c.virt && c.h !== undefined) c.h.vsstatus |= C.MSTATUS_FS;
+}
+
+// ---------------------------------------------------------------- counters
+
+/** mcountinhibit bits (privileged spec §3.1.13). */
+const MCOUNTINHIBIT_CY = 1;
+const MCOUNTINHIBIT_IR = 4;
+
+/**
+ * minstret: instructions retired before the current one. Inside `run`, runN counts the
+ * current instruction too, hence the -1; instructions that took an exception did not
+ * retire; mcountinhibit.IR freezes the count. A write to minstret sets the value the
+ * next instruction reads (the writing instruction's own increment is suppressed).
+ */
+export function instret(c: HartCore): number {
+  if ((c.mcountinhibit & MCOUNTINHIBIT_IR) !== 0 || c.runN === 0) return c.instretBase;
+  return c.instretBase + Math.max(0, c.runN - 1 - c.runRef - c.excInRun);
+}
+
+/** mcycle: one cycle per instruction executed, trapped ones included (mcountinhibit.CY freezes it). */
+export function cycles(c: HartCore): number {
+  if ((c.mcountinhibit & MCOUNTINHIBIT_CY) !== 0 || c.runN === 0) return c.cycleBase;
+  return c.cycleBase + Math.max(0, c.runN - 1 - c.runRef);
+}
+
+/** Instructions executed so far, for a clock that follows the guest's progress. */
+export function executedCount(c: HartCore): number {
+  return c.executed + c.runN;
+}
+
+/** Fold the current run's progress into the counter bases (before changing how they count). */
+export function foldCounters(c: HartCore, suppressCurrent: boolean): void {
+  c.instretBase = instret(c);
+  c.cycleBase = cycles(c);
+  c.excInRun = 0;
+  c.runRef = c.runN > 0 ? c.runN - (suppressCurrent ? 0 : 1) : 0;
+}
