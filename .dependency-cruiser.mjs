@@ -58,11 +58,6 @@ for (const dir of readdirSync("packages")) {
  * these modules, fails. Delete an entry as soon as its cycle is gone.
  */
 const KNOWN_CYCLES = {
-  // cpu: the hart hands H-extension work to HExt, which calls back into the Hart
-  // (hart.ts imports HExt, hext.ts imports Hart and EXIT_HS). Removed by the hart
-  // restructure.
-  "packages/cpu/src/hart.ts": ["packages/cpu/src/hext.ts"],
-  "packages/cpu/src/hext.ts": ["packages/cpu/src/hart.ts"],
   // hypervisor: Machine creates Vcpus and snapshots them; Vcpu and ShadowMmu reach back
   // into Machine (GuestError, the Machine type) and each other. Removed by the
   // hypervisor restructure.

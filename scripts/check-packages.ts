@@ -126,7 +126,11 @@ function main(): void {
       `${JSON.stringify({ name: "visor-user", private: true, type: "module" }, null, 2)}\n`,
     );
     const tgzs = readdirSync(tarballs).map((f) => join(tarballs, f));
-    run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", ...tgzs], project);
+    run(
+      "npm",
+      ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", ...tgzs],
+      project,
+    );
 
     const nodes: { label: string; argv: string[] }[] = [
       { label: `node ${process.version}`, argv: [process.execPath] },
