@@ -96,6 +96,12 @@ const OP_FLD = D.OP_FLD;
 const OP_FSD = D.OP_FSD;
 const OP_FP = D.OP_FP;
 const TWO32 = 4294967296;
+/**
+ * Fetch faults in a row, with no instruction retired, after which run() returns to its
+ * host (a few milliseconds of faulting): a guest whose trap vector cannot be fetched faults
+ * forever, and the host must not be frozen with it.
+ */
+const STALL_LIMIT = 4096;
 const DEFAULT_INSTRUCTIONS_PER_TICK = 100;
 const emptyPage: Int32Array = new Int32Array(PAGE);
 
@@ -443,6 +449,11 @@ export class Hart {
     let n = 0;
     let stop: HartExit = EXIT_BUDGET;
     c.runN = 0;
+    // Fetch faults in a row with no instruction retired between them (a trap vector that
+    // cannot be fetched): the run ends after STALL_LIMIT of them, so the host gets control
+    // back from a guest that can never make progress.
+    let stallAt = -1;
+    let stalls = 0;
 
     let limit = 0;
     for (;;) {
@@ -472,7 +483,7 @@ export class Hart {
           pcHi = c.pcHi;
           curLo = INVALID_TAG;
         }
-        if (n >= budget) break;
+        if (n >= budget || stalls >= STALL_LIMIT) break;
         rTagLo = c.rTagLo;
         rTagHi = c.rTagHi;
         rPage = c.rPage;
@@ -501,6 +512,11 @@ export class Hart {
           pcHi = c.pcHi;
           curLo = INVALID_TAG;
           limit = n;
+          if (stallAt === n) stalls++;
+          else {
+            stallAt = n;
+            stalls = 1;
+          }
           continue;
         }
         curLo = pcLo & ~0xfff;
@@ -533,6 +549,11 @@ export class Hart {
             pcHi = c.pcHi;
             curLo = INVALID_TAG;
             limit = n;
+            if (stallAt === n) stalls++;
+            else {
+              stallAt = n;
+              stalls = 1;
+            }
             continue;
           }
           // Not cached: it is decoded again each time it runs.
