@@ -339,6 +339,7 @@ export async function runGuided<T>(
   fs.mkdirSync(corpusDir, { recursive: true });
   let inputs = 0;
   const t0 = performance.now();
+  const featuresBefore = cov.features;
   await s.setup?.();
   try {
     await cov.takeNew(); // the surface's own setup is not an input's coverage
@@ -369,7 +370,7 @@ export async function runGuided<T>(
             inputs,
             ms: performance.now() - t0,
             corpus: corpus.length,
-            features: cov.features,
+            features: cov.features - featuresBefore,
             failure: `${msg}\n  input ${fc.stringify(valueFromBytes(s.arbitrary, small))}\n  bytes saved to ${file}`,
           };
         }
@@ -387,5 +388,11 @@ export async function runGuided<T>(
   } finally {
     await s.teardown?.();
   }
-  return { name: s.name, inputs, ms: performance.now() - t0, corpus: corpus.length, features: cov.features };
+  return {
+    name: s.name,
+    inputs,
+    ms: performance.now() - t0,
+    corpus: corpus.length,
+    features: cov.features - featuresBefore,
+  };
 }

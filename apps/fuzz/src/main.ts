@@ -72,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
       : await runSurface(s, { timeMs, ...(seed !== undefined ? { seed } : {}) });
     totals[s.name] = (totals[s.name] ?? 0) + r.inputs;
     const rate = ((r.inputs * 1000) / Math.max(1, r.ms)).toFixed(0);
-    const guided = r.corpus !== undefined ? `  corpus ${r.corpus}, ${r.features} coverage features` : "";
+    const guided = r.corpus !== undefined ? `  corpus ${r.corpus}, ${r.features} new coverage features` : "";
     console.log(
       `${s.name.padEnd(20)} ${String(r.inputs).padStart(9)} inputs  ${rate}/s  ${r.failure ? "FAIL" : "ok"}${guided}`,
     );

@@ -9,7 +9,7 @@ export interface FuzzResult {
   ms: number;
   /** The shrunk counterexample and its error, when an invariant broke. */
   failure?: string;
-  /** Guided runs: inputs kept for new coverage, and coverage features seen. */
+  /** Guided runs: the corpus size, and coverage features this surface's run added. */
   corpus?: number;
   features?: number;
 }
