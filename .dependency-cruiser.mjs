@@ -51,31 +51,6 @@ for (const dir of readdirSync("packages")) {
   }
 }
 
-/**
- * Import cycles that exist today and are being removed by restructuring work in
- * progress. Each entry lists, for one module, the modules it may import although they
- * import it back (directly or indirectly). Any other cycle, including a new one through
- * these modules, fails. Delete an entry as soon as its cycle is gone.
- */
-const KNOWN_CYCLES = {
-  // hypervisor: Machine creates Vcpus and snapshots them; Vcpu and ShadowMmu reach back
-  // into Machine (GuestError, the Machine type) and each other. Removed by the
-  // hypervisor restructure.
-  "packages/hypervisor/src/machine.ts": [
-    "packages/hypervisor/src/vcpu.ts",
-    "packages/hypervisor/src/snapshot.ts",
-  ],
-  "packages/hypervisor/src/vcpu.ts": [
-    "packages/hypervisor/src/machine.ts",
-    "packages/hypervisor/src/shadow.ts",
-  ],
-  "packages/hypervisor/src/shadow.ts": [
-    "packages/hypervisor/src/machine.ts",
-    "packages/hypervisor/src/vcpu.ts",
-  ],
-  "packages/hypervisor/src/snapshot.ts": ["packages/hypervisor/src/vcpu.ts"],
-};
-
 const exact = (paths) => `^(${paths.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`;
 const PACKAGES = Object.keys(LAYERS);
 
@@ -83,18 +58,11 @@ export default {
   forbidden: [
     {
       name: "no-circular",
-      comment: "Import cycles are not allowed (see KNOWN_CYCLES for the ones being removed).",
+      comment: "Import cycles are not allowed (type-only imports count).",
       severity: "error",
-      from: { pathNot: exact(Object.keys(KNOWN_CYCLES)) },
+      from: {},
       to: { circular: true },
     },
-    ...Object.entries(KNOWN_CYCLES).map(([from, allowed]) => ({
-      name: "no-circular",
-      comment: `A new import cycle through ${from}, beyond the known one (KNOWN_CYCLES).`,
-      severity: "error",
-      from: { path: exact([from]) },
-      to: { circular: true, pathNot: exact(allowed) },
-    })),
     ...PACKAGES.map((pkg) => ({
       name: "layering",
       comment: `@visor/${pkg} may import only ${LAYERS[pkg].map((p) => `@visor/${p}`).join(", ") || "no other package"} (LAYERS).`,

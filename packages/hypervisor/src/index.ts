@@ -1,4 +1,5 @@
 export * from "./boot/index.ts";
+export * from "./errors.ts";
 export * from "./fdt/index.ts";
 export * from "./gstage.ts";
 export * from "./htif.ts";
@@ -11,4 +12,5 @@ export * from "./shadow.ts";
 export * from "./snapshot.ts";
 export * from "./stats.ts";
 export * from "./vcpu.ts";
+export * from "./vcpu-host.ts";
 export * from "./warmup.ts";

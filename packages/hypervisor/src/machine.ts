@@ -68,7 +68,8 @@ import {
   validateMachineState,
 } from "./snapshot.ts";
 import { ExitStats } from "./stats.ts";
-import { Vcpu, type VirtMode } from "./vcpu.ts";
+import { Vcpu } from "./vcpu.ts";
+import type { VcpuHost, VirtMode } from "./vcpu-host.ts";
 
 const TIMEBASE_HZ = VIRT_TIMEBASE_FREQUENCY;
 const NS_PER_TICK = BigInt(1e9 / TIMEBASE_HZ);
@@ -153,11 +154,6 @@ export type MachineExit =
   | { kind: "htif"; code: number }
   | { kind: "stopped" };
 
-/** A fatal guest error (an exit nobody handles): one line with the pc and cause. */
-export class GuestError extends Error {
-  override name = "GuestError";
-}
-
 const SLICE = 200_000;
 /**
  * Host input kept for the SBI console once the UART's own input buffer is full. Input
@@ -185,7 +181,8 @@ export function checkGuestMemory(bytes: number): void {
   if (bytes % PAGE_SIZE !== 0) throw new Error(`memory ${bytes} bytes is not a whole number of 4 KiB pages`);
 }
 
-export class Machine {
+/** The machine is its vCPUs' host: they exit to it through VcpuHost (vcpu-host.ts). */
+export class Machine implements VcpuHost {
   /** The host buffer: guest RAM and the hypervisor's pool after it (the harts' memory). */
   readonly ram: GuestRam;
   /** Guest RAM, and only that: what every guest-supplied address goes through. */
@@ -260,7 +257,9 @@ export class Machine {
     const firmware = opts.bios !== undefined;
 
     for (let i = 0; i < harts; i++) {
-      this.vcpus.push(new Vcpu(this, i, this.virtMode, firmware));
+      // The harts share one RAM, so they share its decoded code too.
+      const codeCache = i > 0 ? this.vcpus[0]!.hart.codeCache : undefined;
+      this.vcpus.push(new Vcpu(this, i, this.virtMode, firmware, codeCache));
     }
     const hartOf = (i: number): Hart => this.vcpus[i]!.hart;
     const line = (hart: number, bit: number): IrqLine => ({

@@ -23,7 +23,7 @@
  * Shadow tables live in the hypervisor's memory after guest RAM, which no device or
  * hypercall can reach; when the pool runs out every shadow is dropped and rebuilt on demand.
  */
-import { csr as C, type Hart, type PageFaultExit } from "@visor/cpu";
+import { csr as C, type FaultAccess, type Hart, type PageFaultExit, type TrapExit } from "@visor/cpu";
 import {
   ACCESS_EXEC,
   ACCESS_READ,
@@ -31,6 +31,7 @@ import {
   type Access,
   type Gpa,
   type GuestMemory,
+  type GuestRam,
   gpa,
   type Hpa,
   type HvRegion,
@@ -51,8 +52,6 @@ import {
   walkStage1,
 } from "@visor/memory";
 import type { PageAllocator } from "./gstage.ts";
-import type { Machine } from "./machine.ts";
-import type { Vcpu } from "./vcpu.ts";
 
 /** satp's MODE (bits 63:60) and ASID (bits 59:44) fields (privileged spec §4.1.11). */
 const SATP_MODE_SHIFT = 60n;
@@ -74,8 +73,26 @@ export interface ShadowState {
   roots: [string, number, number][];
 }
 
+/** The memory a shadow MMU works on: no more than this (not the machine). */
+export interface ShadowMemory {
+  /** Guest RAM: every guest PTE and every page it maps is checked against it. */
+  readonly memory: GuestMemory;
+  /** The harts' physical memory, which the walk of the guest's tables reads. */
+  readonly ram: GuestRam;
+  /** The hypervisor's page pool the shadow tables are allocated from. */
+  readonly pool: PageAllocator;
+}
+
+/** What the shadow MMU asks of the vCPU whose exit it handles (Vcpu implements it). */
+export interface ShadowVcpu {
+  /** Deliver an exception to the guest kernel's own trap handler (a VS-mode trap). */
+  injectGuestTrap(cause: number, tval: bigint): void;
+  /** Emulate a guest load or store to a guest-physical address outside guest RAM. */
+  mmioExit(e: TrapExit, access: FaultAccess, gpa: number, insn: number): string;
+}
+
 export class ShadowMmu implements PteTranslator {
-  private readonly machine: Machine;
+  private readonly ram: GuestRam;
   private readonly hart: Hart;
   private readonly pool: PageAllocator;
   private readonly region: HvRegion;
@@ -97,15 +114,12 @@ export class ShadowMmu implements PteTranslator {
     poolResets: 0,
   };
 
-  private readonly vcpu: Vcpu;
-
-  constructor(machine: Machine, vcpu: Vcpu, hart: Hart) {
-    this.machine = machine;
-    this.vcpu = vcpu;
+  constructor(mem: ShadowMemory, hart: Hart) {
     this.hart = hart;
-    this.guest = machine.memory;
-    this.pool = machine.hvPool;
-    this.region = machine.hvPool.region;
+    this.ram = mem.ram;
+    this.guest = mem.memory;
+    this.pool = mem.pool;
+    this.region = mem.pool.region;
   }
 
   /**
@@ -225,7 +239,7 @@ export class ShadowMmu implements PteTranslator {
   }
 
   /** A page-fault exit from the guest. */
-  pageFault(e: PageFaultExit, vcpu: Vcpu): string {
+  pageFault(e: PageFaultExit, vcpu: ShadowVcpu): string {
     const h = this.hart;
     const cause = e.cause;
     const aLo = Number(BigInt.asIntN(32, e.addr));
@@ -233,15 +247,15 @@ export class ShadowMmu implements PteTranslator {
     const access: Access =
       e.access === "fetch" ? ACCESS_EXEC : e.access === "store" ? ACCESS_WRITE : ACCESS_READ;
     this.access = access;
-    const ram = this.machine.ram;
+    const ram = this.ram;
     let gpaPage: number;
     let perm: number;
     const mode = this.guestMode();
     if (mode === SATP_MODE_BARE) {
-      if (aHi >>> 24 !== 0) return this.inject(cause, e.addr);
+      if (aHi >>> 24 !== 0) return this.inject(vcpu, cause, e.addr);
       gpaPage = aHi * 2 ** 32 + ((aLo & ~0xfff) >>> 0);
       perm = PTE_R | PTE_W | PTE_X | PTE_A | PTE_D;
-      if (h.priv === C.PRV_U) return this.inject(cause, e.addr); // no U mappings in bare mode
+      if (h.priv === C.PRV_U) return this.inject(vcpu, cause, e.addr); // no U mappings in bare mode
     } else {
       const rootPpn = (this.satpHi & 0xfff) * 2 ** 32 + (this.satpLo >>> 0);
       const vs = Number(BigInt.asIntN(32, h.getCsr(C.CSR_VSSTATUS)));
@@ -261,7 +275,7 @@ export class ShadowMmu implements PteTranslator {
       );
       // A fault in the guest's own tables (a page fault, or an access fault for a PTE
       // outside guest RAM): the guest handles it.
-      if (r !== 0) return this.inject(r, e.addr);
+      if (r !== 0) return this.inject(vcpu, r, e.addr);
       gpaPage = this.res.pagePa;
       perm = this.res.perm;
     }
@@ -276,13 +290,13 @@ export class ShadowMmu implements PteTranslator {
     }
     // Not RAM: a device. Emulate the access (never shadowed, so every access exits).
     // Nothing to execute outside guest RAM: an instruction access fault for the guest.
-    if (access === ACCESS_EXEC) return this.inject(C.CAUSE_FETCH_ACCESS, e.addr);
+    if (access === ACCESS_EXEC) return this.inject(vcpu, C.CAUSE_FETCH_ACCESS, e.addr);
     return vcpu.mmioExit(e, e.access, gpaPage + off, e.insn);
   }
 
   /** Deliver a page or access fault to the guest's own handler (VS-mode trap). */
-  private inject(cause: number, addr: bigint): string {
-    this.vcpu.injectGuestTrap(cause, addr);
+  private inject(vcpu: ShadowVcpu, cause: number, addr: bigint): string {
+    vcpu.injectGuestTrap(cause, addr);
     this.stats.injectedFaults++;
     return "shadow: page fault injected";
   }
@@ -338,7 +352,7 @@ export class ShadowMmu implements PteTranslator {
   }
 
   /** A virtual-instruction exit: satp accesses and sfence.vma (hstatus.VTVM). */
-  virtualInstruction(insn: number, _vcpu: Vcpu): string | undefined {
+  virtualInstruction(insn: number, _vcpu: ShadowVcpu): string | undefined {
     const h = this.hart;
     const opcode = insn & 0x7f;
     const f3 = (insn >>> 12) & 7;

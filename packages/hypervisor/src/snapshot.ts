@@ -25,7 +25,7 @@ import type { HartState } from "@visor/cpu";
 import { type GuestRam, MAX_GUEST_MEMORY } from "@visor/memory";
 import { VIRT_VIRTIO_COUNT } from "./fdt/index.ts";
 import { SHA256_BYTES, sha256 } from "./sha256.ts";
-import type { VcpuState, VirtMode } from "./vcpu.ts";
+import type { VcpuState, VirtMode } from "./vcpu-host.ts";
 
 /** Version 1 (before 2026-12) had no checksum and named host disk paths in its meta. */
 export const SNAPSHOT_VERSION = 2;

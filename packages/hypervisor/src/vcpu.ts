@@ -16,6 +16,7 @@
  */
 import {
   csr as C,
+  type CodeCache,
   describeExit,
   EXIT_HS,
   EXIT_M,
@@ -25,12 +26,10 @@ import {
   type TrapExit,
 } from "@visor/cpu";
 import { gpa as asGpa } from "@visor/memory";
-import type { Machine } from "./machine.ts";
-import { GuestError } from "./machine.ts";
+import { GuestError } from "./errors.ts";
 import { SBI_HSM_STATE_STARTED, SBI_HSM_STATE_STOPPED, SBI_HSM_STATE_SUSPENDED } from "./sbi/index.ts";
-import { ShadowMmu, type ShadowState } from "./shadow.ts";
-
-export type VirtMode = "off" | "nested" | "shadow";
+import { ShadowMmu } from "./shadow.ts";
+import type { VcpuHost, VcpuState, VcpuStop, VirtMode } from "./vcpu-host.ts";
 
 /** SBI extension IDs (SBI spec v2.0) by name, for the exit statistics. */
 const SBI_EXT_NAMES: Record<number, string> = {
@@ -76,26 +75,11 @@ const HOST_MEDELEG =
 const COUNTERS_ALL = 7n;
 /** The WFI instruction's bits (a virtual-instruction exit with hstatus.VTW). */
 const INSN_WFI = 0x10500073;
-/** Why `Vcpu.run` returned. */
-export type VcpuStop = "budget" | "wfi" | "stop";
-
-export interface VcpuState {
-  running: boolean;
-  suspended: boolean;
-  /** SBI timer deadline in mtime ticks; -1 for none. */
-  deadline: number;
-  /** Which traps the host handles (Hart.exitMask), as bootKernel/bootFirmware set it. */
-  exitMask: number;
-  /** The rest of the instruction slice a stop cut short (see Vcpu.sliceLeft). */
-  sliceLeft: number;
-  shadow?: ShadowState;
-}
-
 export class Vcpu {
   readonly hart: Hart;
   readonly mode: VirtMode;
   readonly exposesH: boolean;
-  private readonly machine: Machine;
+  private readonly machine: VcpuHost;
   private readonly firmware: boolean;
   running = false;
   private suspended = false;
@@ -108,7 +92,11 @@ export class Vcpu {
     return Math.max(8 << 20, Math.ceil(guestBytes / 32 / 4096) * 4096);
   }
 
-  constructor(machine: Machine, id: number, mode: VirtMode, firmware: boolean) {
+  /**
+   * `machine` is the host the vCPU exits to (see VcpuHost); `codeCache` a decoded-code
+   * cache shared with the machine's other harts (they share one RAM), if any.
+   */
+  constructor(machine: VcpuHost, id: number, mode: VirtMode, firmware: boolean, codeCache?: CodeCache) {
     this.machine = machine;
     this.mode = firmware ? "off" : mode;
     this.firmware = firmware;
@@ -119,10 +107,14 @@ export class Vcpu {
       hartId: id,
       time: () => machine.now(),
       hypervisor: virt || firmware,
-      ...(id > 0 ? { codeCache: machine.vcpus[0]!.hart.codeCache } : {}),
+      ...(codeCache !== undefined ? { codeCache } : {}),
     });
     this.exposesH = firmware; // a guest under our hypervisor sees no H extension (no nesting)
-    if (this.mode === "shadow") this.shadow = new ShadowMmu(machine, this, this.hart);
+    if (this.mode === "shadow")
+      this.shadow = new ShadowMmu(
+        { memory: machine.memory, ram: machine.ram, pool: machine.hvPool },
+        this.hart,
+      );
   }
 
   /** The vCPU's own state beyond its hart's (HSM state, the SBI timer), for snapshots. */

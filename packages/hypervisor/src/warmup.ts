@@ -11,7 +11,7 @@
  * and Machine in the process, so one run per virtualization mode is enough.
  */
 import { Machine, type MachineOptions } from "./machine.ts";
-import type { VirtMode } from "./vcpu.ts";
+import type { VirtMode } from "./vcpu-host.ts";
 import { WARMUP_IMAGE_BASE64 } from "./warmup-image.ts";
 
 const warmed = new Set<VirtMode>();
