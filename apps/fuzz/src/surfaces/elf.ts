@@ -12,9 +12,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { createKernel, type HostConsole, ProgramError, spawnInit } from "@visor/syscall";
+import { createKernel, ProgramError, spawnInit } from "@visor/syscall";
 import { createNodeHost } from "@visor/syscall/node";
 import fc from "fast-check";
+import { NullConsole } from "../lib/null-console.ts";
 import { type FuzzSurface, invariant } from "../surface.ts";
 
 const GUESTS = path.resolve(
@@ -87,23 +88,6 @@ interface Input {
   flips: [number, number][];
   /** Keep only this many bytes (0: all). */
   cut: number;
-}
-
-class NullConsole implements HostConsole {
-  write(): void {}
-  read(): number {
-    return 0;
-  }
-  hasInput(): boolean {
-    return true;
-  }
-  isatty(): boolean {
-    return false;
-  }
-  windowSize(): undefined {
-    return undefined;
-  }
-  setRawMode(): void {}
 }
 
 function put(dv: DataView, at: number, size: 2 | 4 | 8, v: bigint): void {

@@ -18,7 +18,6 @@ import {
   AT_FDCWD,
   AT_REMOVEDIR,
   createKernel,
-  type HostConsole,
   type Kernel,
   NR,
   O_CREAT,
@@ -33,6 +32,7 @@ import {
 } from "@visor/syscall";
 import { createNodeHost, type NodeHost } from "@visor/syscall/node";
 import fc from "fast-check";
+import { NullConsole } from "../lib/null-console.ts";
 import { type FuzzSurface, invariant } from "../surface.ts";
 
 /** Any static riscv64 program: the task only needs an address space to point at. */
@@ -60,25 +60,6 @@ const STAT_INO_END = 16;
 const MAX_ERRNO = 4095n;
 /** Wait status of a process killed by SIGKILL (the input's end). */
 const SIGKILL = 9;
-
-/** A console that discards output (random writes can be megabytes of guest memory). */
-class NullConsole implements HostConsole {
-  write(): void {}
-  read(dst: Uint8Array): number {
-    if (dst.length > 0) dst[0] = 10;
-    return Math.min(1, dst.length);
-  }
-  hasInput(): boolean {
-    return true;
-  }
-  isatty(): boolean {
-    return false;
-  }
-  windowSize(): undefined {
-    return undefined;
-  }
-  setRawMode(): void {}
-}
 
 /** Names, sizes, modes, mtimes and symlink targets under `dir`, but not under `skip`. */
 function snapshot(dir: string, skip: string): string {
