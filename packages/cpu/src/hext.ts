@@ -431,6 +431,7 @@ function hlsv(h: HartCore, x: HState, raw: number): number {
       if (ram.contains(pa, size)) {
         const o = pa - ram.base;
         h.code.invalidateRange(o, size);
+        ram.logWrite(o); // aligned or within one page (checked above): one page
         if (size === 1) ram.dv.setUint8(o, vLo & 0xff);
         else if (size === 2) ram.dv.setUint16(o, vLo & 0xffff, true);
         else if (size === 4) ram.dv.setInt32(o, vLo, true);
