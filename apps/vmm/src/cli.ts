@@ -5,6 +5,7 @@
  *   visor exec PROGRAM    run a riscv64 Linux program on the hart (user mode)
  */
 import { reportError, UserError } from "./errors.ts";
+import { userDirectory, versionLine } from "./paths.ts";
 import { RUN_HELP, runMain } from "./run.ts";
 
 const HELP = `usage: visor [command] [options]
@@ -13,6 +14,7 @@ commands:
   run [options]            boot a VM on the virt machine (the default command)
   exec [options] PROGRAM   run a static riscv64 Linux program, Linux ABI served by visor
   help                     this text
+  --version                print visor's version (also after run or exec)
 
 'visor' with no arguments boots the bundled Linux guest to its shell.
 
@@ -27,7 +29,7 @@ async function main(argv: string[]): Promise<number> {
       return runMain(rest);
     case "exec": {
       const { execMain } = await import("@visor/syscall/node/cli");
-      return execMain(rest);
+      return execMain(rest, { cwd: userDirectory(), version: versionLine() });
     }
     case "help":
     case "--help":

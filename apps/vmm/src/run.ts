@@ -30,6 +30,7 @@ import { parseMemory, parseOptions } from "./args.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
+import { userPath, versionLine } from "./paths.ts";
 import { printStats } from "./stats.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -66,6 +67,10 @@ export const RUN_HELP = `usage: visor run [options]
                        instead, each side checking the other's against the CA
   --migrate-insecure   migrate over plain TCP, unauthenticated (trusted networks only)
   --migrate-timeout SECONDS  give up on a silent migration peer after this (default 30)
+  --version            print visor's version
+
+Relative paths are relative to the directory visor was started from (under
+'pnpm visor', the directory pnpm was run in: INIT_CWD).
 
 The console is this terminal. Ctrl-A X quits, Ctrl-A H lists the keys.`;
 
@@ -92,7 +97,21 @@ const SPEC = {
   "migrate-insecure": {},
   "migrate-timeout": { value: true },
   help: {},
+  version: {},
 };
+
+/** Options whose value is a host file path (--bios also takes "none"). */
+const PATH_OPTIONS = [
+  "kernel",
+  "initrd",
+  "bios",
+  "snapshot",
+  "restore",
+  "migrate-key",
+  "tls-cert",
+  "tls-key",
+  "tls-ca",
+];
 
 /**
  * Options that describe a new machine, which --restore and --incoming take from the
@@ -130,6 +149,18 @@ export async function runMain(argv: string[]): Promise<number> {
   if (opts.has("help")) {
     process.stdout.write(`${RUN_HELP}\n`);
     return 0;
+  }
+  if (opts.has("version")) {
+    process.stdout.write(`${versionLine()}\n`);
+    return 0;
+  }
+  for (const k of PATH_OPTIONS) {
+    const v = opts.get(k);
+    if (v === undefined || (k === "bios" && v[0] === "none")) continue;
+    opts.set(
+      k,
+      v.map((p) => userPath(p)),
+    );
   }
   if (rest.length > 0) throw new UserError(`unexpected argument '${rest[0]}' (see 'visor run --help')`);
   const one = (k: string): string | undefined => opts.get(k)?.[0];
@@ -191,7 +222,7 @@ export async function runMain(argv: string[]): Promise<number> {
       else throw new UserError(`--disk: unknown flag '${f}' (readonly, share-rw, transport=mmio|pci)`);
     }
     if (shareRw && !readonly) throw new UserError(`--disk ${path}: share-rw needs readonly`);
-    diskSpecs.push({ path: resolve(path!), readonly, shareRw, transport });
+    diskSpecs.push({ path: userPath(path!), readonly, shareRw, transport });
   }
   // An incoming VM's disks are opened now (a bad path fails before anything is received)
   // but locked only once it has arrived: until then the sender still has them.

@@ -5,7 +5,7 @@
  * visor processes.
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,8 @@ import { afterAll, describe, expect, it } from "vitest";
 
 const MAIN = join(import.meta.dirname, "../src/main.ts");
 const ISA = join(import.meta.dirname, "../../../packages/cpu/fixtures/isa/bin");
+const BUSYBOX = join(import.meta.dirname, "../../../packages/syscall/fixtures/busybox/busybox");
+const VERSION = JSON.parse(readFileSync(join(import.meta.dirname, "../package.json"), "utf8")).version;
 const dir = mkdtempSync(join(tmpdir(), "visor-vmm-"));
 const BAD_GZIP = join(dir, "bad.gz");
 writeFileSync(BAD_GZIP, Uint8Array.of(0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8));
@@ -23,14 +25,32 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/**
+ * The environment for a visor child: this one without what a package manager's script
+ * sets (vitest itself may run under pnpm, whose INIT_CWD would move relative paths),
+ * plus `extra`.
+ */
+function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.INIT_CWD;
+  delete env.npm_lifecycle_event;
+  delete env.npm_execpath;
+  return { ...env, ...extra };
+}
+
 function vm(args: string[]): ChildProcessWithoutNullStreams {
-  const c = spawn(process.execPath, ["--conditions=source", MAIN, "run", ...args]);
+  const c = spawn(process.execPath, ["--conditions=source", MAIN, "run", ...args], { env: childEnv() });
   children.push(c);
   return c;
 }
 
-function visor(args: string[]): { status: number | null; stdout: string; stderr: string } {
+function visor(
+  args: string[],
+  where: { cwd?: string; env?: Record<string, string> } = {},
+): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ["--conditions=source", MAIN, ...args], {
+    cwd: where.cwd ?? process.cwd(),
+    env: childEnv(where.env),
     encoding: "utf8",
     input: "",
     timeout: 60_000,
@@ -69,6 +89,79 @@ describe("visor", () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("usage: visor [command]");
     expect(r.stdout).toContain("--restore PATH");
+  });
+
+  it("prints its version with --version, for every command", () => {
+    expect(VERSION).toMatch(/^\d+\.\d+\.\d+/);
+    for (const args of [["--version"], ["run", "--version"], ["exec", "--version"]]) {
+      const r = visor(args);
+      expect(r.stdout, args.join(" ")).toBe(`visor ${VERSION}\n`);
+      expect(r.stderr, args.join(" ")).toBe("");
+      expect(r.status, args.join(" ")).toBe(0);
+    }
+  });
+
+  it("prints exec's usage with exec --help", () => {
+    const r = visor(["exec", "--help"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^usage: visor exec \[--root DIR\]/);
+    expect(r.stdout).toContain("--root DIR");
+    expect(r.stderr).toBe("");
+  });
+
+  it("says where exec looked for a program it did not find", () => {
+    const root = join(dir, "exec-root");
+    const user = join(dir, "exec-user");
+    mkdirSync(root, { recursive: true });
+    mkdirSync(user, { recursive: true });
+    writeFileSync(join(user, "prog"), "on the host, outside the root\n", { mode: 0o755 });
+    // ./prog is beside the user but not in the root: the message says it is looked up inside --root.
+    const outside = visor(["exec", "--root", "../exec-root", "./prog"], { cwd: user });
+    expect(outside.stderr).toBe(
+      `visor exec: ./prog: no such file in the root ${root} (the program is looked up inside --root; ${join(user, "prog")} is outside it)\n`,
+    );
+    expect(outside.status).toBe(127);
+    // Nowhere at all: the message names the path it resolved to.
+    const missing = visor(["exec", "--root", root, "sub/nope"], { cwd: user });
+    expect(missing.stderr).toBe(
+      `visor exec: sub/nope: no such file (looked up as ${join(root, "sub/nope")}, inside the root ${root})\n`,
+    );
+    expect(missing.status).toBe(127);
+    const noRoot = visor(["exec", "--root", "nonexistent", "./prog"], { cwd: user });
+    expect(noRoot.stderr).toBe(`visor exec: --root ${join(user, "nonexistent")}: no such directory\n`);
+    expect(noRoot.status).toBe(2);
+  });
+
+  it("resolves relative paths against INIT_CWD when a package manager's script started it", () => {
+    // The user's directory (INIT_CWD) holds the disk, the firmware and the program; the
+    // process's working directory (the repository root under pnpm) holds decoys or nothing.
+    const user = join(dir, "init-cwd");
+    const other = join(dir, "script-cwd");
+    mkdirSync(user, { recursive: true });
+    mkdirSync(other, { recursive: true });
+    writeFileSync(join(user, "disk.img"), new Uint8Array(64 * 1024));
+    copyFileSync(join(ISA, "rv64m.elf"), join(user, "fw.elf"));
+    copyFileSync(BUSYBOX, join(user, "echo"));
+    writeFileSync(join(other, "echo"), "a decoy: not a program\n", { mode: 0o755 });
+    const pnpm = { INIT_CWD: user, npm_lifecycle_event: "visor" };
+
+    const run = visor(["run", "--bios", "fw.elf", "--disk", "disk.img"], { cwd: other, env: pnpm });
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    // Without the package manager's variables the same paths are the working directory's.
+    const plain = visor(["run", "--bios", "fw.elf", "--disk", "disk.img"], { cwd: other });
+    expect(plain.stderr).toBe(`visor: cannot read firmware '${join(other, "fw.elf")}': no such file\n`);
+    expect(plain.status).not.toBe(0);
+    // INIT_CWD alone (not under a script) is ignored.
+    expect(visor(["run", "--bios", "fw.elf"], { cwd: other, env: { INIT_CWD: user } }).status).not.toBe(0);
+
+    // exec: the default root is the user's directory, and so --root's base.
+    const exec = visor(["exec", "./echo", "from", "the", "user's", "directory"], { cwd: other, env: pnpm });
+    expect(exec.stdout).toBe("from the user's directory\n");
+    expect(exec.status).toBe(0);
+    const rooted = visor(["exec", "--root", ".", "/echo", "rooted"], { cwd: other, env: pnpm });
+    expect(rooted.stdout).toBe("rooted\n");
+    expect(rooted.status).toBe(0);
   });
 
   it("refuses bad input in one line with a non-zero status", () => {

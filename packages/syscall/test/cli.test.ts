@@ -127,7 +127,9 @@ describe("visor exec", () => {
 
   it("reports a missing program in one line", () => {
     const r = visor(["--root", root, "/no/such/program"]);
-    expect(r.stderr).toBe("visor exec: /no/such/program: No such file or directory\n");
+    expect(r.stderr).toBe(
+      `visor exec: /no/such/program: no such file (looked up as ${path.join(root, "no/such/program")}, inside the root ${root})\n`,
+    );
     expect(r.status).toBe(127);
   });
 
@@ -186,5 +188,18 @@ describe("visor exec", () => {
     });
     expect(() => parseExecArgs(["--env", "novalue", "p"])).toThrow("--env wants K=V");
     expect(() => parseExecArgs([])).toThrow("missing PROGRAM");
+    expect(parseExecArgs(["--help"]).help).toBe(true);
+    expect(parseExecArgs(["--root", "/r", "--version"]).version).toBe(true);
+    expect(() => parseExecArgs(["--help=yes"])).toThrow("--help takes no value");
+  });
+
+  it("prints its usage with --help; --version needs a version from the caller", () => {
+    const help = visor(["--help"]);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^usage: visor exec /);
+    expect(help.stdout).toContain("--memory MIB");
+    const version = visor(["--version"]);
+    expect(version.stderr).toMatch(/^visor exec: unknown option --version\n/);
+    expect(version.status).toBe(2);
   });
 });

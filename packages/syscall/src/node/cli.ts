@@ -7,11 +7,33 @@
  * exactly the --env values given.
  */
 import fs from "node:fs";
+import path from "node:path";
 import { type KernelStats, ProgramError, runProgram } from "../index.ts";
 import { createNodeHost } from "./index.ts";
 
 export const EXEC_USAGE =
   "usage: visor exec [--root DIR] [--env K=V]... [--stats] [--memory MIB] PROGRAM [ARGS...]";
+
+/** `visor exec --help`. */
+export const EXEC_HELP = `${EXEC_USAGE}
+
+Runs a static (or dynamically linked, with its loader in the root) riscv64 Linux program
+on the hart in user mode, the Linux system calls served by visor.
+
+  --root DIR      the guest's / (default: the current directory); PROGRAM and every
+                  path the program opens are looked up inside it
+  --env K=V       an environment variable for the program (repeatable; nothing else is passed)
+  --stats         print instruction, trap and per-system-call statistics at the end
+  --memory MIB    guest memory in MiB, 16 to 4096 (default 1024)
+  --help          this text
+  --version       print the version`;
+
+export interface ExecMainOptions {
+  /** The directory relative --root paths are resolved against (default: process.cwd()). */
+  cwd?: string;
+  /** What --version prints (without it, --version is not an option). */
+  version?: string;
+}
 
 export interface ExecArgs {
   root: string;
@@ -20,11 +42,15 @@ export interface ExecArgs {
   memoryMiB: number;
   program: string;
   args: string[];
+  /** --help was given (PROGRAM is then not needed). */
+  help?: boolean;
+  /** --version was given (PROGRAM is then not needed). */
+  version?: boolean;
 }
 
 /** Parse the command line; throws an Error with a one-line message on bad usage. */
 export function parseExecArgs(argv: string[]): ExecArgs {
-  let root = process.cwd();
+  let root = ".";
   const env: string[] = [];
   let stats = false;
   let memoryMiB = 1024;
@@ -55,6 +81,10 @@ export function parseExecArgs(argv: string[]): ExecArgs {
         env.push(v);
         break;
       }
+      case "--help":
+      case "--version":
+        if (inline !== undefined) throw new Error(`${name} takes no value`);
+        return { root, env, stats, memoryMiB, program: "", args: [], [name.slice(2)]: true };
       case "--stats":
         if (inline !== undefined) throw new Error("--stats takes no value");
         stats = true;
@@ -111,15 +141,47 @@ export function formatStats(s: KernelStats, wallMs: number): string {
   return `${lines.join("\n")}\n`;
 }
 
+/** The shell's status for a command that was not found (what ProgramError carries for ENOENT). */
+const EXIT_NOT_FOUND = 127;
+
+/**
+ * Why PROGRAM was not found, naming where it was looked up: the program is a path inside
+ * the root (a relative one from the root's top), so a file beside the user on the host
+ * but outside the root is not it. Undefined when the program is there after all (the
+ * missing file was something else, e.g. its ELF interpreter).
+ */
+function missingProgram(program: string, root: string, cwd: string): string | undefined {
+  const inRoot = path.join(root, path.resolve("/", program));
+  if (fs.existsSync(inRoot)) return undefined;
+  const onHost = path.resolve(cwd, program);
+  const rel = path.relative(root, onHost);
+  const outside = rel === ".." || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel);
+  if (outside && fs.existsSync(onHost)) {
+    return `${program}: no such file in the root ${root} (the program is looked up inside --root; ${onHost} is outside it)`;
+  }
+  return `${program}: no such file (looked up as ${inRoot}, inside the root ${root})`;
+}
+
 /** Run `visor exec`; returns the exit status for the caller to exit with. */
-export async function execMain(argv: string[]): Promise<number> {
+export async function execMain(argv: string[], options: ExecMainOptions = {}): Promise<number> {
+  const cwd = options.cwd ?? process.cwd();
   let a: ExecArgs;
   try {
     a = parseExecArgs(argv);
+    if (a.version && options.version === undefined) throw new Error("unknown option --version");
   } catch (e) {
     process.stderr.write(`visor exec: ${(e as Error).message}\n${EXEC_USAGE}\n`);
     return 2;
   }
+  if (a.help) {
+    process.stdout.write(`${EXEC_HELP}\n`);
+    return 0;
+  }
+  if (a.version) {
+    process.stdout.write(`${options.version}\n`);
+    return 0;
+  }
+  a.root = path.resolve(cwd, a.root);
   try {
     if (!fs.statSync(a.root).isDirectory()) throw new Error("not a directory");
   } catch (e) {
@@ -146,7 +208,8 @@ export async function execMain(argv: string[]): Promise<number> {
     return status;
   } catch (e) {
     if (e instanceof ProgramError) {
-      process.stderr.write(`visor exec: ${e.message}\n`);
+      const missing = e.exitCode === EXIT_NOT_FOUND ? missingProgram(a.program, a.root, cwd) : undefined;
+      process.stderr.write(`visor exec: ${missing ?? e.message}\n`);
       return e.exitCode;
     }
     throw e;
