@@ -54,7 +54,7 @@ class NullConsole implements HostConsole {
 
 describe("io_uring fuzzing", () => {
   it("random SQEs in the io_uring submission ring complete with a result or an errno", () => {
-    const { root } = freshRoot();
+    const { base, root } = freshRoot();
     const host = createNodeHost({ root, console: new NullConsole() });
     const k = createKernel({ host, memoryBytes: 64 * 1024 * 1024, warn: () => {} });
     const t = spawnInit(k, "/bin/busybox", ["busybox"], [], "/");
@@ -128,5 +128,8 @@ describe("io_uring fuzzing", () => {
       { numRuns: 500 },
     );
     host.close();
+    // SQEs name paths and fds at random: nothing beside the root was changed or added.
+    expect(fs.readdirSync(base).sort()).toEqual(["outside.txt", "root"]);
+    expect(fs.readFileSync(path.join(base, "outside.txt"), "utf8")).toBe("outside");
   });
 });
