@@ -52,6 +52,7 @@ import { EXIT_BUDGET, EXIT_STOP, EXIT_WFI, type HartExit } from "./exit.ts";
 import * as I64 from "./int64.ts";
 import { fetchPage, GuestPtes, loadSlow, storeSlow, translate } from "./mmu.ts";
 import { fromState, type HartState, toState } from "./state.ts";
+import type { JitMode, JitStats } from "./jit/types.ts";
 import { execOne } from "./system.ts";
 import { enterS, raise, takeInterrupt } from "./trap.ts";
 
@@ -68,6 +69,8 @@ export interface HartOptions {
   codeCache?: CodeCache;
   /** Implement the hypervisor extension (misa.H). */
   hypervisor?: boolean;
+  /** Binary translation (jit/types.ts): default "on". */
+  jit?: JitMode;
 }
 
 /** Where and how a hart starts (`Hart.boot`): what firmware would have set up. */
@@ -139,6 +142,22 @@ export class Hart {
   /** The decoded-instruction cache (shared by the harts of one RAM). */
   get codeCache(): CodeCache {
     return this.c.code;
+  }
+
+  /** The binary translator's counters (jit/types.ts). */
+  get jitStats(): JitStats {
+    return {
+      mode: "off",
+      unavailable: "the translator is not built yet",
+      regions: 0,
+      translatedInstructions: 0,
+      translateMs: 0,
+      executedTranslated: 0,
+      invalidations: 0,
+      evictions: 0,
+      liveRegions: 0,
+      liveBytes: 0,
+    };
   }
 
   /** Slow-path counters (TLB misses, walks, traps, interrupts, MMIO, G-stage). */

@@ -1,0 +1,39 @@
+/**
+ * The binary translator's public types: how a host chooses the tier (`JitMode`) and what
+ * it reports (`JitStats`). The translator itself is jit/index.ts.
+ */
+
+/**
+ * Which tiers run guest code:
+ * - `off`: the interpreter only (the reference);
+ * - `on`: the interpreter, and hot code (a branch target taken often) is translated to
+ *   WebAssembly and runs translated from then on;
+ * - `always`: translate at first execution (testing: every instruction the translator
+ *   handles runs translated).
+ */
+export type JitMode = "off" | "on" | "always";
+
+export const JIT_MODES: readonly JitMode[] = ["off", "on", "always"];
+
+/** What the translator has done (cumulative over the hart's life, or the code cache's). */
+export interface JitStats {
+  /** The mode in effect: `off` also when translation is unavailable (see `unavailable`). */
+  mode: JitMode;
+  /** Why translation is off although asked for (no WebAssembly, RAM not wasm-addressable), or "". */
+  unavailable: string;
+  /** Regions translated (a region: the code reachable from one entry within one 4 KiB page). */
+  regions: number;
+  /** Guest instructions in those regions (static count). */
+  translatedInstructions: number;
+  /** Time spent translating and compiling, ms. */
+  translateMs: number;
+  /** Guest instructions executed in translated code (dynamic count). */
+  executedTranslated: number;
+  /** Translations dropped because their page was written (stores, DMA, loaders). */
+  invalidations: number;
+  /** Translations dropped to keep the cache within its bound. */
+  evictions: number;
+  /** Live translations now, and the wasm bytes they were compiled from. */
+  liveRegions: number;
+  liveBytes: number;
+}
