@@ -94,6 +94,7 @@ const DOCUMENTED = [
   "injectVsTrap",
   "instret",
   "interruptPending",
+  "jitStats",
   "pc",
   "priv",
   "requestStop",
