@@ -22,6 +22,8 @@ export class CodeCache {
   readonly pages: (Int32Array | undefined)[];
   /** Called with a RAM byte offset of a page when it becomes a code page. */
   private readonly listeners: ((pageOff: number) => void)[] = [];
+  /** Called with a page index when its decoded slots are dropped (translations go with them). */
+  private readonly dropListeners: ((pageIdx: number) => void)[] = [];
   /** Bumped whenever any page is dropped; harts compare it to drop their current page. */
   generation = 0;
   invalidations = 0;
@@ -37,6 +39,14 @@ export class CodeCache {
 
   onNewCodePage(listener: (pageOff: number) => void): void {
     this.listeners.push(listener);
+  }
+
+  onDropPage(listener: (pageIdx: number) => void): void {
+    this.dropListeners.push(listener);
+  }
+
+  private dropped(idx: number): void {
+    for (const l of this.dropListeners) l(idx);
   }
 
   /** The decoded page for the RAM page at byte offset `pageOff`, created empty if needed. */
@@ -61,6 +71,7 @@ export class CodeCache {
       this.pages[idx] = undefined;
       this.generation++;
       this.invalidations++;
+      this.dropped(idx);
     }
   }
 
@@ -72,11 +83,13 @@ export class CodeCache {
         this.pages[p] = undefined;
         this.generation++;
         this.invalidations++;
+        this.dropped(p);
       }
     }
   }
 
   clear(): void {
+    for (let i = 0; i < this.pages.length; i++) if (this.pages[i] !== undefined) this.dropped(i);
     this.pages.fill(undefined);
     this.generation++;
   }

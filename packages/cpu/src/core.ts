@@ -8,7 +8,15 @@
  * This module imports no other module of the hart, so the package has no import cycles:
  * core <- exit; trap <- mmu <- hext <- csr-file; amo; system <- hart.
  */
-import { type GuestRam, type PteTranslator, SATP_MODE_BARE, WalkResult } from "@visor/memory";
+import {
+  type GuestRam,
+  type PteTranslator,
+  SATP_MODE_BARE,
+  WASM_PAGE_SIZE,
+  WalkResult,
+  type WasmMemory,
+  wasmMemory,
+} from "@visor/memory";
 import type { CodeCache } from "./code-cache.ts";
 import * as C from "./csr.ts";
 import type { HartExit } from "./exit.ts";
@@ -65,20 +73,42 @@ function tlbPages(ramSize: number): TlbPages {
 
 /** One translation context's read, write and fetch TLBs. */
 export class TlbSet {
-  readonly rTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
-  readonly rTagHi = new Int32Array(TLB_SIZE);
+  readonly rTagLo: Int32Array;
+  readonly rTagHi: Int32Array;
   readonly rPage: TlbPages;
-  readonly wTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
-  readonly wTagHi = new Int32Array(TLB_SIZE);
+  readonly wTagLo: Int32Array;
+  readonly wTagHi: Int32Array;
   readonly wPage: TlbPages;
-  readonly xTagLo = new Int32Array(TLB_SIZE).fill(INVALID_TAG);
-  readonly xTagHi = new Int32Array(TLB_SIZE);
+  readonly xTagLo: Int32Array;
+  readonly xTagHi: Int32Array;
   readonly xPage: TlbPages;
+  /**
+   * Byte offset of this set in the hart's state buffer (`HartCore.state`), or -1 when its
+   * page arrays are doubles (RAM above 2 GiB) and live outside it. Translated code finds
+   * the current data set through `ST_DSET` (layout below).
+   */
+  readonly stOffset: number;
 
-  constructor(ramSize: number) {
-    this.rPage = tlbPages(ramSize);
-    this.wPage = tlbPages(ramSize);
-    this.xPage = tlbPages(ramSize);
+  constructor(ramSize: number, state: ArrayBuffer, stOffset: number) {
+    const at = (k: number): Int32Array => new Int32Array(state, stOffset + k * TLB_SIZE * 4, TLB_SIZE);
+    this.rTagLo = at(TLB_R_TAG_LO);
+    this.rTagHi = at(TLB_R_TAG_HI);
+    this.wTagLo = at(TLB_W_TAG_LO);
+    this.wTagHi = at(TLB_W_TAG_HI);
+    this.xTagLo = at(TLB_X_TAG_LO);
+    this.xTagHi = at(TLB_X_TAG_HI);
+    if (ramSize <= INT32_RAM_LIMIT) {
+      this.rPage = at(TLB_R_PAGE);
+      this.wPage = at(TLB_W_PAGE);
+      this.xPage = at(TLB_X_PAGE);
+      this.stOffset = stOffset;
+    } else {
+      this.rPage = tlbPages(ramSize);
+      this.wPage = tlbPages(ramSize);
+      this.xPage = tlbPages(ramSize);
+      this.stOffset = -1;
+    }
+    this.flush();
   }
 
   flush(): void {
@@ -90,6 +120,47 @@ export class TlbSet {
 
 /** Translation contexts: U 0, S 1, S+SUM 2, M 3; +4 with V=1. */
 const TLB_CONTEXTS = 8;
+
+// ---------------------------------------------------------------- the state buffer
+//
+// The state translated code reads and writes (jit/) lives in one buffer per hart, a
+// WebAssembly.Memory when the host has WebAssembly, so generated code addresses it
+// directly while the interpreter uses typed-array views of the same bytes. Byte offsets:
+
+/** Integer registers, low words (33 int32: x0..x31 and the x0 sink). */
+export const ST_XLO = 0;
+/** Integer registers, high words. */
+export const ST_XHI = 256;
+/** FP registers: 32 x 64 bits, lo word first (the Fpu's `w`). */
+export const ST_FPR = 512;
+/** fflags, frm (int32 each). */
+export const ST_FCSR = 768;
+/** Exit pc (lo, hi) written by translated code. */
+export const ST_PC = 776;
+/** How translated code left (jit/index.ts EXIT_*). */
+export const ST_EXIT = 784;
+/** Byte offset of the current data TlbSet (see TlbSet.stOffset). */
+export const ST_DSET = 788;
+/** The TLB sets, TLB_CONTEXTS of them, each 9 arrays of TLB_SIZE int32 in this order. */
+export const ST_TLB = 4096;
+export const TLB_R_TAG_LO = 0;
+export const TLB_R_TAG_HI = 1;
+export const TLB_R_PAGE = 2;
+export const TLB_W_TAG_LO = 3;
+export const TLB_W_TAG_HI = 4;
+export const TLB_W_PAGE = 5;
+export const TLB_X_TAG_LO = 6;
+export const TLB_X_TAG_HI = 7;
+export const TLB_X_PAGE = 8;
+const TLB_SET_BYTES = 9 * TLB_SIZE * 4;
+const STATE_BYTES = ST_TLB + TLB_CONTEXTS * TLB_SET_BYTES;
+
+/** The hart's state buffer: a WebAssembly.Memory when the host has WebAssembly. */
+function stateMemory(): { memory: WasmMemory | undefined; buffer: ArrayBuffer } {
+  const bytes = Math.ceil(STATE_BYTES / WASM_PAGE_SIZE) * WASM_PAGE_SIZE;
+  const memory = wasmMemory(bytes);
+  return { memory, buffer: memory?.buffer ?? new ArrayBuffer(bytes) };
+}
 
 /** TLB set index of a translation context. */
 function tlbContext(priv: number, virt: boolean, sum: boolean): number {
@@ -186,14 +257,19 @@ export class HartCore {
   readonly bus: PhysBus;
   readonly hartId: number;
   readonly code: CodeCache;
-  readonly fpu = new Fpu();
+  readonly fpu: Fpu;
+  /** The state buffer (layout: ST_* above), and its WebAssembly.Memory when there is one. */
+  readonly state: ArrayBuffer;
+  readonly stateMemory: WasmMemory | undefined;
+  /** int32 view of `state`. */
+  readonly st: Int32Array;
   readonly hasH: boolean;
   /** The `time` CSR in timebase ticks. */
   time: () => number = () => 0;
 
   // Architectural state. Integer registers are int32 pairs; index 32 is a sink for x0.
-  readonly xlo = new Int32Array(33);
-  readonly xhi = new Int32Array(33);
+  readonly xlo: Int32Array;
+  readonly xhi: Int32Array;
   pcLo = 0;
   pcHi = 0;
   /** Current privilege mode (PRV_U, PRV_S, PRV_M); change it with setPriv (selects TLBs). */
@@ -295,7 +371,16 @@ export class HartCore {
     this.hasH = o.hypervisor;
     this.misaLo = MISA_LO | (o.hypervisor ? MISA_H : 0);
     this.h = o.hypervisor ? new HState() : undefined;
-    for (let i = 0; i < TLB_CONTEXTS; i++) this.tlbSets.push(new TlbSet(o.ram.size));
+    const sm = stateMemory();
+    this.state = sm.buffer;
+    this.stateMemory = sm.memory;
+    this.st = new Int32Array(sm.buffer);
+    this.xlo = new Int32Array(sm.buffer, ST_XLO, 33);
+    this.xhi = new Int32Array(sm.buffer, ST_XHI, 33);
+    this.fpu = new Fpu(sm.buffer, ST_FPR, ST_FCSR);
+    for (let i = 0; i < TLB_CONTEXTS; i++) {
+      this.tlbSets.push(new TlbSet(o.ram.size, sm.buffer, ST_TLB + i * TLB_SET_BYTES));
+    }
     selectTlb(this);
   }
 }
@@ -326,6 +411,7 @@ export function selectTlb(c: HartCore): void {
   c.xTagLo = x.xTagLo;
   c.xTagHi = x.xTagHi;
   c.xPage = x.xPage;
+  c.st[ST_DSET >> 2] = d.stOffset;
 }
 
 /** Drop every cached translation (satp/hgatp writes, sfence.vma, hfence). */

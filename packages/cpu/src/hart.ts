@@ -40,6 +40,8 @@ import {
   instret,
   interruptPending,
   type PhysBus,
+  ST_EXIT,
+  ST_PC,
   selectTlb,
   setPriv,
   setVirt,
@@ -49,10 +51,21 @@ import * as C from "./csr.ts";
 import { hostCsrRead, hostCsrWrite, setSatp } from "./csr-file.ts";
 import * as D from "./decode.ts";
 import { EXIT_BUDGET, EXIT_STOP, EXIT_WFI, type HartExit } from "./exit.ts";
+import { fpFastPath } from "./fp-fast.ts";
 import * as I64 from "./int64.ts";
+import {
+  type Entry,
+  EXIT_BEFORE,
+  EXIT_PC_SLICE,
+  EXIT_TRAP,
+  HartJit,
+  HOT_MASK,
+  HOT_SIZE,
+  unavailableReason,
+} from "./jit/index.ts";
+import type { JitMode, JitStats } from "./jit/types.ts";
 import { fetchPage, GuestPtes, loadSlow, storeSlow, translate } from "./mmu.ts";
 import { fromState, type HartState, toState } from "./state.ts";
-import type { JitMode, JitStats } from "./jit/types.ts";
 import { execOne } from "./system.ts";
 import { enterS, raise, takeInterrupt } from "./trap.ts";
 
@@ -94,10 +107,6 @@ const PAGE = 4096;
 // moved out: an imported binding is read through its module cell at every use.
 const TLB_MASK = CORE_TLB_MASK;
 const INVALID_TAG = CORE_INVALID_TAG;
-const OP_FLW = D.OP_FLW;
-const OP_FLD = D.OP_FLD;
-const OP_FSD = D.OP_FSD;
-const OP_FP = D.OP_FP;
 const TWO32 = 4294967296;
 /**
  * Fetch faults in a row, with no instruction retired, after which run() returns to its
@@ -107,10 +116,24 @@ const TWO32 = 4294967296;
 const STALL_LIMIT = 4096;
 const DEFAULT_INSTRUCTIONS_PER_TICK = 100;
 const emptyPage: Int32Array = new Int32Array(PAGE);
+const noEntries: (Entry | undefined)[] = [];
+
+/** The hart's part of the translator: its HartJit (none: interpreter only), the mode in effect and why "off" if it was not asked for. */
+interface HartTier {
+  jit: HartJit | undefined;
+  mode: JitMode;
+  off: string;
+  /** Jump-target counters without a translator (they count, and are reset, for nothing). */
+  cold: Int32Array;
+}
+const ST_EXIT_I = ST_EXIT >> 2;
+const ST_PC_I = ST_PC >> 2;
 
 export class Hart {
   /** The hart's state; only this file and the slow-path modules touch it. */
   private readonly c: HartCore;
+  /** The hart's side of the translator (jit/index.ts). */
+  private readonly t: HartTier;
 
   constructor(opts: HartOptions) {
     const hypervisor = opts.hypervisor ?? false;
@@ -122,6 +145,15 @@ export class Hart {
       hypervisor,
     });
     this.c = c;
+    const asked = opts.jit ?? "on";
+    const off = asked === "off" ? "" : unavailableReason(c);
+    const mode = off === "" ? asked : "off";
+    this.t = {
+      jit: mode === "off" ? undefined : new HartJit(c, mode),
+      mode,
+      off,
+      cold: new Int32Array(HOT_SIZE).fill(0x3fffffff),
+    };
     if (c.h !== undefined) c.h.ptes = new GuestPtes(c, c.h);
     c.time = opts.time ?? (() => Math.floor(executedCount(c) / DEFAULT_INSTRUCTIONS_PER_TICK));
     c.code.onNewCodePage((pageOff) => dropWritePage(c, pageOff));
@@ -146,9 +178,11 @@ export class Hart {
 
   /** The binary translator's counters (jit/types.ts). */
   get jitStats(): JitStats {
+    const t = this.t;
+    if (t.jit !== undefined) return t.jit.stats(t.mode);
     return {
       mode: "off",
-      unavailable: "the translator is not built yet",
+      unavailable: t.off,
       regions: 0,
       translatedInstructions: 0,
       translateMs: 0,
@@ -473,10 +507,31 @@ export class Hart {
     // back from a guest that can never make progress.
     let stallAt = -1;
     let stalls = 0;
+    // The translator (jit/index.ts): its entries, this hart's instance slot, hot counters.
+    const jit = this.t.jit;
+    const jitAlways = jit !== undefined && jit.always;
+    const entries = jit !== undefined ? jit.cache.entries : noEntries;
+    const jitSlot = jit !== undefined ? jit.slot : 0;
+    const hot = jit !== undefined ? jit.hot : this.t.cold;
+    const st = c.st;
+    let compileReq = false;
+    let savedLimit = 0;
+    // The pc of an instruction translated code left to the interpreter (odd: none).
+    let skipLo = 1;
 
     let limit = 0;
     for (;;) {
       if (n >= limit) {
+        if (compileReq) {
+          // A jump target got hot: translate it (not a slice boundary: nothing else is looked at).
+          compileReq = false;
+          if (jit !== undefined) jit.compileHot(c, pcLo, pcHi);
+          else hot[(pcLo >>> 1) & HOT_MASK] = 0x3fffffff;
+          if (n < savedLimit) {
+            limit = savedLimit;
+            continue;
+          }
+        }
         // Between slices of straight-line execution: interrupts, exits, stop requests.
         c.pcLo = pcLo;
         c.pcHi = pcHi;
@@ -547,7 +602,39 @@ export class Hart {
       const slot = pcLo & 0xffe;
       let w = dec[slot]!;
       let imm = dec[slot + 1]!;
-      if (w === 0) {
+      if (w < 0) {
+        // Translated code starts here (jit/index.ts): run it if its first block fits the slice.
+        const e = entries[~w];
+        if (e !== undefined && e.dec === dec && e.slot === slot && jit !== undefined) {
+          if (n + e.min <= limit && pcLo !== skipLo) {
+            const f = e.region.fns[jitSlot] ?? jit.cache.fn(e, jitSlot, jit.imports);
+            const n0 = n;
+            n = f(n, limit, e.bb, pcLo & ~0xfff, pcHi, e.hasFp && fpFast(c) ? 1 : 0);
+            jit.executed += n - n0;
+            const how = st[ST_EXIT_I]!;
+            if (how <= EXIT_PC_SLICE || how === EXIT_BEFORE) {
+              pcLo = st[ST_PC_I]!;
+              pcHi = st[ST_PC_I + 1]!;
+              // The instruction there needs the interpreter (TLB miss, MMIO, FS not dirty):
+              // run it before entering translated code again.
+              if (how === EXIT_BEFORE) skipLo = pcLo;
+            } else {
+              pcLo = c.pcLo;
+              pcHi = c.pcHi;
+            }
+            if (how === EXIT_PC_SLICE || how === EXIT_TRAP) limit = n;
+            curLo = INVALID_TAG;
+            continue;
+          }
+          w = e.w;
+          imm = e.imm;
+          skipLo = 1;
+        } else {
+          // A stale mark (its translation was dropped): decode the slot again.
+          dec[slot] = 0;
+          continue;
+        }
+      } else if (w === 0) {
         const po = pcLo & 0xfff;
         const h = dv.getUint16(curOff + po, true);
         if ((h & 3) !== 3) {
@@ -582,6 +669,7 @@ export class Hart {
         if ((h & 3) !== 3 || po !== 0xffe) {
           dec[slot] = w;
           dec[slot + 1] = imm;
+          if (jitAlways && jit.cache.compile(dv, curOff, slot, dec) >= 0) continue; // runs it next
         }
       }
       n++;
@@ -632,6 +720,11 @@ export class Hart {
             pcLo = t;
             xlo[rd] = ret;
             xhi[rd] = retHi;
+            if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+              savedLimit = limit;
+              limit = n;
+              compileReq = true;
+            }
             continue;
           }
         case 4 /* OP_JALR */:
@@ -647,6 +740,11 @@ export class Hart {
             pcLo = t;
             pcHi = tHi;
             curLo = INVALID_TAG; // a far jump: the carry rule above must not apply
+            if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+              savedLimit = limit;
+              limit = n;
+              compileReq = true;
+            }
             continue;
           }
         case 5 /* OP_BEQ */:
@@ -657,6 +755,11 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
+              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+                savedLimit = limit;
+                limit = n;
+                compileReq = true;
+              }
               continue;
             }
             break;
@@ -669,6 +772,11 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
+              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+                savedLimit = limit;
+                limit = n;
+                compileReq = true;
+              }
               continue;
             }
             break;
@@ -683,6 +791,11 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
+              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+                savedLimit = limit;
+                limit = n;
+                compileReq = true;
+              }
               continue;
             }
             break;
@@ -697,6 +810,11 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
+              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+                savedLimit = limit;
+                limit = n;
+                compileReq = true;
+              }
               continue;
             }
             break;
@@ -711,6 +829,11 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
+              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+                savedLimit = limit;
+                limit = n;
+                compileReq = true;
+              }
               continue;
             }
             break;
@@ -725,6 +848,11 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
+              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+                savedLimit = limit;
+                limit = n;
+                compileReq = true;
+              }
               continue;
             }
             break;
@@ -1434,39 +1562,4 @@ export class Hart {
     c.excInRun = 0;
     return stop;
   }
-}
-
-/**
- * FP loads, stores and arithmetic when the FPU is on and already Dirty: arithmetic
- * straight to the Fpu, loads and stores on a TLB hit. False when the instruction needs
- * the general path (not FP, FS off or clean, an illegal encoding or rounding mode, a TLB
- * miss, a page-crossing access).
- */
-function fpFastPath(c: HartCore, w: number, imm: number): boolean {
-  const op = w & 0x7f;
-  if (op < OP_FLW || op > OP_FP || !fpFast(c)) return false;
-  if (op === OP_FP) return c.fpu.exec(imm, c.xlo, c.xhi);
-  const r1 = (w >>> 16) & 0xff;
-  const b = c.xlo[r1]!;
-  const aLo = (b + imm) | 0;
-  const aHi = (c.xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
-  if ((aLo & 0xfff) > 4088) return false; // PAGE - 8: a dword inside the page
-  const ti = (aLo >>> 12) & TLB_MASK;
-  const tag = aLo & ~0xfff;
-  const fw = c.fpu.w;
-  const dv = c.ram.dv;
-  if (op <= OP_FLD) {
-    if (c.rTagLo[ti] !== tag || c.rTagHi[ti] !== aHi) return false;
-    const o = c.rPage[ti]! + (aLo & 0xfff);
-    const f = 2 * ((w >>> 8) & 0x1f);
-    fw[f] = dv.getInt32(o, true);
-    fw[f + 1] = op === OP_FLD ? dv.getInt32(o + 4, true) : -1; // singles are NaN-boxed
-    return true;
-  }
-  if (c.wTagLo[ti] !== tag || c.wTagHi[ti] !== aHi) return false;
-  const o = c.wPage[ti]! + (aLo & 0xfff);
-  const f = 2 * (w >>> 24);
-  dv.setInt32(o, fw[f]!, true);
-  if (op === OP_FSD) dv.setInt32(o + 4, fw[f + 1]!, true);
-  return true;
 }

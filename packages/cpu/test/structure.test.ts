@@ -71,7 +71,7 @@ describe("@visor/cpu modules", () => {
       "exit.ts",
     ])
       expect(lines(f), f).toBeGreaterThan(50);
-    expect(lines("hart.ts")).toBeLessThan(1500);
+    expect(lines("hart.ts")).toBeLessThan(1600);
   });
 });
 
@@ -126,8 +126,9 @@ describe("the public Hart", () => {
 
   it("has no public fields (its state lives in the package's core)", () => {
     const h = new Hart({ ram: new GuestRam(0x8000_0000, 1 << 16), bus: noBus });
-    // The one own property is the private core (TypeScript-private, one field).
-    expect(Object.keys(h)).toEqual(["c"]);
+    // The own properties are the private core and the hart's part of the translator
+    // (TypeScript-private, one field each).
+    expect(Object.keys(h)).toEqual(["c", "t"]);
   });
 
   it("is documented member by member in README.md", () => {

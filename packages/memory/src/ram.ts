@@ -1,4 +1,5 @@
 import { type Hpa, PAGE_SIZE } from "./address.ts";
+import { type WasmMemory, wasmMemory } from "./wasm-api.ts";
 
 const GiB = 2 ** 30;
 
@@ -37,6 +38,12 @@ export class GuestRam {
   readonly size: number;
   readonly end: number;
   readonly buffer: ArrayBuffer;
+  /**
+   * The WebAssembly.Memory whose buffer `buffer` is, when RAM could be given one (up to
+   * WASM_RAM_LIMIT, a multiple of 64 KiB, a host with WebAssembly): binary translation
+   * (@visor/cpu jit/) addresses RAM from generated code through it.
+   */
+  readonly memory: WasmMemory | undefined;
   readonly u8: Uint8Array;
   readonly dv: DataView;
   /** Dirty-page bitmap (one bit per 4 KiB page), valid while `dirtyLogging` is true. */
@@ -60,7 +67,8 @@ export class GuestRam {
     this.base = base;
     this.size = size;
     this.end = base + size;
-    this.buffer = buffer ?? allocate(size);
+    this.memory = buffer === undefined && size <= WASM_RAM_LIMIT ? wasmMemory(size) : undefined;
+    this.buffer = buffer ?? this.memory?.buffer ?? allocate(size);
     if (this.buffer.byteLength !== size) throw new RangeError("RAM buffer size mismatch");
     this.u8 = new Uint8Array(this.buffer);
     this.dv = new DataView(this.buffer);
@@ -191,6 +199,13 @@ export class GuestRam {
     return pages;
   }
 }
+
+/**
+ * RAM up to this size is a WebAssembly.Memory: every RAM offset is then an int32, as the
+ * translated code's TLB arithmetic needs (above it, RAM is a plain buffer and harts
+ * interpret).
+ */
+export const WASM_RAM_LIMIT = 2 ** 31;
 
 /** A zeroed buffer of `size` bytes, or a one-line error when the host cannot provide it. */
 function allocate(size: number): ArrayBuffer {

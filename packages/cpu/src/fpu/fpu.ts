@@ -134,16 +134,33 @@ export class Fpu {
   readonly f64: Float64Array;
   /** Singles view: f32[2*i] is the low word of register i as a binary32 value. */
   private readonly f32: Float32Array;
-  /** Accrued exceptions NV DZ OF UF NX = bits 4..0. */
-  fflags = 0;
-  /** Dynamic rounding mode (fcsr.frm). Values 5..7 are storable; using them via DYN is illegal. */
-  frm = 0;
+  /** fflags at [0], frm at [1]: in the hart's state buffer, where translated code reads them. */
+  private readonly ctl: Int32Array;
 
-  constructor() {
-    const buf = new ArrayBuffer(256);
-    this.w = new Int32Array(buf);
-    this.f64 = new Float64Array(buf);
-    this.f32 = new Float32Array(buf);
+  /**
+   * A new FPU, its registers (256 bytes) and fcsr (8 bytes) at the given byte offsets of
+   * `buf` (the hart's state buffer), or in a buffer of its own.
+   */
+  constructor(buf: ArrayBuffer = new ArrayBuffer(264), regsAt = 0, fcsrAt = 256) {
+    this.w = new Int32Array(buf, regsAt, 64);
+    this.f64 = new Float64Array(buf, regsAt, 32);
+    this.f32 = new Float32Array(buf, regsAt, 64);
+    this.ctl = new Int32Array(buf, fcsrAt, 2);
+  }
+
+  /** Accrued exceptions NV DZ OF UF NX = bits 4..0. */
+  get fflags(): number {
+    return this.ctl[0]!;
+  }
+  set fflags(v: number) {
+    this.ctl[0] = v;
+  }
+  /** Dynamic rounding mode (fcsr.frm). Values 5..7 are storable; using them via DYN is illegal. */
+  get frm(): number {
+    return this.ctl[1]!;
+  }
+  set frm(v: number) {
+    this.ctl[1] = v;
   }
 
   /** Write a single (NaN-boxed: hi word = all ones), e.g. for FLW. */

@@ -1,0 +1,297 @@
+/**
+ * The binary translator's second tier: the translation cache (one per RAM, shared by its
+ * harts like the CodeCache) and each hart's part of it (helpers, instances, hot counters).
+ *
+ * How code gets here (hart.ts `run`):
+ * - `on`: the interpreter counts taken branches and jumps per target (a hashed counter of
+ *   the target pc); when a target has been reached HOT_THRESHOLD times, the region from it
+ *   is translated (translate.ts) and compiled to a WebAssembly module.
+ * - `always`: every instruction the interpreter decodes for the first time starts a region.
+ * A translated entry is marked in the decoded page itself: its slot's first word becomes
+ * `~id` (negative; decoded words are never negative), so the interpreter finds translated
+ * code with the same test it already makes for undecoded slots, and costs nothing more
+ * when there is none. The entry keeps the slot's decoded instruction for the interpreter
+ * (an entry whose first block does not fit the run's remaining budget is interpreted).
+ *
+ * Coherence: a translation belongs to its physical page's decoded slots. Whatever drops a
+ * page from the CodeCache (a store into it, DMA, loaders, fence-free self-modifying code,
+ * snapshot restore) drops its translations too; code that is running when its own page
+ * is written leaves right after the store (EXIT_PC_SLICE), as the interpreter does.
+ *
+ * Bounds: at most MAX_LIVE_BYTES of module bytes are live; past that the whole cache is
+ * flushed (as v86 does), and hot code is translated again.
+ */
+import { wasmApi } from "@visor/memory";
+import type { CodeCache } from "../code-cache.ts";
+import type { HartCore } from "../core.ts";
+import * as D from "../decode.ts";
+import { fpFastPath } from "../fp-fast.ts";
+import { execOne } from "../system.ts";
+import { EXIT_HELPER, EXIT_TRAP, translateRegion } from "./translate.ts";
+import type { JitMode, JitStats } from "./types.ts";
+
+export { EXIT_BEFORE, EXIT_HELPER, EXIT_PC, EXIT_PC_SLICE, EXIT_TRAP } from "./translate.ts";
+
+/** Taken branches/jumps to one target (hashed) before its region is translated. */
+export const HOT_THRESHOLD = 64;
+/** Hot counters per hart (a hash of target pc >> 1). */
+export const HOT_SIZE = 4096;
+export const HOT_MASK = HOT_SIZE - 1;
+/** Live module bytes at most; past it the cache is flushed. */
+export const MAX_LIVE_BYTES = 24 * 1024 * 1024;
+
+type RegionFn = (n: number, limit: number, entry: number, vLo: number, vHi: number, fpOk: number) => number;
+
+class CompiledRegion {
+  readonly module: object;
+  readonly bytes: number;
+  readonly pageIdx: number;
+  /** One instance per hart slot (each hart has its own state memory and helpers). */
+  readonly fns: (RegionFn | undefined)[] = [];
+  readonly ids: number[] = [];
+  constructor(module: object, bytes: number, pageIdx: number) {
+    this.module = module;
+    this.bytes = bytes;
+    this.pageIdx = pageIdx;
+  }
+}
+
+/** An entry into a compiled region at one decoded slot. */
+export class Entry {
+  readonly region: CompiledRegion;
+  readonly dec: Int32Array;
+  readonly slot: number;
+  /** Block index to enter at, and its instruction count (the budget it needs). */
+  readonly bb: number;
+  readonly min: number;
+  /** The slot's decoded instruction (for the interpreter when the entry is not taken). */
+  readonly w: number;
+  readonly imm: number;
+  readonly hasFp: boolean;
+  constructor(
+    region: CompiledRegion,
+    dec: Int32Array,
+    slot: number,
+    bb: number,
+    min: number,
+    w: number,
+    imm: number,
+    hasFp: boolean,
+  ) {
+    this.region = region;
+    this.dec = dec;
+    this.slot = slot;
+    this.bb = bb;
+    this.min = min;
+    this.w = w;
+    this.imm = imm;
+    this.hasFp = hasFp;
+  }
+}
+
+const perf = (globalThis as { performance?: { now(): number } }).performance;
+const now = (): number => (perf !== undefined ? perf.now() : Date.now());
+
+const cacheOf = new WeakMap<CodeCache, TranslationCache>();
+
+/** The translations of one RAM's code. */
+export class TranslationCache {
+  readonly entries: (Entry | undefined)[] = [];
+  private readonly free: number[] = [];
+  private readonly byPage = new Map<number, CompiledRegion[]>();
+  private readonly code: CodeCache;
+  private slots = 0;
+  regions = 0;
+  translatedInstructions = 0;
+  translateMs = 0;
+  invalidations = 0;
+  evictions = 0;
+  liveRegions = 0;
+  liveBytes = 0;
+  /** A module failed to compile (a translator bug): translation stops, the interpreter goes on. */
+  broken = "";
+
+  static of(code: CodeCache): TranslationCache {
+    let t = cacheOf.get(code);
+    if (t === undefined) {
+      t = new TranslationCache(code);
+      cacheOf.set(code, t);
+    }
+    return t;
+  }
+
+  private constructor(code: CodeCache) {
+    this.code = code;
+    code.onDropPage((idx) => this.dropPage(idx, false));
+  }
+
+  newSlot(): number {
+    return this.slots++;
+  }
+
+  /**
+   * Translate the region at byte `off` of the page at RAM offset `pageOff` (decoded slots
+   * `dec`) and mark its entries; returns the entry id at `off`, or -1.
+   */
+  compile(dv: DataView, pageOff: number, off: number, dec: Int32Array): number {
+    const have = dec[off]!;
+    if (have < 0) return ~have;
+    if (this.broken !== "" || wasmApi === undefined) return -1;
+    const t0 = now();
+    const region = translateRegion(dv, pageOff, off);
+    if (region === undefined) return -1;
+    if (this.liveBytes + region.bytes.length > MAX_LIVE_BYTES) this.flush();
+    let module: object;
+    try {
+      module = new wasmApi.Module(region.bytes);
+    } catch (e) {
+      this.broken = `a translated region failed to compile (${e instanceof Error ? e.message : String(e)})`;
+      return -1;
+    }
+    const pageIdx = Math.floor(pageOff / 4096);
+    const cr = new CompiledRegion(module, region.bytes.length, pageIdx);
+    let list = this.byPage.get(pageIdx);
+    if (list === undefined) {
+      list = [];
+      this.byPage.set(pageIdx, list);
+    }
+    list.push(cr);
+    let result = -1;
+    for (let bi = 0; bi < region.starts.length; bi++) {
+      const s = region.starts[bi]!;
+      if (dec[s]! < 0) continue; // another region's entry already
+      let w = dec[s]!;
+      let imm = dec[s + 1]!;
+      if (w === 0) {
+        const h = dv.getUint16(pageOff + s, true);
+        w = (h & 3) !== 3 ? D.decode16(h) : D.decode32(dv.getInt32(pageOff + s, true));
+        imm = D.decodedImm;
+      }
+      const id = this.free.length > 0 ? this.free.pop()! : this.entries.length;
+      this.entries[id] = new Entry(cr, dec, s, bi, region.lengths[bi]!, w, imm, region.hasFp);
+      cr.ids.push(id);
+      dec[s] = ~id;
+      dec[s + 1] = imm;
+      if (s === off) result = id;
+    }
+    this.regions++;
+    this.liveRegions++;
+    this.liveBytes += cr.bytes;
+    this.translatedInstructions += region.count;
+    this.translateMs += now() - t0;
+    return result;
+  }
+
+  /** The function of `e`'s region for the hart in `slot`. */
+  fn(e: Entry, slot: number, imports: Record<string, Record<string, unknown>>): RegionFn {
+    const r = e.region;
+    let f = r.fns[slot];
+    if (f === undefined) {
+      const inst = new wasmApi!.Instance(r.module, imports);
+      f = inst.exports.f as RegionFn;
+      r.fns[slot] = f;
+    }
+    return f;
+  }
+
+  private dropRegion(cr: CompiledRegion): void {
+    for (const id of cr.ids) {
+      const e = this.entries[id];
+      if (e === undefined) continue;
+      if (e.dec[e.slot] === ~id) {
+        e.dec[e.slot] = e.w;
+        e.dec[e.slot + 1] = e.imm;
+      }
+      this.entries[id] = undefined;
+      this.free.push(id);
+    }
+    cr.ids.length = 0;
+    this.liveRegions--;
+    this.liveBytes -= cr.bytes;
+  }
+
+  /** Drop the translations of page `idx` (its code was written or dropped). */
+  dropPage(idx: number, evict: boolean): void {
+    const list = this.byPage.get(idx);
+    if (list === undefined) return;
+    this.byPage.delete(idx);
+    for (const cr of list) {
+      this.dropRegion(cr);
+      if (evict) this.evictions++;
+      else this.invalidations++;
+    }
+  }
+
+  /** Drop everything (the cache is full). */
+  flush(): void {
+    for (const idx of [...this.byPage.keys()]) this.dropPage(idx, true);
+  }
+}
+
+/** Why translation cannot run for this hart, or "". */
+export function unavailableReason(c: HartCore): string {
+  if (wasmApi === undefined) return "this host has no WebAssembly";
+  if (c.stateMemory === undefined) return "no WebAssembly memory for the hart's state";
+  if (c.ram.memory === undefined)
+    return "RAM is not a WebAssembly memory (above 2 GiB, or given as a plain buffer)";
+  if (c.tlbSets.some((t) => t.stOffset < 0)) return "TLB pages are not in the state memory";
+  return "";
+}
+
+/** One hart's side of the translator. */
+export class HartJit {
+  readonly cache: TranslationCache;
+  readonly always: boolean;
+  readonly slot: number;
+  readonly hot = new Int32Array(HOT_SIZE).fill(HOT_THRESHOLD);
+  readonly imports: Record<string, Record<string, unknown>>;
+  /** Guest instructions executed in translated code. */
+  executed = 0;
+
+  constructor(c: HartCore, mode: JitMode) {
+    this.cache = TranslationCache.of(c.code);
+    this.always = mode === "always";
+    this.slot = this.cache.newSlot();
+    this.imports = {
+      m: { ram: c.ram.memory, st: c.stateMemory },
+      h: {
+        general: (w: number, imm: number, pcLo: number, pcHi: number, n: number): number => {
+          if (fpFastPath(c, w, imm)) return 0;
+          c.pcLo = pcLo;
+          c.pcHi = pcHi;
+          c.runN = n;
+          return execOne(c, w, imm, pcLo, pcHi) ? EXIT_TRAP : EXIT_HELPER;
+        },
+      },
+    };
+  }
+
+  /** Translate the region at (pcLo, pcHi) if its page is in the fetch TLB now. */
+  compileHot(c: HartCore, pcLo: number, pcHi: number): void {
+    const h = (pcLo >>> 1) & HOT_MASK;
+    const ti = (pcLo >>> 12) & 1023;
+    if (c.xTagLo[ti] !== (pcLo & ~0xfff) || c.xTagHi[ti] !== pcHi) {
+      this.hot[h] = 0; // not fetched yet: try again at the next jump here
+      return;
+    }
+    this.hot[h] = HOT_THRESHOLD;
+    const pageOff = c.xPage[ti]!;
+    this.cache.compile(c.ram.dv, pageOff, pcLo & 0xffe, c.code.page(pageOff));
+  }
+
+  stats(mode: JitMode): JitStats {
+    const t = this.cache;
+    return {
+      mode,
+      unavailable: t.broken,
+      regions: t.regions,
+      translatedInstructions: t.translatedInstructions,
+      translateMs: t.translateMs,
+      executedTranslated: this.executed,
+      invalidations: t.invalidations,
+      evictions: t.evictions,
+      liveRegions: t.liveRegions,
+      liveBytes: t.liveBytes,
+    };
+  }
+}

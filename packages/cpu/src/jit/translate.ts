@@ -1,0 +1,965 @@
+/**
+ * Region formation and code generation: RISC-V instructions of one 4 KiB physical page
+ * become one WebAssembly function.
+ *
+ * A region is the code reachable from an entry offset without leaving the page: it
+ * follows fall-through, conditional branches and JAL whose targets are in the page, and
+ * stops at anything it does not translate (system instructions, CSRs, AMOs: the
+ * interpreter runs those), at JALR, at the page's end and at MAX_INSNS. It is split into
+ * basic blocks; the function is a dispatch loop over them (`br_table` on the block number),
+ * so loops inside a page run without leaving WebAssembly.
+ *
+ * The generated function's contract (see jit/index.ts for the caller):
+ *   f(n, limit, entry, vpageLo, vpageHi, fpOk) -> n'
+ * - `n` is the run's instruction count so far, `limit` the count at which the run must
+ *   stop and look around (the interpreter's slice limit). A block runs only when all of
+ *   its instructions fit under the limit, so a run stops at exactly the instruction the
+ *   interpreter would have stopped at.
+ * - `entry` is the block to start at; `vpage` the virtual page the code runs at (the code
+ *   is position-independent: the same physical page mapped at two addresses shares it).
+ * - `fpOk` is 1 when FP loads and stores may skip their FS checks (core.ts fpFast).
+ * - It returns the new count, and leaves in the state buffer how it left (ST_EXIT) and,
+ *   for EXIT_PC*, the next pc (ST_PC). Integer registers live in i64 locals inside the
+ *   function and go back to the state buffer on every exit.
+ * Every instruction counts as executed when it starts, as in the interpreter: a load that
+ * faults counts, and the trap leaves the pc where raise() put it (EXIT_TRAP).
+ */
+import {
+  ST_DSET,
+  ST_EXIT,
+  ST_FPR,
+  ST_PC,
+  ST_XHI,
+  ST_XLO,
+  TLB_R_PAGE,
+  TLB_R_TAG_HI,
+  TLB_R_TAG_LO,
+  TLB_SIZE,
+  TLB_W_PAGE,
+  TLB_W_TAG_HI,
+  TLB_W_TAG_LO,
+} from "../core.ts";
+import * as D from "../decode.ts";
+import { type Bytes, Code, encodeModule, I32, I64, Op } from "./wasm.ts";
+
+/** How translated code left (ST_EXIT). */
+export const EXIT_PC = 0; // at ST_PC, nothing to look at
+export const EXIT_PC_SLICE = 1; // at ST_PC, after an MMIO access or a store into code: the run looks around
+export const EXIT_TRAP = 2; // at the hart's pc (a trap was taken), the run looks around
+export const EXIT_HELPER = 3; // at the hart's pc, set by the interpreter's general path (no look-around)
+export const EXIT_BEFORE = 4; // at ST_PC, before an instruction the interpreter must run (a TLB miss, FS not dirty)
+
+/** Instructions per region at most. */
+export const MAX_INSNS = 400;
+
+const TLB_ARRAY = TLB_SIZE * 4;
+
+// helper imports, in function index order
+const H_GENERAL = 0; // (w, imm, pcLo, pcHi, n) -> 0 done, pc advanced | EXIT_TRAP | EXIT_HELPER
+
+// locals
+const P_N = 0;
+const P_LIMIT = 1;
+const P_ENTRY = 2;
+const P_VLO = 3;
+const P_VHI = 4;
+const P_FPOK = 5;
+const L_VBASE = 6; // i64
+const L_BB = 7; // i32
+const L_DSET = 8; // i32
+const L_A = 9; // i64 address
+const L_ALO = 10; // i32
+const L_T = 11; // i32 TLB slot byte offset
+const L_R = 12; // i32 helper status
+const L_V = 13; // i64 scratch
+const L_V2 = 14; // i64 scratch
+const L_V3 = 15; // i64 scratch
+const L_X = 15; // x[i] is local L_X + i (i = 1..32; 32 is the x0 sink)
+const LOCALS: number[] = [I64, I32, I32, I64, I32, I32, I32, I64, I64, I64];
+for (let i = 1; i <= 32; i++) LOCALS.push(I64);
+
+interface Insn {
+  off: number;
+  w: number;
+  imm: number;
+  len: number;
+}
+
+interface Block {
+  start: number;
+  insns: Insn[];
+  /** Where control goes after the last instruction when it is not a jump: an offset, or -1 (exit at `end`). */
+  next: number;
+  end: number;
+}
+
+export interface Region {
+  /** The module's bytes. */
+  bytes: Uint8Array;
+  /** Block start offsets (entries into the function) and their instruction counts. */
+  starts: number[];
+  lengths: number[];
+  /** Instructions translated. */
+  count: number;
+  /** The region has FP loads or stores (callers pass fpOk). */
+  hasFp: boolean;
+}
+
+/** Ops the translator handles inline or through the general helper. */
+function translatable(op: number): boolean {
+  if (op >= D.OP_LUI && op <= D.OP_FENCE_I) return true;
+  if (op >= D.OP_FLW && op <= D.OP_FP) return true;
+  return op === D.OP_LI || op === D.OP_MV || op === D.OP_NOP;
+}
+
+function isBranch(op: number): boolean {
+  return op >= D.OP_BEQ && op <= D.OP_BGEU;
+}
+
+/** Decode the instruction at `off` of the page at RAM offset `pageOff`, or undefined (straddling the page end). */
+function decodeAt(dv: DataView, pageOff: number, off: number): Insn | undefined {
+  const h = dv.getUint16(pageOff + off, true);
+  let w: number;
+  if ((h & 3) !== 3) w = D.decode16(h);
+  else if (off <= 0xffc) w = D.decode32(dv.getInt32(pageOff + off, true));
+  else return undefined;
+  return { off, w, imm: D.decodedImm, len: 4 - ((w >>> 6) & 2) };
+}
+
+/**
+ * Find the region from `entry` in the page at RAM offset `pageOff` and generate its
+ * module; undefined when the first instruction is not translatable.
+ */
+export function translateRegion(dv: DataView, pageOff: number, entry: number): Region | undefined {
+  // 1. reachable instructions
+  const insns = new Map<number, Insn>();
+  const leaders = new Set<number>([entry]);
+  const work = [entry];
+  while (work.length > 0 && insns.size < MAX_INSNS) {
+    let off = work.pop()!;
+    while (off >= 0 && off < 4096 && !insns.has(off) && insns.size < MAX_INSNS) {
+      const ins = decodeAt(dv, pageOff, off);
+      if (ins === undefined || !translatable(ins.w & 0x7f)) break;
+      insns.set(off, ins);
+      const op = ins.w & 0x7f;
+      if (isBranch(op) || op === D.OP_JAL) {
+        const t = off + ins.imm;
+        if (t >= 0 && t < 4096 && (t & 1) === 0) {
+          leaders.add(t);
+          work.push(t);
+        }
+        if (op === D.OP_JAL) break;
+        leaders.add(off + ins.len);
+      }
+      if (op === D.OP_JALR) break;
+      off += ins.len;
+    }
+  }
+  if (!insns.has(entry)) return undefined;
+  // 2. basic blocks from each leader that was translated
+  const blocks: Block[] = [];
+  const index = new Map<number, number>();
+  const starts = [...leaders].filter((l) => insns.has(l)).sort((a, b) => a - b);
+  for (const s of starts) {
+    index.set(s, blocks.length);
+    const b: Block = { start: s, insns: [], next: -1, end: s };
+    let off = s;
+    for (;;) {
+      const ins = insns.get(off);
+      if (ins === undefined) {
+        b.end = off;
+        break;
+      }
+      b.insns.push(ins);
+      off += ins.len;
+      const op = ins.w & 0x7f;
+      if (isBranch(op) || op === D.OP_JAL || op === D.OP_JALR) {
+        b.end = off;
+        break;
+      }
+      if (leaders.has(off) && insns.has(off)) {
+        b.next = off;
+        b.end = off;
+        break;
+      }
+    }
+    blocks.push(b);
+  }
+  let hasFp = false;
+  for (const ins of insns.values()) {
+    const op = ins.w & 0x7f;
+    if (op >= D.OP_FLW && op <= D.OP_FSD) hasFp = true;
+  }
+  const gen = new Gen(blocks, index);
+  const body = gen.emit();
+  const bytes = encodeModule({
+    types: [
+      { params: [I32, I32, I32, I32, I32], results: [I32] }, // general
+      { params: [I32, I32, I32, I32, I32, I32], results: [I32] }, // the region
+    ],
+    imports: [{ name: "general", type: 0 }],
+    memories: [
+      { name: "ram", minPages: 0 },
+      { name: "st", minPages: 0 },
+    ],
+    func: { type: 1, locals: LOCALS, body },
+    exportName: "f",
+  });
+  return {
+    bytes,
+    starts: blocks.map((b) => b.start),
+    lengths: blocks.map((b) => b.insns.length),
+    count: insns.size,
+    hasFp,
+  };
+}
+
+// ---------------------------------------------------------------- code generation
+
+class Gen {
+  private readonly c = new Code();
+  /** Structured-control depth inside the current block's code (ifs/blocks opened). */
+  private depth = 0;
+  /** Index of the block being emitted, its length. */
+  private bi = 0;
+  private len = 0;
+  /** Index of the instruction being emitted within its block. */
+  private ix = 0;
+
+  private readonly blocks: Block[];
+  private readonly index: Map<number, number>;
+
+  constructor(blocks: Block[], index: Map<number, number>) {
+    this.blocks = blocks;
+    this.index = index;
+  }
+
+  private get k(): number {
+    return this.blocks.length;
+  }
+  /** br depth to the dispatch loop from the current position. */
+  private get toDispatch(): number {
+    return this.k - 1 - this.bi + this.depth;
+  }
+  private get toExit(): number {
+    return this.toDispatch + 1;
+  }
+
+  emit(): Bytes {
+    const c = this.c;
+    const used = new Set<number>();
+    const written = new Set<number>();
+    for (const b of this.blocks) {
+      for (const ins of b.insns) regsOf(ins, used, written);
+    }
+    // prologue
+    c.get(P_VLO)
+      .op(Op.i64ExtendI32U)
+      .get(P_VHI)
+      .op(Op.i64ExtendI32U)
+      .i64(32)
+      .op(Op.i64Shl)
+      .op(Op.i64Or)
+      .set(L_VBASE);
+    c.i32(0).mem(Op.i32Load, 1, 2, ST_DSET).set(L_DSET);
+    for (const r of used) {
+      if (r === 0 || r === 32) continue;
+      c.i32(0).mem(Op.i64Load32U, 1, 2, ST_XLO + 4 * r);
+      c.i32(0)
+        .mem(Op.i64Load32S, 1, 2, ST_XHI + 4 * r)
+        .i64(32)
+        .op(Op.i64Shl)
+        .op(Op.i64Or)
+        .set(L_X + r);
+    }
+    c.get(P_ENTRY).set(L_BB);
+    c.block(); // $exit
+    c.loop(); // $dispatch
+    for (let i = 0; i < this.k; i++) c.block();
+    c.get(L_BB).byte(Op.brTable).u32(this.k);
+    for (let i = 0; i < this.k; i++) c.u32(i);
+    c.u32(this.k - 1);
+    c.end();
+    for (let i = 0; i < this.k; i++) {
+      this.bi = i;
+      this.depth = 0;
+      this.block(this.blocks[i]!);
+      if (i < this.k - 1) c.end();
+    }
+    c.end(); // loop
+    c.end(); // $exit block
+    // epilogue: registers back to the state buffer
+    for (const r of written) {
+      if (r === 0 || r === 32) continue;
+      c.i32(0)
+        .get(L_X + r)
+        .mem(Op.i64Store32, 1, 2, ST_XLO + 4 * r);
+      c.i32(0)
+        .get(L_X + r)
+        .i64(32)
+        .op(Op.i64ShrU)
+        .mem(Op.i64Store32, 1, 2, ST_XHI + 4 * r);
+    }
+    c.get(P_N);
+    c.end();
+    return c;
+  }
+
+  private block(b: Block): void {
+    const c = this.c;
+    this.len = b.insns.length;
+    // if (n + len > limit) exit at the block's start
+    c.get(P_N).i32(this.len).op(Op.i32Add).get(P_LIMIT).op(Op.i32GtS).if();
+    this.depth++;
+    this.exitPc(b.start, EXIT_PC);
+    c.end();
+    this.depth--;
+    c.get(P_N).i32(this.len).op(Op.i32Add).set(P_N);
+    for (let i = 0; i < b.insns.length; i++) {
+      this.ix = i;
+      const ins = b.insns[i]!;
+      this.insn(ins);
+    }
+    const lastIns = b.insns[b.insns.length - 1]!;
+    const op = lastIns.w & 0x7f;
+    if (isBranch(op) || op === D.OP_JAL || op === D.OP_JALR) return; // emitted its own control flow
+    if (b.next >= 0) this.goto(b.next);
+    else this.exitPc(b.end, EXIT_PC);
+  }
+
+  // ------------------------------------------------------------ control transfer helpers
+
+  /** Continue at page offset `off`: a block of this region, or leave with the pc. */
+  private goto(off: number): void {
+    const bi = this.index.get(off);
+    if (bi !== undefined) {
+      this.c.i32(bi).set(L_BB).br(this.toDispatch);
+    } else this.exitPc(off, EXIT_PC);
+  }
+
+  /** Leave with pc = vpage + off (off may lie outside the page; 64-bit arithmetic). */
+  private exitPc(off: number, how: number): void {
+    const c = this.c;
+    c.i32(0).get(L_VBASE).i64(off).op(Op.i64Add).mem(Op.i64Store, 1, 3, ST_PC);
+    c.i32(0).i32(how).mem(Op.i32Store, 1, 2, ST_EXIT);
+    c.br(this.toExit);
+  }
+
+  /** n as the interpreter has it after counting the current instruction. */
+  private fixN(): void {
+    const d = this.ix + 1 - this.len;
+    if (d !== 0) this.c.get(P_N).i32(d).op(Op.i32Add).set(P_N);
+  }
+
+  /** Leave after a trap or a general-path exit (the pc is the hart's). */
+  private exitHow(how: number): void {
+    this.fixN();
+    this.c.i32(0).i32(how).mem(Op.i32Store, 1, 2, ST_EXIT);
+    this.c.br(this.toExit);
+  }
+
+  /** Leave after the current instruction completed, at `next`, so the run looks around. */
+  private exitSlice(next: number): void {
+    this.fixN();
+    this.exitPc(next, EXIT_PC_SLICE);
+  }
+
+  private reg(r: number): void {
+    if (r === 0) this.c.i64(0);
+    else this.c.get(L_X + r);
+  }
+
+  private pcLo(off: number): void {
+    this.c.get(P_VLO).i32(off).op(Op.i32Or);
+  }
+
+  // ------------------------------------------------------------ instructions
+
+  private insn(ins: Insn): void {
+    const c = this.c;
+    const w = ins.w;
+    const imm = ins.imm;
+    const op = w & 0x7f;
+    const rd = (w >>> 8) & 0xff;
+    const r1 = (w >>> 16) & 0xff;
+    const r2 = w >>> 24;
+    const X = (r: number): number => L_X + r;
+    const bin = (o: number): void => {
+      this.reg(r1);
+      this.reg(r2);
+      c.op(o).set(X(rd));
+    };
+    const binImm = (o: number): void => {
+      this.reg(r1);
+      c.i64(imm).op(o).set(X(rd));
+    };
+    const w32 = (o: number): void => {
+      // 32-bit op on the low words, result sign-extended
+      this.reg(r1);
+      c.op(Op.i32WrapI64);
+      this.reg(r2);
+      c.op(Op.i32WrapI64).op(o).op(Op.i64ExtendI32S).set(X(rd));
+    };
+    const w32Imm = (o: number): void => {
+      this.reg(r1);
+      c.op(Op.i32WrapI64).i32(imm).op(o).op(Op.i64ExtendI32S).set(X(rd));
+    };
+    switch (op) {
+      case D.OP_LUI:
+      case D.OP_LI:
+        c.i64(imm).set(X(rd));
+        return;
+      case D.OP_MV:
+        this.reg(r2);
+        c.set(X(rd));
+        return;
+      case D.OP_NOP:
+      case D.OP_FENCE:
+      case D.OP_FENCE_I:
+        return;
+      case D.OP_AUIPC:
+        c.get(L_VBASE).i64(ins.off).op(Op.i64Add).i64(imm).op(Op.i64Add).set(X(rd));
+        return;
+      case D.OP_JAL: {
+        c.get(L_VBASE)
+          .i64(ins.off + ins.len)
+          .op(Op.i64Add)
+          .set(X(rd));
+        const t = ins.off + imm;
+        if (t >= 0 && t < 4096) this.goto(t);
+        else {
+          // target outside the page: vpage + off + imm, in 64 bits
+          c.i32(0)
+            .get(L_VBASE)
+            .i64(ins.off)
+            .op(Op.i64Add)
+            .i64(imm)
+            .op(Op.i64Add)
+            .mem(Op.i64Store, 1, 3, ST_PC);
+          c.i32(0).i32(EXIT_PC).mem(Op.i32Store, 1, 2, ST_EXIT);
+          c.br(this.toExit);
+        }
+        return;
+      }
+      case D.OP_JALR:
+        this.reg(r1);
+        c.i64(imm).op(Op.i64Add).i64(-2).op(Op.i64And).set(L_A);
+        c.get(L_VBASE)
+          .i64(ins.off + ins.len)
+          .op(Op.i64Add)
+          .set(X(rd));
+        c.i32(0).get(L_A).mem(Op.i64Store, 1, 3, ST_PC);
+        c.i32(0).i32(EXIT_PC).mem(Op.i32Store, 1, 2, ST_EXIT);
+        c.br(this.toExit);
+        return;
+      case D.OP_BEQ:
+      case D.OP_BNE:
+      case D.OP_BLT:
+      case D.OP_BGE:
+      case D.OP_BLTU:
+      case D.OP_BGEU: {
+        const cmp = [Op.i64Eq, Op.i64Ne, Op.i64LtS, Op.i64GeS, Op.i64LtU, Op.i64GeU][op - D.OP_BEQ]!;
+        this.reg(r1);
+        this.reg(r2);
+        c.op(cmp).if();
+        this.depth++;
+        const t = ins.off + imm;
+        if (t >= 0 && t < 4096) this.goto(t);
+        else {
+          c.i32(0)
+            .get(L_VBASE)
+            .i64(ins.off)
+            .op(Op.i64Add)
+            .i64(imm)
+            .op(Op.i64Add)
+            .mem(Op.i64Store, 1, 3, ST_PC);
+          c.i32(0).i32(EXIT_PC).mem(Op.i32Store, 1, 2, ST_EXIT);
+          c.br(this.toExit);
+        }
+        c.end();
+        this.depth--;
+        this.goto(ins.off + ins.len);
+        return;
+      }
+      case D.OP_LB:
+        this.load(ins, 1, Op.i64Load8S);
+        return;
+      case D.OP_LH:
+        this.load(ins, 2, Op.i64Load16S);
+        return;
+      case D.OP_LW:
+        this.load(ins, 4, Op.i64Load32S);
+        return;
+      case D.OP_LD:
+        this.load(ins, 8, Op.i64Load);
+        return;
+      case D.OP_LBU:
+        this.load(ins, 1, Op.i64Load8U);
+        return;
+      case D.OP_LHU:
+        this.load(ins, 2, Op.i64Load16U);
+        return;
+      case D.OP_LWU:
+        this.load(ins, 4, Op.i64Load32U);
+        return;
+      case D.OP_SB:
+        this.store(ins, 1, Op.i64Store8);
+        return;
+      case D.OP_SH:
+        this.store(ins, 2, Op.i64Store16);
+        return;
+      case D.OP_SW:
+        this.store(ins, 4, Op.i64Store32);
+        return;
+      case D.OP_SD:
+        this.store(ins, 8, Op.i64Store);
+        return;
+      case D.OP_ADDI:
+        binImm(Op.i64Add);
+        return;
+      case D.OP_SLTI:
+        this.reg(r1);
+        c.i64(imm).op(Op.i64LtS).op(Op.i64ExtendI32U).set(X(rd));
+        return;
+      case D.OP_SLTIU:
+        this.reg(r1);
+        c.i64(imm).op(Op.i64LtU).op(Op.i64ExtendI32U).set(X(rd));
+        return;
+      case D.OP_XORI:
+        binImm(Op.i64Xor);
+        return;
+      case D.OP_ORI:
+        binImm(Op.i64Or);
+        return;
+      case D.OP_ANDI:
+        binImm(Op.i64And);
+        return;
+      case D.OP_SLLI:
+        binImm(Op.i64Shl);
+        return;
+      case D.OP_SRLI:
+        binImm(Op.i64ShrU);
+        return;
+      case D.OP_SRAI:
+        binImm(Op.i64ShrS);
+        return;
+      case D.OP_ADD:
+        bin(Op.i64Add);
+        return;
+      case D.OP_SUB:
+        bin(Op.i64Sub);
+        return;
+      case D.OP_SLL:
+        bin(Op.i64Shl);
+        return;
+      case D.OP_SRL:
+        bin(Op.i64ShrU);
+        return;
+      case D.OP_SRA:
+        bin(Op.i64ShrS);
+        return;
+      case D.OP_SLT:
+        this.reg(r1);
+        this.reg(r2);
+        c.op(Op.i64LtS).op(Op.i64ExtendI32U).set(X(rd));
+        return;
+      case D.OP_SLTU:
+        this.reg(r1);
+        this.reg(r2);
+        c.op(Op.i64LtU).op(Op.i64ExtendI32U).set(X(rd));
+        return;
+      case D.OP_XOR:
+        bin(Op.i64Xor);
+        return;
+      case D.OP_OR:
+        bin(Op.i64Or);
+        return;
+      case D.OP_AND:
+        bin(Op.i64And);
+        return;
+      case D.OP_ADDIW:
+        this.reg(r1);
+        c.i64(imm).op(Op.i64Add).op(Op.i64Extend32S).set(X(rd));
+        return;
+      case D.OP_SLLIW:
+        w32Imm(Op.i32Shl);
+        return;
+      case D.OP_SRLIW:
+        w32Imm(Op.i32ShrU);
+        return;
+      case D.OP_SRAIW:
+        w32Imm(Op.i32ShrS);
+        return;
+      case D.OP_ADDW:
+        this.reg(r1);
+        this.reg(r2);
+        c.op(Op.i64Add).op(Op.i64Extend32S).set(X(rd));
+        return;
+      case D.OP_SUBW:
+        this.reg(r1);
+        this.reg(r2);
+        c.op(Op.i64Sub).op(Op.i64Extend32S).set(X(rd));
+        return;
+      case D.OP_SLLW:
+        w32(Op.i32Shl);
+        return;
+      case D.OP_SRLW:
+        w32(Op.i32ShrU);
+        return;
+      case D.OP_SRAW:
+        w32(Op.i32ShrS);
+        return;
+      case D.OP_MUL:
+        bin(Op.i64Mul);
+        return;
+      case D.OP_MULW:
+        this.reg(r1);
+        this.reg(r2);
+        c.op(Op.i64Mul).op(Op.i64Extend32S).set(X(rd));
+        return;
+      case D.OP_MULH:
+      case D.OP_MULHSU:
+      case D.OP_MULHU:
+        this.mulh(op, rd, r1, r2);
+        return;
+      case D.OP_DIV:
+      case D.OP_DIVU:
+      case D.OP_REM:
+      case D.OP_REMU:
+        this.div64(op, rd, r1, r2);
+        return;
+      case D.OP_DIVW:
+      case D.OP_DIVUW:
+      case D.OP_REMW:
+      case D.OP_REMUW:
+        this.div32(op, rd, r1, r2);
+        return;
+      case D.OP_FLW:
+      case D.OP_FLD:
+      case D.OP_FSW:
+      case D.OP_FSD:
+        this.fpMem(ins);
+        return;
+      default:
+        // OP_FP: the general path (the Fpu), which may read and write integer registers
+        this.generalCall(ins);
+        return;
+    }
+  }
+
+  private mulh(op: number, rd: number, r1: number, r2: number): void {
+    const c = this.c;
+    const M = (): void => {
+      c.i64Pair(-1, 0).op(Op.i64And);
+    };
+    this.reg(r1);
+    c.set(L_V);
+    this.reg(r2);
+    c.set(L_V2);
+    // m1 = hi(a) * lo(b) + (lo(a) * lo(b) >>> 32)
+    c.get(L_V).i64(32).op(Op.i64ShrU).get(L_V2);
+    M();
+    c.op(Op.i64Mul);
+    c.get(L_V);
+    M();
+    c.get(L_V2);
+    M();
+    c.op(Op.i64Mul).i64(32).op(Op.i64ShrU).op(Op.i64Add).set(L_V3);
+    // hi = hi(a)*hi(b) + (m1 >>> 32) + ((lo(a)*hi(b) + lo(m1)) >>> 32)
+    c.get(L_V).i64(32).op(Op.i64ShrU).get(L_V2).i64(32).op(Op.i64ShrU).op(Op.i64Mul);
+    c.get(L_V3).i64(32).op(Op.i64ShrU).op(Op.i64Add);
+    c.get(L_V);
+    M();
+    c.get(L_V2).i64(32).op(Op.i64ShrU).op(Op.i64Mul).get(L_V3);
+    M();
+    c.op(Op.i64Add).i64(32).op(Op.i64ShrU).op(Op.i64Add);
+    // signed corrections: mulh subtracts (a<0 ? b : 0) + (b<0 ? a : 0); mulhsu the first
+    if (op === D.OP_MULH || op === D.OP_MULHSU) {
+      c.get(L_V).i64(63).op(Op.i64ShrS).get(L_V2).op(Op.i64And).op(Op.i64Sub);
+    }
+    if (op === D.OP_MULH) {
+      c.get(L_V2).i64(63).op(Op.i64ShrS).get(L_V).op(Op.i64And).op(Op.i64Sub);
+    }
+    c.set(L_X + rd);
+  }
+
+  private div64(op: number, rd: number, r1: number, r2: number): void {
+    const c = this.c;
+    this.reg(r1);
+    c.set(L_V);
+    this.reg(r2);
+    c.set(L_V2);
+    c.get(L_V2).op(Op.i64Eqz).if(I64);
+    // by zero: quotient all ones, remainder the dividend
+    if (op === D.OP_DIV || op === D.OP_DIVU) c.i64(-1);
+    else c.get(L_V);
+    c.else();
+    if (op === D.OP_DIVU) c.get(L_V).get(L_V2).op(Op.i64DivU);
+    else if (op === D.OP_REMU) c.get(L_V).get(L_V2).op(Op.i64RemU);
+    else if (op === D.OP_REM)
+      c.get(L_V).get(L_V2).op(Op.i64RemS); // MIN % -1 is 0 in wasm, as in RISC-V
+    else {
+      // MIN / -1 overflows: RISC-V gives MIN (wasm would trap)
+      c.get(L_V)
+        .i64Pair(0, 0x80000000 | 0)
+        .op(Op.i64Eq)
+        .get(L_V2)
+        .i64(-1)
+        .op(Op.i64Eq)
+        .op(Op.i32And)
+        .if(I64);
+      c.get(L_V).else().get(L_V).get(L_V2).op(Op.i64DivS).end();
+    }
+    c.end().set(L_X + rd);
+  }
+
+  private div32(op: number, rd: number, r1: number, r2: number): void {
+    const c = this.c;
+    this.reg(r1);
+    c.set(L_V);
+    this.reg(r2);
+    c.set(L_V2);
+    c.get(L_V2).op(Op.i32WrapI64).op(Op.i32Eqz).if(I64);
+    if (op === D.OP_DIVW || op === D.OP_DIVUW) c.i64(-1);
+    else c.get(L_V).op(Op.i64Extend32S);
+    c.else();
+    const a = (): void => {
+      c.get(L_V).op(Op.i32WrapI64);
+    };
+    const b = (): void => {
+      c.get(L_V2).op(Op.i32WrapI64);
+    };
+    if (op === D.OP_DIVUW) {
+      a();
+      b();
+      c.op(Op.i32DivU);
+    } else if (op === D.OP_REMUW) {
+      a();
+      b();
+      c.op(Op.i32RemU);
+    } else if (op === D.OP_REMW) {
+      a();
+      b();
+      c.op(Op.i32RemS);
+    } else {
+      a();
+      c.i32(0x80000000 | 0).op(Op.i32Eq);
+      b();
+      c.i32(-1).op(Op.i32Eq).op(Op.i32And).if(I32);
+      a();
+      c.else();
+      a();
+      b();
+      c.op(Op.i32DivS).end();
+    }
+    c.op(Op.i64ExtendI32S)
+      .end()
+      .set(L_X + rd);
+  }
+
+  /**
+   * The TLB lookup of a data access: leaves on the stack an i32 that is 1 on a hit (the
+   * page is cached for this access and [a, a+size) lies inside it). Sets L_A, L_ALO, L_T.
+   */
+  private tlbHit(r1: number, imm: number, size: number, tagLo: number, tagHi: number): void {
+    const c = this.c;
+    this.reg(r1);
+    c.i64(imm).op(Op.i64Add).tee(L_A).op(Op.i32WrapI64).tee(L_ALO);
+    c.i32(10).op(Op.i32ShrU).i32(0xffc).op(Op.i32And).get(L_DSET).op(Op.i32Add).tee(L_T);
+    c.mem(Op.i32Load, 1, 2, tagLo * TLB_ARRAY)
+      .get(L_ALO)
+      .i32(~0xfff)
+      .op(Op.i32And)
+      .op(Op.i32Eq);
+    c.get(L_T)
+      .mem(Op.i32Load, 1, 2, tagHi * TLB_ARRAY)
+      .get(L_A)
+      .i64(32)
+      .op(Op.i64ShrU)
+      .op(Op.i32WrapI64);
+    c.op(Op.i32Eq).op(Op.i32And);
+    if (size > 1) {
+      c.get(L_ALO)
+        .i32(0xfff)
+        .op(Op.i32And)
+        .i32(4096 - size)
+        .op(Op.i32LeU)
+        .op(Op.i32And);
+    }
+  }
+
+  /** RAM address of a hit: the page's RAM offset plus the offset in the page. */
+  private ramAddr(page: number): void {
+    const c = this.c;
+    c.get(L_T)
+      .mem(Op.i32Load, 1, 2, page * TLB_ARRAY)
+      .get(L_ALO)
+      .i32(0xfff)
+      .op(Op.i32And)
+      .op(Op.i32Add);
+  }
+
+  /**
+   * Leave before the current instruction, which has not run: the interpreter runs it
+   * (TLB misses, MMIO, page-crossing accesses, faults, stores into code pages: every slow
+   * case is the interpreter's own, so it behaves exactly as the interpreter does).
+   */
+  private exitBefore(off: number): void {
+    const d = this.ix - this.len;
+    if (d !== 0) this.c.get(P_N).i32(d).op(Op.i32Add).set(P_N);
+    this.exitPc(off, EXIT_BEFORE);
+  }
+
+  private load(ins: Insn, size: number, fast: number): void {
+    const c = this.c;
+    const w = ins.w;
+    const rd = (w >>> 8) & 0xff;
+    const r1 = (w >>> 16) & 0xff;
+    this.tlbHit(r1, ins.imm, size, TLB_R_TAG_LO, TLB_R_TAG_HI);
+    c.op(Op.i32Eqz).if();
+    this.depth++;
+    this.exitBefore(ins.off);
+    c.end();
+    this.depth--;
+    this.ramAddr(TLB_R_PAGE);
+    c.mem(fast, 0, 0);
+    c.set(L_X + rd);
+  }
+
+  private store(ins: Insn, size: number, fast: number): void {
+    const c = this.c;
+    const w = ins.w;
+    const r1 = (w >>> 16) & 0xff;
+    const r2 = w >>> 24;
+    this.tlbHit(r1, ins.imm, size, TLB_W_TAG_LO, TLB_W_TAG_HI);
+    c.op(Op.i32Eqz).if();
+    this.depth++;
+    this.exitBefore(ins.off);
+    c.end();
+    this.depth--;
+    this.ramAddr(TLB_W_PAGE);
+    this.reg(r2);
+    c.mem(fast, 0, 0);
+  }
+
+  /** FP loads and stores: inline on a TLB hit when fpOk, else the general path. */
+  private fpMem(ins: Insn): void {
+    const c = this.c;
+    const w = ins.w;
+    const op = w & 0x7f;
+    const r1 = (w >>> 16) & 0xff;
+    const isLoad = op === D.OP_FLW || op === D.OP_FLD;
+    const size = op === D.OP_FLW || op === D.OP_FSW ? 4 : 8;
+    // fpFastPath tests the whole dword for both widths
+    this.tlbHit(r1, ins.imm, 8, isLoad ? TLB_R_TAG_LO : TLB_W_TAG_LO, isLoad ? TLB_R_TAG_HI : TLB_W_TAG_HI);
+    c.get(P_FPOK).op(Op.i32And).op(Op.i32Eqz).if();
+    this.depth++;
+    this.exitBefore(ins.off);
+    c.end();
+    this.depth--;
+    if (isLoad) {
+      const f = (w >>> 8) & 0x1f;
+      c.i32(0);
+      this.ramAddr(TLB_R_PAGE);
+      if (size === 8) c.mem(Op.i64Load, 0, 0);
+      else c.mem(Op.i64Load32U, 0, 0).i64Pair(0, -1).op(Op.i64Or); // NaN-boxed
+      c.mem(Op.i64Store, 1, 3, ST_FPR + 8 * f);
+    } else {
+      const f = w >>> 24;
+      this.ramAddr(TLB_W_PAGE);
+      c.i32(0).mem(Op.i64Load, 1, 3, ST_FPR + 8 * f);
+      c.mem(size === 8 ? Op.i64Store : Op.i64Store32, 0, 0);
+    }
+  }
+
+  /**
+   * The interpreter's general path for one instruction (FP: the Fpu, FS checks, traps).
+   * The raw instruction's rd and rs1 fields may name integer registers (fmv, fcvt, fcmp,
+   * FP loads' base): they go to the state buffer before and rd comes back after.
+   */
+  private generalCall(ins: Insn): void {
+    const c = this.c;
+    const raw = ins.imm;
+    const op = ins.w & 0x7f;
+    // decoded fields for FP loads/stores (rs1 is the base), raw fields for OP_FP
+    const xr = op === D.OP_FP ? [(raw >>> 7) & 31, (raw >>> 15) & 31] : [(ins.w >>> 16) & 0xff];
+    const xd = op === D.OP_FP ? (raw >>> 7) & 31 : -1;
+    for (const r of xr) this.spill(r);
+    c.i32(ins.w).i32(ins.imm);
+    this.pcLo(ins.off);
+    c.get(P_VHI)
+      .get(P_N)
+      .i32(this.ix + 1 - this.len)
+      .op(Op.i32Add)
+      .call(H_GENERAL)
+      .tee(L_R);
+    c.if();
+    this.depth++;
+    if (xd > 0) this.reload(xd);
+    this.fixN();
+    c.i32(0).get(L_R).mem(Op.i32Store, 1, 2, ST_EXIT);
+    c.br(this.toExit);
+    c.end();
+    this.depth--;
+    if (xd > 0) this.reload(xd);
+  }
+
+  private spill(r: number): void {
+    if (r === 0 || r === 32) return;
+    const c = this.c;
+    c.i32(0)
+      .get(L_X + r)
+      .mem(Op.i64Store32, 1, 2, ST_XLO + 4 * r);
+    c.i32(0)
+      .get(L_X + r)
+      .i64(32)
+      .op(Op.i64ShrU)
+      .mem(Op.i64Store32, 1, 2, ST_XHI + 4 * r);
+  }
+
+  private reload(r: number): void {
+    if (r === 0 || r === 32) return;
+    const c = this.c;
+    c.i32(0).mem(Op.i64Load32U, 1, 2, ST_XLO + 4 * r);
+    c.i32(0)
+      .mem(Op.i64Load32S, 1, 2, ST_XHI + 4 * r)
+      .i64(32)
+      .op(Op.i64Shl)
+      .op(Op.i64Or)
+      .set(L_X + r);
+  }
+}
+
+/** Integer registers an instruction reads and writes (decoded fields; raw fields for OP_FP). */
+function regsOf(ins: Insn, used: Set<number>, written: Set<number>): void {
+  const w = ins.w;
+  const op = w & 0x7f;
+  const rd = (w >>> 8) & 0xff;
+  const r1 = (w >>> 16) & 0xff;
+  const r2 = w >>> 24;
+  if (op === D.OP_FP) {
+    const raw = ins.imm;
+    used.add((raw >>> 7) & 31);
+    used.add((raw >>> 15) & 31);
+    written.add((raw >>> 7) & 31);
+    return;
+  }
+  if (op >= D.OP_FLW && op <= D.OP_FSD) {
+    used.add(r1);
+    return;
+  }
+  used.add(r1);
+  used.add(r2);
+  used.add(rd);
+  if (
+    !(
+      isBranch(op) ||
+      (op >= D.OP_SB && op <= D.OP_SD) ||
+      op === D.OP_NOP ||
+      op === D.OP_FENCE ||
+      op === D.OP_FENCE_I
+    )
+  ) {
+    written.add(rd);
+  }
+}
