@@ -1,3 +1,4 @@
+import { JIT_MODES, type JitMode } from "@visor/cpu";
 import { MIN_GUEST_MEMORY } from "@visor/hypervisor";
 import { MAX_GUEST_MEMORY, PAGE_SIZE } from "@visor/memory";
 import { UserError } from "./errors.ts";
@@ -38,6 +39,15 @@ export function parseMemory(s: string): number {
   }
   if (n % PAGE_SIZE !== 0) throw new UserError(`--memory ${s} is not a whole number of 4 KiB pages`);
   return n;
+}
+
+/** Parse --jit: one of JIT_MODES (off, on, always); anything else is a one-line error naming them. */
+export function parseJit(s: string | undefined): JitMode {
+  if (s === undefined) return "on";
+  if (!JIT_MODES.includes(s as JitMode)) {
+    throw new UserError(`--jit: '${s}' is not one of ${JIT_MODES.join(", ")}`);
+  }
+  return s as JitMode;
 }
 
 export interface OptionSpec {

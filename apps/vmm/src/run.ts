@@ -26,7 +26,7 @@ import {
   type MigrationSecurity,
   readMigrateKey,
 } from "@visor/hypervisor/node";
-import { parseMemory, parseOptions } from "./args.ts";
+import { parseJit, parseMemory, parseOptions } from "./args.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
@@ -54,7 +54,10 @@ export const RUN_HELP = `usage: visor run [options]
   --virt nested|shadow|off how the guest kernel is virtualized (default nested)
   --clock host|deterministic  time source (deterministic: time follows instructions)
   --harts N            number of harts (default 1)
-  --stats              print exit statistics when the VM stops
+  --jit on|off|always  binary translation of guest code to WebAssembly: on (hot code,
+                       the default), off (interpret only), always (translate at first
+                       execution); also with --restore and --incoming (it is not VM state)
+  --stats              print exit and translator statistics when the VM stops
   --snapshot PATH      where Ctrl-A W (or SIGUSR1) saves a snapshot of the running VM
   --restore PATH       continue a VM from a snapshot instead of booting one; give the
                        same --disk and --net devices it had (count, transport, readonly)
@@ -85,6 +88,7 @@ const SPEC = {
   virt: { value: true },
   clock: { value: true },
   harts: { value: true },
+  jit: { value: true },
   stats: {},
   snapshot: { value: true },
   restore: { value: true },
@@ -116,7 +120,8 @@ const PATH_OPTIONS = [
 /**
  * Options that describe a new machine, which --restore and --incoming take from the
  * snapshot or the stream instead. Host resources (--disk, --net) are not among them:
- * those always come from this side's own options.
+ * those always come from this side's own options; nor is --jit, how this host runs the
+ * guest's code.
  */
 const MACHINE_OPTIONS = ["kernel", "initrd", "append", "memory", "bios", "virt", "clock", "harts"];
 
@@ -179,6 +184,7 @@ export async function runMain(argv: string[]): Promise<number> {
     if (clash) throw new UserError(`--${clash} cannot be combined with ${flag} (the VM brings its machine)`);
   }
   const memory = parseMemory(one("memory") ?? "256M");
+  const jit = parseJit(one("jit"));
   const migrateTo = one("migrate-to");
   const migrateAddr = migrateTo !== undefined ? hostPort(migrateTo, "--migrate-to", false) : undefined;
   const incomingAddr = incoming !== undefined ? hostPort(incoming, "--incoming", true) : undefined;
@@ -293,19 +299,20 @@ export async function runMain(argv: string[]): Promise<number> {
       console: out,
       disks,
       nets,
+      jit,
       stats: opts.has("stats"),
       yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
     };
     if (received !== undefined) {
       machine = await received.machine(outside);
-      await warmUp(machine.virtMode);
+      await warmUp(machine.virtMode, jit);
     } else if (snapshotBytes !== undefined) {
       machine = await Machine.restore(snapshotBytes, outside);
-      await warmUp(machine.virtMode);
+      await warmUp(machine.virtMode, jit);
       // The guest prints nothing until it has something to say: say where it comes from.
       process.stderr.write(`visor: continuing the VM saved in ${restorePath}\n`);
     } else {
-      if (kernel !== undefined) await warmUp(virt);
+      if (kernel !== undefined) await warmUp(virt, jit);
       machine = await Machine.create({
         memory,
         harts,
@@ -318,6 +325,7 @@ export async function runMain(argv: string[]): Promise<number> {
         console: out,
         clock,
         virt,
+        jit,
         stats: opts.has("stats"),
         yieldToHost: () => new Promise<void>((r) => setImmediate(r)),
       });

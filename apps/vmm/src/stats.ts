@@ -1,5 +1,32 @@
 import type { Machine } from "@visor/hypervisor";
 
+/**
+ * The binary translator's counters, summed over the harts (Machine.jitStats): the mode
+ * asked for (--jit) and the one in effect, and the share of the instructions this process
+ * executed that ran translated.
+ */
+export function translatorLines(m: Machine): string[] {
+  const j = m.jitStats;
+  let mode = `--jit ${m.jit}`;
+  if (j.mode !== m.jit) mode += `, in effect ${j.mode}`;
+  if (j.unavailable !== "") mode += ` (unavailable: ${j.unavailable})`;
+  const executed = m.instructionsHere;
+  const share = executed > 0 ? `${((100 * j.executedTranslated) / executed).toFixed(1)}%` : "-";
+  const row = (label: string, value: string, note = "") =>
+    `${label.padEnd(44)} ${value.padStart(10)}${note !== "" ? `  ${note}` : ""}`;
+  return [
+    `translator: ${mode}`,
+    row("regions translated", String(j.regions)),
+    row("translated instructions", String(j.translatedInstructions)),
+    row("translation time (ms)", j.translateMs.toFixed(2)),
+    row("executed translated", share, `(${j.executedTranslated} of ${executed} instructions)`),
+    row("invalidations", String(j.invalidations)),
+    row("evictions", String(j.evictions)),
+    row("live regions", String(j.liveRegions)),
+    row("live bytes (wasm)", String(j.liveBytes)),
+  ];
+}
+
 /** Print the exit statistics table (like kvm_stat / perf kvm stat) to `out`. */
 export function printStats(m: Machine, out: NodeJS.WritableStream): void {
   const lines: string[] = [];
@@ -21,6 +48,8 @@ export function printStats(m: Machine, out: NodeJS.WritableStream): void {
   }
   lines.push(`${"idle (all vCPUs waiting)".padEnd(44)} ${String(m.exitStats.idle).padStart(10)}`);
   lines.push(`${"held for console output".padEnd(44)} ${String(m.outputWaits).padStart(10)}`);
+  lines.push("");
+  lines.push(...translatorLines(m));
   const sbi = m.sbiCalls.rows();
   if (sbi.length > 0) {
     lines.push("");

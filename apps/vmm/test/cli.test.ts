@@ -8,7 +8,7 @@ import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:chil
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 
 const MAIN = join(import.meta.dirname, "../src/main.ts");
@@ -78,6 +78,42 @@ function waitFor(
   });
 }
 
+/**
+ * `visor run --stats` output names the --jit mode asked for (and the one in effect with
+ * the reason, when translation is unavailable) and has a line for every counter.
+ */
+function expectTranslator(stderr: string, mode: string): void {
+  const head = /\ntranslator: --jit (\S+)(, in effect (\S+))?( \(unavailable: (.+)\))?\n/.exec(stderr);
+  expect(head, stderr).not.toBeNull();
+  expect(head![1]).toBe(mode);
+  if (head![3] !== undefined) {
+    expect(head![3]).toBe("off");
+    expect(head![5]).toBeTruthy();
+  }
+  for (const label of [
+    "regions translated",
+    "translated instructions",
+    "translation time \\(ms\\)",
+    "invalidations",
+    "evictions",
+    "live regions",
+    "live bytes \\(wasm\\)",
+  ]) {
+    expect(stderr).toMatch(new RegExp(`\\n${label} +\\d+(\\.\\d+)?\\n`));
+  }
+  expect(stderr).toMatch(/\nexecuted translated +(\d+\.\d%|-) {2}\(\d+ of \d+ instructions\)\n/);
+  if (mode === "off") expect(stderr).toMatch(/\nexecuted translated +0\.0% {2}\(0 of \d+ instructions\)\n/);
+}
+
+/** Everything the child writes to `stream` from now on, in `.text`. */
+function collect(child: ChildProcessWithoutNullStreams, stream: "stdout" | "stderr"): { text: string } {
+  const out = { text: "" };
+  child[stream].on("data", (d: Buffer) => {
+    out.text += d.toString();
+  });
+  return out;
+}
+
 /** The child's exit status; take it right after spawning so the event cannot be missed. */
 function exited(child: ChildProcessWithoutNullStreams): Promise<number | null> {
   return new Promise((resolve) => child.on("exit", (code) => resolve(code)));
@@ -89,6 +125,9 @@ describe("visor", () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("usage: visor [command]");
     expect(r.stdout).toContain("--restore PATH");
+    expect(r.stdout).toMatch(/\n {2}--jit on\|off\|always {2}binary translation/);
+    expect(visor(["run", "--help"]).stdout).toContain("also with --restore and --incoming");
+    expect(visor(["exec", "--help"]).stdout).toMatch(/\n {2}--jit MODE {6}binary translation/);
   });
 
   it("prints its version with --version, for every command", () => {
@@ -169,6 +208,14 @@ describe("visor", () => {
       [["frobnicate"], /^visor: unknown command 'frobnicate'/],
       [["run", "--kernel", join(dir, "missing")], /^visor: cannot read kernel '.*missing': no such file$/],
       [["run", "--virt", "sideways"], /^visor: --virt: 'sideways' is not one of nested, shadow, off$/],
+      [["run", "--jit", "fast"], /^visor: --jit: 'fast' is not one of off, on, always$/],
+      [["run", "--jit=sometimes"], /^visor: --jit: 'sometimes' is not one of off, on, always$/],
+      [["run", "--jit=ON"], /^visor: --jit: 'ON' is not one of off, on, always$/],
+      [["run", "--jit"], /^visor: option --jit needs a value$/],
+      // --jit is how this host runs the guest, not machine state: it goes with --restore
+      // and --incoming (these fail later, for the reasons given).
+      [["run", "--restore", MAIN, "--jit", "off"], /^visor: --restore .*: snapshot: not a visor snapshot/],
+      [["run", "--incoming", "1234", "--jit=always"], /^visor: migration needs --migrate-key FILE/],
       [["run", "--kernel", MAIN], /^visor: kernel: not a RISC-V Linux Image \(bad magic\)$/],
       [["run", "--kernel", BAD_GZIP], /^visor: kernel: corrupt gzip data$/],
       [["run", "--memory", "lots"], /^visor: --memory: 'lots' is not a size/],
@@ -198,6 +245,28 @@ describe("visor", () => {
     }
   });
 
+  it("refuses a bad exec --jit with its usage error status", () => {
+    const r = visor(["exec", "--jit", "fast", "/bin/true"]);
+    expect(r.stderr.split("\n")[0]).toBe("visor exec: --jit: 'fast' is not one of off, on, always");
+    expect(r.status).toBe(2);
+  });
+
+  for (const mode of ["off", "on", "always"]) {
+    it(`run --jit ${mode} --stats prints the translator's mode and counters`, () => {
+      const r = visor(["run", "--bios", join(ISA, "rv64m.elf"), `--jit=${mode}`, "--stats"]);
+      expect(r.status).toBe(0);
+      expectTranslator(r.stderr, mode);
+    });
+  }
+
+  it("exec --jit MODE --stats prints the translator's mode and counters", () => {
+    const r = visor(["exec", "--root", dirname(BUSYBOX), "--jit", "always", "--stats", "/busybox", "true"]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/\n {2}translator {11}(always|off \(asked for always\); unavailable: .+)\n/);
+    expect(r.stderr).toMatch(/\n {2}translated {11}\d+ regions, \d+ instructions, in \d+\.\d ms\n/);
+    expect(r.stderr).toMatch(/\n {2}ran translated {7}\d+\.\d% of instructions \(\d+\)\n/);
+  });
+
   it("runs a bare-metal program and exits with its HTIF result", () => {
     expect(visor(["run", "--bios", join(ISA, "rv64m.elf")]).status).toBe(0);
     const fail = visor(["run", "--bios", join(ISA, "harness-fail.elf")]);
@@ -208,7 +277,7 @@ describe("visor", () => {
   it("saves a running VM with --snapshot and continues it with --restore", async () => {
     const snap = join(dir, "vm.snap");
     writeFileSync(snap, "an older file, replaced only by a complete snapshot");
-    const a = vm(["--snapshot", snap]);
+    const a = vm(["--snapshot", snap, "--jit", "always"]);
     const aDone = exited(a);
     await waitFor(a, "stdout", "/ # ");
     a.stdin.write("echo one > /tmp/mark\n");
@@ -219,13 +288,16 @@ describe("visor", () => {
     a.stdin.write("poweroff -f\n");
     expect(await aDone).toBe(0);
 
-    const b = vm(["--restore", snap]);
+    // The mode is the restoring side's own (it is not in the snapshot).
+    const b = vm(["--restore", snap, "--jit", "off", "--stats"]);
     const done = exited(b);
+    const bErr = collect(b, "stderr");
     // The shell and its files are as they were: /tmp/mark came before the snapshot.
     b.stdin.write("echo restored $(cat /tmp/mark) $((6*7))\n");
     await waitFor(b, "stdout", "restored one 42");
     b.stdin.write("poweroff -f\n");
     expect(await done).toBe(0);
+    expectTranslator(bErr.text, "off");
   }, 120_000);
 
   it("live-migrates a running VM from one visor to another with --migrate-to and --incoming", async () => {
@@ -238,11 +310,12 @@ describe("visor", () => {
     // Both sides hold the same pre-shared key: the stream goes over TLS 1.3.
     const key = join(dir, "migrate.key");
     writeFileSync(key, `${"5a".repeat(32)}\n`);
-    const dst = vm(["--incoming", String(port), "--migrate-key", key]);
+    const dst = vm(["--incoming", String(port), "--migrate-key", key, "--jit=off", "--stats"]);
     const dstDone = exited(dst);
+    const dstErr = collect(dst, "stderr");
     await waitFor(dst, "stderr", "waiting for a migration");
     const received = waitFor(dst, "stderr", "migration received");
-    const src = vm(["--migrate-to", `127.0.0.1:${port}`, "--migrate-key", key]);
+    const src = vm(["--migrate-to", `127.0.0.1:${port}`, "--migrate-key", key, "--jit=always"]);
     const srcDone = exited(src);
     await waitFor(src, "stdout", "/ # ");
     src.stdin.write("echo two > /tmp/mark\n");
@@ -256,5 +329,6 @@ describe("visor", () => {
     await waitFor(dst, "stdout", "moved two 42");
     dst.stdin.write("poweroff -f\n");
     expect(await dstDone).toBe(0);
+    expectTranslator(dstErr.text, "off");
   }, 120_000);
 });

@@ -19,7 +19,7 @@
  * HTIF and the loaders get; the pool's HvRegion only the G-stage and shadow MMU. No
  * guest-supplied address can reach the pool.
  */
-import { csr as C, type Hart } from "@visor/cpu";
+import { csr as C, type Hart, JIT_MODES, type JitMode, type JitStats } from "@visor/cpu";
 import {
   type BlockBackend,
   ByteQueue,
@@ -124,6 +124,12 @@ export interface MachineOptions {
   /** "host": time follows the host clock; "deterministic": time = instructions retired / 10. */
   clock?: "host" | "deterministic";
   virt?: VirtMode;
+  /**
+   * Binary translation on every hart (HartOptions.jit): "off", "on" (default) or "always".
+   * How the host runs guest code, not guest state: snapshots and migration streams do not
+   * carry it (a restored or migrated machine takes RestoreOptions.jit).
+   */
+  jit?: JitMode;
   /** Collect exit statistics (--stats). */
   stats?: boolean;
   /**
@@ -143,6 +149,8 @@ export interface RestoreOptions {
    */
   disks?: DiskConfig[];
   nets?: NetBackend[];
+  /** Binary translation on the restored machine's harts (see MachineOptions.jit); default "on". */
+  jit?: JitMode;
   stats?: boolean;
   yieldToHost?: () => Promise<void>;
 }
@@ -181,6 +189,49 @@ export function checkGuestMemory(bytes: number): void {
   if (bytes % PAGE_SIZE !== 0) throw new Error(`memory ${bytes} bytes is not a whole number of 4 KiB pages`);
 }
 
+/** Throws a one-line Error unless `mode` is a JitMode (a JavaScript caller may pass anything). */
+function checkJitMode(mode: unknown): JitMode {
+  if (!JIT_MODES.includes(mode as JitMode)) {
+    throw new Error(`jit: '${String(mode)}' is not one of ${JIT_MODES.join(", ")}`);
+  }
+  return mode as JitMode;
+}
+
+/**
+ * The translator counters of `harts` added up; the mode and the reason translation is
+ * unavailable are the first hart's (every hart of a machine is built with the same mode).
+ */
+function sumJitStats(harts: readonly Hart[], requested: JitMode): JitStats {
+  const sum: JitStats = {
+    mode: requested,
+    unavailable: "",
+    regions: 0,
+    translatedInstructions: 0,
+    translateMs: 0,
+    executedTranslated: 0,
+    invalidations: 0,
+    evictions: 0,
+    liveRegions: 0,
+    liveBytes: 0,
+  };
+  harts.forEach((h, i) => {
+    const s = h.jitStats;
+    if (i === 0) {
+      sum.mode = s.mode;
+      sum.unavailable = s.unavailable;
+    }
+    sum.regions += s.regions;
+    sum.translatedInstructions += s.translatedInstructions;
+    sum.translateMs += s.translateMs;
+    sum.executedTranslated += s.executedTranslated;
+    sum.invalidations += s.invalidations;
+    sum.evictions += s.evictions;
+    sum.liveRegions += s.liveRegions;
+    sum.liveBytes += s.liveBytes;
+  });
+  return sum;
+}
+
 /** The machine is its vCPUs' host: they exit to it through VcpuHost (vcpu-host.ts). */
 export class Machine implements VcpuHost {
   /** The host buffer: guest RAM and the hypervisor's pool after it (the harts' memory). */
@@ -200,6 +251,8 @@ export class Machine implements VcpuHost {
   readonly sbiCalls = new SbiCallCounter();
   readonly exitStats: ExitStats;
   readonly virtMode: VirtMode;
+  /** The binary translation mode every hart was built with (MachineOptions.jit). */
+  readonly jit: JitMode;
   readonly deterministic: boolean;
   htif: Htif | undefined;
   /** End of guest RAM; the hypervisor's own memory (page tables) follows it. */
@@ -225,6 +278,8 @@ export class Machine implements VcpuHost {
   /** How many times the guest was held because the console was backed up. */
   outputWaits = 0;
   bootTimeMs = 0;
+  /** Instructions the harts had executed when this machine was built (a restored VM's count). */
+  private instructionsAtStart = 0;
 
   private constructor(opts: MachineOptions, ram: GuestRam) {
     const harts = opts.harts ?? 1;
@@ -237,6 +292,7 @@ export class Machine implements VcpuHost {
     this.console.onDrain?.(() => this.outputDrained());
     this.yieldToHost = opts.yieldToHost ?? (() => new Promise<void>((r) => setTimeout(r, 0)));
     this.virtMode = opts.virt ?? "off";
+    this.jit = checkJitMode(opts.jit ?? "on");
     this.deterministic = opts.clock === "deterministic";
     this.config = {
       memory: opts.memory,
@@ -259,7 +315,7 @@ export class Machine implements VcpuHost {
     for (let i = 0; i < harts; i++) {
       // The harts share one RAM, so they share its decoded code too.
       const codeCache = i > 0 ? this.vcpus[0]!.hart.codeCache : undefined;
-      this.vcpus.push(new Vcpu(this, i, this.virtMode, firmware, codeCache));
+      this.vcpus.push(new Vcpu(this, i, this.virtMode, firmware, codeCache, this.jit));
     }
     const hartOf = (i: number): Hart => this.vcpus[i]!.hart;
     const line = (hart: number, bit: number): IrqLine => ({
@@ -451,6 +507,7 @@ export class Machine implements VcpuHost {
       disks: disks.map((d, i) => ({ ...d, ...(c.disks[i]!.id !== undefined ? { id: c.disks[i]!.id } : {}) })),
       nets,
       console: opts.console,
+      ...(opts.jit !== undefined ? { jit: opts.jit } : {}),
       ...(opts.stats !== undefined ? { stats: opts.stats } : {}),
       ...(opts.yieldToHost !== undefined ? { yieldToHost: opts.yieldToHost } : {}),
       // Firmware harts are built differently; the firmware itself is in the saved RAM.
@@ -461,6 +518,7 @@ export class Machine implements VcpuHost {
       // The pool came with the RAM image: the G-stage table is the hypervisor's, rebuilt.
       m.gstage?.write();
       m.applyState(state);
+      m.instructionsAtStart = m.instructionsNow();
     } catch (e) {
       const msg = (e as Error).message;
       throw new Error(msg.startsWith("snapshot: ") ? msg : `snapshot: ${msg}`);
@@ -574,6 +632,25 @@ export class Machine implements VcpuHost {
   /** Total guest instructions executed so far, all harts. */
   get instructions(): number {
     return this.instructionsNow();
+  }
+
+  /**
+   * Guest instructions executed by this machine object, all harts: `instructions` less
+   * what a restored or migrated VM had executed before it came here.
+   */
+  get instructionsHere(): number {
+    return this.instructionsNow() - this.instructionsAtStart;
+  }
+
+  /**
+   * The binary translator's counters (Hart.jitStats) summed over the harts, with the mode
+   * in effect and why translation is unavailable, if it is.
+   */
+  get jitStats(): JitStats {
+    return sumJitStats(
+      this.vcpus.map((v) => v.hart),
+      this.jit,
+    );
   }
 
   private instructionsNow(): number {

@@ -23,6 +23,7 @@ import {
   type FaultAccess,
   Hart,
   type HartExit,
+  type JitMode,
   type TrapExit,
 } from "@visor/cpu";
 import { gpa as asGpa } from "@visor/memory";
@@ -78,6 +79,8 @@ const INSN_WFI = 0x10500073;
 export class Vcpu {
   readonly hart: Hart;
   readonly mode: VirtMode;
+  /** The binary translation mode its hart was built with (HartOptions.jit). */
+  readonly jit: JitMode;
   readonly exposesH: boolean;
   private readonly machine: VcpuHost;
   private readonly firmware: boolean;
@@ -94,12 +97,21 @@ export class Vcpu {
 
   /**
    * `machine` is the host the vCPU exits to (see VcpuHost); `codeCache` a decoded-code
-   * cache shared with the machine's other harts (they share one RAM), if any.
+   * cache shared with the machine's other harts (they share one RAM), if any; `jit` the
+   * hart's binary translation mode (HartOptions.jit, default "on").
    */
-  constructor(machine: VcpuHost, id: number, mode: VirtMode, firmware: boolean, codeCache?: CodeCache) {
+  constructor(
+    machine: VcpuHost,
+    id: number,
+    mode: VirtMode,
+    firmware: boolean,
+    codeCache?: CodeCache,
+    jit: JitMode = "on",
+  ) {
     this.machine = machine;
     this.mode = firmware ? "off" : mode;
     this.firmware = firmware;
+    this.jit = jit;
     const virt = this.mode !== "off";
     this.hart = new Hart({
       ram: machine.ram,
@@ -107,6 +119,7 @@ export class Vcpu {
       hartId: id,
       time: () => machine.now(),
       hypervisor: virt || firmware,
+      jit,
       ...(codeCache !== undefined ? { codeCache } : {}),
     });
     this.exposesH = firmware; // a guest under our hypervisor sees no H extension (no nesting)

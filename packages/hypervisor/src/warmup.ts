@@ -8,13 +8,16 @@
  * warmUp() runs a small guest (packages/hypervisor/warmup: a few thousand bytes of S-mode
  * code, about 0.2 M instructions) that touches those paths in a few tens of milliseconds,
  * so the real guest starts with complete feedback. Type feedback is shared by every Hart
- * and Machine in the process, so one run per virtualization mode is enough.
+ * and Machine in the process, so one run per virtualization mode is enough (per binary
+ * translation mode too: a host that asked for `jit: "off"` runs no translated code at all,
+ * not even here).
  */
+import type { JitMode } from "@visor/cpu";
 import { Machine, type MachineOptions } from "./machine.ts";
 import type { VirtMode } from "./vcpu-host.ts";
 import { WARMUP_IMAGE_BASE64 } from "./warmup-image.ts";
 
-const warmed = new Set<VirtMode>();
+const warmed = new Set<string>();
 
 /** The warm-up guest: a RISC-V Linux Image that ends with an SBI shutdown. */
 export function warmupImage(): Uint8Array {
@@ -37,15 +40,16 @@ export function warmupMachine(virt: VirtMode, options: Partial<MachineOptions> =
 }
 
 /**
- * Run the warm-up guest in `virt` mode, once per mode per process. Resolves to the
- * milliseconds it took (0 when the mode was already warm). Throws if the guest does not
- * power off cleanly, which is a bug in Visor.
+ * Run the warm-up guest in `virt` mode with binary translation `jit` (default "on"), once
+ * per pair of modes per process. Resolves to the milliseconds it took (0 when the modes
+ * were already warm). Throws if the guest does not power off cleanly, which is a bug in Visor.
  */
-export async function warmUp(virt: VirtMode = "nested"): Promise<number> {
-  if (warmed.has(virt)) return 0;
-  warmed.add(virt);
+export async function warmUp(virt: VirtMode = "nested", jit: JitMode = "on"): Promise<number> {
+  const key = `${virt}/${jit}`;
+  if (warmed.has(key)) return 0;
+  warmed.add(key);
   const t0 = performance.now();
-  const exit = await (await warmupMachine(virt)).run();
+  const exit = await (await warmupMachine(virt, { jit })).run();
   if (exit.kind !== "poweroff") throw new Error(`warm-up guest ended with ${exit.kind}, not a power-off`);
   return performance.now() - t0;
 }

@@ -8,6 +8,7 @@
  * through the interfaces of host.ts; `@visor/syscall/node` provides a Node one.
  */
 
+import type { JitMode } from "@visor/cpu";
 import { ExecFormatError } from "./elf.ts";
 import * as E from "./errno.ts";
 import { buildImage } from "./exec.ts";
@@ -61,6 +62,8 @@ export interface RunProgramOptions {
   onStats?: (stats: KernelStats) => void;
   /** Where "unsupported syscall" lines go (default: the host console's stderr). */
   warn?: (line: string) => void;
+  /** Binary translation on every hart, processes and threads alike: "off", "on" (default), "always". */
+  jit?: JitMode;
 }
 
 /** The program could not be started (missing, not executable, not a riscv64 ELF). */
@@ -94,6 +97,7 @@ export function createKernel(opts: Omit<RunProgramOptions, "program">): Kernel {
     sliceInstructions: opts.sliceInstructions,
     timeSyscalls: opts.timeSyscalls,
     warn: opts.warn,
+    jit: opts.jit,
   });
   registerFs(k.table);
   registerProc(k.table);

@@ -13,7 +13,17 @@
  * A signal arriving meanwhile either restarts it after the handler (SA_RESTART) or makes
  * it return EINTR, as on Linux.
  */
-import { csr as C, CodeCache, EXIT_M, Hart, isTrapExit, type TrapExit } from "@visor/cpu";
+import {
+  csr as C,
+  CodeCache,
+  EXIT_M,
+  Hart,
+  isTrapExit,
+  JIT_MODES,
+  type JitMode,
+  type JitStats,
+  type TrapExit,
+} from "@visor/cpu";
 import { GuestRam } from "@visor/memory";
 import {
   BUS_ADRALN,
@@ -174,6 +184,8 @@ export interface KernelStats {
   peakMemoryBytes: number;
   pageCacheHits: number;
   pageCacheMisses: number;
+  /** The binary translator's counters summed over every hart the kernel created (Kernel.jitStats). */
+  jit: JitStats;
 }
 
 export interface KernelOptions {
@@ -186,6 +198,11 @@ export interface KernelOptions {
   timeSyscalls?: boolean;
   /** Where "unsupported syscall" lines go (default: host stderr). */
   warn?: (line: string) => void;
+  /**
+   * Binary translation on every hart the kernel creates, for processes and threads alike
+   * (HartOptions.jit): "off", "on" (default) or "always".
+   */
+  jit?: JitMode;
 }
 
 /** A hart reused across processes (constructing harts registers listeners on the shared caches). */
@@ -211,6 +228,10 @@ export class Kernel implements FileCtx {
   /** Live tasks in scheduling order. */
   private order: Task[] = [];
   private readonly hartPool: Hart[] = [];
+  /** Every hart created (live and pooled), for the translator's statistics. */
+  private readonly allHarts: Hart[] = [];
+  /** The binary translation mode every hart is created with (KernelOptions.jit). */
+  readonly jit: JitMode;
   private nextPidValue = 100;
   private inoCounter = 1;
   eventSeq = 0;
@@ -253,6 +274,10 @@ export class Kernel implements FileCtx {
     this.frames.reclaim = () => this.pageCache.trim(0);
     this.slice = opts.sliceInstructions ?? 200_000;
     this.timeSyscalls = opts.timeSyscalls ?? false;
+    const jit = opts.jit ?? "on";
+    if (!JIT_MODES.includes(jit))
+      throw new Error(`jit: '${String(jit)}' is not one of ${JIT_MODES.join(", ")}`);
+    this.jit = jit;
     this.warn = opts.warn ?? ((line) => this.host.console.write(2, utf8Encode(`${line}\n`)));
     this.bootNs = this.host.clock.monotonicNs();
     // The signal trampoline: li a7, 139 (rt_sigreturn); ecall.
@@ -333,7 +358,9 @@ export class Kernel implements FileCtx {
         bus: noBus,
         codeCache: this.code,
         time: () => Number((clock.monotonicNs() - boot) / 100n),
+        jit: this.jit,
       });
+      this.allHarts.push(h);
     }
     // U-mode at 0 with nothing delegated: every trap is an exit to this kernel (the
     // host plays M-mode); counters readable from U; FS = Initial: the FPU is on.
@@ -1022,6 +1049,47 @@ export class Kernel implements FileCtx {
 
   // ------------------------------------------------------------------ statistics
 
+  /** Every hart created so far, live or pooled (a hart is reused after its task exits). */
+  get harts(): readonly Hart[] {
+    return this.allHarts;
+  }
+
+  /**
+   * The binary translator's counters (Hart.jitStats) summed over every hart created; the
+   * mode and the reason translation is unavailable are the first hart's (all are created
+   * with the same mode), or the requested mode before any hart exists.
+   */
+  jitStats(): JitStats {
+    const sum: JitStats = {
+      mode: this.jit,
+      unavailable: "",
+      regions: 0,
+      translatedInstructions: 0,
+      translateMs: 0,
+      executedTranslated: 0,
+      invalidations: 0,
+      evictions: 0,
+      liveRegions: 0,
+      liveBytes: 0,
+    };
+    this.allHarts.forEach((h, i) => {
+      const s = h.jitStats;
+      if (i === 0) {
+        sum.mode = s.mode;
+        sum.unavailable = s.unavailable;
+      }
+      sum.regions += s.regions;
+      sum.translatedInstructions += s.translatedInstructions;
+      sum.translateMs += s.translateMs;
+      sum.executedTranslated += s.executedTranslated;
+      sum.invalidations += s.invalidations;
+      sum.evictions += s.evictions;
+      sum.liveRegions += s.liveRegions;
+      sum.liveBytes += s.liveBytes;
+    });
+    return sum;
+  }
+
   stats(): KernelStats {
     const per: SyscallStat[] = [];
     for (let i = 0; i < 512; i++) {
@@ -1052,6 +1120,7 @@ export class Kernel implements FileCtx {
       peakMemoryBytes: this.frames.peak * PAGE,
       pageCacheHits: this.pageCache.hits,
       pageCacheMisses: this.pageCache.misses,
+      jit: this.jitStats(),
     };
   }
 

@@ -183,6 +183,7 @@ describe("visor exec", () => {
       env: ["A=1", "B=2"],
       stats: true,
       memoryMiB: 1024,
+      jit: "on",
       program: "prog",
       args: ["--not-an-option"],
     });
@@ -193,11 +194,50 @@ describe("visor exec", () => {
     expect(() => parseExecArgs(["--help=yes"])).toThrow("--help takes no value");
   });
 
+  it("parses --jit MODE and --jit=MODE, and refuses other modes naming the valid ones", () => {
+    expect(parseExecArgs(["p"]).jit).toBe("on");
+    expect(parseExecArgs(["--jit", "off", "p"]).jit).toBe("off");
+    expect(parseExecArgs(["--jit=always", "p"]).jit).toBe("always");
+    expect(parseExecArgs(["--jit", "on", "p", "--jit", "off"]).args).toEqual(["--jit", "off"]);
+    expect(() => parseExecArgs(["--jit", "fast", "p"])).toThrow(
+      "--jit: 'fast' is not one of off, on, always",
+    );
+    expect(() => parseExecArgs(["--jit=", "p"])).toThrow("--jit: '' is not one of off, on, always");
+    expect(() => parseExecArgs(["--jit"])).toThrow("--jit needs a value");
+    const r = visor(["--jit", "sometimes", "--root", root, "/bin/sh", "-c", "exit 0"]);
+    expect(r.stderr.split("\n")[0]).toBe("visor exec: --jit: 'sometimes' is not one of off, on, always");
+    expect(r.stdout).toBe("");
+    expect(r.status).toBe(2);
+  });
+
+  for (const mode of ["off", "on", "always"]) {
+    it(`--jit ${mode} --stats reports the translator's mode and counters`, () => {
+      const r = visor([`--jit=${mode}`, "--stats", "--root", root, "/bin/sh", "-c", "echo a | cat"]);
+      expect(r.stdout).toBe("a\n");
+      expect(r.status).toBe(0);
+      // The mode in effect is the one asked for, or "off (asked for MODE); unavailable: why".
+      const line = /\n {2}translator {11}(\S+)( \(asked for (\S+)\))?(; unavailable: (.+))?\n/.exec(r.stderr);
+      expect(line, r.stderr).not.toBeNull();
+      if (line![1] !== mode) {
+        expect(line![1]).toBe("off");
+        expect(line![3]).toBe(mode);
+        expect(line![5]).toBeTruthy();
+      }
+      expect(r.stderr).toMatch(/\n {2}translated {11}\d+ regions, \d+ instructions, in \d+\.\d ms\n/);
+      expect(r.stderr).toMatch(/\n {2}ran translated {7}\d+\.\d% of instructions \(\d+\)\n/);
+      expect(r.stderr).toMatch(/\n {2}translations dropped \d+ invalidated, \d+ evicted\n/);
+      expect(r.stderr).toMatch(/\n {2}translations live {4}\d+ regions, \d+ bytes of wasm\n/);
+      if (mode === "off") expect(r.stderr).toContain("  ran translated       0.0% of instructions (0)\n");
+    });
+  }
+
   it("prints its usage with --help; --version needs a version from the caller", () => {
     const help = visor(["--help"]);
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^usage: visor exec /);
     expect(help.stdout).toContain("--memory MIB");
+    expect(help.stdout).toMatch(/\n {2}--jit MODE {6}binary translation/);
+    expect(help.stdout).toContain("on (hot code, the default), off (interpret only), always");
     const version = visor(["--version"]);
     expect(version.stderr).toMatch(/^visor exec: unknown option --version\n/);
     expect(version.status).toBe(2);

@@ -1,6 +1,6 @@
 /// <reference types="node" />
 /**
- * `visor exec [--root DIR] [--env K=V]... [--stats] PROGRAM [ARGS...]`
+ * `visor exec [--root DIR] [--env K=V]... [--stats] [--memory MIB] [--jit MODE] PROGRAM [ARGS...]`
  *
  * Runs PROGRAM (a path inside the root) with the standard streams passed through and
  * returns its exit status (128 + signal when a signal killed it). The environment is
@@ -8,11 +8,12 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import { JIT_MODES, type JitMode } from "@visor/cpu";
 import { type KernelStats, ProgramError, runProgram } from "../index.ts";
 import { createNodeHost } from "./index.ts";
 
 export const EXEC_USAGE =
-  "usage: visor exec [--root DIR] [--env K=V]... [--stats] [--memory MIB] PROGRAM [ARGS...]";
+  "usage: visor exec [--root DIR] [--env K=V]... [--stats] [--memory MIB] [--jit on|off|always] PROGRAM [ARGS...]";
 
 /** `visor exec --help`. */
 export const EXEC_HELP = `${EXEC_USAGE}
@@ -23,8 +24,12 @@ on the hart in user mode, the Linux system calls served by visor.
   --root DIR      the guest's / (default: the current directory); PROGRAM and every
                   path the program opens are looked up inside it
   --env K=V       an environment variable for the program (repeatable; nothing else is passed)
-  --stats         print instruction, trap and per-system-call statistics at the end
+  --stats         print instruction, trap, per-system-call and translator statistics
+                  at the end
   --memory MIB    guest memory in MiB, 16 to 4096 (default 1024)
+  --jit MODE      binary translation of guest code to WebAssembly, for every process
+                  and thread: on (hot code, the default), off (interpret only), always
+                  (translate at first execution)
   --help          this text
   --version       print the version`;
 
@@ -40,6 +45,8 @@ export interface ExecArgs {
   env: string[];
   stats: boolean;
   memoryMiB: number;
+  /** --jit: binary translation mode (default "on"). */
+  jit: JitMode;
   program: string;
   args: string[];
   /** --help was given (PROGRAM is then not needed). */
@@ -54,6 +61,7 @@ export function parseExecArgs(argv: string[]): ExecArgs {
   const env: string[] = [];
   let stats = false;
   let memoryMiB = 1024;
+  let jit: JitMode = "on";
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i]!;
@@ -84,7 +92,7 @@ export function parseExecArgs(argv: string[]): ExecArgs {
       case "--help":
       case "--version":
         if (inline !== undefined) throw new Error(`${name} takes no value`);
-        return { root, env, stats, memoryMiB, program: "", args: [], [name.slice(2)]: true };
+        return { root, env, stats, memoryMiB, jit, program: "", args: [], [name.slice(2)]: true };
       case "--stats":
         if (inline !== undefined) throw new Error("--stats takes no value");
         stats = true;
@@ -96,13 +104,20 @@ export function parseExecArgs(argv: string[]): ExecArgs {
         memoryMiB = v;
         break;
       }
+      case "--jit": {
+        const v = value();
+        if (!JIT_MODES.includes(v as JitMode))
+          throw new Error(`--jit: '${v}' is not one of ${JIT_MODES.join(", ")}`);
+        jit = v as JitMode;
+        break;
+      }
       default:
         throw new Error(`unknown option ${name}`);
     }
   }
   const program = argv[i];
   if (program === undefined) throw new Error("missing PROGRAM");
-  return { root, env, stats, memoryMiB, program, args: argv.slice(i + 1) };
+  return { root, env, stats, memoryMiB, jit, program, args: argv.slice(i + 1) };
 }
 
 function pad(s: string, n: number): string {
@@ -112,8 +127,8 @@ function lpad(s: string, n: number): string {
   return s.length >= n ? s : " ".repeat(n - s.length) + s;
 }
 
-/** The --stats report. */
-export function formatStats(s: KernelStats, wallMs: number): string {
+/** The --stats report; `jit` is the mode asked for (--jit), shown beside the one in effect. */
+export function formatStats(s: KernelStats, wallMs: number, jit?: JitMode): string {
   const lines: string[] = [];
   const mips = wallMs > 0 ? s.instructions / wallMs / 1000 : 0;
   const totalMs = s.perSyscall.reduce((a, x) => a + x.ms, 0);
@@ -129,6 +144,18 @@ export function formatStats(s: KernelStats, wallMs: number): string {
     `  memory               peak ${(s.peakMemoryBytes / 1048576).toFixed(1)} MiB, ${s.cowCopies} copy-on-write copies, ${s.zeroFills} zero-filled pages`,
   );
   lines.push(`  page cache           ${s.pageCacheHits} hits, ${s.pageCacheMisses} misses`);
+  const j = s.jit;
+  const asked = jit ?? j.mode;
+  let mode = asked === j.mode ? j.mode : `${j.mode} (asked for ${asked})`;
+  if (j.unavailable !== "") mode += `; unavailable: ${j.unavailable}`;
+  const share = s.instructions > 0 ? `${((100 * j.executedTranslated) / s.instructions).toFixed(1)}%` : "-";
+  lines.push(`  translator           ${mode}`);
+  lines.push(
+    `  translated           ${j.regions} regions, ${j.translatedInstructions} instructions, in ${j.translateMs.toFixed(1)} ms`,
+  );
+  lines.push(`  ran translated       ${share} of instructions (${j.executedTranslated})`);
+  lines.push(`  translations dropped ${j.invalidations} invalidated, ${j.evictions} evicted`);
+  lines.push(`  translations live    ${j.liveRegions} regions, ${j.liveBytes} bytes of wasm`);
   lines.push(
     `  ${pad("syscall", 18)}${lpad("calls", 9)}${lpad("errors", 8)}${lpad("total ms", 11)}${lpad("us/call", 9)}`,
   );
@@ -200,11 +227,13 @@ export async function execMain(argv: string[], options: ExecMainOptions = {}): P
       env: a.env,
       memoryBytes: a.memoryMiB * 1024 * 1024,
       timeSyscalls: a.stats,
+      jit: a.jit,
       onStats: (s) => {
         stats = s;
       },
     });
-    if (a.stats && stats !== undefined) process.stderr.write(formatStats(stats, performance.now() - started));
+    if (a.stats && stats !== undefined)
+      process.stderr.write(formatStats(stats, performance.now() - started, a.jit));
     return status;
   } catch (e) {
     if (e instanceof ProgramError) {
