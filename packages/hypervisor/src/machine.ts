@@ -19,7 +19,7 @@
  * HTIF and the loaders get; the pool's HvRegion only the G-stage and shadow MMU. No
  * guest-supplied address can reach the pool.
  */
-import { csr as C, type Hart } from "@visor/cpu";
+import { csr as C, type Hart, type JitMode } from "@visor/cpu";
 import {
   type BlockBackend,
   ByteQueue,
@@ -126,6 +126,8 @@ export interface MachineOptions {
   virt?: VirtMode;
   /** Collect exit statistics (--stats). */
   stats?: boolean;
+  /** The harts' binary translation (HartOptions.jit); default the hart's own ("on"). */
+  jit?: JitMode;
   /**
    * How the run loop lets the host's event loop run (console and network I/O). Default
    * a zero-delay timer; Node hosts pass setImmediate, which has no minimum delay.
@@ -259,7 +261,7 @@ export class Machine implements VcpuHost {
     for (let i = 0; i < harts; i++) {
       // The harts share one RAM, so they share its decoded code too.
       const codeCache = i > 0 ? this.vcpus[0]!.hart.codeCache : undefined;
-      this.vcpus.push(new Vcpu(this, i, this.virtMode, firmware, codeCache));
+      this.vcpus.push(new Vcpu(this, i, this.virtMode, firmware, codeCache, opts.jit));
     }
     const hartOf = (i: number): Hart => this.vcpus[i]!.hart;
     const line = (hart: number, bit: number): IrqLine => ({

@@ -23,6 +23,7 @@ import {
   type FaultAccess,
   Hart,
   type HartExit,
+  type JitMode,
   type TrapExit,
 } from "@visor/cpu";
 import { gpa as asGpa } from "@visor/memory";
@@ -94,9 +95,17 @@ export class Vcpu {
 
   /**
    * `machine` is the host the vCPU exits to (see VcpuHost); `codeCache` a decoded-code
-   * cache shared with the machine's other harts (they share one RAM), if any.
+   * cache shared with the machine's other harts (they share one RAM), if any; `jit` the
+   * hart's binary translation mode (HartOptions.jit), its default if absent.
    */
-  constructor(machine: VcpuHost, id: number, mode: VirtMode, firmware: boolean, codeCache?: CodeCache) {
+  constructor(
+    machine: VcpuHost,
+    id: number,
+    mode: VirtMode,
+    firmware: boolean,
+    codeCache?: CodeCache,
+    jit?: JitMode,
+  ) {
     this.machine = machine;
     this.mode = firmware ? "off" : mode;
     this.firmware = firmware;
@@ -108,6 +117,7 @@ export class Vcpu {
       time: () => machine.now(),
       hypervisor: virt || firmware,
       ...(codeCache !== undefined ? { codeCache } : {}),
+      ...(jit !== undefined ? { jit } : {}),
     });
     this.exposesH = firmware; // a guest under our hypervisor sees no H extension (no nesting)
     if (this.mode === "shadow")
