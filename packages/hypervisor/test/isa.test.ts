@@ -1,7 +1,10 @@
 /**
  * The project's own ISA suite: every committed program in packages/cpu/fixtures/isa/bin
  * runs as the firmware of a virt machine (M-mode, hypervisor extension present, HTIF on
- * the ELF's tohost symbol, deterministic clock) and must report code 0. The programs are
+ * the ELF's tohost symbol, deterministic clock) and must report code 0, once with the
+ * interpreter alone (jit "off") and once with every instruction the binary translator
+ * handles translated (jit "always"): the suite is the translator's conformance test too.
+ * The programs are
  * self-checking; a failure reports the number of the first failing check (see
  * packages/cpu/fixtures/isa/src/visor-test.h). No cross toolchain is needed here, only to
  * rebuild the ELFs (packages/cpu/fixtures/isa/build.sh).
@@ -11,6 +14,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
+import type { JitMode, JitStats } from "@visor/cpu";
 import { describe, expect, it } from "vitest";
 import { Machine, type MachineExit } from "../src/index.ts";
 
@@ -33,14 +37,21 @@ const CONTROLS: Record<string, number> = {
  */
 const KNOWN_BUGS: Record<string, string> = {};
 
+/** Like KNOWN_BUGS, for bugs of the binary translator only (the program passes with jit "off"). */
+const KNOWN_JIT_BUGS: Record<string, string> = {};
+
+/** The translator modes every program runs in: the interpreter alone, and translate-everything. */
+const MODES: readonly JitMode[] = ["off", "always"];
+
 interface IsaRun {
   exit: MachineExit | { kind: "error"; message: string };
   instructions: number;
   console: string;
+  jit: JitStats;
 }
 
 /** Run one bare-metal HTIF program on a fresh virt machine. */
-async function runIsaProgram(elf: Uint8Array): Promise<IsaRun> {
+async function runIsaProgram(elf: Uint8Array, jit: JitMode): Promise<IsaRun> {
   let out = "";
   const decoder = new TextDecoder();
   const machine = await Machine.create({
@@ -52,6 +63,7 @@ async function runIsaProgram(elf: Uint8Array): Promise<IsaRun> {
       },
     },
     clock: "deterministic",
+    jit,
   });
   const hart = machine.vcpus[0]!.hart;
   // The run loop yields to the event loop between slices; stop a program that hangs.
@@ -60,9 +72,10 @@ async function runIsaProgram(elf: Uint8Array): Promise<IsaRun> {
   }, 20);
   try {
     const exit = await machine.run();
-    return { exit, instructions: hart.instret(), console: out };
+    return { exit, instructions: hart.instret(), console: out, jit: hart.jitStats };
   } catch (e) {
-    return { exit: { kind: "error", message: String(e) }, instructions: hart.instret(), console: out };
+    const exit = { kind: "error" as const, message: String(e) };
+    return { exit, instructions: hart.instret(), console: out, jit: hart.jitStats };
   } finally {
     clearInterval(watchdog);
   }
@@ -100,16 +113,28 @@ describe("ISA fixtures", () => {
     expect(programs.filter((p) => !(p in CONTROLS)).length).toBeGreaterThanOrEqual(25);
   });
 
-  for (const name of programs) {
-    const control = CONTROLS[name];
-    const bug = KNOWN_BUGS[name];
-    const title = control !== undefined ? `${name} (control: must report ${control})` : name;
-    const test = bug !== undefined ? it.fails : it;
-    test(bug !== undefined ? `${title} [known CPU bug: ${bug}]` : title, async () => {
-      const r = await runIsaProgram(new Uint8Array(readFileSync(join(BIN, `${name}.elf`))));
-      const want: MachineExit = { kind: "htif", code: control ?? 0 };
-      expect(r.exit, describeRun(name, r)).toEqual(want);
-      expect(r.console).toBe("");
+  for (const mode of MODES) {
+    describe(`jit ${mode}`, () => {
+      for (const name of programs) {
+        const control = CONTROLS[name];
+        const bug = KNOWN_BUGS[name] ?? (mode !== "off" ? KNOWN_JIT_BUGS[name] : undefined);
+        const title = control !== undefined ? `${name} (control: must report ${control})` : name;
+        const test = bug !== undefined ? it.fails : it;
+        test(bug !== undefined ? `${title} [known bug: ${bug}]` : title, async () => {
+          const r = await runIsaProgram(new Uint8Array(readFileSync(join(BIN, `${name}.elf`))), mode);
+          const want: MachineExit = { kind: "htif", code: control ?? 0 };
+          expect(r.exit, `jit ${mode}: ${describeRun(name, r)}`).toEqual(want);
+          expect(r.console).toBe("");
+          if (mode === "off") {
+            expect(r.jit.mode).toBe("off");
+            expect(r.jit.executedTranslated).toBe(0);
+          } else if (r.jit.unavailable === "") {
+            // The translator is in effect: the program must really have run translated.
+            expect(r.jit.mode).toBe(mode);
+            expect(r.jit.executedTranslated).toBeGreaterThan(0);
+          }
+        });
+      }
     });
   }
 });
