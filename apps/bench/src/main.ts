@@ -18,7 +18,7 @@ import { syscallsSuite } from "./suites/syscalls.ts";
 import type { RunResults, SuiteResult } from "./types.ts";
 
 const SUITES: { name: string; title: string; run: (ctx: Context) => Promise<SuiteResult> }[] = [
-  { name: "cpu", title: "cpu: interpreter speed on compute kernels", run: cpuSuite },
+  { name: "cpu", title: "cpu: interpreter and translator speed on compute kernels", run: cpuSuite },
   { name: "boot", title: "boot: start to power-off of the bundled guest", run: bootSuite },
   { name: "exits", title: "exits: cost of one exit of each kind", run: exitsSuite },
   { name: "paging", title: "paging: shadow vs nested page tables", run: pagingSuite },
