@@ -119,7 +119,9 @@ export function run(cmd: string, args: readonly string[], opts: ProcOptions = {}
 export function check(r: ProcResult, what: string): ProcResult {
   if (r.timedOut) throw new Error(`${what}: timed out after ${(r.wallMs / 1000).toFixed(0)} s`);
   if (r.code !== 0) {
-    const tail = `${r.stderr}${r.stdout}`.trim().split("\n").slice(-1)[0] ?? "";
+    // The last line that says something: a usage line after the error is left out.
+    const lines = `${r.stderr}${r.stdout}`.trim().split("\n");
+    const tail = lines.filter((l) => !/^usage:/.test(l)).at(-1) ?? lines.at(-1) ?? "";
     throw new Error(`${what}: exit ${r.code ?? r.signal}${tail ? `: ${tail.slice(0, 200)}` : ""}`);
   }
   return r;

@@ -2,7 +2,25 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { PeakRss, parseVmHwm } from "../src/proc.ts";
+import { check, PeakRss, type ProcResult, parseVmHwm } from "../src/proc.ts";
+
+describe("check", () => {
+  const r = (stderr: string, code = 2): ProcResult => ({
+    code,
+    signal: null,
+    stdout: "",
+    stderr,
+    wallMs: 5,
+    timedOut: false,
+  });
+  it("quotes the error line, not the usage line printed after it", () => {
+    expect(() =>
+      check(r("visor exec: unknown option --jit\nusage: visor exec [--root DIR] PROGRAM\n"), "x"),
+    ).toThrow(/^x: exit 2: visor exec: unknown option --jit$/);
+    expect(() => check(r("usage: only this\n"), "x")).toThrow(/^x: exit 2: usage: only this$/);
+    expect(check(r("", 0), "x").code).toBe(0);
+  });
+});
 
 describe("peak resident set", () => {
   it("reads VmHWM from a /proc/PID/status text", () => {
