@@ -24,6 +24,12 @@ export const TRANSLATOR: VisorMode = { jit: "on", name: "visor (jit)", suffix: "
 /** The modes every visor measurement of the cpu, boot and syscalls suites runs in, in order. */
 export const VISOR_MODES: readonly VisorMode[] = [INTERPRETER, TRANSLATOR];
 
+/** A runner's figure-id component: visor's modes "visor" + suffix, peers by their name. */
+export function figureKey(runner: string): string {
+  const m = VISOR_MODES.find((x) => x.name === runner);
+  return m !== undefined ? `visor${m.suffix}` : runner;
+}
+
 /** Node's arguments for the visor command (the workspace's TypeScript sources). */
 function visorCommand(): string[] {
   return ["--conditions=source", paths.visorMain];

@@ -7,6 +7,7 @@ import { BOOT_RUNNERS, bootVisorArgv } from "../src/suites/boot.ts";
 import { cpuVisorArgv } from "../src/suites/cpu.ts";
 import { sha256VisorArgv, syscallsVisorArgv } from "../src/suites/syscalls.ts";
 import {
+  figureKey,
   INTERPRETER,
   parseExecStats,
   TRANSLATOR,
@@ -33,6 +34,12 @@ describe("visor command lines", () => {
     ]);
     expect(INTERPRETER.suffix).toBe("");
     expect(TRANSLATOR.suffix).toBe("-jit");
+    // The interpreter keeps the ids of the runs before the translator; peers keep theirs.
+    expect(["visor (interpreter)", "visor (jit)", "qemu-riscv64"].map(figureKey)).toEqual([
+      "visor",
+      "visor-jit",
+      "qemu-riscv64",
+    ]);
   });
 
   it("runs the workspace's visor exec with --jit and every option before PROGRAM", () => {

@@ -20,6 +20,7 @@ import { fmt, median } from "../stats.ts";
 import type { ChartSpec, Figure, SuiteResult, Table } from "../types.ts";
 import {
   type ExecStats,
+  figureKey,
   INTERPRETER,
   parseExecStats,
   shareText,
@@ -336,12 +337,6 @@ export async function cpuSuite(ctx: Context): Promise<SuiteResult> {
     durationMs: 0,
     raw,
   };
-}
-
-/** A runner's figure-id component: visor's modes by their suffix, peers by name. */
-function figureKey(runner: string): string {
-  const m = VISOR_MODES.find((x) => x.name === runner);
-  return m !== undefined ? `visor${m.suffix}` : runner;
 }
 
 /** The time chart's sentence: per kernel, visor's time against qemu-riscv64's in each mode. */

@@ -25,6 +25,7 @@ import { fmt, median } from "../stats.ts";
 import type { ChartSpec, Figure, SuiteResult, Table } from "../types.ts";
 import {
   type ExecStats,
+  figureKey,
   INTERPRETER,
   parseExecStats,
   shareText,
@@ -63,12 +64,6 @@ const QEMU = "qemu-riscv64";
 const NATIVE = "native";
 /** The runners of the system-call tests, in column order. */
 export const SYSCALL_RUNNERS = [...VISOR_MODES.map((m) => m.name), QEMU, NATIVE];
-
-/** A runner's figure-id component: visor's modes by their suffix, peers by name. */
-function figureKey(runner: string): string {
-  const m = VISOR_MODES.find((x) => x.name === runner);
-  return m !== undefined ? `visor${m.suffix}` : runner;
-}
 
 /** The argv of one visor run of a test (`visor exec --jit MODE`, `--stats` for the counting run). */
 export function syscallsVisorArgv(jit: JitMode, test: string, targetMs: number, stats = false): string[] {
