@@ -163,12 +163,18 @@ describe("visor exec --stats report", () => {
 
   it("reads wall time, instructions, traps and calls from what exec prints", () => {
     const text = `program output\n${formatStats(stats, 910.04)}`;
-    expect(parseExecStats(text)).toEqual({
+    const s = parseExecStats(text);
+    expect(s).toMatchObject({
       wallMs: 910,
       instructions: 33563795,
       traps: 2097229,
       syscalls: 2097177,
     });
+    // An exec that reports the translator prints the counters above: mode on, 98.3% translated.
+    if (/^\s*translator\s/m.test(text)) {
+      expect(s).toMatchObject({ translator: "on", translatedShare: 0.983 });
+      expect(s.translatorAsked).toBeUndefined();
+    } else expect(s.translator).toBeUndefined();
   });
 
   it("reads the translator's mode and share when the report has them, and notes a fallback", () => {
