@@ -51,7 +51,6 @@ export const paths = {
   fixtures: join(BENCH_ROOT, "fixtures"),
   fixtureBin: join(BENCH_ROOT, "fixtures/riscv64"),
   fixtureSrc: join(BENCH_ROOT, "fixtures/src"),
-  execRunner: join(BENCH_ROOT, "src/runners/exec.ts"),
   vmRunner: join(BENCH_ROOT, "src/runners/vm.ts"),
   visorMain: join(REPO_ROOT, "apps/vmm/src/main.ts"),
   kernelGz: join(REPO_ROOT, "guests/riscv64/Image.gz"),

@@ -18,7 +18,7 @@ import { syscallsSuite } from "./suites/syscalls.ts";
 import type { RunResults, SuiteResult } from "./types.ts";
 
 const SUITES: { name: string; title: string; run: (ctx: Context) => Promise<SuiteResult> }[] = [
-  { name: "cpu", title: "cpu: interpreter speed on compute kernels", run: cpuSuite },
+  { name: "cpu", title: "cpu: interpreter and translator speed on compute kernels", run: cpuSuite },
   { name: "boot", title: "boot: start to power-off of the bundled guest", run: bootSuite },
   { name: "exits", title: "exits: cost of one exit of each kind", run: exitsSuite },
   { name: "paging", title: "paging: shadow vs nested page tables", run: pagingSuite },
@@ -27,7 +27,7 @@ const SUITES: { name: string; title: string; run: (ctx: Context) => Promise<Suit
 
 const HELP = `usage: pnpm bench [options]
 
-  --quick           short runs and fewer repetitions (the whole run in under 3 minutes)
+  --quick           short runs and fewer repetitions (the whole run in a few minutes)
   --suite NAME      run only this suite (repeatable, or a comma list): ${SUITES.map((s) => s.name).join(", ")}
   --out DIR         where results go (default bench-results/<timestamp>)
   --compare FILE    print the ratio new/old of every figure against an earlier results.json
@@ -36,8 +36,9 @@ const HELP = `usage: pnpm bench [options]
   --help            this text
 
 Writes DIR/results.json (figures with every sample, environment, commit) and DIR/report.md
-with charts in DIR/img/. A peer that is not installed (qemu-riscv64, qemu-system-riscv64,
-gcc) is skipped with a note.`;
+with charts in DIR/img/. The cpu, boot and syscalls suites run visor twice, with --jit off
+(the interpreter alone) and --jit on (the translator), beside the peers. A peer that is
+not installed (qemu-riscv64, qemu-system-riscv64, gcc) is skipped with a note.`;
 
 class UsageError extends Error {}
 

@@ -1,8 +1,9 @@
 /**
  * cpu: MIPS on integer, memory and floating-point kernels (fixtures/src/cpu.c), visor
- * (the hart in U-mode under @visor/syscall) vs qemu-riscv64 (TCG) vs the same C source
- * compiled for the host.
+ * (the hart in U-mode under @visor/syscall, `visor exec`) with its interpreter alone and
+ * with the translator, vs qemu-riscv64 (TCG) vs the same C source compiled for the host.
  */
+import type { JitMode } from "@visor/cpu";
 import {
   alternate,
   type Competitor,
@@ -11,13 +12,23 @@ import {
   keyValues,
   nativeBinary,
   paths,
-  runNode,
-  tagged,
+  REPO_ROOT,
 } from "../context.ts";
 import { barOf, makeFigure, ratio } from "../figures.ts";
 import { check, run } from "../proc.ts";
-import { fmt } from "../stats.ts";
+import { fmt, median } from "../stats.ts";
 import type { ChartSpec, Figure, SuiteResult, Table } from "../types.ts";
+import {
+  type ExecStats,
+  figureKey,
+  INTERPRETER,
+  parseExecStats,
+  shareText,
+  TRANSLATOR,
+  translatorNote,
+  VISOR_MODES,
+  visorExecArgv,
+} from "../visor.ts";
 
 const KERNELS = [
   { name: "int", what: "64-bit integer ALU: xorshift, multiply, divide, a bitwise CRC-32" },
@@ -25,19 +36,97 @@ const KERNELS = [
   { name: "fp", what: "double precision: a 24x24 matrix multiply, Newton square roots, divides" },
 ] as const;
 
+const QEMU = "qemu-riscv64";
+const NATIVE = "native";
+
 interface Sample {
   iters: number;
   ns: number;
   instret: number;
   check: string;
-  /** visor only: instructions over the whole process (KernelStats) */
-  totalInstructions?: number;
+  /** visor: its `--stats` report */
+  stats?: ExecStats;
 }
 
 export function parseCpuLine(out: string): Sample {
   const kv = keyValues(out, "cpu ");
   if (kv === undefined) throw new Error("no 'cpu' result line in the program's output");
   return { iters: Number(kv.iters), ns: Number(kv.ns), instret: Number(kv.instret), check: kv.check ?? "" };
+}
+
+/** The argv of one visor run of a kernel (`visor exec --jit MODE`, the program times itself). */
+export function cpuVisorArgv(jit: JitMode, kernel: string, targetMs: number): string[] {
+  return visorExecArgv({
+    jit,
+    root: paths.fixtureBin,
+    program: "/cpu",
+    args: [kernel, String(targetMs)],
+    memoryMiB: 512,
+    // The kernels make a system call per batch of iterations, so --stats (which times
+    // each call) costs nothing measurable; it says whether the translator ran.
+    stats: true,
+  });
+}
+
+/** One kernel's figures, keyed by runner name. */
+export interface CpuKernelResult {
+  kernel: string;
+  /** us per iteration */
+  time: Map<string, Figure>;
+  mips: Map<string, Figure>;
+  /** Instructions per iteration (visor's rdinstret), per visor runner. */
+  ipi: Map<string, number>;
+  /** Share of instructions that ran translated (median), per visor runner, when reported. */
+  translated?: Map<string, number>;
+}
+
+export const CPU_TABLE_HEAD = [
+  "kernel",
+  "runner",
+  "instr/iter",
+  "us/iter",
+  "MIPS",
+  "time vs qemu-riscv64",
+  "time vs native",
+  "jit speed-up",
+  "ran translated",
+];
+
+/**
+ * The cpu table's rows for one kernel: one row per runner that has a result, in `runners`
+ * order. Ratios are this runner's time over the peer's (33x: 33 times as long; native
+ * code is the baseline of both, QEMU's row has its own against native); the jit speed-up
+ * is the interpreter's time over the translator's.
+ */
+export function cpuRows(k: CpuKernelResult, runners: readonly string[]): string[][] {
+  const q = k.time.get(QEMU);
+  const n = k.time.get(NATIVE);
+  const interp = k.time.get(INTERPRETER.name);
+  const rows: string[][] = [];
+  for (const r of runners) {
+    const t = k.time.get(r);
+    if (t === undefined) continue;
+    const ipi = k.ipi.get(r);
+    const mips = k.mips.get(r);
+    rows.push([
+      k.kernel,
+      r,
+      ipi !== undefined ? fmt(ipi) : "-",
+      fmt(t.median),
+      mips ? fmt(mips.median) : "-",
+      q && r !== QEMU && r !== NATIVE ? ratio(t.median, q.median) : "-",
+      n && r !== NATIVE ? ratio(t.median, n.median) : "-",
+      r === TRANSLATOR.name && interp ? ratio(interp.median, t.median) : "-",
+      shareText(k.translated?.get(r)),
+    ]);
+  }
+  return rows;
+}
+
+/** The median of instructions per iteration over a runner's samples. */
+function medianIpi(samples: readonly Sample[]): number | undefined {
+  if (samples.length === 0) return undefined;
+  return samples.map((s) => s.instret / s.iters).sort((a, b) => a - b)[samples.length >> 1]!;
 }
 
 export async function cpuSuite(ctx: Context): Promise<SuiteResult> {
@@ -58,31 +147,28 @@ export async function cpuSuite(ctx: Context): Promise<SuiteResult> {
   const rows: string[][] = [];
   const timeGroups: ChartSpec["groups"] = [];
   const mipsGroups: ChartSpec["groups"] = [];
+  const results: CpuKernelResult[] = [];
   const checks = new Map<string, Set<string>>();
+  const runners = [...VISOR_MODES.map((m) => m.name), QEMU, NATIVE];
   for (const k of KERNELS) {
     const competitors: Competitor<Sample>[] = [
+      ...VISOR_MODES.map(
+        (m): Competitor<Sample> => ({
+          name: m.name,
+          run: async () => {
+            const r = check(
+              await run(ctx.node, cpuVisorArgv(m.jit, k.name, targetMs), {
+                cwd: REPO_ROOT,
+                timeoutMs: 300_000,
+              }),
+              `visor exec --jit ${m.jit} cpu`,
+            );
+            return { ...parseCpuLine(r.stdout), stats: parseExecStats(r.stderr) };
+          },
+        }),
+      ),
       {
-        name: "visor",
-        run: async () => {
-          const r = check(
-            await runNode(
-              ctx,
-              paths.execRunner,
-              [paths.fixtureBin, "/cpu", k.name, String(targetMs)],
-              300_000,
-            ),
-            "visor cpu",
-          );
-          const s = parseCpuLine(r.stdout);
-          s.totalInstructions = tagged<{ stats: { instructions: number } }>(
-            r.stderr,
-            "@@visor-exec",
-          ).stats.instructions;
-          return s;
-        },
-      },
-      {
-        name: "qemu-riscv64",
+        name: QEMU,
         ...(ctx.tools.qemuUser === undefined ? { unavailable: "qemu-riscv64 is not installed" } : {}),
         run: async () =>
           parseCpuLine(
@@ -93,7 +179,7 @@ export async function cpuSuite(ctx: Context): Promise<SuiteResult> {
           ),
       },
       {
-        name: "native",
+        name: NATIVE,
         ...(native === undefined ? { unavailable: `native build: ${nativeWhy}` } : {}),
         run: async () =>
           parseCpuLine(
@@ -110,7 +196,13 @@ export async function cpuSuite(ctx: Context): Promise<SuiteResult> {
       (s) => `${fmt(s.ns / s.iters / 1000)} us/iter`,
     );
     raw[k.name] = Object.fromEntries(res);
-    const fig = new Map<string, Figure>();
+    const kr: CpuKernelResult = {
+      kernel: k.name,
+      time: new Map(),
+      mips: new Map(),
+      ipi: new Map(),
+      translated: new Map(),
+    };
     for (const c of competitors) {
       const o = res.get(c.name)!;
       if (c.unavailable !== undefined) continue;
@@ -122,63 +214,59 @@ export async function cpuSuite(ctx: Context): Promise<SuiteResult> {
         set.add(`${c.name}:${s.check}`);
       }
       const f = makeFigure(
-        `cpu/${k.name}/${c.name}/us-per-iter`,
+        `cpu/${k.name}/${figureKey(c.name)}/us-per-iter`,
         `${k.name} kernel, ${c.name}`,
         "us/iteration",
         "lower",
         o.samples.map((s) => s.ns / s.iters / 1000),
       );
-      fig.set(c.name, f);
+      kr.time.set(c.name, f);
       figures.push(f);
     }
     // Instructions per iteration come from visor's instret (the same binary retires the
-    // same instructions under any riscv64 emulator), so MIPS for qemu uses visor's count.
-    const visor = res.get("visor")!.samples;
-    const ipi =
-      visor.length > 0
-        ? visor.map((s) => s.instret / s.iters).sort((a, b) => a - b)[visor.length >> 1]!
-        : undefined;
-    let mipsV: Figure | undefined;
-    let mipsQ: Figure | undefined;
-    if (ipi !== undefined) {
-      mipsV = makeFigure(
-        `cpu/${k.name}/visor/mips`,
-        `${k.name} kernel, visor`,
-        "MIPS",
-        "higher",
-        visor.map((s) => (s.instret / s.ns) * 1000),
-      );
-      figures.push(mipsV);
-      const q = res.get("qemu-riscv64")!.samples;
-      if (q.length > 0) {
-        mipsQ = makeFigure(
-          `cpu/${k.name}/qemu-riscv64/mips`,
-          `${k.name} kernel, qemu-riscv64`,
-          "MIPS",
-          "higher",
-          q.map((s) => ((ipi * s.iters) / s.ns) * 1000),
-        );
-        figures.push(mipsQ);
+    // same instructions under any riscv64 emulator). The interpreter's count is the
+    // reference: qemu's MIPS and the translator's use it, and a translator whose instret
+    // disagrees is noted (rdinstret must count every retired instruction in either tier).
+    for (const m of VISOR_MODES) {
+      const samples = res.get(m.name)!.samples;
+      const ipi = medianIpi(samples);
+      if (ipi !== undefined) kr.ipi.set(m.name, ipi);
+      const shares = samples.map((x) => x.stats?.translatedShare).filter((x): x is number => x !== undefined);
+      if (shares.length > 0) kr.translated!.set(m.name, median(shares));
+      for (const x of samples) {
+        const n = x.stats !== undefined ? translatorNote(`cpu ${k.name} on ${m.name}`, x.stats) : undefined;
+        if (n !== undefined && !notes.includes(n)) notes.push(n);
       }
     }
-    const v = fig.get("visor");
-    const q = fig.get("qemu-riscv64");
-    const n = fig.get("native");
-    rows.push([
-      k.name,
-      ipi !== undefined ? fmt(ipi) : "-",
-      v ? fmt(v.median) : "-",
-      q ? fmt(q.median) : "-",
-      n ? fmt(n.median) : "-",
-      mipsV ? fmt(mipsV.median) : "-",
-      mipsQ ? fmt(mipsQ.median) : "-",
-      v && q ? ratio(v.median, q.median) : "-",
-      v && n ? ratio(v.median, n.median) : "-",
-    ]);
-    timeGroups.push({ label: k.name, bars: [...fig].map(([name, f]) => barOf(name, f)) });
-    const mb = [];
-    if (mipsV) mb.push(barOf("visor", mipsV));
-    if (mipsQ) mb.push(barOf("qemu-riscv64", mipsQ));
+    const ref = kr.ipi.get(INTERPRETER.name) ?? kr.ipi.get(TRANSLATOR.name);
+    const jitIpi = kr.ipi.get(TRANSLATOR.name);
+    const interpIpi = kr.ipi.get(INTERPRETER.name);
+    if (jitIpi !== undefined && interpIpi !== undefined && Math.abs(jitIpi - interpIpi) > interpIpi * 0.01)
+      notes.push(
+        `cpu ${k.name}: visor's instret counts ${fmt(jitIpi)} instructions per iteration with the translator and ${fmt(interpIpi)} with the interpreter alone; MIPS use the interpreter's count.`,
+      );
+    if (ref !== undefined) {
+      for (const c of competitors) {
+        const samples = res.get(c.name)!.samples;
+        if (c.name === NATIVE || samples.length === 0) continue;
+        // The interpreter's own samples use their own instret, as before the translator.
+        const perSample = (s: Sample) =>
+          c.name === INTERPRETER.name ? (s.instret / s.ns) * 1000 : ((ref * s.iters) / s.ns) * 1000;
+        const f = makeFigure(
+          `cpu/${k.name}/${figureKey(c.name)}/mips`,
+          `${k.name} kernel, ${c.name}`,
+          "MIPS",
+          "higher",
+          samples.map(perSample),
+        );
+        kr.mips.set(c.name, f);
+        figures.push(f);
+      }
+    }
+    results.push(kr);
+    rows.push(...cpuRows(kr, runners));
+    timeGroups.push({ label: k.name, bars: [...kr.time].map(([name, f]) => barOf(name, f)) });
+    const mb = [...kr.mips].map(([name, f]) => barOf(name, f));
     if (mb.length > 0) mipsGroups.push({ label: k.name, bars: mb });
   }
   for (const [k, set] of checks) {
@@ -189,23 +277,13 @@ export async function cpuSuite(ctx: Context): Promise<SuiteResult> {
       );
   }
   if (ctx.tools.qemuUser === undefined)
-    notes.push("qemu-riscv64 is not installed: that column is skipped, not estimated.");
-  if (native === undefined) notes.push(`native column skipped: ${nativeWhy}.`);
+    notes.push("qemu-riscv64 is not installed: its rows are skipped, not estimated.");
+  if (native === undefined) notes.push(`native rows skipped: ${nativeWhy}.`);
 
   const tables: Table[] = [
     {
-      caption: `Median of ${reps} alternating runs; each run times at least ${targetMs} ms of kernel iterations after an untimed warm-up.`,
-      head: [
-        "kernel",
-        "instr/iter",
-        "visor us/iter",
-        "qemu us/iter",
-        "native us/iter",
-        "visor MIPS",
-        "qemu MIPS",
-        "visor/qemu time",
-        "visor/native time",
-      ],
+      caption: `Median of ${reps} alternating runs; each run times at least ${targetMs} ms of kernel iterations after an untimed warm-up. Time ratios are this runner's time over the peer's; the jit speed-up is the interpreter's time over the translator's.`,
+      head: CPU_TABLE_HEAD,
       rows,
     },
     {
@@ -216,37 +294,42 @@ export async function cpuSuite(ctx: Context): Promise<SuiteResult> {
   ];
   const charts: ChartSpec[] = [];
   if (timeGroups.some((g) => g.bars.length > 0)) {
-    const slow = rows.filter((r) => r[7] !== "-").map((r) => `${r[0]} ${r[7]}`);
     charts.push({
       file: "bench-cpu-time.svg",
       title: "cpu: time per kernel iteration (lower is better)",
       unit: "microseconds per iteration",
       log: true,
       groups: timeGroups,
-      caption:
-        slow.length > 0
-          ? `Time per iteration of each kernel: visor takes ${slow.join(", ")} the time of qemu-riscv64 (log scale; whiskers are min..max of the runs).`
-          : "Time per iteration of each kernel on each runner (log scale; whiskers are min..max of the runs).",
+      caption: `${cpuTimeCaption(results)} (log scale; whiskers are min..max of the runs).`,
     });
   }
   if (mipsGroups.length > 0) {
-    const mv = rows.map((r) => `${r[0]} ${r[5]}`).join(", ");
+    const per = (name: string) =>
+      results
+        .filter((r) => r.mips.has(name))
+        .map((r) => `${r.kernel} ${fmt(r.mips.get(name)!.median)}`)
+        .join(", ");
+    const parts = VISOR_MODES.filter((m) => per(m.name) !== "").map((m) => `${m.name} ${per(m.name)}`);
     charts.push({
       file: "bench-cpu-mips.svg",
       title: "cpu: guest instructions per second (higher is better)",
       unit: "MIPS (million riscv64 instructions per second)",
       log: true,
       groups: mipsGroups,
-      caption: `Guest instruction throughput, from visor's instret count per iteration: visor runs at ${mv} MIPS on the int, mem and fp kernels.`,
+      caption: `Guest instruction throughput, from visor's instret count per iteration: ${parts.join("; ")} MIPS.`,
     });
   }
   const anyRun = figures.length > 0;
   return {
     name: "cpu",
-    title: "cpu: interpreter speed on compute kernels",
+    title: "cpu: interpreter and translator speed on compute kernels",
     about:
-      "Three kernels from apps/bench/fixtures/src/cpu.c, built as one static riscv64 Linux program, run under visor (the hart in U-mode, system calls served by @visor/syscall, the calls `visor exec` makes), under qemu-riscv64 (TCG user mode), and compiled for the host with gcc -O2. Each run times at least a target number of milliseconds of iterations with CLOCK_MONOTONIC inside the program. Instructions per iteration are visor's rdinstret count; QEMU's MIPS reuse that count, since the same binary retires the same instructions. Native times are x86-64 code, so no MIPS for them. Every runner must compute the same check value.",
-    status: !anyRun ? "failed" : notes.some((n) => /failed|skipped/.test(n)) ? "partial" : "ok",
+      "Three kernels from apps/bench/fixtures/src/cpu.c, built as one static riscv64 Linux program, run under visor (`visor exec`: the hart in U-mode, system calls served by @visor/syscall) twice, with `--jit off` (the interpreter alone) and `--jit on` (hot code translated to WebAssembly), under qemu-riscv64 (TCG user mode), and compiled for the host with gcc -O2. Each run times at least a target number of milliseconds of iterations with CLOCK_MONOTONIC inside the program, after an untimed warm-up (which is also when the translator translates the hot loops). Instructions per iteration are visor's rdinstret count; the translator's and QEMU's MIPS reuse the interpreter's count, since the same binary retires the same instructions. Native times are x86-64 code, so no MIPS for them. Every runner must compute the same check value.",
+    status: !anyRun
+      ? "failed"
+      : notes.some((n) => /failed|skipped|not the translator's/.test(n))
+        ? "partial"
+        : "ok",
     notes,
     figures,
     tables,
@@ -254,4 +337,24 @@ export async function cpuSuite(ctx: Context): Promise<SuiteResult> {
     durationMs: 0,
     raw,
   };
+}
+
+/** The time chart's sentence: per kernel, visor's time against qemu-riscv64's in each mode. */
+export function cpuTimeCaption(results: readonly CpuKernelResult[]): string {
+  const parts: string[] = [];
+  for (const r of results) {
+    const q = r.time.get(QEMU);
+    const i = r.time.get(INTERPRETER.name);
+    const j = r.time.get(TRANSLATOR.name);
+    const vs = (f: Figure) => (q ? ` (${ratio(f.median, q.median)} qemu-riscv64's time)` : "");
+    if (i && j)
+      parts.push(
+        `${r.kernel} ${fmt(i.median)} -> ${fmt(j.median)} us${vs(j)}, ${ratio(i.median, j.median)} faster`,
+      );
+    else if (i) parts.push(`${r.kernel} ${fmt(i.median)} us with the interpreter${vs(i)}`);
+    else if (j) parts.push(`${r.kernel} ${fmt(j.median)} us with the translator${vs(j)}`);
+  }
+  return parts.length > 0
+    ? `Time per iteration, visor's interpreter -> translator: ${parts.join("; ")}`
+    : "Time per iteration of each kernel on each runner";
 }
