@@ -13,4 +13,4 @@ export {
   type HartStats,
   type PhysBus,
 } from "./hart.ts";
-export { JIT_MODES, type JitMode, type JitStats } from "./jit/types.ts";
+export { JIT_MODES, type JitMode, type JitStats, sumJitStats } from "./jit/types.ts";

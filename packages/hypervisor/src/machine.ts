@@ -19,7 +19,7 @@
  * HTIF and the loaders get; the pool's HvRegion only the G-stage and shadow MMU. No
  * guest-supplied address can reach the pool.
  */
-import { csr as C, type Hart, JIT_MODES, type JitMode, type JitStats } from "@visor/cpu";
+import { csr as C, type Hart, JIT_MODES, type JitMode, type JitStats, sumJitStats } from "@visor/cpu";
 import {
   type BlockBackend,
   ByteQueue,
@@ -201,36 +201,6 @@ function checkJitMode(mode: unknown): JitMode {
  * The translator counters of `harts` added up; the mode and the reason translation is
  * unavailable are the first hart's (every hart of a machine is built with the same mode).
  */
-function sumJitStats(harts: readonly Hart[], requested: JitMode): JitStats {
-  const sum: JitStats = {
-    mode: requested,
-    unavailable: "",
-    regions: 0,
-    translatedInstructions: 0,
-    translateMs: 0,
-    executedTranslated: 0,
-    invalidations: 0,
-    evictions: 0,
-    liveRegions: 0,
-    liveBytes: 0,
-  };
-  harts.forEach((h, i) => {
-    const s = h.jitStats;
-    if (i === 0) {
-      sum.mode = s.mode;
-      sum.unavailable = s.unavailable;
-    }
-    sum.regions += s.regions;
-    sum.translatedInstructions += s.translatedInstructions;
-    sum.translateMs += s.translateMs;
-    sum.executedTranslated += s.executedTranslated;
-    sum.invalidations += s.invalidations;
-    sum.evictions += s.evictions;
-    sum.liveRegions += s.liveRegions;
-    sum.liveBytes += s.liveBytes;
-  });
-  return sum;
-}
 
 /** The machine is its vCPUs' host: they exit to it through VcpuHost (vcpu-host.ts). */
 export class Machine implements VcpuHost {

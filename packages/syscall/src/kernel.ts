@@ -22,6 +22,7 @@ import {
   JIT_MODES,
   type JitMode,
   type JitStats,
+  sumJitStats,
   type TrapExit,
 } from "@visor/cpu";
 import { GuestRam } from "@visor/memory";
@@ -1060,34 +1061,7 @@ export class Kernel implements FileCtx {
    * with the same mode), or the requested mode before any hart exists.
    */
   jitStats(): JitStats {
-    const sum: JitStats = {
-      mode: this.jit,
-      unavailable: "",
-      regions: 0,
-      translatedInstructions: 0,
-      translateMs: 0,
-      executedTranslated: 0,
-      invalidations: 0,
-      evictions: 0,
-      liveRegions: 0,
-      liveBytes: 0,
-    };
-    this.allHarts.forEach((h, i) => {
-      const s = h.jitStats;
-      if (i === 0) {
-        sum.mode = s.mode;
-        sum.unavailable = s.unavailable;
-      }
-      sum.regions += s.regions;
-      sum.translatedInstructions += s.translatedInstructions;
-      sum.translateMs += s.translateMs;
-      sum.executedTranslated += s.executedTranslated;
-      sum.invalidations += s.invalidations;
-      sum.evictions += s.evictions;
-      sum.liveRegions += s.liveRegions;
-      sum.liveBytes += s.liveBytes;
-    });
-    return sum;
+    return sumJitStats(this.allHarts, this.jit);
   }
 
   stats(): KernelStats {

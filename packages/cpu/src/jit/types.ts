@@ -37,3 +37,45 @@ export interface JitStats {
   liveRegions: number;
   liveBytes: number;
 }
+
+/**
+ * One JitStats for several harts: instructions run translated add up over harts; the
+ * translation cache's counters add up over distinct caches (harts on one RAM share
+ * one: the same `codeCache`). `mode` and `unavailable` are the first hart's.
+ */
+export function sumJitStats(
+  harts: readonly { jitStats: JitStats; codeCache: object }[],
+  requested: JitMode,
+): JitStats {
+  const sum: JitStats = {
+    mode: requested,
+    unavailable: "",
+    regions: 0,
+    translatedInstructions: 0,
+    translateMs: 0,
+    executedTranslated: 0,
+    invalidations: 0,
+    evictions: 0,
+    liveRegions: 0,
+    liveBytes: 0,
+  };
+  const seen = new Set<object>();
+  harts.forEach((h, i) => {
+    const s = h.jitStats;
+    if (i === 0) {
+      sum.mode = s.mode;
+      sum.unavailable = s.unavailable;
+    }
+    sum.executedTranslated += s.executedTranslated;
+    if (seen.has(h.codeCache)) return;
+    seen.add(h.codeCache);
+    sum.regions += s.regions;
+    sum.translatedInstructions += s.translatedInstructions;
+    sum.translateMs += s.translateMs;
+    sum.invalidations += s.invalidations;
+    sum.evictions += s.evictions;
+    sum.liveRegions += s.liveRegions;
+    sum.liveBytes += s.liveBytes;
+  });
+  return sum;
+}
