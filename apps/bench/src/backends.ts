@@ -19,6 +19,7 @@ import { RAM } from "./backends/engines.ts";
 import {
   compileMicros,
   crossCheck,
+  differences,
   makeEngines,
   measure,
   measureCold,
@@ -121,8 +122,12 @@ function main(argv: string[]): number {
     for (let t = 0; t < trials; t++)
       for (const [i, e] of engines.entries())
         m[e.name]!.push(mips(measure(e, k, region, trialMs, perSetup[i]!, t * 1000)));
-    // The warm engines still compute what the interpreter does.
-    for (const e of [interp, js, wasm]) runOnce(e, k, region, 0);
+    // The optimized translations still compute what the interpreter does.
+    for (const e of engines) runOnce(e, k, region, 0);
+    for (const e of [js, wasm]) {
+      const d = differences(interp, e);
+      if (d.length > 0) throw new Error(`${k.name}: the optimized ${e.name} translation disagrees: ${d[0]}`);
+    }
     const jsUs = compileMicros(js, compiles);
     const wasmUs = compileMicros(wasm, compiles);
     rows.push([

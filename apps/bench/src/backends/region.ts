@@ -5,7 +5,21 @@
  * Everything else is an exit. The loop's instructions are split into basic blocks at
  * branch targets and after branches, in address order.
  */
-import { decode16, decode32, decodedImm, OP_BEQ, OP_BGEU, OP_FP, OP_JAL, OP_NAMES, X_SINK } from "@visor/cpu";
+import {
+  decode16,
+  decode32,
+  decodedImm,
+  OP_BEQ,
+  OP_BGEU,
+  OP_CSR,
+  OP_ECALL,
+  OP_FP,
+  OP_ILLEGAL,
+  OP_JAL,
+  OP_JALR,
+  OP_NAMES,
+  X_SINK,
+} from "@visor/cpu";
 
 /** One decoded instruction. Integer rd 0 is X_SINK (32), as the decoder gives it. */
 export interface Insn {
@@ -93,7 +107,8 @@ function successors(i: Insn): number[] {
   if (isBranch(i.op)) return [i.pc + i.imm, next];
   // A jal that links is a call: the region ends there.
   if (i.op === OP_JAL) return i.rd === X_SINK ? [i.pc + i.imm] : [];
-  if (i.op === 4 /* jalr */ || (i.op >= 65 && i.op <= 71) /* ecall..csr */) return [];
+  // Indirect jumps, and ecall, ebreak, xRET, wfi, sfence.vma and CSR accesses (OP_ECALL..OP_CSR).
+  if (i.op === OP_JALR || i.op === OP_ILLEGAL || (i.op >= OP_ECALL && i.op <= OP_CSR)) return [];
   return [next];
 }
 
