@@ -27,6 +27,7 @@
 import {
   ST_DSET,
   ST_EXIT,
+  ST_FCSR,
   ST_FPR,
   ST_PC,
   ST_XHI,
@@ -40,7 +41,7 @@ import {
   TLB_W_TAG_LO,
 } from "../core.ts";
 import * as D from "../decode.ts";
-import { type Bytes, Code, encodeModule, I32, I64, Op } from "./wasm.ts";
+import { type Bytes, Code, encodeModule, F64, I32, I64, Op } from "./wasm.ts";
 
 /** How translated code left (ST_EXIT). */
 export const EXIT_PC = 0; // at ST_PC, nothing to look at
@@ -77,6 +78,10 @@ const L_V3 = 15; // i64 scratch
 const L_X = 15; // x[i] is local L_X + i (i = 1..32; 32 is the x0 sink)
 const LOCALS: number[] = [I64, I32, I32, I64, I32, I32, I32, I64, I64, I64];
 for (let i = 1; i <= 32; i++) LOCALS.push(I64);
+const L_FA = 48; // f64 scratch
+const L_FB = 49;
+const L_FR = 50;
+LOCALS.push(F64, F64, F64);
 
 interface Insn {
   off: number;
@@ -105,8 +110,15 @@ export interface Region {
   hasFp: boolean;
 }
 
+/** FP CSRs (fflags, frm, fcsr): translated inline, the others end a region. */
+function isFpCsr(raw: number): boolean {
+  const csr = raw >>> 20;
+  return csr >= 1 && csr <= 3 && ((raw >>> 12) & 3) !== 0;
+}
+
 /** Ops the translator handles inline or through the general helper. */
-function translatable(op: number): boolean {
+function translatable(op: number, imm: number): boolean {
+  if (op === D.OP_CSR) return isFpCsr(imm);
   if (op >= D.OP_LUI && op <= D.OP_FENCE_I) return true;
   if (op >= D.OP_FLW && op <= D.OP_FP) return true;
   return op === D.OP_LI || op === D.OP_MV || op === D.OP_NOP;
@@ -135,11 +147,17 @@ export function translateRegion(dv: DataView, pageOff: number, entry: number): R
   const insns = new Map<number, Insn>();
   const leaders = new Set<number>([entry]);
   const work = [entry];
+  const addReturn = (r: number): void => {
+    if (r < 4096) {
+      leaders.add(r);
+      work.push(r);
+    }
+  };
   while (work.length > 0 && insns.size < MAX_INSNS) {
     let off = work.pop()!;
     while (off >= 0 && off < 4096 && !insns.has(off) && insns.size < MAX_INSNS) {
       const ins = decodeAt(dv, pageOff, off);
-      if (ins === undefined || !translatable(ins.w & 0x7f)) break;
+      if (ins === undefined || !translatable(ins.w & 0x7f, ins.imm)) break;
       insns.set(off, ins);
       const op = ins.w & 0x7f;
       if (isBranch(op) || op === D.OP_JAL) {
@@ -148,10 +166,17 @@ export function translateRegion(dv: DataView, pageOff: number, entry: number): R
           leaders.add(t);
           work.push(t);
         }
-        if (op === D.OP_JAL) break;
+        if (op === D.OP_JAL) {
+          // a call: where it returns to starts a block (an entry when the callee's JALR lands there)
+          if (((ins.w >>> 8) & 0xff) !== D.X_SINK) addReturn(off + ins.len);
+          break;
+        }
         leaders.add(off + ins.len);
       }
-      if (op === D.OP_JALR) break;
+      if (op === D.OP_JALR) {
+        if (((ins.w >>> 8) & 0xff) !== D.X_SINK) addReturn(off + ins.len);
+        break;
+      }
       off += ins.len;
     }
   }
@@ -188,7 +213,7 @@ export function translateRegion(dv: DataView, pageOff: number, entry: number): R
   let hasFp = false;
   for (const ins of insns.values()) {
     const op = ins.w & 0x7f;
-    if (op >= D.OP_FLW && op <= D.OP_FSD) hasFp = true;
+    if ((op >= D.OP_FLW && op <= D.OP_FP) || op === D.OP_CSR) hasFp = true;
   }
   const gen = new Gen(blocks, index);
   const body = gen.emit();
@@ -640,9 +665,12 @@ class Gen {
       case D.OP_FSD:
         this.fpMem(ins);
         return;
+      case D.OP_CSR:
+        this.fpCsr(ins);
+        return;
       default:
         // OP_FP: the general path (the Fpu), which may read and write integer registers
-        this.generalCall(ins);
+        this.fp(ins);
         return;
     }
   }
@@ -873,6 +901,330 @@ class Gen {
   }
 
   /**
+   * OP_FP. The double-precision operations compilers use in loops run as WebAssembly f64
+   * arithmetic when that gives exactly the RISC-V result and flags: FS dirty (fpOk), round
+   * to nearest even, no NaN, infinity or subnormal involved, and either the result exact or
+   * fflags.NX already set (accrued flags are sticky, so an inexact result changes nothing
+   * then). Every other case, and every other FP instruction, takes the general path.
+   */
+  private fp(ins: Insn): void {
+    const c = this.c;
+    const raw = ins.imm;
+    const f7 = raw >>> 25;
+    const rd = (raw >>> 7) & 31;
+    const rs1 = (raw >>> 15) & 31;
+    const rs2 = (raw >>> 20) & 31;
+    const rm = (raw >>> 12) & 7;
+    const F = (r: number): void => {
+      c.i32(0)
+        .mem(Op.i64Load, 1, 3, ST_FPR + 8 * r)
+        .op(Op.f64ReinterpretI64);
+    };
+    const nx = (): void => {
+      c.i32(0).mem(Op.i32Load, 1, 2, ST_FCSR).i32(1).op(Op.i32And);
+    };
+    // rounding: static RNE, or DYN with frm = RNE
+    const rne = (): boolean => {
+      if (rm === 0) c.i32(1);
+      else if (rm === 7)
+        c.i32(0)
+          .mem(Op.i32Load, 1, 2, ST_FCSR + 4)
+          .op(Op.i32Eqz);
+      else return false;
+      return true;
+    };
+    const finiteNormal = (l: number): void => {
+      // |v| < inf and |v| >= smallest normal
+      c.get(l).op(Op.f64Abs).f64(Number.POSITIVE_INFINITY).op(Op.f64Lt);
+      c.get(l).op(Op.f64Abs).f64(2.2250738585072014e-308).op(Op.f64Ge).op(Op.i32And);
+    };
+    const notNaN = (l: number): void => {
+      c.get(l).get(l).op(Op.f64Eq);
+    };
+    /** fast flag on the stack: `if` it, store or write, else the general path. */
+    const finish = (fast: () => void): void => {
+      c.if();
+      this.depth++;
+      fast();
+      c.else();
+      this.generalCall(ins);
+      c.end();
+      this.depth--;
+    };
+    const setF = (): void => {
+      // f[rd] = L_FR
+      c.i32(0)
+        .get(L_FR)
+        .op(Op.i64ReinterpretF64)
+        .mem(Op.i64Store, 1, 3, ST_FPR + 8 * rd);
+    };
+    switch (f7) {
+      case 0x01: // fadd.d
+      case 0x05: // fsub.d
+      case 0x09: // fmul.d
+      case 0x0d: {
+        // fdiv.d
+        F(rs1);
+        c.set(L_FA);
+        F(rs2);
+        c.set(L_FB);
+        c.get(L_FA)
+          .get(L_FB)
+          .op([Op.f64Add, Op.f64Sub, Op.f64Mul, Op.f64Div][f7 >>> 2]!)
+          .set(L_FR);
+        c.get(P_FPOK);
+        if (!rne()) {
+          c.op(Op.drop);
+          this.generalCall(ins);
+          return;
+        }
+        c.op(Op.i32And);
+        finiteNormal(L_FR);
+        if (f7 <= 0x05) {
+          // a zero sum is exact; otherwise exact when the TwoSum error is zero
+          c.get(L_FR).f64(0).op(Op.f64Eq).op(Op.i32Or).op(Op.i32And);
+          nx();
+          // err = (a - (r - bb)) + (b' - bb), bb = r - a, b' = +-b
+          c.get(L_FA).get(L_FR).get(L_FR).get(L_FA).op(Op.f64Sub).op(Op.f64Sub).op(Op.f64Sub);
+          c.get(L_FB);
+          if (f7 === 0x05) c.op(Op.f64Neg);
+          c.get(L_FR).get(L_FA).op(Op.f64Sub).op(Op.f64Sub).op(Op.f64Add).f64(0).op(Op.f64Eq);
+          c.op(Op.i32Or).op(Op.i32And);
+        } else {
+          c.op(Op.i32And);
+          nx();
+          c.op(Op.i32And);
+        }
+        finish(setF);
+        return;
+      }
+      case 0x2d: {
+        // fsqrt.d
+        if (rs2 !== 0) break;
+        F(rs1);
+        c.tee(L_FA).op(Op.f64Sqrt).set(L_FR);
+        c.get(P_FPOK);
+        if (!rne()) {
+          c.op(Op.drop);
+          break;
+        }
+        c.op(Op.i32And);
+        // a == +-0 (exact), or 0 < a < inf with NX set
+        c.get(L_FA).f64(0).op(Op.f64Eq);
+        c.get(L_FA).f64(0).op(Op.f64Gt).get(L_FA).f64(Number.POSITIVE_INFINITY).op(Op.f64Lt).op(Op.i32And);
+        nx();
+        c.op(Op.i32And).op(Op.i32Or).op(Op.i32And);
+        finish(setF);
+        return;
+      }
+      case 0x11: {
+        // fsgnj.d / fsgnjn.d / fsgnjx.d: bits only, no flags
+        if (rm > 2) break;
+        c.get(P_FPOK);
+        finish(() => {
+          c.i32(0);
+          c.i32(0).mem(Op.i64Load, 1, 3, ST_FPR + 8 * rs1);
+          if (rm === 2) {
+            c.i32(0)
+              .mem(Op.i64Load, 1, 3, ST_FPR + 8 * rs2)
+              .i64Pair(0, 0x80000000 | 0)
+              .op(Op.i64And);
+            c.op(Op.i64Xor);
+          } else {
+            c.i64Pair(-1, 0x7fffffff).op(Op.i64And);
+            c.i32(0).mem(Op.i64Load, 1, 3, ST_FPR + 8 * rs2);
+            if (rm === 1) c.i64(-1).op(Op.i64Xor);
+            c.i64Pair(0, 0x80000000 | 0)
+              .op(Op.i64And)
+              .op(Op.i64Or);
+          }
+          c.mem(Op.i64Store, 1, 3, ST_FPR + 8 * rd);
+        });
+        return;
+      }
+      case 0x15: {
+        // fmin.d / fmax.d without NaNs
+        if (rm > 1) break;
+        F(rs1);
+        c.set(L_FA);
+        F(rs2);
+        c.set(L_FB);
+        c.get(P_FPOK);
+        notNaN(L_FA);
+        c.op(Op.i32And);
+        notNaN(L_FB);
+        c.op(Op.i32And);
+        finish(() => {
+          c.get(L_FA)
+            .get(L_FB)
+            .op(rm === 0 ? Op.f64Min : Op.f64Max)
+            .set(L_FR);
+          setF();
+        });
+        return;
+      }
+      case 0x51: {
+        // feq.d (2) / flt.d (1) / fle.d (0) without NaNs
+        if (rm > 2) break;
+        F(rs1);
+        c.set(L_FA);
+        F(rs2);
+        c.set(L_FB);
+        c.get(P_FPOK);
+        notNaN(L_FA);
+        c.op(Op.i32And);
+        notNaN(L_FB);
+        c.op(Op.i32And);
+        finish(() => {
+          c.get(L_FA).get(L_FB).op([Op.f64Le, Op.f64Lt, Op.f64Eq][rm]!).op(Op.i64ExtendI32U);
+          c.set(L_X + (rd === 0 ? 32 : rd));
+        });
+        return;
+      }
+      case 0x69: {
+        // fcvt.d.w / wu / l / lu
+        if (rs2 > 3) break;
+        c.get(P_FPOK);
+        if (!rne()) {
+          c.op(Op.drop);
+          break;
+        }
+        c.op(Op.i32And);
+        if (rs2 >= 2) {
+          // exact below 2^53 in magnitude, or NX already set
+          this.reg(rs1);
+          if (rs2 === 2) c.i64Pair(0, 0x200000).op(Op.i64Add).i64Pair(0, 0x400000).op(Op.i64LeU);
+          else c.i64Pair(0, 0x200000).op(Op.i64LeU);
+          nx();
+          c.op(Op.i32Or).op(Op.i32And);
+        }
+        finish(() => {
+          this.reg(rs1);
+          if (rs2 === 0) c.op(Op.i32WrapI64).op(Op.f64ConvertI32S);
+          else if (rs2 === 1) c.op(Op.i32WrapI64).op(Op.f64ConvertI32U);
+          else c.op(rs2 === 2 ? Op.f64ConvertI64S : Op.f64ConvertI64U);
+          c.set(L_FR);
+          setF();
+        });
+        return;
+      }
+      case 0x61: {
+        // fcvt.w.d / fcvt.l.d with a static rounding mode, in range
+        if ((rs2 !== 0 && rs2 !== 2) || rm > 3) break;
+        F(rs1);
+        c.op([Op.f64Nearest, Op.f64Trunc, Op.f64Floor, Op.f64Ceil][rm]!).set(L_FR);
+        c.get(P_FPOK);
+        if (rs2 === 0) {
+          c.get(L_FR).f64(-2147483648).op(Op.f64Ge).op(Op.i32And);
+          c.get(L_FR).f64(2147483647).op(Op.f64Le).op(Op.i32And);
+        } else {
+          c.get(L_FR).f64(-9223372036854775808).op(Op.f64Ge).op(Op.i32And);
+          c.get(L_FR).f64(9223372036854775808).op(Op.f64Lt).op(Op.i32And);
+        }
+        // exact (the rounded value is the input), or NX already set
+        c.get(L_FR);
+        F(rs1);
+        c.op(Op.f64Eq);
+        nx();
+        c.op(Op.i32Or).op(Op.i32And);
+        finish(() => {
+          c.get(L_FR);
+          if (rs2 === 0) c.op(Op.i32TruncF64S).op(Op.i64ExtendI32S);
+          else c.op(Op.i64TruncF64S);
+          c.set(L_X + (rd === 0 ? 32 : rd));
+        });
+        return;
+      }
+      case 0x71: {
+        // fmv.x.d
+        if (rm !== 0 || rs2 !== 0) break;
+        c.get(P_FPOK);
+        finish(() => {
+          c.i32(0)
+            .mem(Op.i64Load, 1, 3, ST_FPR + 8 * rs1)
+            .set(L_X + (rd === 0 ? 32 : rd));
+        });
+        return;
+      }
+      case 0x79: {
+        // fmv.d.x
+        if (rm !== 0 || rs2 !== 0) break;
+        c.get(P_FPOK);
+        finish(() => {
+          c.i32(0);
+          this.reg(rs1);
+          c.mem(Op.i64Store, 1, 3, ST_FPR + 8 * rd);
+        });
+        return;
+      }
+    }
+    this.generalCall(ins);
+  }
+
+  /**
+   * csrrw/s/c(i) on fflags (1), frm (2) or fcsr (3) when FS is dirty (fpOk); otherwise the
+   * general path (FS off: illegal; clean: the interpreter marks it dirty).
+   */
+  private fpCsr(ins: Insn): void {
+    const c = this.c;
+    const raw = ins.imm;
+    const csr = raw >>> 20;
+    const f3 = (raw >>> 12) & 7;
+    const rd = (raw >>> 7) & 31;
+    const rs1 = (raw >>> 15) & 31;
+    const kind = f3 & 3; // 1 rw, 2 rs, 3 rc
+    const writes = kind === 1 || rs1 !== 0;
+    c.get(P_FPOK).if();
+    this.depth++;
+    // old value -> L_V
+    const ff = (): void => {
+      c.i32(0).mem(Op.i32Load, 1, 2, ST_FCSR);
+    };
+    const fr = (): void => {
+      c.i32(0).mem(Op.i32Load, 1, 2, ST_FCSR + 4);
+    };
+    if (csr === 1) ff();
+    else if (csr === 2) fr();
+    else {
+      fr();
+      c.i32(5).op(Op.i32Shl);
+      ff();
+      c.op(Op.i32Or);
+    }
+    c.op(Op.i64ExtendI32U).set(L_V);
+    if (writes) {
+      // source -> L_V2
+      if (f3 >= 5) c.i64(rs1);
+      else this.reg(rs1);
+      c.set(L_V2);
+      if (kind === 1) c.get(L_V2);
+      else if (kind === 2) c.get(L_V).get(L_V2).op(Op.i64Or);
+      else c.get(L_V).get(L_V2).i64(-1).op(Op.i64Xor).op(Op.i64And);
+      c.op(Op.i32WrapI64).set(L_R);
+      if (csr === 1 || csr === 3) c.i32(0).get(L_R).i32(0x1f).op(Op.i32And).mem(Op.i32Store, 1, 2, ST_FCSR);
+      if (csr === 2)
+        c.i32(0)
+          .get(L_R)
+          .i32(7)
+          .op(Op.i32And)
+          .mem(Op.i32Store, 1, 2, ST_FCSR + 4);
+      if (csr === 3)
+        c.i32(0)
+          .get(L_R)
+          .i32(5)
+          .op(Op.i32ShrU)
+          .i32(7)
+          .op(Op.i32And)
+          .mem(Op.i32Store, 1, 2, ST_FCSR + 4);
+    }
+    if (rd !== 0) c.get(L_V).set(L_X + rd);
+    c.else();
+    this.generalCall(ins);
+    c.end();
+    this.depth--;
+  }
+
+  /**
    * The interpreter's general path for one instruction (FP: the Fpu, FS checks, traps).
    * The raw instruction's rd and rs1 fields may name integer registers (fmv, fcvt, fcmp,
    * FP loads' base): they go to the state buffer before and rd comes back after.
@@ -882,8 +1234,9 @@ class Gen {
     const raw = ins.imm;
     const op = ins.w & 0x7f;
     // decoded fields for FP loads/stores (rs1 is the base), raw fields for OP_FP
-    const xr = op === D.OP_FP ? [(raw >>> 7) & 31, (raw >>> 15) & 31] : [(ins.w >>> 16) & 0xff];
-    const xd = op === D.OP_FP ? (raw >>> 7) & 31 : -1;
+    const rawFields = op === D.OP_FP || op === D.OP_CSR;
+    const xr = rawFields ? [(raw >>> 7) & 31, (raw >>> 15) & 31] : [(ins.w >>> 16) & 0xff];
+    const xd = rawFields ? (raw >>> 7) & 31 : -1;
     for (const r of xr) this.spill(r);
     c.i32(ins.w).i32(ins.imm);
     this.pcLo(ins.off);
@@ -937,7 +1290,7 @@ function regsOf(ins: Insn, used: Set<number>, written: Set<number>): void {
   const rd = (w >>> 8) & 0xff;
   const r1 = (w >>> 16) & 0xff;
   const r2 = w >>> 24;
-  if (op === D.OP_FP) {
+  if (op === D.OP_FP || op === D.OP_CSR) {
     const raw = ins.imm;
     used.add((raw >>> 7) & 31);
     used.add((raw >>> 15) & 31);

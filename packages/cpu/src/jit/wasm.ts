@@ -99,6 +99,18 @@ export const Op = {
   i64ShrS: 0x87,
   i64ShrU: 0x88,
   f64Abs: 0x99,
+  f64Ceil: 0x9b,
+  f64Floor: 0x9c,
+  f64Trunc: 0x9d,
+  f64Nearest: 0x9e,
+  f64Min: 0xa4,
+  f64Max: 0xa5,
+  f64Const: 0x44,
+  i32TruncF64S: 0xaa,
+  i64TruncF64S: 0xb0,
+  f64ConvertI32S: 0xb7,
+  f64ConvertI32U: 0xb8,
+  f64ConvertI64U: 0xba,
   f64Neg: 0x9a,
   f64Sqrt: 0x9f,
   f64Add: 0xa0,
@@ -121,18 +133,24 @@ export class Bytes {
   private buf = new Uint8Array(1024);
   length = 0;
 
+  private grow(need: number): void {
+    let size = this.buf.length * 2;
+    while (size < this.length + need) size *= 2;
+    const n = new Uint8Array(size);
+    n.set(this.buf.subarray(0, this.length));
+    this.buf = n;
+  }
+
   byte(b: number): this {
-    if (this.length === this.buf.length) {
-      const n = new Uint8Array(this.buf.length * 2);
-      n.set(this.buf);
-      this.buf = n;
-    }
+    if (this.length === this.buf.length) this.grow(1);
     this.buf[this.length++] = b;
     return this;
   }
 
-  bytes(b: ArrayLike<number>): this {
-    for (let i = 0; i < b.length; i++) this.byte(b[i]!);
+  bytes(b: Uint8Array | readonly number[]): this {
+    if (this.length + b.length > this.buf.length) this.grow(b.length);
+    this.buf.set(b, this.length);
+    this.length += b.length;
     return this;
   }
 
@@ -197,6 +215,9 @@ export class Bytes {
   }
 }
 
+const f64Scratch = new Float64Array(1);
+const f64Bytes = new Uint8Array(f64Scratch.buffer);
+
 /** A function body under construction: typed emitters over `Bytes`. */
 export class Code extends Bytes {
   op(o: number): this {
@@ -220,6 +241,11 @@ export class Code extends Bytes {
   }
   i64Pair(lo: number, hi: number): this {
     return this.byte(Op.i64Const).s64(lo, hi);
+  }
+  f64(v: number): this {
+    this.byte(Op.f64Const);
+    f64Scratch[0] = v;
+    return this.bytes(f64Bytes);
   }
   /** A load or store on memory `mem` (0: RAM, 1: hart state) with a constant offset. */
   mem(o: number, mem: number, align: number, offset = 0): this {
