@@ -141,6 +141,8 @@ export const ST_PC = 776;
 export const ST_EXIT = 784;
 /** Byte offset of the current data TlbSet (see TlbSet.stOffset). */
 export const ST_DSET = 788;
+/** Byte offset of the current fetch TlbSet (translated code looks up jump targets in it). */
+export const ST_XSET = 792;
 /** The TLB sets, TLB_CONTEXTS of them, each 9 arrays of TLB_SIZE int32 in this order. */
 export const ST_TLB = 4096;
 export const TLB_R_TAG_LO = 0;
@@ -153,7 +155,14 @@ export const TLB_X_TAG_LO = 6;
 export const TLB_X_TAG_HI = 7;
 export const TLB_X_PAGE = 8;
 const TLB_SET_BYTES = 9 * TLB_SIZE * 4;
-const STATE_BYTES = ST_TLB + TLB_CONTEXTS * TLB_SET_BYTES;
+/**
+ * The chain cache (jit/index.ts): CHAIN_SIZE direct-mapped entries of two int32, the RAM
+ * offset of a translated entry and where it is (table index * 512 + block), so translated
+ * code can jump to other translated code without returning to the interpreter.
+ */
+export const ST_CHAIN = ST_TLB + TLB_CONTEXTS * TLB_SET_BYTES;
+export const CHAIN_SIZE = 4096;
+const STATE_BYTES = ST_CHAIN + CHAIN_SIZE * 8;
 
 /** The hart's state buffer: a WebAssembly.Memory when the host has WebAssembly. */
 function stateMemory(): { memory: WasmMemory | undefined; buffer: ArrayBuffer } {
@@ -412,6 +421,7 @@ export function selectTlb(c: HartCore): void {
   c.xTagHi = x.xTagHi;
   c.xPage = x.xPage;
   c.st[ST_DSET >> 2] = d.stOffset;
+  c.st[ST_XSET >> 2] = x.stOffset;
 }
 
 /** Drop every cached translation (satp/hgatp writes, sfence.vma, hfence). */

@@ -28,6 +28,7 @@
 import { ACCESS_EXEC, type Access, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
 import { CodeCache } from "./code-cache.ts";
 import {
+  CHAIN_SIZE,
   INVALID_TAG as CORE_INVALID_TAG,
   TLB_MASK as CORE_TLB_MASK,
   cycles,
@@ -40,6 +41,7 @@ import {
   instret,
   interruptPending,
   type PhysBus,
+  ST_CHAIN,
   ST_EXIT,
   ST_PC,
   selectTlb,
@@ -56,6 +58,7 @@ import * as I64 from "./int64.ts";
 import {
   type Entry,
   EXIT_BEFORE,
+  EXIT_HELPER,
   EXIT_PC_SLICE,
   EXIT_TRAP,
   HartJit,
@@ -128,6 +131,8 @@ interface HartTier {
 }
 const ST_EXIT_I = ST_EXIT >> 2;
 const ST_PC_I = ST_PC >> 2;
+const CHAIN_I = ST_CHAIN >> 2;
+const CHAIN_MASK = CHAIN_SIZE - 1;
 
 export class Hart {
   /** The hart's state; only this file and the slow-path modules touch it. */
@@ -607,9 +612,14 @@ export class Hart {
         const e = entries[~w];
         if (e !== undefined && e.dec === dec && e.slot === slot && jit !== undefined) {
           if (n + e.min <= limit && pcLo !== skipLo) {
-            const f = e.region.fns[jitSlot] ?? jit.cache.fn(e, jitSlot, jit.imports);
+            if (e.region.fns[jitSlot] === undefined) jit.cache.fn(e, jit);
+            const ti = e.region.tidx[jitSlot]!;
+            // the chain cache learns the entry, so translated jumps to it need not come back here
+            const ci = CHAIN_I + (((e.key >>> 1) & CHAIN_MASK) << 1);
+            st[ci] = e.key;
+            st[ci + 1] = ti * 512 + e.bb;
             const n0 = n;
-            n = f(n, limit, e.bb, pcLo & ~0xfff, pcHi, e.hasFp && fpFast(c) ? 1 : 0);
+            n = jit.enter(ti, n, limit, e.bb, pcLo & ~0xfff, pcHi, fpFast(c) ? 1 : 0);
             jit.executed += n - n0;
             const how = st[ST_EXIT_I]!;
             if (how <= EXIT_PC_SLICE || how === EXIT_BEFORE) {
@@ -623,7 +633,10 @@ export class Hart {
               pcHi = c.pcHi;
             }
             if (how === EXIT_PC_SLICE || how === EXIT_TRAP) limit = n;
-            curLo = INVALID_TAG;
+            // the same page (an instruction left to the interpreter): its decoded slots stand
+            if (how === EXIT_TRAP || how === EXIT_HELPER || (pcLo & ~0xfff) !== curLo || pcHi !== curHi) {
+              curLo = INVALID_TAG;
+            }
             continue;
           }
           w = e.w;
@@ -720,7 +733,7 @@ export class Hart {
             pcLo = t;
             xlo[rd] = ret;
             xhi[rd] = retHi;
-            if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+            if (imm < 0 && --hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
               savedLimit = limit;
               limit = n;
               compileReq = true;
@@ -740,11 +753,6 @@ export class Hart {
             pcLo = t;
             pcHi = tHi;
             curLo = INVALID_TAG; // a far jump: the carry rule above must not apply
-            if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
-              savedLimit = limit;
-              limit = n;
-              compileReq = true;
-            }
             continue;
           }
         case 5 /* OP_BEQ */:
@@ -755,7 +763,7 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
-              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+              if (imm < 0 && --hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
                 savedLimit = limit;
                 limit = n;
                 compileReq = true;
@@ -772,7 +780,7 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
-              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+              if (imm < 0 && --hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
                 savedLimit = limit;
                 limit = n;
                 compileReq = true;
@@ -791,7 +799,7 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
-              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+              if (imm < 0 && --hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
                 savedLimit = limit;
                 limit = n;
                 compileReq = true;
@@ -810,7 +818,7 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
-              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+              if (imm < 0 && --hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
                 savedLimit = limit;
                 limit = n;
                 compileReq = true;
@@ -829,7 +837,7 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
-              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+              if (imm < 0 && --hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
                 savedLimit = limit;
                 limit = n;
                 compileReq = true;
@@ -848,7 +856,7 @@ export class Hart {
               const t = (pcLo + imm) | 0;
               pcHi = (pcHi + (imm >> 31) + (t >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
               pcLo = t;
-              if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+              if (imm < 0 && --hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
                 savedLimit = limit;
                 limit = n;
                 compileReq = true;

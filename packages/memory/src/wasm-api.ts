@@ -11,8 +11,16 @@ export interface WasmInstance {
   readonly exports: Record<string, unknown>;
 }
 
+export interface WasmTable {
+  readonly length: number;
+  get(i: number): unknown;
+  set(i: number, f: unknown): void;
+  grow(delta: number): number;
+}
+
 export interface WasmApi {
   Memory: new (d: { initial: number; maximum?: number }) => WasmMemory;
+  Table: new (d: { element: "anyfunc"; initial: number }) => WasmTable;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => WasmInstance;
 }

@@ -3,9 +3,10 @@
  * harts like the CodeCache) and each hart's part of it (helpers, instances, hot counters).
  *
  * How code gets here (hart.ts `run`):
- * - `on`: the interpreter counts taken branches and jumps per target (a hashed counter of
- *   the target pc); when a target has been reached HOT_THRESHOLD times, the region from it
- *   is translated (translate.ts) and compiled to a WebAssembly module.
+ * - `on`: the interpreter counts taken backward branches and jumps per target (a hashed
+ *   counter of the target pc: loop heads); when a target has been reached HOT_THRESHOLD
+ *   times, the region from it is translated (translate.ts) and compiled to a WebAssembly
+ *   module. Translated code jumps to other translated code directly (the chain cache).
  * - `always`: every instruction the interpreter decodes for the first time starts a region.
  * A translated entry is marked in the decoded page itself: its slot's first word becomes
  * `~id` (negative; decoded words are never negative), so the interpreter finds translated
@@ -21,19 +22,24 @@
  * Bounds: at most MAX_LIVE_BYTES of module bytes are live; past that the whole cache is
  * flushed (as v86 does), and hot code is translated again.
  */
-import { wasmApi } from "@visor/memory";
+import { type WasmTable, wasmApi } from "@visor/memory";
 import type { CodeCache } from "../code-cache.ts";
-import type { HartCore } from "../core.ts";
+import { CHAIN_SIZE, type HartCore, ST_CHAIN } from "../core.ts";
 import * as D from "../decode.ts";
 import { fpFastPath } from "../fp-fast.ts";
 import { execOne } from "../system.ts";
-import { EXIT_HELPER, EXIT_TRAP, translateRegion } from "./translate.ts";
+import { EXIT_HELPER, EXIT_TRAP, trampolineModule, translateRegion } from "./translate.ts";
 import type { JitMode, JitStats } from "./types.ts";
 
 export { EXIT_BEFORE, EXIT_HELPER, EXIT_PC, EXIT_PC_SLICE, EXIT_TRAP } from "./translate.ts";
 
-/** Taken branches/jumps to one target (hashed) before its region is translated. */
-export const HOT_THRESHOLD = 64;
+/**
+ * Backward branches and jumps taken to one target (hashed) before its region is
+ * translated: loops. Measured on the bundled guest's boot (docs/binary-translation.md):
+ * kernel code that runs a few thousand times costs more to compile than it saves, and
+ * loops that run longer gain 7-20x, so only targets reached this often are translated.
+ */
+export const HOT_THRESHOLD = 16384;
 /** Hot counters per hart (a hash of target pc >> 1). */
 export const HOT_SIZE = 4096;
 export const HOT_MASK = HOT_SIZE - 1;
@@ -41,6 +47,17 @@ export const HOT_MASK = HOT_SIZE - 1;
 export const MAX_LIVE_BYTES = 24 * 1024 * 1024;
 
 type RegionFn = (n: number, limit: number, entry: number, vLo: number, vHi: number, fpOk: number) => number;
+type EnterFn = (
+  index: number,
+  n: number,
+  limit: number,
+  entry: number,
+  vLo: number,
+  vHi: number,
+  fpOk: number,
+) => number;
+
+let trampoline: object | undefined;
 
 class CompiledRegion {
   readonly module: object;
@@ -48,6 +65,8 @@ class CompiledRegion {
   readonly pageIdx: number;
   /** One instance per hart slot (each hart has its own state memory and helpers). */
   readonly fns: (RegionFn | undefined)[] = [];
+  /** Each hart's table index of its instance (for chaining), by slot. */
+  readonly tidx: number[] = [];
   readonly ids: number[] = [];
   constructor(module: object, bytes: number, pageIdx: number) {
     this.module = module;
@@ -68,6 +87,9 @@ export class Entry {
   readonly w: number;
   readonly imm: number;
   readonly hasFp: boolean;
+  /** The entry's RAM offset (the chain cache's key). */
+  readonly key: number;
+  /** Its chain cache value for a hart: table index * 512 + block (set when instantiated). */
   constructor(
     region: CompiledRegion,
     dec: Int32Array,
@@ -86,7 +108,14 @@ export class Entry {
     this.w = w;
     this.imm = imm;
     this.hasFp = hasFp;
+    this.key = region.pageIdx * 4096 + slot;
   }
+}
+
+/** csrrs/csrrc with rs1 = x0, csrrsi/csrrci with uimm = 0: a CSR read that writes nothing. */
+function csrReadOnly(raw: number): boolean {
+  const f3 = (raw >>> 12) & 7;
+  return (f3 & 3) >= 2 && ((raw >>> 15) & 31) === 0;
 }
 
 const perf = (globalThis as { performance?: { now(): number } }).performance;
@@ -101,6 +130,7 @@ export class TranslationCache {
   private readonly byPage = new Map<number, CompiledRegion[]>();
   private readonly code: CodeCache;
   private slots = 0;
+  private readonly harts: HartJit[] = [];
   regions = 0;
   translatedInstructions = 0;
   translateMs = 0;
@@ -123,10 +153,6 @@ export class TranslationCache {
   private constructor(code: CodeCache) {
     this.code = code;
     code.onDropPage((idx) => this.dropPage(idx, false));
-  }
-
-  newSlot(): number {
-    return this.slots++;
   }
 
   /**
@@ -182,19 +208,29 @@ export class TranslationCache {
     return result;
   }
 
-  /** The function of `e`'s region for the hart in `slot`. */
-  fn(e: Entry, slot: number, imports: Record<string, Record<string, unknown>>): RegionFn {
+  /** The function of `e`'s region for hart `h` (instantiated on first use, and put in its chain table). */
+  fn(e: Entry, h: HartJit): RegionFn {
     const r = e.region;
-    let f = r.fns[slot];
+    let f = r.fns[h.slot];
     if (f === undefined) {
-      const inst = new wasmApi!.Instance(r.module, imports);
+      const inst = new wasmApi!.Instance(r.module, h.imports);
       f = inst.exports.f as RegionFn;
-      r.fns[slot] = f;
+      r.fns[h.slot] = f;
+      r.tidx[h.slot] = h.tableAdd(f);
     }
     return f;
   }
 
+  attach(h: HartJit): number {
+    this.harts.push(h);
+    return this.slots++;
+  }
+
   private dropRegion(cr: CompiledRegion): void {
+    for (const h of this.harts) {
+      const t = cr.tidx[h.slot];
+      if (t !== undefined) h.tableDrop(t);
+    }
     for (const id of cr.ids) {
       const e = this.entries[id];
       if (e === undefined) continue;
@@ -248,22 +284,69 @@ export class HartJit {
   /** Guest instructions executed in translated code. */
   executed = 0;
 
+  /** Chain table: this hart's region instances, by index (jumps between them stay in WebAssembly). */
+  private readonly table: WasmTable;
+  private readonly freeIdx: number[] = [];
+  private used = 0;
+  private readonly st: Int32Array;
+  /** Calls the region function at a table index (translate.ts trampolineModule). */
+  readonly enter: EnterFn;
+
   constructor(c: HartCore, mode: JitMode) {
     this.cache = TranslationCache.of(c.code);
     this.always = mode === "always";
-    this.slot = this.cache.newSlot();
+    this.table = new wasmApi!.Table({ element: "anyfunc", initial: 256 });
+    this.st = c.st;
+    this.clearChain();
+    trampoline ??= new wasmApi!.Module(trampolineModule());
+    this.enter = new wasmApi!.Instance(trampoline, { m: { tbl: this.table } }).exports.enter as EnterFn;
+    this.slot = this.cache.attach(this);
     this.imports = {
-      m: { ram: c.ram.memory, st: c.stateMemory },
+      m: { ram: c.ram.memory, st: c.stateMemory, tbl: this.table },
       h: {
         general: (w: number, imm: number, pcLo: number, pcHi: number, n: number): number => {
           if (fpFastPath(c, w, imm)) return 0;
           c.pcLo = pcLo;
           c.pcHi = pcHi;
           c.runN = n;
-          return execOne(c, w, imm, pcLo, pcHi) ? EXIT_TRAP : EXIT_HELPER;
+          const traps = c.stats.traps;
+          const gen = c.code.generation;
+          const brk = execOne(c, w, imm, pcLo, pcHi);
+          const nextLo = (pcLo + 4 - ((w >>> 6) & 2)) | 0;
+          const nextHi = (pcHi + (nextLo >>> 0 < pcLo >>> 0 ? 1 : 0)) | 0;
+          if (c.pcLo !== nextLo || c.pcHi !== nextHi || c.stats.traps !== traps || c.exit !== null) {
+            return brk ? EXIT_TRAP : EXIT_HELPER; // a trap, or control went elsewhere
+          }
+          if (c.code.generation !== gen) return EXIT_TRAP; // it wrote code (an AMO): look again
+          // The interpreter looks around after every CSR instruction; after a read nothing
+          // changed that it would see, so translated code goes on.
+          if (!brk || ((w & 0x7f) === D.OP_CSR && csrReadOnly(imm))) return 0;
+          return EXIT_TRAP;
         },
       },
     };
+  }
+
+  tableAdd(f: RegionFn): number {
+    let i = this.freeIdx.pop();
+    if (i === undefined) {
+      i = this.used++;
+      if (i >= this.table.length) this.table.grow(this.table.length);
+    }
+    this.table.set(i, f);
+    return i;
+  }
+
+  /** A region is gone: its table slot is free, and no chain may lead there any more. */
+  tableDrop(i: number): void {
+    this.table.set(i, null);
+    this.freeIdx.push(i);
+    this.clearChain();
+  }
+
+  private clearChain(): void {
+    const base = ST_CHAIN >> 2;
+    for (let i = 0; i < CHAIN_SIZE; i++) this.st[base + 2 * i] = -1;
   }
 
   /** Translate the region at (pcLo, pcHi) if its page is in the fetch TLB now. */

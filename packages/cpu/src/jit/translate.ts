@@ -25,6 +25,8 @@
  * faults counts, and the trap leaves the pc where raise() put it (EXIT_TRAP).
  */
 import {
+  CHAIN_SIZE,
+  ST_CHAIN,
   ST_DSET,
   ST_EXIT,
   ST_FCSR,
@@ -32,6 +34,7 @@ import {
   ST_PC,
   ST_XHI,
   ST_XLO,
+  ST_XSET,
   TLB_R_PAGE,
   TLB_R_TAG_HI,
   TLB_R_TAG_LO,
@@ -39,6 +42,9 @@ import {
   TLB_W_PAGE,
   TLB_W_TAG_HI,
   TLB_W_TAG_LO,
+  TLB_X_PAGE,
+  TLB_X_TAG_HI,
+  TLB_X_TAG_LO,
 } from "../core.ts";
 import * as D from "../decode.ts";
 import { type Bytes, Code, encodeModule, F64, I32, I64, Op } from "./wasm.ts";
@@ -54,6 +60,9 @@ export const EXIT_BEFORE = 4; // at ST_PC, before an instruction the interpreter
 export const MAX_INSNS = 400;
 
 const TLB_ARRAY = TLB_SIZE * 4;
+
+/** The region function's type index (call_indirect through the chain table checks it). */
+const REGION_TYPE = 1;
 
 // helper imports, in function index order
 const H_GENERAL = 0; // (w, imm, pcLo, pcHi, n) -> 0 done, pc advanced | EXIT_TRAP | EXIT_HELPER
@@ -82,6 +91,8 @@ const L_FA = 48; // f64 scratch
 const L_FB = 49;
 const L_FR = 50;
 LOCALS.push(F64, F64, F64);
+const L_CH = 51; // i32: the exit is a jump whose target may be translated (try the chain cache)
+LOCALS.push(I32);
 
 interface Insn {
   off: number;
@@ -118,7 +129,9 @@ function isFpCsr(raw: number): boolean {
 
 /** Ops the translator handles inline or through the general helper. */
 function translatable(op: number, imm: number): boolean {
-  if (op === D.OP_CSR) return isFpCsr(imm);
+  // CSRs and AMOs: FP CSRs inline, the rest through the general path (a CSR write leaves)
+  if (op === D.OP_CSR) return ((imm >>> 12) & 3) !== 0;
+  if (op === D.OP_AMO_W || op === D.OP_AMO_D) return true;
   if (op >= D.OP_LUI && op <= D.OP_FENCE_I) return true;
   if (op >= D.OP_FLW && op <= D.OP_FP) return true;
   return op === D.OP_LI || op === D.OP_MV || op === D.OP_NOP;
@@ -227,7 +240,8 @@ export function translateRegion(dv: DataView, pageOff: number, entry: number): R
       { name: "ram", minPages: 0 },
       { name: "st", minPages: 0 },
     ],
-    func: { type: 1, locals: LOCALS, body },
+    table: "tbl",
+    func: { type: REGION_TYPE, locals: LOCALS, body },
     exportName: "f",
   });
   return {
@@ -237,6 +251,31 @@ export function translateRegion(dv: DataView, pageOff: number, entry: number): R
     count: insns.size,
     hasFp,
   };
+}
+
+/**
+ * The trampoline: `enter(index, n, limit, entry, vLo, vHi, fpOk)` tail-calls the region
+ * function at `index` of the chain table. The interpreter calls translated code through
+ * it, so its call site always meets the same WebAssembly function (a JS call site that
+ * meets many is slow in V8).
+ */
+export function trampolineModule(): Uint8Array {
+  const c = new Code();
+  for (let i = 1; i <= 6; i++) c.get(i);
+  c.get(0);
+  c.byte(Op.returnCallIndirect).u32(REGION_TYPE).u32(0);
+  c.end();
+  return encodeModule({
+    types: [
+      { params: [I32, I32, I32, I32, I32, I32, I32], results: [I32] },
+      { params: [I32, I32, I32, I32, I32, I32], results: [I32] },
+    ],
+    imports: [],
+    memories: [],
+    table: "tbl",
+    func: { type: 0, locals: [], body: c },
+    exportName: "enter",
+  });
 }
 
 // ---------------------------------------------------------------- code generation
@@ -325,6 +364,49 @@ class Gen {
         .op(Op.i64ShrU)
         .mem(Op.i64Store32, 1, 2, ST_XHI + 4 * r);
     }
+    // Chaining: a jump to a target whose page is in the fetch TLB and whose entry is in the
+    // chain cache goes straight on there (a tail call: the stack does not grow).
+    c.get(L_CH).if();
+    c.get(L_A).op(Op.i32WrapI64).tee(L_ALO).i32(10).op(Op.i32ShrU).i32(0xffc).op(Op.i32And);
+    c.i32(0).mem(Op.i32Load, 1, 2, ST_XSET).op(Op.i32Add).tee(L_T);
+    c.mem(Op.i32Load, 1, 2, TLB_X_TAG_LO * TLB_ARRAY)
+      .get(L_ALO)
+      .i32(~0xfff)
+      .op(Op.i32And)
+      .op(Op.i32Eq);
+    c.get(L_T)
+      .mem(Op.i32Load, 1, 2, TLB_X_TAG_HI * TLB_ARRAY)
+      .get(L_A)
+      .i64(32)
+      .op(Op.i64ShrU)
+      .op(Op.i32WrapI64);
+    c.op(Op.i32Eq).op(Op.i32And).if();
+    // the entry's RAM offset -> L_T, its cache slot -> L_R
+    c.get(L_T)
+      .mem(Op.i32Load, 1, 2, TLB_X_PAGE * TLB_ARRAY)
+      .get(L_ALO)
+      .i32(0xfff)
+      .op(Op.i32And)
+      .op(Op.i32Add)
+      .tee(L_T);
+    c.i32(1)
+      .op(Op.i32ShrU)
+      .i32(CHAIN_SIZE - 1)
+      .op(Op.i32And)
+      .i32(3)
+      .op(Op.i32Shl)
+      .tee(L_R);
+    c.mem(Op.i32Load, 1, 2, ST_CHAIN).get(L_T).op(Op.i32Eq).if();
+    c.get(L_R)
+      .mem(Op.i32Load, 1, 2, ST_CHAIN + 4)
+      .set(L_R);
+    c.get(P_N).get(P_LIMIT).get(L_R).i32(511).op(Op.i32And);
+    c.get(L_ALO).i32(~0xfff).op(Op.i32And).get(L_A).i64(32).op(Op.i64ShrU).op(Op.i32WrapI64).get(P_FPOK);
+    c.get(L_R).i32(9).op(Op.i32ShrU);
+    c.byte(Op.returnCallIndirect).u32(REGION_TYPE).u32(0);
+    c.end();
+    c.end();
+    c.end();
     c.get(P_N);
     c.end();
     return c;
@@ -367,6 +449,15 @@ class Gen {
     const c = this.c;
     c.i32(0).get(L_VBASE).i64(off).op(Op.i64Add).mem(Op.i64Store, 1, 3, ST_PC);
     c.i32(0).i32(how).mem(Op.i32Store, 1, 2, ST_EXIT);
+    c.br(this.toExit);
+  }
+
+  /** Leave by a jump to L_A (out of the page, or JALR): chained when the target is translated. */
+  private exitJump(): void {
+    const c = this.c;
+    c.i32(0).get(L_A).mem(Op.i64Store, 1, 3, ST_PC);
+    c.i32(0).i32(EXIT_PC).mem(Op.i32Store, 1, 2, ST_EXIT);
+    c.i32(1).set(L_CH);
     c.br(this.toExit);
   }
 
@@ -454,15 +545,8 @@ class Gen {
         if (t >= 0 && t < 4096) this.goto(t);
         else {
           // target outside the page: vpage + off + imm, in 64 bits
-          c.i32(0)
-            .get(L_VBASE)
-            .i64(ins.off)
-            .op(Op.i64Add)
-            .i64(imm)
-            .op(Op.i64Add)
-            .mem(Op.i64Store, 1, 3, ST_PC);
-          c.i32(0).i32(EXIT_PC).mem(Op.i32Store, 1, 2, ST_EXIT);
-          c.br(this.toExit);
+          c.get(L_VBASE).i64(ins.off).op(Op.i64Add).i64(imm).op(Op.i64Add).set(L_A);
+          this.exitJump();
         }
         return;
       }
@@ -473,9 +557,7 @@ class Gen {
           .i64(ins.off + ins.len)
           .op(Op.i64Add)
           .set(X(rd));
-        c.i32(0).get(L_A).mem(Op.i64Store, 1, 3, ST_PC);
-        c.i32(0).i32(EXIT_PC).mem(Op.i32Store, 1, 2, ST_EXIT);
-        c.br(this.toExit);
+        this.exitJump();
         return;
       case D.OP_BEQ:
       case D.OP_BNE:
@@ -491,15 +573,8 @@ class Gen {
         const t = ins.off + imm;
         if (t >= 0 && t < 4096) this.goto(t);
         else {
-          c.i32(0)
-            .get(L_VBASE)
-            .i64(ins.off)
-            .op(Op.i64Add)
-            .i64(imm)
-            .op(Op.i64Add)
-            .mem(Op.i64Store, 1, 3, ST_PC);
-          c.i32(0).i32(EXIT_PC).mem(Op.i32Store, 1, 2, ST_EXIT);
-          c.br(this.toExit);
+          c.get(L_VBASE).i64(ins.off).op(Op.i64Add).i64(imm).op(Op.i64Add).set(L_A);
+          this.exitJump();
         }
         c.end();
         this.depth--;
@@ -667,6 +742,10 @@ class Gen {
         return;
       case D.OP_CSR:
         this.fpCsr(ins);
+        return;
+      case D.OP_AMO_W:
+      case D.OP_AMO_D:
+        this.generalCall(ins);
         return;
       default:
         // OP_FP: the general path (the Fpu), which may read and write integer registers
@@ -1168,6 +1247,10 @@ class Gen {
   private fpCsr(ins: Insn): void {
     const c = this.c;
     const raw = ins.imm;
+    if (!isFpCsr(raw)) {
+      this.generalCall(ins);
+      return;
+    }
     const csr = raw >>> 20;
     const f3 = (raw >>> 12) & 7;
     const rd = (raw >>> 7) & 31;
@@ -1234,8 +1317,8 @@ class Gen {
     const raw = ins.imm;
     const op = ins.w & 0x7f;
     // decoded fields for FP loads/stores (rs1 is the base), raw fields for OP_FP
-    const rawFields = op === D.OP_FP || op === D.OP_CSR;
-    const xr = rawFields ? [(raw >>> 7) & 31, (raw >>> 15) & 31] : [(ins.w >>> 16) & 0xff];
+    const rawFields = op === D.OP_FP || op === D.OP_CSR || op === D.OP_AMO_W || op === D.OP_AMO_D;
+    const xr = rawFields ? [(raw >>> 7) & 31, (raw >>> 15) & 31, (raw >>> 20) & 31] : [(ins.w >>> 16) & 0xff];
     const xd = rawFields ? (raw >>> 7) & 31 : -1;
     for (const r of xr) this.spill(r);
     c.i32(ins.w).i32(ins.imm);
@@ -1290,10 +1373,11 @@ function regsOf(ins: Insn, used: Set<number>, written: Set<number>): void {
   const rd = (w >>> 8) & 0xff;
   const r1 = (w >>> 16) & 0xff;
   const r2 = w >>> 24;
-  if (op === D.OP_FP || op === D.OP_CSR) {
+  if (op === D.OP_FP || op === D.OP_CSR || op === D.OP_AMO_W || op === D.OP_AMO_D) {
     const raw = ins.imm;
     used.add((raw >>> 7) & 31);
     used.add((raw >>> 15) & 31);
+    used.add((raw >>> 20) & 31);
     written.add((raw >>> 7) & 31);
     return;
   }

@@ -6,7 +6,7 @@
 /**
  * Which tiers run guest code:
  * - `off`: the interpreter only (the reference);
- * - `on`: the interpreter, and hot code (a branch target taken often) is translated to
+ * - `on`: the interpreter, and hot code (a loop head reached often) is translated to
  *   WebAssembly and runs translated from then on;
  * - `always`: translate at first execution (testing: every instruction the translator
  *   handles runs translated).

@@ -22,6 +22,7 @@ export const Op = {
   brTable: 0x0e,
   return: 0x0f,
   call: 0x10,
+  returnCallIndirect: 0x13,
   drop: 0x1a,
   select: 0x1b,
   localGet: 0x20,
@@ -292,6 +293,8 @@ export interface ModuleSpec {
   imports: readonly { name: string; type: number }[];
   /** Imported memories ("m", "ram" = 0 and "m", "st" = 1), their minimum sizes in 64 KiB pages. */
   memories: readonly { name: string; minPages: number }[];
+  /** An imported funcref table ("m", name), table 0, if any. */
+  table?: string;
   /** The one defined function: its type, locals (after the params) and body (ending in `end`). */
   func: { type: number; locals: readonly number[]; body: Bytes };
   /** Export name of the function. */
@@ -318,8 +321,9 @@ export function encodeModule(m: ModuleSpec): Uint8Array {
   out.section(1, ty);
   // import section: memories first in memory index order, then functions
   const im = new Bytes();
-  im.u32(m.imports.length + m.memories.length);
+  im.u32(m.imports.length + m.memories.length + (m.table !== undefined ? 1 : 0));
   for (const mem of m.memories) im.name("m").name(mem.name).byte(0x02).byte(0x00).u32(mem.minPages);
+  if (m.table !== undefined) im.name("m").name(m.table).byte(0x01).byte(0x70).byte(0x00).u32(0);
   for (const f of m.imports) im.name("h").name(f.name).byte(0x00).u32(f.type);
   out.section(2, im);
   // function section
