@@ -1,10 +1,11 @@
 /**
  * The binary translator's differential tester: random valid RV64GC programs run on two
  * fresh harts with identical RAM, one interpreting (`jit: "off"`, the reference) and one
- * translating everything it can (`jit: "always"`), with the same sequence of `run(budget)`
- * calls. After every call the two must agree on the exit `run` returned, the complete
- * architectural state (`toState()`: pc, privilege, x and f registers, fcsr, every CSR,
- * instret/cycle), every byte of RAM and every access the MMIO device saw, in order.
+ * translating (`jit: "always"`, or "on" for a quarter of the programs, so hot code changes
+ * tier mid-run), with the same sequence of `run(budget)` calls. After every call the two
+ * must agree on the exit `run` returned, the complete architectural state (`toState()`:
+ * pc, privilege, x and f registers, fcsr, every CSR, instret/cycle), every byte of RAM and
+ * every access the MMIO device saw, in order.
  *
  * Used by `jit-diff.test.ts` (a fixed seed, CI) and by the fuzz app's `jit` surface
  * (`pnpm fuzz jit`). On a mismatch, `runDiff` returns a report: the first run call that
@@ -17,11 +18,13 @@
  * page-crossing, into MMIO, unmapped, read-only and unmapped-by-the-page-table pages, past
  * the end of RAM), F and D arithmetic with every rounding mode (static, dynamic, reserved),
  * conversions, moves, sign injection, compares, min/max, classify, fcsr CSR access, counter
- * CSR reads (cycle, time, instret), AMOs and LR/SC, FENCE/FENCE.I, ECALL/EBREAK, illegal
- * instructions, forward branches and jumps (JAL, JALR, compressed), bounded loops (a counter
- * register the rest of the program does not write), subroutine calls, jumps to unfetchable
- * addresses, self-modifying code, and under Sv39 in S/U-mode: page-table edits with
- * SFENCE.VMA and satp switches between two address spaces.
+ * CSR reads and writes (cycle, time, instret), AMOs and LR/SC, FENCE/FENCE.I, ECALL/EBREAK,
+ * illegal instructions, forward branches and jumps (JAL, JALR, compressed), bounded loops (a
+ * counter register the rest of the program does not write), subroutine calls, jumps to
+ * unfetchable addresses, self-modifying code (with and without FENCE.I, also through another
+ * virtual address), mstatus changes (MPRV with MPP S or U, SUM, MXR, FS off), and under Sv39
+ * in S/U-mode: page-table edits with SFENCE.VMA, satp switches between two address spaces,
+ * and code that continues at another virtual address of the same physical page.
  *
  * Traps go either to an M-mode handler in the program's RAM (it logs mcause/mepc/mtval/
  * mstatus to memory and resumes after the instruction, or at `ra` after a fetch fault), or,
@@ -68,7 +71,7 @@ const RAM_END_PAGE = P(RAM_PAGES - 1);
 export const MMIO = 0x1000_0000;
 const MMIO_SIZE = 0x1000;
 const UNMAPPED = 0x2000_0000;
-/** Under Sv39: a 1 GiB page onto RAM (no X); in M-mode nothing is there. */
+/** Under Sv39: a 1 GiB page onto RAM (code runs there too); in M-mode nothing is there. */
 const ALIAS = 0x4000_0000;
 const ASID_A = 1;
 const ASID_B = 2;
@@ -512,6 +515,8 @@ export type Item =
   | { k: "smc"; from: Item; to: Item; fence: boolean; alias: boolean }
   | { k: "pte"; table: 0 | 1; page: number; flip: number; sfence: "all" | "va" }
   | { k: "satp"; b: boolean; sfence: boolean }
+  | { k: "valias"; alias: boolean }
+  | { k: "status"; set: boolean; bits: "mprv-s" | "mprv-u" | "sum" | "mxr" | "fs" }
   | { k: "loop"; iters: number; body: Item[]; compressedDec: boolean }
   | { k: "call"; body: Item[]; times: number; compressedRet: boolean };
 
@@ -519,6 +524,8 @@ export type Mode = "M" | "S" | "U";
 
 export interface Program {
   mode: Mode;
+  /** The tier compared with the interpreter: "always" (everything translated) or "on" (hot code, so tiers change mid-run). */
+  tier: "always" | "on";
   /** M-mode only: traps leave `run` (EXIT_M) and the driver resumes, instead of the in-RAM handler. */
   exits: boolean;
   items: Item[];
@@ -760,6 +767,43 @@ function emitItem(item: Item, ctx: Ctx, out: Op[], target: () => string, depth: 
       });
       if (item.sfence === "all") return void push(enc.sfence(0, 0));
       return void push(...addrInto(T6, P(page), 0), enc.sfence(T6, 0));
+    }
+    case "valias": {
+      // S/U-mode: continue at the next instruction through the 1 GiB alias (or back at its own
+      // address): the same physical code at another virtual address.
+      if (ctx.mode === "M") return;
+      const base = item.alias
+        ? [enc.lui(T4, ALIAS >>> 12)]
+        : [enc.i("addi", T4, 0, 1), enc.shift("slli", T4, T4, 31)];
+      const seq = [
+        enc.shift("slli", T5, T5, 34),
+        enc.shift("srli", T5, T5, 34),
+        ...base,
+        enc.r("or", T5, T5, T4),
+      ];
+      const dist = 4 * (1 + seq.length + 1);
+      return void push(enc.auipc(T5, 0), ...seq, enc.jalr(0, T5, dist));
+    }
+    case "status": {
+      // mstatus in M-mode, sstatus below (where MPRV and MPP are not there: SUM, MXR, FS are).
+      const reg = ctx.mode === "M" ? C.CSR_MSTATUS : C.CSR_SSTATUS;
+      const bits = item.bits;
+      const mask =
+        bits === "sum"
+          ? C.MSTATUS_SUM
+          : bits === "mxr"
+            ? C.MSTATUS_MXR
+            : bits === "fs"
+              ? C.MSTATUS_FS
+              : C.MSTATUS_MPRV;
+      push(...li(T5, BigInt(mask)), enc.csr(item.set ? 2 : 3, 0, reg, T5));
+      if (item.set && (bits === "mprv-s" || bits === "mprv-u")) {
+        // MPP: S (01) or U (00), which loads and stores then use.
+        push(...li(T5, BigInt(C.MSTATUS_MPP)), enc.csr(3, 0, C.CSR_MSTATUS, T5));
+        if (bits === "mprv-s")
+          push(...li(T5, 1n << BigInt(C.MSTATUS_MPP_SHIFT)), enc.csr(2, 0, C.CSR_MSTATUS, T5));
+      }
+      return;
     }
     case "satp":
       push(enc.csr(1, 0, C.CSR_SATP, item.b ? SATP_B_REG : SATP_A_REG));
@@ -1052,10 +1096,17 @@ function handlerCode(): Placed[] {
     b("beq", T1, T2, "fetch"),
     enc.i("addi", T2, 0, C.CAUSE_FETCH_PAGE_FAULT),
     b("beq", T1, T2, "fetch"),
+    // mepc's physical address: code runs at its own address or through the alias (low 30 bits | RAM_BASE).
     csrr(T2, C.CSR_MEPC),
+    enc.shift("slli", T2, T2, 34),
+    enc.shift("srli", T2, T2, 34),
+    enc.i("addi", T1, 0, 1),
+    enc.shift("slli", T1, T1, 31),
+    enc.r("or", T1, T2, T1),
     enc.load("ld", T3, T0, 32),
-    b("beq", T2, T3, "halt"),
-    enc.load("lhu", T3, T2, 0),
+    b("beq", T1, T3, "halt"),
+    csrr(T2, C.CSR_MEPC),
+    enc.load("lhu", T3, T1, 0),
     enc.i("andi", T3, T3, 3),
     enc.i("addi", T1, 0, 3),
     enc.i("addi", T2, T2, 2),
@@ -1456,6 +1507,12 @@ function leaf(l: Limits): fc.Arbitrary<Item>[] {
       sfence: fc.constantFrom("all", "va"),
     }),
     fc.record({ k: fc.constant("satp" as const), b: fc.boolean(), sfence: fc.boolean() }),
+    fc.record({ k: fc.constant("valias" as const), alias: fc.boolean() }),
+    fc.record({
+      k: fc.constant("status" as const),
+      set: fc.boolean(),
+      bits: fc.constantFrom("mprv-s", "mprv-u", "sum", "mxr", "fs"),
+    }),
   );
   const out: fc.Arbitrary<Item>[] = [
     alu,
@@ -1541,7 +1598,11 @@ function itemsArb(depth: number, max: number): fc.Arbitrary<Item[]> {
     compound.push(
       fc.record({
         k: fc.constant("loop" as const),
-        iters: fc.integer({ min: 1, max: 4 }),
+        // Mostly short; sometimes long enough for code to get hot (jit "on" translates hot code).
+        iters: fc.oneof(
+          { weight: 6, arbitrary: fc.integer({ min: 1, max: 4 }) },
+          { weight: 1, arbitrary: fc.integer({ min: 16, max: 80 }) },
+        ),
         body: itemsArb(depth + 1, depth === 0 ? 6 : 4),
         compressedDec: fc.boolean(),
       }),
@@ -1562,6 +1623,7 @@ const pteFlags = fc.oneof(
 /** A random program: see the file comment. */
 export const programArb: fc.Arbitrary<Program> = fc.record({
   mode: fc.constantFrom<Mode>("M", "M", "S", "U"),
+  tier: fc.constantFrom<"always" | "on">("always", "always", "always", "on"),
   exits: fc.boolean(),
   items: itemsArb(0, 24),
   x: fc.array(int64, { minLength: 31, maxLength: 31 }),
@@ -1687,7 +1749,7 @@ function pageTables(ram: GuestRam, p: Program): void {
     const l0 = PT + (4 + t) * PAGE;
     const set = (table: number, i: number, v: bigint) => ram.write64(hpa(table + 8 * i), v);
     set(root, 0, ptr(l1m));
-    set(root, 1, leafPte(RAM_BASE, rw)); // the 1 GiB alias at ALIAS
+    set(root, 1, leafPte(RAM_BASE, rw | PTE_X)); // the 1 GiB alias at ALIAS
     set(root, 2, ptr(l1));
     set(l1, 0, ptr(l0));
     const code = PTE_V | PTE_R | PTE_X | PTE_A | U | (flags(6, PTE_W | PTE_D) & (PTE_W | PTE_A | PTE_D));
@@ -1850,7 +1912,7 @@ function diffLogs(a: readonly string[], b: readonly string[]): string[] {
 // ---------------------------------------------------------------------------- running
 
 export interface DiffOptions {
-  /** The two tiers compared: default interpreter ("off") vs translator ("always"). */
+  /** The two tiers compared: default the interpreter ("off") and the program's `tier`. */
   modes?: readonly [JitMode, JitMode];
   /** Instructions per program before the driver stops it (default 30000). */
   maxInstructions?: number;
@@ -1877,7 +1939,8 @@ export interface DiffResult {
   jit: JitStats;
 }
 
-const MAX_CALLS = 4000;
+const MAX_CALLS = 2000;
+const SMALL_CALLS = 250;
 
 /**
  * After a trap exit in exit style: resume as the handler would (after the instruction, at
@@ -1906,7 +1969,7 @@ export function bootProgram(p: Program, jit: JitMode = "off"): { hart: Hart; ram
 
 /** Run `p` on two fresh harts and compare them after every run call. */
 export function runDiff(p: Program, opts: DiffOptions = {}): DiffResult {
-  const [ma, mb] = opts.modes ?? ["off", "always"];
+  const [ma, mb] = opts.modes ?? ["off", p.tier];
   const img = image(p);
   const A = newSide(p, img, ma);
   const B = newSide(p, img, mb);
@@ -1918,7 +1981,9 @@ export function runDiff(p: Program, opts: DiffOptions = {}): DiffResult {
   let halted = false;
   let report: string | undefined;
   while (calls < MAX_CALLS && A.hart.executedCount() < max) {
-    const budget = p.budgets[calls % p.budgets.length]!;
+    // The program's budgets in turn; after SMALL_CALLS calls, 50 times larger, so long
+    // programs with small budgets end in a bounded number of comparisons.
+    const budget = p.budgets[calls % p.budgets.length]! * (calls < SMALL_CALLS ? 1 : 50);
     const before = A.hart.executedCount();
     const ea = A.hart.run(budget);
     const eb = B.hart.run(budget);
@@ -1935,6 +2000,7 @@ export function runDiff(p: Program, opts: DiffOptions = {}): DiffResult {
     diffs.push(...diffLogs(A.dev.log, B.dev.log));
     if (diffs.length > 0) {
       report = mismatchReport(p, img, diffs, {
+        modes: [ma, mb],
         call: calls,
         budget,
         before,
@@ -1977,6 +2043,7 @@ export function runDiff(p: Program, opts: DiffOptions = {}): DiffResult {
 }
 
 interface Where {
+  modes: readonly [JitMode, JitMode];
   call: number;
   budget: number;
   before: number;
@@ -1987,7 +2054,7 @@ interface Where {
 
 function mismatchReport(p: Program, img: Image, diffs: string[], w: Where): string {
   const lines = [
-    `interpreter and translator differ after run call #${w.call} (budget ${w.budget}; ${w.before} instructions executed before it):`,
+    `interpreter (jit "${w.modes[0]}") and translator (jit "${w.modes[1]}") differ after run call #${w.call} (budget ${w.budget}; ${w.before} instructions executed before it):`,
     ...diffs.slice(0, 40).map((d) => `  ${d}`),
     ...(diffs.length > 40 ? [`  ... and ${diffs.length - 40} more`] : []),
     `translator: ${JSON.stringify(w.jit)}`,
@@ -2004,7 +2071,7 @@ export function listing(p: Program, img: Image, pcA?: bigint, pcB?: bigint): str
       ? "traps leave run() (EXIT_M) and the driver resumes after the instruction"
       : "traps go to the M-mode handler at 0x80000000, which resumes after the instruction";
   const lines = [
-    `program: ${p.mode}-mode${p.mode === "M" ? "" : " under Sv39 (satp = s8, table B in s9)"}, ${style}; run budgets ${JSON.stringify(p.budgets)}`,
+    `program: ${p.mode}-mode${p.mode === "M" ? "" : " under Sv39 (satp = s8, table B in s9)"}, ${style}; run budgets ${JSON.stringify(p.budgets)}; translator tier jit "${p.tier}"`,
   ];
   const init: string[] = [];
   p.x.forEach((v, i) => {

@@ -29,6 +29,7 @@ const RUNS = 400;
 function program(items: Item[], over: Partial<Program> = {}): Program {
   return {
     mode: "M",
+    tier: "always",
     exits: false,
     items,
     x: Array<bigint>(31).fill(0n),
@@ -111,6 +112,32 @@ describe("the generated programs do what their items say", () => {
     // One load page fault (the middle load), and the ECALL at the end.
     expect([...r.causes].sort((a, b) => a - b)).toEqual([C.CAUSE_SUPERVISOR_ECALL, C.CAUSE_LOAD_PAGE_FAULT]);
     expect(r.traps).toBe(2);
+  });
+
+  it("mstatus items: MPRV makes M-mode loads translated, FS off makes FP instructions illegal", () => {
+    const load: Item = { k: "mem", op: "ld", reg: A0, region: "data", off: 0, form: "base", base: 31 };
+    const causes = (items: Item[]) => [...runDiff(program(items)).causes].sort((a, b) => a - b);
+    // The data pages are S pages for an M-mode program: U-mode loads fault, S-mode loads do not.
+    expect(causes([{ k: "status", set: true, bits: "mprv-u" }, load])).toEqual([
+      C.CAUSE_MACHINE_ECALL,
+      C.CAUSE_LOAD_PAGE_FAULT,
+    ]);
+    expect(causes([{ k: "status", set: true, bits: "mprv-s" }, load])).toEqual([C.CAUSE_MACHINE_ECALL]);
+    const fadd: Item = { k: "fp", f5: 0, dbl: true, f3: 0, rd: 1, rs1: 2, rs2: 3 };
+    expect(causes([{ k: "status", set: false, bits: "fs" }, fadd])).toEqual([
+      C.CAUSE_ILLEGAL_INSTRUCTION,
+      C.CAUSE_MACHINE_ECALL,
+    ]);
+  });
+
+  it("code continues at another virtual address of the same page, and comes back", () => {
+    const auipc: Item = { k: "upper", auipc: true, rd: A0, imm: 0 };
+    const there = runToEnd(program([{ k: "valias", alias: true }, auipc], { mode: "U" }));
+    expect(there.getX(A0) >> 30n).toBe(1n); // 0x4000_xxxx: the alias
+    const back = runToEnd(
+      program([{ k: "valias", alias: true }, { k: "valias", alias: false }, auipc], { mode: "S" }),
+    );
+    expect(back.getX(A0) >> 30n).toBe(2n); // 0x8000_xxxx
   });
 
   it("a satp switch changes the address space", () => {
