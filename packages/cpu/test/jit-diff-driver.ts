@@ -66,6 +66,9 @@ const GP = DATA + 0x800;
 const RO = P(8); // read-only under Sv39
 const HOLE = P(9); // not mapped under Sv39
 const ALT = P(10); // table B maps DATA's first page here, and this page to DATA
+/** Page 11: the S-mode handler (delegated exceptions), its save area and log, as on page 0. */
+const S_HANDLER = P(11);
+const S_SAVE = S_HANDLER + 0x800;
 const PT = P(16); // rootA, rootB, L1A, L1B, L0A, L0B, L1M
 const RAM_END_PAGE = P(RAM_PAGES - 1);
 export const MMIO = 0x1000_0000;
@@ -528,6 +531,8 @@ export interface Program {
   tier: "always" | "on";
   /** M-mode only: traps leave `run` (EXIT_M) and the driver resumes, instead of the in-RAM handler. */
   exits: boolean;
+  /** medeleg: the exceptions from S/U-mode that go to the S-mode handler instead. */
+  deleg: number;
   items: Item[];
   /** Initial x1..x31 (reserved registers are set by the driver) and f0..f31. */
   x: bigint[];
@@ -1059,21 +1064,36 @@ function encodeBranch(b: Branch, where: Map<string, number>, pc: number): Insn[]
 // ---------------------------------------------------------------------- the handler
 
 const T3 = 28;
-const MCAUSE = C.CSR_MCAUSE;
 
 /**
- * The M-mode trap handler at HANDLER: logs mcause, mepc, mtval and mstatus (a ring of
- * LOG_ENTRIES at LOG, the count at SAVE+24), then resumes: at `ra` after a fetch fault
+ * A trap handler: M-mode at HANDLER (every trap not delegated), or S-mode at S_HANDLER (the
+ * exceptions a program delegates in medeleg). It logs cause, epc, tval and status (a ring of
+ * LOG_ENTRIES at save+0x40, the count at save+24), then resumes: at `ra` after a fetch fault
  * (the program got there by a JALR that linked ra), in WFI after the ECALL at the program's
- * end (its address at SAVE+32), else after the instruction. Registers are restored.
+ * end (its physical address at save+32), else after the instruction. Registers are restored.
  */
-function handlerCode(): Placed[] {
+function handlerCode(s: boolean): Placed[] {
   const csrr = (rd: number, csr: number) => enc.csr(2, rd, csr, 0);
   const b = (op: string, rs1: number, rs2: number, to: string): Op => ({
     branch: { to, kind: "b", op, rs1, rs2, rd: 0 },
   });
+  const [scratch, cause, epc, tval, status] = s
+    ? [C.CSR_SSCRATCH, C.CSR_SCAUSE, C.CSR_SEPC, C.CSR_STVAL, C.CSR_SSTATUS]
+    : [C.CSR_MSCRATCH, C.CSR_MCAUSE, C.CSR_MEPC, C.CSR_MTVAL, C.CSR_MSTATUS];
+  const LOG_OFF = LOG - SAVE;
+  // The instruction's first halfword into t3: M-mode reads it at its physical address (t1);
+  // S-mode at its virtual address (t2), with SUM set for a moment (U-mode code is on U pages).
+  const fetchHalf: Insn[] = s
+    ? [
+        enc.lui(T3, C.MSTATUS_SUM >>> 12),
+        enc.csr(2, T3, status, T3),
+        enc.load("lhu", T1, T2, 0),
+        enc.csr(1, 0, status, T3),
+        enc.i("addi", T3, T1, 0),
+      ]
+    : [enc.load("lhu", T3, T1, 0)];
   const ops: Op[] = [
-    enc.csr(1, T0, C.CSR_MSCRATCH, T0),
+    enc.csr(1, T0, scratch, T0),
     enc.store("sd", T1, T0, 0),
     enc.store("sd", T2, T0, 8),
     enc.store("sd", T3, T0, 16),
@@ -1081,23 +1101,23 @@ function handlerCode(): Placed[] {
     enc.i("andi", T2, T1, LOG_ENTRIES - 1),
     enc.shift("slli", T2, T2, 5),
     enc.r("add", T2, T2, T0),
-    csrr(T3, MCAUSE),
-    enc.store("sd", T3, T2, LOG - SAVE),
-    csrr(T3, C.CSR_MEPC),
-    enc.store("sd", T3, T2, LOG - SAVE + 8),
-    csrr(T3, C.CSR_MTVAL),
-    enc.store("sd", T3, T2, LOG - SAVE + 16),
-    csrr(T3, C.CSR_MSTATUS),
-    enc.store("sd", T3, T2, LOG - SAVE + 24),
+    csrr(T3, cause),
+    enc.store("sd", T3, T2, LOG_OFF),
+    csrr(T3, epc),
+    enc.store("sd", T3, T2, LOG_OFF + 8),
+    csrr(T3, tval),
+    enc.store("sd", T3, T2, LOG_OFF + 16),
+    csrr(T3, status),
+    enc.store("sd", T3, T2, LOG_OFF + 24),
     enc.i("addi", T1, T1, 1),
     enc.store("sd", T1, T0, 24),
-    csrr(T1, MCAUSE),
+    csrr(T1, cause),
     enc.i("addi", T2, 0, C.CAUSE_FETCH_ACCESS),
     b("beq", T1, T2, "fetch"),
     enc.i("addi", T2, 0, C.CAUSE_FETCH_PAGE_FAULT),
     b("beq", T1, T2, "fetch"),
-    // mepc's physical address: code runs at its own address or through the alias (low 30 bits | RAM_BASE).
-    csrr(T2, C.CSR_MEPC),
+    // epc's physical address: code runs at its own address or through the alias (low 30 bits | RAM_BASE).
+    csrr(T2, epc),
     enc.shift("slli", T2, T2, 34),
     enc.shift("srli", T2, T2, 34),
     enc.i("addi", T1, 0, 1),
@@ -1105,29 +1125,29 @@ function handlerCode(): Placed[] {
     enc.r("or", T1, T2, T1),
     enc.load("ld", T3, T0, 32),
     b("beq", T1, T3, "halt"),
-    csrr(T2, C.CSR_MEPC),
-    enc.load("lhu", T3, T1, 0),
+    csrr(T2, epc),
+    ...fetchHalf,
     enc.i("andi", T3, T3, 3),
     enc.i("addi", T1, 0, 3),
     enc.i("addi", T2, T2, 2),
     b("bne", T3, T1, "skip"),
     enc.i("addi", T2, T2, 2),
     { label: "skip" },
-    enc.csr(1, 0, C.CSR_MEPC, T2),
+    enc.csr(1, 0, epc, T2),
     { branch: { to: "out", kind: "j", op: "jal", rs1: 0, rs2: 0, rd: 0 } },
     { label: "fetch" },
-    enc.csr(1, 0, C.CSR_MEPC, RA),
+    enc.csr(1, 0, epc, RA),
     { label: "out" },
     enc.load("ld", T1, T0, 0),
     enc.load("ld", T2, T0, 8),
     enc.load("ld", T3, T0, 16),
-    enc.csr(1, T0, C.CSR_MSCRATCH, T0),
-    enc.mret(),
+    enc.csr(1, T0, scratch, T0),
+    s ? i4(0x10200073, "sret") : enc.mret(),
     { label: "halt" },
     enc.wfi(),
     { branch: { to: "halt", kind: "j", op: "jal", rs1: 0, rs2: 0, rd: 0 } },
   ];
-  return layout(ops, HANDLER);
+  return layout(ops, s ? S_HANDLER : HANDLER);
 }
 
 // ---------------------------------------------------------------------- arbitraries
@@ -1195,19 +1215,12 @@ const LOAD_REGIONS: Region[] = [
 const STORE_REGIONS: Region[] = [
   "mmio", "data", "data", "data", "ro", "hole", "alt", "ramend", "mmio", "unmapped", "alias",
 ];
-const CSRS_RW = [
-  C.CSR_FFLAGS,
-  C.CSR_FRM,
-  C.CSR_FCSR,
-  C.CSR_SSCRATCH,
-  C.CSR_SEPC,
-  C.CSR_MCYCLE,
-  C.CSR_MINSTRET,
-];
+/** CSRs programs write (not mscratch, sscratch, mtvec, stvec: the handlers'). */
+const CSRS_RW = [C.CSR_FFLAGS, C.CSR_FRM, C.CSR_FCSR, C.CSR_SEPC, C.CSR_STVAL, C.CSR_MCYCLE, C.CSR_MINSTRET];
 // biome-ignore format: a table
 const CSRS_RO = [
   C.CSR_CYCLE, C.CSR_TIME, C.CSR_INSTRET, C.CSR_MSTATUS, C.CSR_MISA, C.CSR_MHARTID, C.CSR_MEPC, C.CSR_MCAUSE,
-  C.CSR_MTVAL, C.CSR_SSTATUS, C.CSR_SATP, C.CSR_MCOUNTEREN, C.CSR_SCAUSE,
+  C.CSR_MTVAL, C.CSR_SSTATUS, C.CSR_SATP, C.CSR_MCOUNTEREN, C.CSR_SCAUSE, C.CSR_SSCRATCH, C.CSR_MEDELEG,
 ];
 
 interface Limits {
@@ -1620,11 +1633,19 @@ const pteFlags = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xff }) },
 );
 
+/** Exceptions medeleg can send to S-mode (not ECALL from M). */
+const DELEGABLE = 0xb3ff;
+
 /** A random program: see the file comment. */
 export const programArb: fc.Arbitrary<Program> = fc.record({
   mode: fc.constantFrom<Mode>("M", "M", "S", "U"),
   tier: fc.constantFrom<"always" | "on">("always", "always", "always", "on"),
   exits: fc.boolean(),
+  deleg: fc.oneof(
+    { weight: 3, arbitrary: fc.constant(0) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffff }).map((m) => m & DELEGABLE) },
+    { weight: 1, arbitrary: fc.constant(DELEGABLE) },
+  ),
   items: itemsArb(0, 24),
   x: fc.array(int64, { minLength: 31, maxLength: 31 }),
   f: fc.array(fBits, { minLength: 32, maxLength: 32 }),
@@ -1705,7 +1726,7 @@ interface Side {
 /** Everything about a program that does not depend on the hart: its code, where it ends, its listing. */
 interface Image {
   code: Placed[];
-  handler: Placed[];
+  handlers: Placed[];
   entry: number;
   end: number;
 }
@@ -1716,7 +1737,8 @@ function image(p: Program): Image {
     const entry = CODE + p.start;
     const code = assemble({ ...p, items }, entry);
     const last = code[code.length - 1]!;
-    if (last.addr + last.insn.len <= CODE_END) return { code, handler: handlerCode(), entry, end: last.addr };
+    if (last.addr + last.insn.len <= CODE_END)
+      return { code, handlers: [...handlerCode(false), ...handlerCode(true)], entry, end: last.addr };
     // Too long for the code pages: start at the bottom, then drop items from the end.
     if (p.start !== 0) return image({ ...p, start: 0, items });
     items = items.slice(0, -1);
@@ -1759,6 +1781,7 @@ function pageTables(ram: GuestRam, p: Program): void {
     set(l0, 8, leafPte(RO, flags(4, PTE_V | PTE_R | PTE_A | U)));
     set(l0, 10, leafPte(t === 1 ? DATA : ALT, flags(5, PTE_V | PTE_R | PTE_W | PTE_A | U)));
     for (let pg = 16; pg <= 22; pg++) set(l0, pg, leafPte(P(pg), rw));
+    set(l0, 11, leafPte(S_HANDLER, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D)); // S-mode only
     set(l0, RAM_PAGES - 1, leafPte(RAM_END_PAGE, rw));
   }
   ram.write64(hpa(l1m + 8 * (MMIO >>> 21)), leafPte(MMIO, rw)); // a 2 MiB page onto the device
@@ -1776,9 +1799,10 @@ function newSide(p: Program, img: Image, jit: JitMode): Side {
       v[o] = s & 0xff;
     }
   }
-  writeCode(ram, img.handler);
+  writeCode(ram, img.handlers);
   writeCode(ram, img.code);
   ram.write64(hpa(SAVE + 32), BigInt(img.end));
+  ram.write64(hpa(S_SAVE + 32), BigInt(img.end));
   pageTables(ram, p);
   const dev = new Device(p.fill);
   const hart = new Hart({ ram, bus: dev, jit });
@@ -1800,6 +1824,9 @@ function newSide(p: Program, img: Image, jit: JitMode): Side {
       [C.CSR_MSTATUS, mstatus],
       [C.CSR_MTVEC, BigInt(HANDLER)],
       [C.CSR_MSCRATCH, BigInt(SAVE)],
+      [C.CSR_MEDELEG, BigInt(p.deleg)],
+      [C.CSR_STVEC, BigInt(S_HANDLER)],
+      [C.CSR_SSCRATCH, BigInt(S_SAVE)],
       [C.CSR_MCOUNTEREN, BigInt(p.counteren)],
       [C.CSR_SCOUNTEREN, BigInt(p.counteren)],
       [C.CSR_SATP, satpOf(PT, ASID_A)],
@@ -2027,9 +2054,12 @@ export function runDiff(p: Program, opts: DiffOptions = {}): DiffResult {
       }
     }
   }
-  const logged = Number(A.ram.read64(hpa(SAVE + 24)));
-  traps += logged;
-  for (let i = 0; i < Math.min(logged, LOG_ENTRIES); i++) causes.add(Number(A.ram.read64(hpa(LOG + 32 * i))));
+  for (const save of [SAVE, S_SAVE]) {
+    const logged = Number(A.ram.read64(hpa(save + 24)));
+    traps += logged;
+    for (let i = 0; i < Math.min(logged, LOG_ENTRIES); i++)
+      causes.add(Number(A.ram.read64(hpa(save + 0x40 + 32 * i))));
+  }
   return {
     ...(report !== undefined ? { report } : {}),
     calls,
@@ -2069,7 +2099,7 @@ export function listing(p: Program, img: Image, pcA?: bigint, pcB?: bigint): str
   const style =
     p.mode === "M" && p.exits
       ? "traps leave run() (EXIT_M) and the driver resumes after the instruction"
-      : "traps go to the M-mode handler at 0x80000000, which resumes after the instruction";
+      : `traps go to the M-mode handler at 0x80000000${p.mode !== "M" && p.deleg !== 0 ? ` or, medeleg ${hex(p.deleg)}, the S-mode one at 0x8000b000` : ""}, which resumes after the instruction`;
   const lines = [
     `program: ${p.mode}-mode${p.mode === "M" ? "" : " under Sv39 (satp = s8, table B in s9)"}, ${style}; run budgets ${JSON.stringify(p.budgets)}; translator tier jit "${p.tier}"`,
   ];

@@ -31,6 +31,7 @@ function program(items: Item[], over: Partial<Program> = {}): Program {
     mode: "M",
     tier: "always",
     exits: false,
+    deleg: 0,
     items,
     x: Array<bigint>(31).fill(0n),
     f: Array<bigint>(32).fill(0n),
@@ -140,6 +141,19 @@ describe("the generated programs do what their items say", () => {
     expect(back.getX(A0) >> 30n).toBe(2n); // 0x8000_xxxx
   });
 
+  it("delegated exceptions go to the S-mode handler, which resumes after them", () => {
+    const illegal: Item = { k: "trap", which: "illegal32" };
+    const p = program([illegal, addi(A0, A0, 1), { k: "trap", which: "c.ebreak" }, addi(A0, A0, 1)], {
+      mode: "U",
+      deleg: (1 << C.CAUSE_ILLEGAL_INSTRUCTION) | (1 << C.CAUSE_BREAKPOINT),
+    });
+    const hart = runToEnd(p);
+    expect(hart.getX(A0)).toBe(2n);
+    expect(hart.getCsr(C.CSR_SCAUSE)).toBe(BigInt(C.CAUSE_BREAKPOINT));
+    expect(hart.getCsr(C.CSR_MCAUSE)).toBe(BigInt(C.CAUSE_USER_ECALL)); // the end: not delegated
+    expect(runDiff(p).traps).toBe(3);
+  });
+
   it("a satp switch changes the address space", () => {
     const load: Item = { k: "mem", op: "ld", reg: A0, region: "data", off: 0, form: "base", base: 31 };
     const { ram } = bootProgram(program([]));
@@ -198,7 +212,7 @@ describe("a planted difference is reported", () => {
     ["an x register", (h) => h.setX(5, h.getX(5) ^ 1n), /x5 \(t0\): interpreter 0x0, translator 0x1/],
     ["an f register", (h) => h.setF(3, 1n), /f3: interpreter 0x0, translator 0x1/],
     ["fcsr", (h) => h.setCsr(C.CSR_FFLAGS, 1n), /fflags: interpreter 0x0, translator 0x1/],
-    ["a CSR", (h) => h.setCsr(C.CSR_SSCRATCH, 9n), /csr 0x140: interpreter 0x0 \(absent\), translator 0x9/],
+    ["a CSR", (h) => h.setCsr(C.CSR_STVAL, 9n), /csr 0x143: interpreter 0x0 \(absent\), translator 0x9/],
     ["instret", (h) => h.setCsr(C.CSR_MINSTRET, 12345n), /instret: interpreter 0x6, translator 0x3039/],
     [
       "the pc",
