@@ -1232,38 +1232,39 @@ interface Limits {
   depth: number;
 }
 
-function leaf(l: Limits): fc.Arbitrary<Item>[] {
+/** The leaf items, weighted: ALU, memory and FP ops most, the rest enough to appear in most programs. */
+function leaf(l: Limits): { weight: number; arbitrary: fc.Arbitrary<Item> }[] {
   const { dst } = l;
-  const alu: fc.Arbitrary<Item> = fc.oneof(
-    fc.record({
-      k: fc.constant("alu" as const),
-      op: fc.constantFrom(...Object.keys(R_OPS)),
+  const aluR: fc.Arbitrary<Item> = fc.record({
+    k: fc.constant("alu" as const),
+    op: fc.constantFrom(...Object.keys(R_OPS)),
+    rd: dst,
+    rs1: anyReg,
+    rs2: anyReg,
+  });
+  const aluI: fc.Arbitrary<Item> = fc.record({
+    k: fc.constant("alui" as const),
+    op: fc.constantFrom(...Object.keys(I_OPS)),
+    rd: dst,
+    rs1: anyReg,
+    imm: fc.oneof(fc.integer({ min: -2048, max: 2047 }), fc.constantFrom(0, -1, 1, 2047, -2048)),
+  });
+  const shiftI: fc.Arbitrary<Item> = fc
+    .record({
+      op: fc.constantFrom(...Object.keys(SHIFT_OPS)),
       rd: dst,
       rs1: anyReg,
-      rs2: anyReg,
-    }),
-    fc.record({
-      k: fc.constant("alui" as const),
-      op: fc.constantFrom(...Object.keys(I_OPS)),
-      rd: dst,
-      rs1: anyReg,
-      imm: fc.oneof(fc.integer({ min: -2048, max: 2047 }), fc.constantFrom(0, -1, 1, 2047, -2048)),
-    }),
-    fc
-      .record({
-        op: fc.constantFrom(...Object.keys(SHIFT_OPS)),
-        rd: dst,
-        rs1: anyReg,
-        imm: fc.integer({ min: 0, max: 63 }),
-      })
-      .map((r) => ({ k: "alui" as const, ...r, imm: r.imm & SHIFT_OPS[r.op]![3] })),
-    fc.record({
-      k: fc.constant("upper" as const),
-      auipc: fc.boolean(),
-      rd: dst,
-      imm: fc.integer({ min: 0, max: 0xfffff }),
-    }),
-  );
+      imm: fc.integer({ min: 0, max: 63 }),
+    })
+    .map((r) => ({ k: "alui" as const, ...r, imm: r.imm & SHIFT_OPS[r.op]![3] }));
+  const upper: fc.Arbitrary<Item> = fc.record({
+    k: fc.constant("upper" as const),
+    auipc: fc.boolean(),
+    rd: dst,
+    imm: fc.integer({ min: 0, max: 0xfffff }),
+  });
+  const liItem: fc.Arbitrary<Item> = fc.record({ k: fc.constant("li" as const), rd: dst, value: int64 });
+  const alu = fc.oneof(aluR, aluI, shiftI, upper);
   const calu: fc.Arbitrary<Item> = fc.oneof(
     fc.record({
       k: fc.constant("calu" as const),
@@ -1494,7 +1495,7 @@ function leaf(l: Limits): fc.Arbitrary<Item>[] {
     k: fc.constant("fence" as const),
     which: fc.constantFrom("fence", "fence.i", "sfence"),
   });
-  const payload = alu;
+  const payload = fc.oneof(aluR, aluI, shiftI);
   const smc: fc.Arbitrary<Item> = fc.record({
     k: fc.constant("smc" as const),
     from: payload,
@@ -1527,66 +1528,71 @@ function leaf(l: Limits): fc.Arbitrary<Item>[] {
       bits: fc.constantFrom("mprv-s", "mprv-u", "sum", "mxr", "fs"),
     }),
   );
-  const out: fc.Arbitrary<Item>[] = [
-    alu,
-    alu,
-    alu,
-    calu,
-    memBase,
-    memBase,
-    memBase,
-    memC,
-    memSp,
-    fp,
-    fp,
-    fp,
-    csr,
-    amo,
-    trap,
-    fence,
-    smc,
-    vm,
+  const w = (weight: number, arbitrary: fc.Arbitrary<Item>) => ({ weight, arbitrary });
+  const out: { weight: number; arbitrary: fc.Arbitrary<Item> }[] = [
+    w(10, aluR),
+    w(5, aluI),
+    w(4, shiftI),
+    w(1, upper),
+    w(2, liItem),
+    w(3, calu),
+    w(7, memBase),
+    w(2, memC),
+    w(1, memSp),
+    w(8, fp),
+    w(2, csr),
+    w(3, amo),
+    w(1, trap),
+    w(1, fence),
+    w(1, smc),
+    w(2, vm),
   ];
   if (l.flow) {
     const skip = fc.integer({ min: 0, max: 4 });
     out.push(
-      fc.oneof(
+      w(
+        4,
+        fc.oneof(
+          fc.record({
+            k: fc.constant("branch" as const),
+            op: fc.constantFrom(...Object.keys(BRANCHES)),
+            rs1: anyReg,
+            rs2: anyReg,
+            skip,
+            compressed: fc.constant(false),
+          }),
+          fc.record({
+            k: fc.constant("branch" as const),
+            op: fc.constantFrom("beq", "bne"),
+            rs1: cReg,
+            rs2: fc.constant(0),
+            skip,
+            compressed: fc.constant(true),
+          }),
+          fc.record({
+            k: fc.constant("jal" as const),
+            rd: fc.oneof(fc.constant(0), dst),
+            skip,
+            compressed: fc.boolean(),
+          }),
+          fc.record({
+            k: fc.constant("jalr" as const),
+            rd: fc.oneof(fc.constant(0), dst),
+            skip,
+            odd: fc.boolean(),
+            compressed: fc.boolean(),
+          }),
+        ),
+      ),
+      w(
+        1,
         fc.record({
-          k: fc.constant("branch" as const),
-          op: fc.constantFrom(...Object.keys(BRANCHES)),
-          rs1: anyReg,
-          rs2: anyReg,
-          skip,
-          compressed: fc.constant(false),
-        }),
-        fc.record({
-          k: fc.constant("branch" as const),
-          op: fc.constantFrom("beq", "bne"),
-          rs1: cReg,
-          rs2: fc.constant(0),
-          skip,
-          compressed: fc.constant(true),
-        }),
-        fc.record({
-          k: fc.constant("jal" as const),
-          rd: fc.oneof(fc.constant(0), dst),
-          skip,
-          compressed: fc.boolean(),
-        }),
-        fc.record({
-          k: fc.constant("jalr" as const),
-          rd: fc.oneof(fc.constant(0), dst),
-          skip,
-          odd: fc.boolean(),
+          k: fc.constant("badjump" as const),
+          region: fc.constantFrom<Region>("unmapped", "mmio", "hole", "ro", "data"),
+          off: fc.integer({ min: 0, max: 0xffff }),
           compressed: fc.boolean(),
         }),
       ),
-      fc.record({
-        k: fc.constant("badjump" as const),
-        region: fc.constantFrom<Region>("unmapped", "mmio", "hole", "ro", "data"),
-        off: fc.integer({ min: 0, max: 0xffff }),
-        compressed: fc.boolean(),
-      }),
     );
   }
   return out;
@@ -1625,7 +1631,8 @@ function itemsArb(depth: number, max: number): fc.Arbitrary<Item[]> {
     { weight: 12, arbitrary: fc.oneof(...leaves) },
     { weight: 1, arbitrary: fc.oneof(...compound) },
   );
-  return fc.array(item, { minLength: 1, maxLength: max });
+  // The top level draws up to `max` items (fast-check's default size would stop near 10).
+  return fc.array(item, { minLength: 1, maxLength: max, ...(depth === 0 ? { size: "+1" as const } : {}) });
 }
 
 const pteFlags = fc.oneof(
@@ -1646,7 +1653,7 @@ export const programArb: fc.Arbitrary<Program> = fc.record({
     { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffff }).map((m) => m & DELEGABLE) },
     { weight: 1, arbitrary: fc.constant(DELEGABLE) },
   ),
-  items: itemsArb(0, 24),
+  items: itemsArb(0, 32),
   x: fc.array(int64, { minLength: 31, maxLength: 31 }),
   f: fc.array(fBits, { minLength: 32, maxLength: 32 }),
   fcsr: fc.oneof(fc.integer({ min: 0, max: 0x9f }), fc.integer({ min: 0, max: 0xff })),
