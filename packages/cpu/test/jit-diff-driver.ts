@@ -515,7 +515,7 @@ export type Item =
   | { k: "badjump"; region: Region; off: number; compressed: boolean }
   | { k: "trap"; which: "ecall" | "ebreak" | "c.ebreak" | "illegal16" | "illegal32" | "csr-ro" }
   | { k: "fence"; which: "fence" | "fence.i" | "sfence" }
-  | { k: "smc"; from: Item; to: Item; fence: boolean; alias: boolean }
+  | { k: "smc"; from: Item; to: Item; fence: boolean; alias: boolean; before: boolean }
   | { k: "pte"; table: 0 | 1; page: number; flip: number; sfence: "all" | "va" }
   | { k: "satp"; b: boolean; sfence: boolean }
   | { k: "valias"; alias: boolean }
@@ -747,16 +747,19 @@ function emitItem(item: Item, ctx: Ctx, out: Op[], target: () => string, depth: 
         item.which === "fence" ? enc.fence() : item.which === "fence.i" ? enc.fenceI() : enc.sfence(0, 0),
       );
     case "smc": {
-      // auipc t6, 0 / li t5, <new> / sw t5, off(t6) / [fence.i] / <old>: the old instruction is replaced
-      // before it runs. Through the 1 GiB alias (S/U only; in M-mode the store faults) when asked.
+      // auipc t6, 0 / li t5, <new> / sw t5, off(t6) / [fence.i], with the old instruction right
+      // after (replaced before it first runs) or right before (it ran already: in a loop or a
+      // call the next pass runs the new one). Through the 1 GiB alias when asked (S/U; in
+      // M-mode that store faults and nothing changes).
       const to = encodeOne(item.to);
       const from = encodeOne(item.from);
+      const old = { ...from, text: `${from.text}    ; rewritten to: ${to.text}` };
       const body = [...li(T5, BigInt(to.bits | 0))];
       if (item.alias) body.push(...li(T4, BigInt(ALIAS - RAM_BASE)), enc.r("add", T6, T6, T4));
       const tail = item.fence ? [enc.fenceI()] : [];
+      if (item.before) return void push(old, enc.auipc(T6, 0), ...body, enc.store("sw", T5, T6, -4), ...tail);
       const dist = 4 * (1 + body.length + 1 + tail.length); // from the auipc to the old instruction
-      push(enc.auipc(T6, 0), ...body, enc.store("sw", T5, T6, dist), ...tail);
-      return void push({ ...from, text: `${from.text}    ; rewritten to: ${to.text}` });
+      return void push(enc.auipc(T6, 0), ...body, enc.store("sw", T5, T6, dist), ...tail, old);
     }
     case "pte": {
       const l0 = PT + (4 + item.table) * PAGE;
@@ -1508,6 +1511,7 @@ function leaf(l: Limits): { weight: number; arbitrary: fc.Arbitrary<Item> }[] {
       { weight: 3, arbitrary: fc.constant(false) },
       { weight: 1, arbitrary: fc.constant(true) },
     ),
+    before: fc.boolean(),
   });
   const vm: fc.Arbitrary<Item> = fc.oneof(
     fc.record({
@@ -1544,7 +1548,7 @@ function leaf(l: Limits): { weight: number; arbitrary: fc.Arbitrary<Item> }[] {
     w(3, amo),
     w(1, trap),
     w(1, fence),
-    w(1, smc),
+    w(2, smc),
     w(2, vm),
   ];
   if (l.flow) {

@@ -98,10 +98,14 @@ describe("the generated programs do what their items say", () => {
         to: addi(A0, A0, 2),
         fence: "fence" in over ? over.fence : true,
         alias: "alias" in over,
+        before: false,
       };
       const loop: Item = { k: "loop", iters: 3, body: [smc], compressedDec: false };
       const mode = "mode" in over ? over.mode : "M";
       expect(runToEnd(program([loop], { mode })).getX(A0)).toBe(6n);
+      // The old instruction before the store: the first pass runs it, the next ones the new one.
+      const after: Item = { k: "loop", iters: 3, body: [{ ...smc, before: true }], compressedDec: false };
+      expect(runToEnd(program([after], { mode })).getX(A0)).toBe(5n);
     });
   }
 
