@@ -516,7 +516,15 @@ export type Item =
   | { k: "trap"; which: "ecall" | "ebreak" | "c.ebreak" | "illegal16" | "illegal32" | "csr-ro" }
   | { k: "fence"; which: "fence" | "fence.i" | "sfence" }
   | { k: "smc"; from: Item; to: Item; fence: boolean; alias: boolean; before: boolean }
-  | { k: "pte"; table: 0 | 1; page: number; flip: number; sfence: "all" | "va" }
+  | {
+      k: "pte";
+      table: 0 | 1;
+      page: number;
+      flip: number;
+      sfence: "all" | "va";
+      probe: "none" | "load" | "store";
+      off: number;
+    }
   | { k: "satp"; b: boolean; sfence: boolean }
   | { k: "valias"; alias: boolean }
   | { k: "status"; set: boolean; bits: "mprv-s" | "mprv-u" | "sum" | "mxr" | "fs" }
@@ -762,8 +770,17 @@ function emitItem(item: Item, ctx: Ctx, out: Op[], target: () => string, depth: 
       return void push(enc.auipc(T6, 0), ...body, enc.store("sw", T5, T6, dist), ...tail, old);
     }
     case "pte": {
+      // [probe the page: a load or store that fills the TLB] / flip PTE bits / sfence.vma /
+      // [the same access again: it must see the new PTE].
       const l0 = PT + (4 + item.table) * PAGE;
       const page = [4, 5, 6, 7, 8, 9, 10][item.page % 7]!;
+      const probe =
+        item.probe === "load"
+          ? [enc.load("ld", T3, T4, 0)]
+          : item.probe === "store"
+            ? [enc.store("sd", T3, T4, 0)]
+            : [];
+      if (probe.length > 0) push(...addrInto(T4, P(page) + (item.off & 0xff8), 0), ...probe);
       push(
         ...addrInto(T6, l0 + 8 * page, 0),
         enc.load("ld", T5, T6, 0),
@@ -773,8 +790,9 @@ function emitItem(item: Item, ctx: Ctx, out: Op[], target: () => string, depth: 
         ...enc.store("sd", T5, T6, 0),
         text: `sd t5, 0(t6)    ; PTE of 0x${P(page).toString(16)}, table ${"AB"[item.table]}`,
       });
-      if (item.sfence === "all") return void push(enc.sfence(0, 0));
-      return void push(...addrInto(T6, P(page), 0), enc.sfence(T6, 0));
+      if (item.sfence === "all") push(enc.sfence(0, 0));
+      else push(...addrInto(T6, P(page), 0), enc.sfence(T6, 0));
+      return void push(...probe);
     }
     case "valias": {
       // S/U-mode: continue at the next instruction through the 1 GiB alias (or back at its own
@@ -841,6 +859,10 @@ function emitItem(item: Item, ctx: Ctx, out: Op[], target: () => string, depth: 
       for (let t = 0; t < item.times; t++)
         out.push({ branch: { to: sub, kind: "j", op: "jal", rs1: 0, rs2: 0, rd: RA } });
       return;
+    }
+    default: {
+      const unknown: never = item;
+      throw new Error(`no encoding for item kind ${(unknown as { k: string }).k}`);
     }
   }
 }
@@ -1523,6 +1545,8 @@ function leaf(l: Limits): { weight: number; arbitrary: fc.Arbitrary<Item> }[] {
         fc.integer({ min: 1, max: 0xff }),
       ),
       sfence: fc.constantFrom("all", "va"),
+      probe: fc.constantFrom("none", "load", "load", "store"),
+      off: fc.integer({ min: 0, max: 0xfff }),
     }),
     fc.record({ k: fc.constant("satp" as const), b: fc.boolean(), sfence: fc.boolean() }),
     fc.record({ k: fc.constant("valias" as const), alias: fc.boolean() }),

@@ -111,7 +111,7 @@ describe("the generated programs do what their items say", () => {
 
   it("a PTE edit with sfence.vma takes effect: the next load faults, precisely; flipping V back maps it again", () => {
     const load: Item = { k: "mem", op: "ld", reg: A0, region: "data", off: 0, form: "base", base: 31 };
-    const flipV: Item = { k: "pte", table: 0, page: 0, flip: 1, sfence: "va" };
+    const flipV: Item = { k: "pte", table: 0, page: 0, flip: 1, sfence: "va", probe: "none", off: 0 };
     const r = runDiff(program([load, flipV, load, flipV, load], { mode: "S" }));
     expect(r.report).toBeUndefined();
     // One load page fault (the middle load), and the ECALL at the end.
