@@ -471,6 +471,7 @@ export type Region =
   | "pt"
   | "handler";
 
+/** One step of a program; `emitItem` shows the instructions each kind becomes. */
 export type Item =
   | { k: "alu"; op: string; rd: number; rs1: number; rs2: number }
   | { k: "alui"; op: string; rd: number; rs1: number; imm: number }
@@ -550,8 +551,12 @@ export interface Program {
   fill: number;
   /** Where the program starts in its code pages (offset from page 1). */
   start: number;
-  /** Under Sv39: flags of the data pages' PTEs (4..7, RO, ALT, code), the rest of mstatus. */
+  /**
+   * Under Sv39: the PTE flags of data pages 4..7, the read-only page, ALT, and (W, A, D only)
+   * the code pages; -1 for the usual ones.
+   */
   pte: number[];
+  /** mstatus.SUM and MXR at the start; mcounteren and scounteren. */
   sum: boolean;
   mxr: boolean;
   counteren: number;
@@ -843,7 +848,7 @@ function emitItem(item: Item, ctx: Ctx, out: Op[], target: () => string, depth: 
       out.push({ label: top });
       emitItems(item.body, ctx, out, dec, depth + 1);
       out.push({ label: dec });
-      push(enc.i("addi", cnt, cnt, -1));
+      push(item.compressedDec ? enc.cAddi(cnt, -1) : enc.i("addi", cnt, cnt, -1));
       return void out.push({ branch: { to: top, kind: "b", op: "bne", rs1: cnt, rs2: 0, rd: 0 } });
     }
     case "call": {
