@@ -2034,6 +2034,15 @@ export function bootProgram(p: Program, jit: JitMode = "off"): { hart: Hart; ram
   return { hart, ram, end: img.end };
 }
 
+/** hart.run(budget), or the exception it threw as text (a mismatch even when both throw). */
+function runGuarded(hart: Hart, budget: number): HartExit | string {
+  try {
+    return hart.run(budget);
+  } catch (e) {
+    return `threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
+  }
+}
+
 /** Run `p` on two fresh harts and compare them after every run call. */
 export function runDiff(p: Program, opts: DiffOptions = {}): DiffResult {
   const [ma, mb] = opts.modes ?? ["off", p.tier];
@@ -2052,14 +2061,14 @@ export function runDiff(p: Program, opts: DiffOptions = {}): DiffResult {
     // programs with small budgets end in a bounded number of comparisons.
     const budget = p.budgets[calls % p.budgets.length]! * (calls < SMALL_CALLS ? 1 : 50);
     const before = A.hart.executedCount();
-    const ea = A.hart.run(budget);
-    const eb = B.hart.run(budget);
+    const ra = runGuarded(A.hart, budget);
+    const rb = runGuarded(B.hart, budget);
     opts.perturb?.(B.hart, B.ram, calls);
     calls++;
     const diffs: string[] = [];
-    const sa = stringifyExit(ea);
-    const sb = stringifyExit(eb);
-    if (sa !== sb) diffs.push(`exit: interpreter ${sa}, translator ${sb}`);
+    const sa = typeof ra === "string" ? ra : stringifyExit(ra);
+    const sb = typeof rb === "string" ? rb : stringifyExit(rb);
+    if (sa !== sb || typeof ra === "string") diffs.push(`exit: interpreter ${sa}, translator ${sb}`);
     const ta = A.hart.toState();
     const tb = B.hart.toState();
     if (JSON.stringify(ta) !== JSON.stringify(tb)) diffs.push(...diffStates(ta, tb));
@@ -2077,6 +2086,8 @@ export function runDiff(p: Program, opts: DiffOptions = {}): DiffResult {
       });
       break;
     }
+    const ea = ra as HartExit;
+    const eb = rb as HartExit;
     if (isTrapExit(ea)) {
       causes.add(ea.cause);
       traps++;

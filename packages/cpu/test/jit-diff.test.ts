@@ -236,4 +236,18 @@ describe("a planted difference is reported", () => {
       expect(r.calls).toBe(2);
     });
   }
+
+  it("an exception out of run()", () => {
+    const r = runDiff(p, {
+      perturb: (h, _ram, call) => {
+        if (call === 0)
+          h.run = () => {
+            throw new RangeError("planted");
+          };
+      },
+    });
+    expect(r.report).toMatch(
+      /after run call #2 .*\n {2}exit: interpreter \{ kind: "budget" \}, translator threw RangeError: planted/,
+    );
+  });
 });
