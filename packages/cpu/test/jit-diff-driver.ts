@@ -641,8 +641,53 @@ function emitItems(items: readonly Item[], ctx: Ctx, out: Op[], end: string, dep
     i + 1 + skip < items.length ? labels[i + 1 + skip]! : end;
   items.forEach((item, i) => {
     out.push({ label: labels[i]! });
+    const from = out.length;
     emitItem(item, ctx, out, () => target(i, (item as { skip?: number }).skip ?? 0), depth);
+    annotate(item, out, from);
   });
+}
+
+/** A comment on the listing line that says what an item is for (the first instruction; the access for memory items). */
+function annotate(item: Item, out: Op[], from: number): void {
+  const insns = out.slice(from).filter((o): o is Insn => "text" in o);
+  let note = "";
+  let at = insns[0];
+  switch (item.k) {
+    case "mem":
+    case "amo":
+      note = `${item.region} ${item.k === "mem" && item.form === "sp" ? "(sp)" : `+${hex(item.off)}`}`;
+      at = insns[insns.length - 1];
+      break;
+    case "lrsc":
+      note = `LR/SC, ${item.between}`;
+      break;
+    case "loop":
+      note = `loop x${item.iters}`;
+      break;
+    case "call":
+      // The calls are branches, placed later: the note goes on the return.
+      note = `return (the subroutine is called ${item.times}x just below)`;
+      at = insns[insns.length - 1];
+      break;
+    case "badjump":
+      note = `jump to ${item.region}: a fetch fault resumes at ra`;
+      break;
+    case "valias":
+      note = item.alias ? "continue at the 1 GiB alias" : "continue at the physical address";
+      break;
+    case "status":
+      note = `${item.set ? "set" : "clear"} ${item.bits}`;
+      break;
+    case "satp":
+      note = `switch to table ${item.b ? "B" : "A"}`;
+      break;
+    default:
+      return;
+  }
+  if (at !== undefined && !at.text.includes(";")) {
+    const idx = out.indexOf(at);
+    out[idx] = { ...at, text: `${at.text}    ; ${note}` };
+  }
 }
 
 function emitItem(item: Item, ctx: Ctx, out: Op[], target: () => string, depth: number): void {
