@@ -26,11 +26,12 @@
  * in S/U-mode: page-table edits with SFENCE.VMA, satp switches between two address spaces,
  * and code that continues at another virtual address of the same physical page.
  *
- * Traps go either to an M-mode handler in the program's RAM (it logs mcause/mepc/mtval/
- * mstatus to memory and resumes after the instruction, or at `ra` after a fetch fault), or,
- * for M-mode programs in "exit" style, out of `run` (`exitMask` EXIT_M), where the driver
- * resumes both harts the same way. Programs end with an ECALL at a known address, after
- * which the handler waits in WFI (or the driver stops).
+ * Traps go to an M-mode handler in the program's RAM (it logs mcause/mepc/mtval/mstatus to
+ * memory and resumes after the instruction, or at `ra` after a fetch fault), or to an
+ * S-mode one for the exceptions a program delegates (medeleg), or, in "exit" style, out of
+ * `run` (`exitMask` EXIT_M), where the driver resumes both harts the same way. Programs end
+ * with an ECALL at a known address, after which the handler waits in WFI (or the driver
+ * stops).
  */
 import { GuestRam, hpa } from "@visor/memory";
 import fc from "fast-check";
@@ -538,7 +539,7 @@ export interface Program {
   mode: Mode;
   /** The tier compared with the interpreter: "always" (everything translated) or "on" (hot code, so tiers change mid-run). */
   tier: "always" | "on";
-  /** M-mode only: traps leave `run` (EXIT_M) and the driver resumes, instead of the in-RAM handler. */
+  /** Traps into M-mode leave `run` (EXIT_M) and the driver resumes, instead of the in-RAM handler. */
   exits: boolean;
   /** medeleg: the exceptions from S/U-mode that go to the S-mode handler instead. */
   deleg: number;
@@ -1917,7 +1918,7 @@ function newSide(p: Program, img: Image, jit: JitMode): Side {
       [C.CSR_SATP, satpOf(PT, ASID_A)],
       [C.CSR_FCSR, BigInt(p.fcsr)],
     ],
-    exitMask: p.mode === "M" && p.exits ? EXIT_M : 0,
+    exitMask: p.exits ? EXIT_M : 0,
   });
   p.f.forEach((v, i) => {
     hart.setF(i, BigInt.asUintN(64, v));
@@ -2061,7 +2062,8 @@ const SMALL_CALLS = 250;
 function resume(side: Side, e: HartExit, end: number): boolean {
   if (!isTrapExit(e) || e.kind === "interrupt") return true;
   const h = side.hart;
-  const pc = Number(h.pc);
+  // The physical address of the pc: code runs at its own address or through the alias.
+  const pc = Number(h.pc & 0x3fff_ffffn) + RAM_BASE;
   if (e.kind === "ecall" && pc === end) return false;
   if ((e.kind === "access-fault" || e.kind === "page-fault") && e.access === "fetch") {
     h.pc = h.getX(RA);
@@ -2096,7 +2098,7 @@ export function runDiff(p: Program, opts: DiffOptions = {}): DiffResult {
   const B = newSide(p, img, mb);
   const max = opts.maxInstructions ?? 30_000;
   const causes = new Set<number>();
-  const exitStyle = p.mode === "M" && p.exits;
+  const exitStyle = p.exits;
   let calls = 0;
   let traps = 0;
   let halted = false;
@@ -2192,10 +2194,14 @@ function mismatchReport(p: Program, img: Image, diffs: string[], w: Where): stri
 
 /** The program as addresses, encodings and assembly, with the two harts' pcs marked. */
 export function listing(p: Program, img: Image, pcA?: bigint, pcB?: bigint): string[] {
-  const style =
-    p.mode === "M" && p.exits
-      ? "traps leave run() (EXIT_M) and the driver resumes after the instruction"
-      : `traps go to the M-mode handler at 0x80000000${p.mode !== "M" && p.deleg !== 0 ? ` or, medeleg ${hex(p.deleg)}, the S-mode one at 0x8000b000` : ""}, which resumes after the instruction`;
+  const toM = p.exits
+    ? "traps into M-mode leave run() (EXIT_M) and the driver resumes after the instruction (at ra after a fetch fault)"
+    : "traps into M-mode go to the handler at 0x80000000, which resumes after the instruction (at ra after a fetch fault)";
+  const toS =
+    p.mode !== "M" && p.deleg !== 0
+      ? `; medeleg ${hex(p.deleg)}: those go to the S-mode handler at 0x8000b000`
+      : "";
+  const style = toM + toS;
   const lines = [
     `program: ${p.mode}-mode${p.mode === "M" ? "" : " under Sv39 (satp = s8, table B in s9)"}, ${style}; run budgets ${JSON.stringify(p.budgets)}; translator tier jit "${p.tier}"`,
   ];
