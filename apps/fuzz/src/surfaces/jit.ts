@@ -21,7 +21,7 @@ const surface: FuzzSurface<Program> = {
     const r = runDiff(p);
     invariant(r.report === undefined, r.report ?? "");
   },
-  ciRuns: 40,
+  ciRuns: 100,
 };
 
 export default surface;
