@@ -1289,7 +1289,7 @@ const LOAD_REGIONS: Region[] = [
 ];
 // biome-ignore format: a table
 const STORE_REGIONS: Region[] = [
-  "mmio", "data", "data", "data", "ro", "hole", "alt", "ramend", "mmio", "unmapped", "alias",
+  "mmio", "data", "data", "data", "ro", "hole", "alt", "ramend", "ramend", "mmio", "unmapped", "alias",
 ];
 /** CSRs programs write (not mscratch, sscratch, mtvec, stvec: the handlers'). */
 const CSRS_RW = [C.CSR_FFLAGS, C.CSR_FRM, C.CSR_FCSR, C.CSR_SEPC, C.CSR_STVAL, C.CSR_MCYCLE, C.CSR_MINSTRET];
