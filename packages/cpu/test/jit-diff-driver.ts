@@ -1340,7 +1340,6 @@ function leaf(l: Limits): { weight: number; arbitrary: fc.Arbitrary<Item> }[] {
     imm: fc.integer({ min: 0, max: 0xfffff }),
   });
   const liItem: fc.Arbitrary<Item> = fc.record({ k: fc.constant("li" as const), rd: dst, value: int64 });
-  const alu = fc.oneof(aluR, aluI, shiftI, upper);
   const calu: fc.Arbitrary<Item> = fc.oneof(
     fc.record({
       k: fc.constant("calu" as const),
