@@ -138,6 +138,8 @@ export class TranslationCache {
   evictions = 0;
   liveRegions = 0;
   liveBytes = 0;
+  /** Live module bytes at most (tests lower it). */
+  maxLiveBytes = MAX_LIVE_BYTES;
   /** A module failed to compile (a translator bug): translation stops, the interpreter goes on. */
   broken = "";
 
@@ -166,7 +168,7 @@ export class TranslationCache {
     const t0 = now();
     const region = translateRegion(dv, pageOff, off);
     if (region === undefined) return -1;
-    if (this.liveBytes + region.bytes.length > MAX_LIVE_BYTES) this.flush();
+    if (this.liveBytes + region.bytes.length > this.maxLiveBytes) this.flush();
     let module: object;
     try {
       module = new wasmApi.Module(region.bytes);

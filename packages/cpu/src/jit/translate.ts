@@ -994,6 +994,11 @@ class Gen {
     const rs1 = (raw >>> 15) & 31;
     const rs2 = (raw >>> 20) & 31;
     const rm = (raw >>> 12) & 7;
+    if ((raw & 0x7f) !== 0x53) {
+      // the fused multiply-adds (R4 format: bits 31-25 are rs3 and fmt, not funct7)
+      this.generalCall(ins);
+      return;
+    }
     const F = (r: number): void => {
       c.i32(0)
         .mem(Op.i64Load, 1, 3, ST_FPR + 8 * r)

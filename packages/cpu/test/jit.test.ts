@@ -1,0 +1,197 @@
+// The translator's own rules: code written while (or after) it was translated runs as
+// written, a fault inside a translated block is precise, runs stop at exactly the budget,
+// jumps between pages chain, the cache stays within its bound, and a hart whose RAM
+// WebAssembly cannot address falls back to the interpreter and says why.
+import { GuestRam, hpa } from "@visor/memory";
+import { describe, expect, it } from "vitest";
+import { EXIT_M, Hart, type JitMode } from "../src/index.ts";
+import { TranslationCache } from "../src/jit/index.ts";
+
+const BASE = 0x8000_0000;
+const noBus = { read: () => -1, write: () => false, read64: () => undefined, write64: () => false };
+
+// a few encoders (RISC-V unprivileged spec, chapter 2 and 4 formats)
+const R = (f7: number, rs2: number, rs1: number, f3: number, rd: number, op: number): number =>
+  (f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op;
+const I = (imm: number, rs1: number, f3: number, rd: number, op: number): number =>
+  ((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op;
+const S = (imm: number, rs2: number, rs1: number, f3: number): number =>
+  (((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | 0x23;
+const B = (imm: number, rs2: number, rs1: number, f3: number): number =>
+  (((imm >> 12) & 1) << 31) |
+  (((imm >> 5) & 0x3f) << 25) |
+  (rs2 << 20) |
+  (rs1 << 15) |
+  (f3 << 12) |
+  (((imm >> 1) & 0xf) << 8) |
+  (((imm >> 11) & 1) << 7) |
+  0x63;
+const J = (imm: number, rd: number): number =>
+  (((imm >> 20) & 1) << 31) |
+  (((imm >> 1) & 0x3ff) << 21) |
+  (((imm >> 11) & 1) << 20) |
+  (((imm >> 12) & 0xff) << 12) |
+  (rd << 7) |
+  0x6f;
+const addi = (rd: number, rs1: number, imm: number): number => I(imm, rs1, 0, rd, 0x13);
+const add = (rd: number, rs1: number, rs2: number): number => R(0, rs2, rs1, 0, rd, 0x33);
+const ld = (rd: number, rs1: number, imm: number): number => I(imm, rs1, 3, rd, 0x03);
+const sw = (rs2: number, rs1: number, imm: number): number => S(imm, rs2, rs1, 2);
+const bne = (rs1: number, rs2: number, imm: number): number => B(imm, rs2, rs1, 1);
+const jalr = (rd: number, rs1: number, imm: number): number => I(imm, rs1, 0, rd, 0x67);
+const EBREAK = 0x00100073;
+const A0 = 10;
+const A1 = 11;
+const A2 = 12;
+const A5 = 15;
+const RA = 1;
+
+function machine(jit: JitMode, code: Record<number, number[]>, size = 1 << 20): { hart: Hart; ram: GuestRam } {
+  const ram = new GuestRam(BASE, size);
+  for (const [at, words] of Object.entries(code)) {
+    words.forEach((w, i) => {
+      ram.write32(hpa(BASE + Number(at) + 4 * i), w);
+    });
+  }
+  const hart = new Hart({ ram, bus: noBus, jit });
+  hart.exitMask = EXIT_M;
+  hart.pc = BigInt(BASE);
+  return { hart, ram };
+}
+
+/** Run to the ebreak (or any exit) in slices of `budget`. */
+function runToExit(hart: Hart, budget = 1_000_000): string {
+  for (let i = 0; i < 10_000; i++) {
+    const e = hart.run(budget);
+    if (e.kind !== "budget") return e.kind;
+  }
+  throw new Error("no exit");
+}
+
+describe("the translator", () => {
+  it("translates in always mode, and reports it", () => {
+    // a5 = 1000; loop: a0 += a5; a5 -= 1; bnez a5, loop; ebreak
+    const { hart } = machine("always", { 0: [addi(A5, 0, 1000), add(A0, A0, A5), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK] });
+    expect(runToExit(hart)).toBe("breakpoint");
+    expect(hart.getX(A0)).toBe(500500n);
+    const s = hart.jitStats;
+    expect(s.mode).toBe("always");
+    expect(s.regions).toBeGreaterThan(0);
+    expect(s.executedTranslated).toBeGreaterThan(2900);
+    expect(hart.instret()).toBe(1 + 3 * 1000);
+  });
+
+  it("code stored into the running region's own page runs as written", () => {
+    // loop 3 times: a0 += 1 (the instruction at 0x40), then patch it to a0 += 100 (stored
+    // by the loop itself, a word in the same page), so later iterations add 100.
+    const patch = addi(A0, A0, 100);
+    const words: number[] = [
+      addi(A5, 0, 3), // 0x00
+      (0 << 12) | (A2 << 7) | 0x17, // 0x04: auipc a2, 0 (a2 = BASE + 4)
+      addi(A1, A2, 0x3c), // 0x08: a1 = BASE + 0x40
+      ld(A2, A2, 0xfc), // 0x0c: a2 = the patch word (data at BASE + 0x100)
+      J(0x40 - 0x10, 0), // 0x10: j 0x40
+    ];
+    const body: number[] = [
+      addi(A0, A0, 1), // 0x40: patched
+      sw(A2, A1, 0), // 0x44: store the patch over 0x40
+      addi(A5, A5, -1), // 0x48
+      bne(A5, 0, -12), // 0x4c: back to 0x40
+      EBREAK, // 0x50
+    ];
+    for (const mode of ["off", "always", "on"] as const) {
+      const { hart, ram } = machine(mode, { 0: words, 0x40: body });
+      ram.write64(hpa(BASE + 0x100), BigInt(patch >>> 0));
+      expect(runToExit(hart)).toBe("breakpoint");
+      expect(hart.getX(A0), mode).toBe(1n + 100n + 100n);
+    }
+  });
+
+  it("code written by a device (DMA) after it was translated runs as written", () => {
+    const body = [addi(A0, A0, 1), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK];
+    const { hart, ram } = machine("always", { 0: body });
+    hart.setX(A5, 50n);
+    expect(runToExit(hart)).toBe("breakpoint");
+    expect(hart.getX(A0)).toBe(50n);
+    const cache = TranslationCache.of(hart.codeCache);
+    const before = cache.invalidations;
+    // the "device" rewrites the first instruction: a0 += 7
+    ram.write32(hpa(BASE), addi(A0, A0, 7));
+    expect(cache.invalidations).toBeGreaterThan(before);
+    hart.pc = BigInt(BASE);
+    hart.setX(A0, 0n);
+    hart.setX(A5, 50n);
+    expect(runToExit(hart)).toBe("breakpoint");
+    expect(hart.getX(A0)).toBe(350n);
+  });
+
+  it("a fault inside a translated block is precise", () => {
+    // a0 = 5; a1 = 6; ld a2, 0(a5) faults (no RAM there); a0 = 9 never runs
+    const code = [addi(A5, 0, 0x100), addi(A0, 0, 5), addi(A1, 0, 6), ld(A2, A5, 0), addi(A0, 0, 9), EBREAK];
+    for (const mode of ["off", "always"] as const) {
+      const { hart } = machine(mode, { 0: code });
+      const e = hart.run(1000);
+      expect(e.kind, mode).toBe("access-fault");
+      expect(e.kind === "access-fault" ? e.tval : -1n, mode).toBe(0x100n);
+      expect(hart.pc, mode).toBe(BigInt(BASE + 12));
+      expect(hart.getX(A0), mode).toBe(5n);
+      expect(hart.getX(A1), mode).toBe(6n);
+      expect(hart.instret(), mode).toBe(3);
+    }
+  });
+
+  it("stops at exactly the budget, whatever the budget", () => {
+    const code = [addi(A5, 0, 200), add(A0, A0, A5), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK];
+    for (const budget of [1, 2, 3, 5, 7, 64, 1000]) {
+      const a = machine("off", { 0: code }).hart;
+      const b = machine("always", { 0: code }).hart;
+      for (let i = 0; i < 40; i++) {
+        const ea = a.run(budget);
+        const eb = b.run(budget);
+        expect(eb.kind).toBe(ea.kind);
+        expect(b.pc).toBe(a.pc);
+        expect(b.instret()).toBe(a.instret());
+        expect(b.getX(A0)).toBe(a.getX(A0));
+        if (ea.kind !== "budget") break;
+      }
+    }
+  });
+
+  it("chains a call into another page and its return", () => {
+    // caller at 0: a5 = 300; loop: jal ra, 0x2000; a5 -= 1; bnez a5, loop; ebreak
+    // callee at 0x2000: a0 += 3; ret
+    const { hart } = machine("always", {
+      0: [addi(A5, 0, 300), J(0x2000 - 4, RA), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK],
+      0x2000: [addi(A0, A0, 3), jalr(0, RA, 0)],
+    });
+    expect(runToExit(hart)).toBe("breakpoint");
+    expect(hart.getX(A0)).toBe(900n);
+    const s = hart.jitStats;
+    expect(s.executedTranslated / hart.executedCount()).toBeGreaterThan(0.95);
+  });
+
+  it("keeps the cache within its bound by flushing", () => {
+    // 64 small loops in 64 pages, each run in turn; the bound fits only a few regions
+    const code: Record<number, number[]> = {};
+    for (let p = 0; p < 64; p++) {
+      const next = p < 63 ? J(4096 - 12, 0) : EBREAK;
+      code[p * 4096] = [addi(A5, 0, 20), addi(A5, A5, -1), bne(A5, 0, -4), next];
+    }
+    const { hart } = machine("always", code);
+    const cache = TranslationCache.of(hart.codeCache);
+    cache.maxLiveBytes = 8 * 1024;
+    expect(runToExit(hart)).toBe("breakpoint");
+    expect(cache.evictions).toBeGreaterThan(0);
+    expect(cache.liveBytes).toBeLessThanOrEqual(8 * 1024);
+    expect(hart.jitStats.evictions).toBe(cache.evictions);
+  });
+
+  it("falls back to the interpreter, and says why, when RAM is not a WebAssembly memory", () => {
+    const ram = new GuestRam(BASE, 1 << 20, new ArrayBuffer(1 << 20));
+    const hart = new Hart({ ram, bus: noBus, jit: "always" });
+    const s = hart.jitStats;
+    expect(s.mode).toBe("off");
+    expect(s.unavailable).toMatch(/RAM is not a WebAssembly memory/);
+    expect(new Hart({ ram, bus: noBus, jit: "off" }).jitStats.unavailable).toBe("");
+  });
+});
