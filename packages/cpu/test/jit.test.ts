@@ -46,7 +46,11 @@ const A2 = 12;
 const A5 = 15;
 const RA = 1;
 
-function machine(jit: JitMode, code: Record<number, number[]>, size = 1 << 20): { hart: Hart; ram: GuestRam } {
+function machine(
+  jit: JitMode,
+  code: Record<number, number[]>,
+  size = 1 << 20,
+): { hart: Hart; ram: GuestRam } {
   const ram = new GuestRam(BASE, size);
   for (const [at, words] of Object.entries(code)) {
     words.forEach((w, i) => {
@@ -71,7 +75,9 @@ function runToExit(hart: Hart, budget = 1_000_000): string {
 describe("the translator", () => {
   it("translates in always mode, and reports it", () => {
     // a5 = 1000; loop: a0 += a5; a5 -= 1; bnez a5, loop; ebreak
-    const { hart } = machine("always", { 0: [addi(A5, 0, 1000), add(A0, A0, A5), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK] });
+    const { hart } = machine("always", {
+      0: [addi(A5, 0, 1000), add(A0, A0, A5), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK],
+    });
     expect(runToExit(hart)).toBe("breakpoint");
     expect(hart.getX(A0)).toBe(500500n);
     const s = hart.jitStats;
@@ -100,7 +106,7 @@ describe("the translator", () => {
       EBREAK, // 0x50
     ];
     for (const mode of ["off", "always", "on"] as const) {
-      const { hart, ram } = machine(mode, { 0: words, 0x40: body });
+      const { hart, ram } = machine(mode, { 0: words, 64: body });
       ram.write64(hpa(BASE + 0x100), BigInt(patch >>> 0));
       expect(runToExit(hart)).toBe("breakpoint");
       expect(hart.getX(A0), mode).toBe(1n + 100n + 100n);
@@ -162,7 +168,7 @@ describe("the translator", () => {
     // callee at 0x2000: a0 += 3; ret
     const { hart } = machine("always", {
       0: [addi(A5, 0, 300), J(0x2000 - 4, RA), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK],
-      0x2000: [addi(A0, A0, 3), jalr(0, RA, 0)],
+      8192: [addi(A0, A0, 3), jalr(0, RA, 0)],
     });
     expect(runToExit(hart)).toBe("breakpoint");
     expect(hart.getX(A0)).toBe(900n);

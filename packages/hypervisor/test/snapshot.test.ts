@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { JitMode } from "@visor/cpu";
 import { describe, expect, it } from "vitest";
 import { decodeSnapshot, Machine, type VirtMode } from "../src/index.ts";
 
@@ -34,7 +35,7 @@ interface Run {
   instret: number;
 }
 
-async function fullBoot(virt: VirtMode): Promise<Run> {
+async function fullBoot(virt: VirtMode, jit: JitMode = "on"): Promise<Run> {
   const out = sink();
   const m = await Machine.create({
     memory: 128 << 20,
@@ -44,12 +45,13 @@ async function fullBoot(virt: VirtMode): Promise<Run> {
     console: out,
     clock: "deterministic",
     virt,
+    jit,
   });
   expect(await m.run()).toEqual({ kind: "poweroff" });
   return { console: out.text, instret: m.vcpus[0]!.hart.instret() };
 }
 
-async function bootInTwo(virt: VirtMode): Promise<Run> {
+async function bootInTwo(virt: VirtMode, jit: JitMode = "on", restoreJit: JitMode = "on"): Promise<Run> {
   const first = sink();
   const a = await Machine.create({
     memory: 128 << 20,
@@ -59,6 +61,7 @@ async function bootInTwo(virt: VirtMode): Promise<Run> {
     console: first,
     clock: "deterministic",
     virt,
+    jit,
   });
   first.onText = (t) => {
     if (t.endsWith(MARK)) a.stop();
@@ -67,7 +70,7 @@ async function bootInTwo(virt: VirtMode): Promise<Run> {
   const bytes = a.snapshot({ note: "test" });
   expect(decodeSnapshot(bytes).state.meta).toEqual({ note: "test" });
   const second = sink();
-  const b = await Machine.restore(bytes, { console: second });
+  const b = await Machine.restore(bytes, { console: second, jit: restoreJit });
   expect(await b.run()).toEqual({ kind: "poweroff" });
   return { console: first.text + second.text, instret: b.vcpus[0]!.hart.instret() };
 }
@@ -82,6 +85,15 @@ describe("snapshots", () => {
       expect(await bootInTwo(virt)).toEqual(whole);
     }, 120_000);
   }
+
+  it("translation changes nothing the guest sees: every instruction translated, or none, across a snapshot", async () => {
+    // The same boot with the interpreter alone, with every instruction translated at first
+    // execution, and saved with translation and restored without: the same console,
+    // timestamps included, after the same instruction count.
+    const interpreted = await fullBoot("nested", "off");
+    expect(await fullBoot("nested", "always")).toEqual(interpreted);
+    expect(await bootInTwo("nested", "always", "off")).toEqual(interpreted);
+  }, 300_000);
 
   it("rejects malformed files with one-line errors", async () => {
     const restore = (b: Uint8Array) => Machine.restore(b, { console: { write() {} } });

@@ -1202,8 +1202,14 @@ class Gen {
           c.get(L_FR).f64(-2147483648).op(Op.f64Ge).op(Op.i32And);
           c.get(L_FR).f64(2147483647).op(Op.f64Le).op(Op.i32And);
         } else {
-          c.get(L_FR).f64(-9223372036854775808).op(Op.f64Ge).op(Op.i32And);
-          c.get(L_FR).f64(9223372036854775808).op(Op.f64Lt).op(Op.i32And);
+          c.get(L_FR)
+            .f64(-(2 ** 63))
+            .op(Op.f64Ge)
+            .op(Op.i32And);
+          c.get(L_FR)
+            .f64(2 ** 63)
+            .op(Op.f64Lt)
+            .op(Op.i32And);
         }
         // exact (the rounded value is the input), or NX already set
         c.get(L_FR);
