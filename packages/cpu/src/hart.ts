@@ -615,7 +615,7 @@ export class Hart {
             if (e.region.fns[jitSlot] === undefined) jit.cache.fn(e, jit);
             const ti = e.region.tidx[jitSlot]!;
             // the chain cache learns the entry, so translated jumps to it need not come back here
-            const ci = CHAIN_I + (((e.key >>> 1) & CHAIN_MASK) << 1);
+            const ci = CHAIN_I + ((((e.key >>> 1) ^ (e.key >>> 12)) & CHAIN_MASK) << 1);
             st[ci] = e.key;
             st[ci + 1] = ti * 512 + e.bb;
             const n0 = n;
@@ -733,7 +733,7 @@ export class Hart {
             pcLo = t;
             xlo[rd] = ret;
             xhi[rd] = retHi;
-            if (imm < 0 && --hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+            if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
               savedLimit = limit;
               limit = n;
               compileReq = true;

@@ -389,9 +389,9 @@ class Gen {
       .op(Op.i32And)
       .op(Op.i32Add)
       .tee(L_T);
-    c.i32(1)
-      .op(Op.i32ShrU)
-      .i32(CHAIN_SIZE - 1)
+    // slot = ((key >>> 1) ^ (key >>> 12)) & (CHAIN_SIZE - 1), as chainSlot in jit/index.ts
+    c.i32(1).op(Op.i32ShrU).get(L_T).i32(12).op(Op.i32ShrU).op(Op.i32Xor);
+    c.i32(CHAIN_SIZE - 1)
       .op(Op.i32And)
       .i32(3)
       .op(Op.i32Shl)
