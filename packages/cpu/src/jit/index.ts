@@ -57,7 +57,27 @@ type EnterFn = (
   fpOk: number,
 ) => number;
 
-let trampoline: object | undefined;
+/**
+ * One function table and one trampoline for the whole process: every hart's region
+ * instances have their own slots in it (a hart's chain cache names only its own), and the
+ * interpreter's call site always meets the same trampoline function, whichever hart runs.
+ */
+interface Shared {
+  table: WasmTable;
+  enter: EnterFn;
+  free: number[];
+  used: number;
+}
+let shared: Shared | undefined;
+
+function sharedTable(): Shared {
+  if (shared === undefined) {
+    const table = new wasmApi!.Table({ element: "anyfunc", initial: 256 });
+    const inst = new wasmApi!.Instance(new wasmApi!.Module(trampolineModule()), { m: { tbl: table } });
+    shared = { table, enter: inst.exports.enter as EnterFn, free: [], used: 0 };
+  }
+  return shared;
+}
 
 class CompiledRegion {
   readonly module: object;
@@ -133,7 +153,8 @@ export class TranslationCache {
   private readonly harts: HartJit[] = [];
   regions = 0;
   translatedInstructions = 0;
-  translateMs = 0;
+  /** A double from the start (see HartJit.executed). */
+  translateMs = 0.5;
   invalidations = 0;
   evictions = 0;
   liveRegions = 0;
@@ -153,6 +174,7 @@ export class TranslationCache {
   }
 
   private constructor(code: CodeCache) {
+    this.translateMs = 0;
     this.code = code;
     code.onDropPage((idx) => this.dropPage(idx, false));
   }
@@ -283,13 +305,15 @@ export class HartJit {
   readonly slot: number;
   readonly hot = new Int32Array(HOT_SIZE).fill(HOT_THRESHOLD);
   readonly imports: Record<string, Record<string, unknown>>;
-  /** Guest instructions executed in translated code. */
-  executed = 0;
+  /**
+   * Guest instructions executed in translated code. It passes 2^31 in long runs, so it is a
+   * double field from the start: a field that changes from small integer to double
+   * changes its object's hidden class, which throws the optimized interpreter loop away.
+   */
+  executed = 0.5;
 
-  /** Chain table: this hart's region instances, by index (jumps between them stay in WebAssembly). */
-  private readonly table: WasmTable;
-  private readonly freeIdx: number[] = [];
-  private used = 0;
+  /** The process's chain table (this hart's region instances have slots in it). */
+  private readonly shared: Shared;
   private readonly st: Int32Array;
   /** Calls the region function at a table index (translate.ts trampolineModule). */
   readonly enter: EnterFn;
@@ -297,14 +321,14 @@ export class HartJit {
   constructor(c: HartCore, mode: JitMode) {
     this.cache = TranslationCache.of(c.code);
     this.always = mode === "always";
-    this.table = new wasmApi!.Table({ element: "anyfunc", initial: 256 });
+    this.shared = sharedTable();
     this.st = c.st;
     this.clearChain();
-    trampoline ??= new wasmApi!.Module(trampolineModule());
-    this.enter = new wasmApi!.Instance(trampoline, { m: { tbl: this.table } }).exports.enter as EnterFn;
+    this.enter = this.shared.enter;
     this.slot = this.cache.attach(this);
+    this.executed = 0;
     this.imports = {
-      m: { ram: c.ram.memory, st: c.stateMemory, tbl: this.table },
+      m: { ram: c.ram.memory, st: c.stateMemory, tbl: this.shared.table },
       h: {
         general: (w: number, imm: number, pcLo: number, pcHi: number, n: number): number => {
           if (fpFastPath(c, w, imm)) return 0;
@@ -330,19 +354,20 @@ export class HartJit {
   }
 
   tableAdd(f: RegionFn): number {
-    let i = this.freeIdx.pop();
+    const sh = this.shared;
+    let i = sh.free.pop();
     if (i === undefined) {
-      i = this.used++;
-      if (i >= this.table.length) this.table.grow(this.table.length);
+      i = sh.used++;
+      if (i >= sh.table.length) sh.table.grow(sh.table.length);
     }
-    this.table.set(i, f);
+    sh.table.set(i, f);
     return i;
   }
 
   /** A region is gone: its table slot is free, and no chain may lead there any more. */
   tableDrop(i: number): void {
-    this.table.set(i, null);
-    this.freeIdx.push(i);
+    this.shared.table.set(i, null);
+    this.shared.free.push(i);
     this.clearChain();
   }
 
