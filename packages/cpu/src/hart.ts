@@ -25,7 +25,7 @@
  *   out by hand; test/load-store.test.ts ties every case label to the decoder's constant
  *   and every width/sign to its handler.
  */
-import { ACCESS_EXEC, type Access, GuestRam, SATP_MODE_BARE } from "@visor/memory";
+import { ACCESS_EXEC, type Access, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
 import { CodeCache } from "./code-cache.ts";
 import {
   CHAIN_SIZE,
@@ -67,6 +67,7 @@ import {
   unavailableReason,
 } from "./jit/index.ts";
 import type { JitMode, JitStats } from "./jit/types.ts";
+import { warmTranslator } from "./jit/warm.ts";
 import { fetchPage, GuestPtes, loadSlow, storeSlow, translate } from "./mmu.ts";
 import { fromState, type HartState, toState } from "./state.ts";
 import { execOne } from "./system.ts";
@@ -119,7 +120,7 @@ const TWO32 = 4294967296;
 const STALL_LIMIT = 4096;
 const DEFAULT_INSTRUCTIONS_PER_TICK = 100;
 const emptyPage: Int32Array = new Int32Array(PAGE);
-const EXIT_M_BIT = 1; // core.ts EXIT_M
+const noBus: PhysBus = { read: () => -1, write: () => false, read64: () => undefined, write64: () => false };
 const noEntries: (Entry | undefined)[] = [];
 
 /** The hart's part of the translator: its HartJit (none: interpreter only), the mode in effect and why "off" if it was not asked for. */
@@ -160,7 +161,7 @@ export class Hart {
       off,
       cold: new Int32Array(HOT_SIZE).fill(0x3fffffff),
     };
-    if (mode !== "off") warmTranslator();
+    if (mode !== "off") warmTranslator((ram) => new Hart({ ram, bus: noBus, jit: "always" }));
     if (c.h !== undefined) c.h.ptes = new GuestPtes(c, c.h);
     c.time = opts.time ?? (() => Math.floor(executedCount(c) / DEFAULT_INSTRUCTIONS_PER_TICK));
     c.code.onNewCodePage((pageOff) => dropWritePage(c, pageOff));
@@ -1571,39 +1572,5 @@ export class Hart {
     c.runRef = 0;
     c.excInRun = 0;
     return stop;
-  }
-}
-
-let translatorWarm = false;
-
-/**
- * Once per process, before the first hart with a translator runs: a few thousand
- * instructions on a scratch hart translating everything, so V8's type feedback for the
- * interpreter loop includes its translated-code path. Without it, the loop is optimized
- * without that path, thrown away when translated code first runs, and optimized again,
- * which cost a short program (0.15 s of system calls) about half its time.
- */
-function warmTranslator(): void {
-  if (translatorWarm) return;
-  translatorWarm = true;
-  const ram = new GuestRam(0x8000_0000, 1 << 16);
-  if (ram.memory === undefined) return;
-  // auipc a1, 1 (data); a5 = 300; loop: ld a2,0(a1); add a0,a0,a2; sd a0,8(a1); addi a5,a5,-1; bnez a5,loop; ebreak
-  const prog = [
-    0x00001597, 0x00058593, 0x12c00793, 0x0005b603, 0x00c50533, 0x00a5b423, 0xfff78793, 0xfe0798e3,
-    0x00100073,
-  ];
-  for (let i = 0; i < prog.length; i++) ram.dv.setInt32(4 * i, prog[i]!, true);
-  const noBus: PhysBus = {
-    read: () => -1,
-    write: () => false,
-    read64: () => undefined,
-    write64: () => false,
-  };
-  const h = new Hart({ ram, bus: noBus, jit: "always" });
-  h.exitMask = EXIT_M_BIT;
-  for (let round = 0; round < 200; round++) {
-    h.reset(0x8000_0000, 0);
-    for (let i = 0; i < 40 && h.run(97).kind === "budget"; i++);
   }
 }
