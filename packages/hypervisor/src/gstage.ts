@@ -63,8 +63,15 @@ export class PageAllocator {
     return hpa(p);
   }
 
+  /**
+   * Bumped by every reset: whoever keeps tables in the pool (each vCPU's shadow MMU) sees
+   * that its pages may have been handed out again and rebuilds before it runs.
+   */
+  epoch = 0;
+
   reset(): void {
     this.next = this.region.start;
+    this.epoch++;
   }
 
   /** Where the next page comes from (snapshots). */

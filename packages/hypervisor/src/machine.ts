@@ -375,7 +375,12 @@ export class Machine implements VcpuHost {
         sendIpi: (h) => this.vcpus[h]!.injectSoftware(),
         remoteFenceI: () => {},
         remoteSfenceVma: (hs) => {
-          for (const h of hs) this.vcpus[h]!.hart.flushTlb();
+          // In shadow mode the vCPU's shadow tables cache the guest's translations too.
+          for (const h of hs) {
+            const v = this.vcpus[h]!;
+            if (v.shadow !== undefined) v.shadow.flushAll();
+            else v.hart.flushTlb();
+          }
         },
         hartStart: (h, addr, opaque) => this.vcpus[h]!.start(addr, opaque),
         hartStop: (h) => this.vcpus[h]!.stop(),

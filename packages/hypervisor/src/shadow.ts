@@ -181,8 +181,34 @@ export class ShadowMmu implements PteTranslator {
     }
   }
 
+  /** The pool's epoch the shadows were built in (PageAllocator.epoch). */
+  private epoch = 0;
+
+  /**
+   * Before the vCPU runs again: if another vCPU reset the shared pool since, this vCPU's
+   * shadow tables may have been reused, so drop them and shadow the current satp anew.
+   */
+  resume(): void {
+    if (this.epoch === this.pool.epoch) return;
+    this.epoch = this.pool.epoch;
+    this.roots.clear();
+    this.activate();
+    this.stats.flushes++;
+  }
+
+  /**
+   * A remote sfence.vma from another hart (SBI RFENCE): the guest changed page tables this
+   * vCPU may have shadowed, so its shadows go.
+   */
+  flushAll(): void {
+    this.roots.clear();
+    this.activate();
+    this.stats.flushes++;
+  }
+
   /** Enter the guest with satp = bare: shadow the identity map of guest-physical memory. */
   enter(): void {
+    this.epoch = this.pool.epoch;
     this.satpLo = 0;
     this.satpHi = 0;
     this.activate();
@@ -221,6 +247,7 @@ export class ShadowMmu implements PteTranslator {
       this.stats.poolResets++;
       this.roots.clear();
       this.pool.reset();
+      this.epoch = this.pool.epoch;
       p = this.pool.alloc();
       if (p === undefined) throw new Error("shadow page pool too small");
     }
@@ -367,6 +394,7 @@ export class ShadowMmu implements PteTranslator {
         // Whole address space (or one ASID): drop the shadows.
         this.roots.clear();
         this.pool.reset();
+        this.epoch = this.pool.epoch;
         this.activate();
         this.stats.flushes++;
       }

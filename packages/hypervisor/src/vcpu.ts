@@ -286,6 +286,7 @@ export class Vcpu {
   run(budget: number): VcpuStop {
     const h = this.hart;
     this.sliceLeft = 0;
+    this.shadow?.resume();
     const stats = this.machine.exitStats;
     let left = budget;
     while (left > 0) {

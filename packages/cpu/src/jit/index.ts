@@ -57,10 +57,13 @@ type EnterFn = (
   fpOk: number,
 ) => number;
 
+let trampoline: object | undefined;
+
 /**
- * One function table and one trampoline for the whole process: every hart's region
- * instances have their own slots in it (a hart's chain cache names only its own), and the
- * interpreter's call site always meets the same trampoline function, whichever hart runs.
+ * A hart's chain table and trampoline. Each hart has its own: the table holds only its
+ * region instances, so they, their memories and the table go when the hart does. (One
+ * table for the whole process kept every dead hart's instances and memories alive; a
+ * fuzzer creating thousands of harts crashed.)
  */
 interface Shared {
   table: WasmTable;
@@ -68,15 +71,12 @@ interface Shared {
   free: number[];
   used: number;
 }
-let shared: Shared | undefined;
 
-function sharedTable(): Shared {
-  if (shared === undefined) {
-    const table = new wasmApi!.Table({ element: "anyfunc", initial: 256 });
-    const inst = new wasmApi!.Instance(new wasmApi!.Module(trampolineModule()), { m: { tbl: table } });
-    shared = { table, enter: inst.exports.enter as EnterFn, free: [], used: 0 };
-  }
-  return shared;
+function hartTable(): Shared {
+  const table = new wasmApi!.Table({ element: "anyfunc", initial: 64 });
+  trampoline ??= new wasmApi!.Module(trampolineModule());
+  const inst = new wasmApi!.Instance(trampoline, { m: { tbl: table } });
+  return { table, enter: inst.exports.enter as EnterFn, free: [], used: 0 };
 }
 
 class CompiledRegion {
@@ -312,7 +312,7 @@ export class HartJit {
    */
   executed = 0.5;
 
-  /** The process's chain table (this hart's region instances have slots in it). */
+  /** This hart's chain table (its region instances) and trampoline. */
   private readonly shared: Shared;
   private readonly st: Int32Array;
   /** Calls the region function at a table index (translate.ts trampolineModule). */
@@ -321,7 +321,7 @@ export class HartJit {
   constructor(c: HartCore, mode: JitMode) {
     this.cache = TranslationCache.of(c.code);
     this.always = mode === "always";
-    this.shared = sharedTable();
+    this.shared = hartTable();
     this.st = c.st;
     this.clearChain();
     this.enter = this.shared.enter;

@@ -31,9 +31,13 @@ export function warmTranslator(makeHart: (ram: GuestRam) => WarmHart): void {
     0x00100073,
   ];
   for (let i = 0; i < prog.length; i++) ram.dv.setInt32(4 * i, prog[i]!, true);
-  const h = makeHart(ram);
-  h.exitMask = EXIT_M;
+  // Five scratch harts in turn: each has its own trampoline, so the loop's call into
+  // translated code meets five functions and V8 optimizes it as a generic call; with one,
+  // it would specialize on that hart's and throw the code away when the next hart runs.
+  const harts = Array.from({ length: 5 }, () => makeHart(ram));
+  for (const h of harts) h.exitMask = EXIT_M;
   for (let round = 0; round < 200; round++) {
+    const h = harts[round % harts.length]!;
     h.reset(0x8000_0000, 0);
     for (let i = 0; i < 40 && h.run(97).kind === "budget"; i++);
   }
