@@ -59,7 +59,7 @@ import {
   type Entry,
   EXIT_BEFORE,
   EXIT_HELPER,
-  EXIT_PC_SLICE,
+  EXIT_PC,
   EXIT_TRAP,
   HartJit,
   HOT_MASK,
@@ -517,7 +517,7 @@ export class Hart {
     let stalls = 0;
     // The translator (jit/index.ts): its entries, this hart's instance slot, hot counters.
     const jit = this.t.jit;
-    const jitAlways = jit !== undefined && jit.always;
+    const jitAlways = jit?.always === true;
     const entries = jit !== undefined ? jit.cache.entries : noEntries;
     const jitSlot = jit !== undefined ? jit.slot : 0;
     const hot = jit !== undefined ? jit.hot : this.t.cold;
@@ -625,7 +625,7 @@ export class Hart {
             n = jit.enter(ti, n, limit, e.bb, pcLo & ~0xfff, pcHi, fpFast(c) ? 1 : 0);
             jit.executed += n - n0;
             const how = st[ST_EXIT_I]!;
-            if (how <= EXIT_PC_SLICE || how === EXIT_BEFORE) {
+            if (how === EXIT_PC || how === EXIT_BEFORE) {
               pcLo = st[ST_PC_I]!;
               pcHi = st[ST_PC_I + 1]!;
               // The instruction there needs the interpreter (TLB miss, MMIO, FS not dirty):
@@ -635,7 +635,7 @@ export class Hart {
               pcLo = c.pcLo;
               pcHi = c.pcHi;
             }
-            if (how === EXIT_PC_SLICE || how === EXIT_TRAP) limit = n;
+            if (how === EXIT_TRAP) limit = n;
             // the same page (an instruction left to the interpreter): its decoded slots stand
             if (how === EXIT_TRAP || how === EXIT_HELPER || (pcLo & ~0xfff) !== curLo || pcHi !== curHi) {
               curLo = INVALID_TAG;

@@ -16,8 +16,9 @@
  *
  * Coherence: a translation belongs to its physical page's decoded slots. Whatever drops a
  * page from the CodeCache (a store into it, DMA, loaders, fence-free self-modifying code,
- * snapshot restore) drops its translations too; code that is running when its own page
- * is written leaves right after the store (EXIT_PC_SLICE), as the interpreter does.
+ * snapshot restore) drops its translations too. A code page is never in a write TLB, so
+ * translated code leaves before any store into code and the interpreter does the store;
+ * an AMO that writes code through the general path leaves right after it (EXIT_TRAP).
  *
  * Bounds: at most MAX_LIVE_BYTES of module bytes are live; past that the whole cache is
  * flushed (as v86 does), and hot code is translated again.
@@ -31,7 +32,7 @@ import { execOne } from "../system.ts";
 import { EXIT_HELPER, EXIT_TRAP, trampolineModule, translateRegion } from "./translate.ts";
 import type { JitMode, JitStats } from "./types.ts";
 
-export { EXIT_BEFORE, EXIT_HELPER, EXIT_PC, EXIT_PC_SLICE, EXIT_TRAP } from "./translate.ts";
+export { EXIT_BEFORE, EXIT_HELPER, EXIT_PC, EXIT_TRAP } from "./translate.ts";
 
 /**
  * Backward branches and jumps taken to one target (hashed) before its region is
@@ -148,7 +149,6 @@ export class TranslationCache {
   readonly entries: (Entry | undefined)[] = [];
   private readonly free: number[] = [];
   private readonly byPage = new Map<number, CompiledRegion[]>();
-  private readonly code: CodeCache;
   private slots = 0;
   private readonly harts: HartJit[] = [];
   regions = 0;
@@ -175,7 +175,6 @@ export class TranslationCache {
 
   private constructor(code: CodeCache) {
     this.translateMs = 0;
-    this.code = code;
     code.onDropPage((idx) => this.dropPage(idx, false));
   }
 

@@ -51,7 +51,6 @@ import { type Bytes, Code, encodeModule, F64, I32, I64, Op } from "./wasm.ts";
 
 /** How translated code left (ST_EXIT). */
 export const EXIT_PC = 0; // at ST_PC, nothing to look at
-export const EXIT_PC_SLICE = 1; // at ST_PC, after an MMIO access or a store into code: the run looks around
 export const EXIT_TRAP = 2; // at the hart's pc (a trap was taken), the run looks around
 export const EXIT_HELPER = 3; // at the hart's pc, set by the interpreter's general path (no look-around)
 export const EXIT_BEFORE = 4; // at ST_PC, before an instruction the interpreter must run (a TLB miss, FS not dirty)
@@ -465,19 +464,6 @@ class Gen {
   private fixN(): void {
     const d = this.ix + 1 - this.len;
     if (d !== 0) this.c.get(P_N).i32(d).op(Op.i32Add).set(P_N);
-  }
-
-  /** Leave after a trap or a general-path exit (the pc is the hart's). */
-  private exitHow(how: number): void {
-    this.fixN();
-    this.c.i32(0).i32(how).mem(Op.i32Store, 1, 2, ST_EXIT);
-    this.c.br(this.toExit);
-  }
-
-  /** Leave after the current instruction completed, at `next`, so the run looks around. */
-  private exitSlice(next: number): void {
-    this.fixN();
-    this.exitPc(next, EXIT_PC_SLICE);
   }
 
   private reg(r: number): void {
