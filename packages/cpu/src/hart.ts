@@ -153,14 +153,18 @@ export class Hart {
     });
     this.c = c;
     const asked = opts.jit ?? "on";
-    const off = asked === "off" ? "" : unavailableReason(c);
-    const mode = off === "" ? asked : "off";
-    this.t = {
-      jit: mode === "off" ? undefined : new HartJit(c, mode),
-      mode,
-      off,
-      cold: new Int32Array(HOT_SIZE).fill(0x3fffffff),
-    };
+    let off = asked === "off" ? "" : unavailableReason(c);
+    let jit: HartJit | undefined;
+    if (asked !== "off" && off === "") {
+      try {
+        jit = new HartJit(c, asked);
+      } catch (e) {
+        // an engine without what the translator's modules use (tail calls, multi-memory)
+        off = `this host cannot run translated code (${e instanceof Error ? e.message : String(e)})`;
+      }
+    }
+    const mode = jit !== undefined ? asked : "off";
+    this.t = { jit, mode, off, cold: new Int32Array(HOT_SIZE).fill(0x3fffffff) };
     if (mode !== "off") warmTranslator((ram) => new Hart({ ram, bus: noBus, jit: "always" }));
     if (c.h !== undefined) c.h.ptes = new GuestPtes(c, c.h);
     c.time = opts.time ?? (() => Math.floor(executedCount(c) / DEFAULT_INSTRUCTIONS_PER_TICK));
@@ -615,7 +619,10 @@ export class Hart {
         const e = entries[~w];
         if (e !== undefined && e.dec === dec && e.slot === slot && jit !== undefined) {
           if (n + e.min <= limit && pcLo !== skipLo) {
-            if (e.region.fns[jitSlot] === undefined) jit.cache.fn(e, jit);
+            if (e.region.fns[jitSlot] === undefined) {
+              jit.cache.fn(e, jit);
+              if (e.region.fns[jitSlot] === undefined) continue; // it could not be instantiated: the slot is interpreted
+            }
             const ti = e.region.tidx[jitSlot]!;
             // the chain cache learns the entry, so translated jumps to it need not come back here
             const ci = CHAIN_I + ((((e.key >>> 1) ^ (e.key >>> 12)) & CHAIN_MASK) << 1);

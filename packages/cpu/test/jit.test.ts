@@ -200,4 +200,36 @@ describe("the translator", () => {
     expect(s.unavailable).toMatch(/RAM is not a WebAssembly memory/);
     expect(new Hart({ ram, bus: noBus, jit: "off" }).jitStats.unavailable).toBe("");
   });
+
+  it("runs interpreted, and says why, on an engine that cannot run translated code", () => {
+    const code = [addi(A5, 0, 100), add(A0, A0, A5), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK];
+    const wa = (globalThis as unknown as { WebAssembly: { Table: unknown; Instance: unknown } }).WebAssembly;
+    const table = wa.Table;
+    wa.Table = function NoTables(): never {
+      throw new Error("no tables here");
+    };
+    try {
+      const { hart } = machine("always", { 0: code });
+      expect(hart.jitStats.mode).toBe("off");
+      expect(hart.jitStats.unavailable).toMatch(/cannot run translated code \(no tables here\)/);
+      expect(runToExit(hart)).toBe("breakpoint");
+      expect(hart.getX(A0)).toBe(5050n);
+    } finally {
+      wa.Table = table;
+    }
+    // A region that cannot be instantiated: translation stops, the program still runs.
+    const { hart } = machine("always", { 0: code });
+    const instance = wa.Instance;
+    wa.Instance = function NoInstances(): never {
+      throw new Error("no instances here");
+    };
+    try {
+      expect(runToExit(hart)).toBe("breakpoint");
+    } finally {
+      wa.Instance = instance;
+    }
+    expect(hart.getX(A0)).toBe(5050n);
+    expect(hart.jitStats.unavailable).toMatch(/failed to instantiate \(no instances here\)/);
+    expect(hart.jitStats.executedTranslated).toBe(0);
+  });
 });

@@ -232,12 +232,19 @@ export class TranslationCache {
   }
 
   /** The function of `e`'s region for hart `h` (instantiated on first use, and put in its chain table). */
-  fn(e: Entry, h: HartJit): RegionFn {
+  fn(e: Entry, h: HartJit): RegionFn | undefined {
     const r = e.region;
     let f = r.fns[h.slot];
     if (f === undefined) {
-      const inst = new wasmApi!.Instance(r.module, h.imports);
-      f = inst.exports.f as RegionFn;
+      try {
+        f = new wasmApi!.Instance(r.module, h.imports).exports.f as RegionFn;
+      } catch (err) {
+        // A translator bug or an engine limit: stop translating, give every slot back to
+        // the interpreter, and say why in jitStats.unavailable.
+        this.broken = `a translated region failed to instantiate (${err instanceof Error ? err.message : String(err)})`;
+        this.flush();
+        return undefined;
+      }
       r.fns[h.slot] = f;
       r.tidx[h.slot] = h.tableAdd(f);
     }
