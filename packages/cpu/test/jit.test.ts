@@ -6,39 +6,20 @@ import { GuestRam, hpa } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { EXIT_M, Hart, type JitMode } from "../src/index.ts";
 import { TranslationCache } from "../src/jit/index.ts";
+import { enc } from "./jit-diff-driver.ts";
 
 const BASE = 0x8000_0000;
 const noBus = { read: () => -1, write: () => false, read64: () => undefined, write64: () => false };
 
-// a few encoders (RISC-V unprivileged spec, chapter 2 and 4 formats)
-const R = (f7: number, rs2: number, rs1: number, f3: number, rd: number, op: number): number =>
-  (f7 << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op;
-const I = (imm: number, rs1: number, f3: number, rd: number, op: number): number =>
-  ((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op;
-const S = (imm: number, rs2: number, rs1: number, f3: number): number =>
-  (((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | 0x23;
-const B = (imm: number, rs2: number, rs1: number, f3: number): number =>
-  (((imm >> 12) & 1) << 31) |
-  (((imm >> 5) & 0x3f) << 25) |
-  (rs2 << 20) |
-  (rs1 << 15) |
-  (f3 << 12) |
-  (((imm >> 1) & 0xf) << 8) |
-  (((imm >> 11) & 1) << 7) |
-  0x63;
-const J = (imm: number, rd: number): number =>
-  (((imm >> 20) & 1) << 31) |
-  (((imm >> 1) & 0x3ff) << 21) |
-  (((imm >> 11) & 1) << 20) |
-  (((imm >> 12) & 0xff) << 12) |
-  (rd << 7) |
-  0x6f;
-const addi = (rd: number, rs1: number, imm: number): number => I(imm, rs1, 0, rd, 0x13);
-const add = (rd: number, rs1: number, rs2: number): number => R(0, rs2, rs1, 0, rd, 0x33);
-const ld = (rd: number, rs1: number, imm: number): number => I(imm, rs1, 3, rd, 0x03);
-const sw = (rs2: number, rs1: number, imm: number): number => S(imm, rs2, rs1, 2);
-const bne = (rs1: number, rs2: number, imm: number): number => B(imm, rs2, rs1, 1);
-const jalr = (rd: number, rs1: number, imm: number): number => I(imm, rs1, 0, rd, 0x67);
+// instruction words from the differential tester's assembler
+const addi = (rd: number, rs1: number, imm: number): number => enc.i("addi", rd, rs1, imm).bits;
+const add = (rd: number, rs1: number, rs2: number): number => enc.r("add", rd, rs1, rs2).bits;
+const ld = (rd: number, rs1: number, imm: number): number => enc.load("ld", rd, rs1, imm).bits;
+const sw = (rs2: number, rs1: number, imm: number): number => enc.store("sw", rs2, rs1, imm).bits;
+const bne = (rs1: number, rs2: number, off: number): number => enc.branch("bne", rs1, rs2, off).bits;
+const jalr = (rd: number, rs1: number, imm: number): number => enc.jalr(rd, rs1, imm).bits;
+const J = (off: number, rd: number): number => enc.jal(rd, off).bits;
+const auipc = (rd: number, imm20: number): number => enc.auipc(rd, imm20).bits;
 const EBREAK = 0x00100073;
 const A0 = 10;
 const A1 = 11;
@@ -93,7 +74,7 @@ describe("the translator", () => {
     const patch = addi(A0, A0, 100);
     const words: number[] = [
       addi(A5, 0, 3), // 0x00
-      (0 << 12) | (A2 << 7) | 0x17, // 0x04: auipc a2, 0 (a2 = BASE + 4)
+      auipc(A2, 0), // 0x04: a2 = BASE + 4
       addi(A1, A2, 0x3c), // 0x08: a1 = BASE + 0x40
       ld(A2, A2, 0xfc), // 0x0c: a2 = the patch word (data at BASE + 0x100)
       J(0x40 - 0x10, 0), // 0x10: j 0x40
