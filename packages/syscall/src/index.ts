@@ -54,6 +54,8 @@ export interface RunProgramOptions {
   cwd?: string;
   /** Guest RAM shared by all processes, bytes (default 1 GiB). */
   memoryBytes?: number;
+  /** Tasks at most (KernelOptions.maxTasks). */
+  maxTasks?: number;
   /** Instructions per scheduling slice (default 200 000). */
   sliceInstructions?: number;
   /** Measure time per system call for the statistics. */
@@ -98,6 +100,7 @@ export function createKernel(opts: Omit<RunProgramOptions, "program">): Kernel {
     timeSyscalls: opts.timeSyscalls,
     warn: opts.warn,
     jit: opts.jit,
+    maxTasks: opts.maxTasks,
   });
   registerFs(k.table);
   registerProc(k.table);

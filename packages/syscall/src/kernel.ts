@@ -204,7 +204,16 @@ export interface KernelOptions {
    * (HartOptions.jit): "off", "on" (default) or "always".
    */
   jit?: JitMode;
+  /**
+   * Tasks (processes and threads, zombies included) at most; fork and clone past it fail
+   * with EAGAIN, as Linux's RLIMIT_NPROC does (default MAX_TASKS). Every task has a hart,
+   * and a hart's state is host memory, so a fork bomb must stop somewhere.
+   */
+  maxTasks?: number;
 }
+
+/** Default KernelOptions.maxTasks: each task's hart holds about 350 KiB of host memory. */
+export const MAX_TASKS = 4096;
 
 /** A hart reused across processes (constructing harts registers listeners on the shared caches). */
 const noBus = {
@@ -233,6 +242,8 @@ export class Kernel implements FileCtx {
   private readonly allHarts: Hart[] = [];
   /** The binary translation mode every hart is created with (KernelOptions.jit). */
   readonly jit: JitMode;
+  /** KernelOptions.maxTasks. */
+  readonly maxTasks: number;
   private nextPidValue = 100;
   private inoCounter = 1;
   eventSeq = 0;
@@ -279,6 +290,7 @@ export class Kernel implements FileCtx {
     if (!JIT_MODES.includes(jit))
       throw new Error(`jit: '${String(jit)}' is not one of ${JIT_MODES.join(", ")}`);
     this.jit = jit;
+    this.maxTasks = opts.maxTasks ?? MAX_TASKS;
     this.warn = opts.warn ?? ((line) => this.host.console.write(2, utf8Encode(`${line}\n`)));
     this.bootNs = this.host.clock.monotonicNs();
     // The signal trampoline: li a7, 139 (rt_sigreturn); ecall.

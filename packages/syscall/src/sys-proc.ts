@@ -124,6 +124,7 @@ function doClone(
   tls: number,
   ctid: number,
 ): number {
+  if (k.tasks.size >= k.maxTasks) return -EAGAIN; // processes and threads alike (a fork bomb)
   if ((flags & CLONE_THREAD) !== 0) return doThread(k, t, flags, newsp, ptid, tls, ctid);
   const vfork = (flags & (CLONE_VM | CLONE_VFORK)) === (CLONE_VM | CLONE_VFORK);
   const allowed =

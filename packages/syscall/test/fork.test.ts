@@ -51,6 +51,16 @@ describe("fork", () => {
     expect(r.stats!.processes).toBe(CHILDREN + 1);
   }, 120_000);
 
+  it("a fork bomb stops at the task limit: fork fails with EAGAIN, and the parent goes on", async () => {
+    // 60 children wanted, 40 tasks allowed (the parent and 39 children): the 40th fork
+    // fails, forkloop reports it and exits 3.
+    const r = await runGuest(rootWith("forkloop"), ["/forkloop", "60", "25"], { maxTasks: 40 });
+    expect(r.stdout.trim()).toBe("forked 25");
+    expect(r.stderr).toMatch(/^fork: .*(temporarily unavailable|Try again)/);
+    expect(r.status).toBe(3);
+    expect(r.stats!.processes).toBe(40);
+  }, 120_000);
+
   it("a fault that is 'fixed' without effect still ends in SIGSEGV, not a hang", async () => {
     // A fault handler that claims success for the page without mapping it: the store
     // faults again with no instruction retired, and the guard must stop the loop.

@@ -19,6 +19,7 @@ export async function runGuest(
     memoryBytes?: number;
     cwd?: string;
     tty?: boolean;
+    maxTasks?: number;
   } = {},
 ): Promise<RunResult> {
   const console = new MemoryConsole(opts.stdin ?? "", { tty: opts.tty ?? false });
@@ -32,6 +33,7 @@ export async function runGuest(
       env: opts.env ?? [],
       cwd: opts.cwd,
       memoryBytes: opts.memoryBytes ?? 256 * 1024 * 1024,
+      ...(opts.maxTasks !== undefined ? { maxTasks: opts.maxTasks } : {}),
       onStats: (s) => {
         stats = s;
       },
