@@ -4,6 +4,8 @@
  * injected IrqLine, reaches guest memory only through GuestMemory's bounds-checked methods (guest RAM only),
  * and saves/restores its state with toState()/fromState().
  */
+export * from "./block/image-file.ts";
+export * from "./block/qcow2.ts";
 export * from "./byte-queue.ts";
 export * from "./clint.ts";
 export * from "./clock.ts";

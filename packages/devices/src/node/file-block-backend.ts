@@ -1,7 +1,7 @@
 /// <reference types="node" />
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
 import type { BlockBackend } from "../virtio/block-backend.ts";
-import { type ImageLockMode, lockImage } from "./image-lock.ts";
+import { downgradeImageLock, type ImageLockMode, lockImage } from "./image-lock.ts";
 
 export interface FileBlockOptions {
   /** Open read-only; the device then refuses writes. */
@@ -32,19 +32,19 @@ export interface FileBlockOptions {
 export class FileBlockBackend implements BlockBackend {
   readonly path: string;
   readonly size: number;
-  readonly readonly: boolean;
+  private ro: boolean;
   private fd: number;
   private readonly lockMode: ImageLockMode;
 
   constructor(path: string, options: FileBlockOptions = {}) {
     this.path = path;
-    this.readonly = options.readonly ?? false;
-    if (options.shareRw && !this.readonly) {
+    this.ro = options.readonly ?? false;
+    if (options.shareRw && !this.ro) {
       throw new Error(`disk image ${path}: share-rw is for read-only disks`);
     }
     let fd: number;
     try {
-      fd = openSync(path, this.readonly ? "r" : "r+");
+      fd = openSync(path, this.ro ? "r" : "r+");
     } catch (e) {
       throw new Error(`cannot open disk image ${path}: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -53,7 +53,7 @@ export class FileBlockBackend implements BlockBackend {
       closeSync(fd);
       throw new Error(`disk image ${path} is not a regular file`);
     }
-    this.lockMode = this.readonly ? (options.shareRw ? "none" : "read") : "write";
+    this.lockMode = this.ro ? (options.shareRw ? "none" : "read") : "write";
     this.fd = fd;
     this.size = st.size;
     if (!options.deferLock) {
@@ -66,6 +66,10 @@ export class FileBlockBackend implements BlockBackend {
     }
   }
 
+  get readonly(): boolean {
+    return this.ro;
+  }
+
   read(offset: number, dst: Uint8Array): void {
     let done = 0;
     while (done < dst.length) {
@@ -76,7 +80,7 @@ export class FileBlockBackend implements BlockBackend {
   }
 
   write(offset: number, src: Uint8Array): void {
-    if (this.readonly) throw new Error(`${this.path} is read-only`);
+    if (this.ro) throw new Error(`${this.path} is read-only`);
     let done = 0;
     while (done < src.length) {
       done += writeSync(this.openFd(), src, done, src.length - done, offset + done);
@@ -84,7 +88,19 @@ export class FileBlockBackend implements BlockBackend {
   }
 
   flush(): void {
-    if (!this.readonly) fsyncSync(this.openFd());
+    if (!this.ro) fsyncSync(this.openFd());
+  }
+
+  /**
+   * Stop writing: fsync, then hold a read lock instead of the write lock (another process
+   * may now read the image, none may write it) and refuse writes. The image an overlay
+   * switch moves away from is frozen this way.
+   */
+  freeze(): void {
+    if (this.ro) return;
+    this.flush();
+    if (this.lockMode === "write") downgradeImageLock(this.openFd(), this.path);
+    this.ro = true;
   }
 
   /** Take the image lock (see image-lock.ts); throws ImageLockedError if another process holds it. */

@@ -154,3 +154,19 @@ export function lockImage(fd: number, path: string, mode: ImageLockMode): void {
     }
   }
 }
+
+/**
+ * Turn a write lock taken with lockImage(fd, path, "write") into a read lock, without a
+ * moment unlocked in between: the image another process may now read but not write
+ * (the frozen image of an overlay switch).
+ */
+export function downgradeImageLock(fd: number, path: string): void {
+  const c = lockCalls();
+  if (c === null) return;
+  if (c.flock !== undefined) {
+    if (!c.flock(fd, LOCK_SH | LOCK_NB)) throw new Error(`cannot downgrade the lock on ${path} (errno ${c.errno()})`);
+    return;
+  }
+  if (!c.set(fd, UNSHARE_BYTE, F_RDLCK)) throw new Error(`cannot downgrade the lock on ${path} (errno ${c.errno()})`);
+  c.set(fd, WRITE_BYTE, F_UNLCK);
+}
