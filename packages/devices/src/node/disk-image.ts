@@ -167,7 +167,11 @@ class Qcow2Disk implements DiskImage {
   private readonly backing: DiskImage[] = [];
   private readonly lockMode: "write" | "read" | "none";
 
-  constructor(path: string, options: DiskImageOptions, depth: number, seen: Set<string>) {
+  /**
+   * `below`: an image already open to use as the backing file (an overlay switch puts a
+   * new overlay over the running image); it is then this image's to close.
+   */
+  constructor(path: string, options: DiskImageOptions, depth: number, seen: Set<string>, below?: DiskImage) {
     this.path = path;
     const readonly = options.readonly ?? false;
     if (options.shareRw && !readonly) throw new Error(`${path}: share-rw is for read-only disks`);
@@ -178,6 +182,7 @@ class Qcow2Disk implements DiskImage {
       this.image = Qcow2Image.open(this.file, {
         readonly,
         openBacking: (name, format) => {
+          if (below !== undefined) return below;
           if (name.startsWith("json:")) throw new Error(`${path}: backing file '${name.slice(0, 40)}' (json:) is not supported`);
           const where = isAbsolute(name) ? name : join(dirname(path), name);
           let fmt = format;
@@ -199,6 +204,7 @@ class Qcow2Disk implements DiskImage {
           return b;
         },
       });
+      if (below !== undefined) this.backing.push(below);
     } catch (e) {
       this.close();
       throw e;
@@ -245,6 +251,15 @@ class Qcow2Disk implements DiskImage {
       for (const b of this.backing) b.close();
     }
   }
+}
+
+/**
+ * Open the qcow2 overlay at `path` (made by createQcow2Overlay) over `below`, an image
+ * already open, instead of opening the backing file the overlay names. The overlay then
+ * owns `below` (closing the overlay closes it). If opening fails, `below` stays open.
+ */
+export function openOverlayOver(path: string, below: DiskImage): DiskImage {
+  return new Qcow2Disk(path, { format: "qcow2" }, 1, new Set(), below);
 }
 
 export interface CreateOverlayOptions {

@@ -10,6 +10,7 @@ export {
   type DiskImageOptions,
   MAX_BACKING_CHAIN,
   openDiskImage,
+  openOverlayOver,
   probeDiskFormat,
 } from "./disk-image.ts";
 export { FileBlockBackend, type FileBlockOptions } from "./file-block-backend.ts";

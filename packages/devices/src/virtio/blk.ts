@@ -1,4 +1,5 @@
 import { gpaAdd } from "@visor/memory";
+import type { RateLimiter } from "../rate-limiter.ts";
 import { stateObject } from "../state.ts";
 import type { BlockBackend } from "./block-backend.ts";
 import { feature, VIRTIO_ID_BLOCK } from "./constants.ts";
@@ -66,6 +67,11 @@ export interface VirtioBlkOptions {
   name?: string;
   /** Told about host I/O errors (the request completes with IOERR). Default: ignore. */
   onError?: (message: string) => void;
+  /**
+   * Bandwidth and operations limits (see rate-limiter.ts): a request over the limit stays
+   * in the queue until the limiter's timer serves the queue again.
+   */
+  rateLimiter?: RateLimiter;
 }
 
 export interface VirtioBlkStats {
@@ -104,6 +110,7 @@ export class VirtioBlk implements VirtioDevice {
   private readonly limit: ChainLimit;
   private readonly onError: (message: string) => void;
   private ctx: VirtioContext | null = null;
+  private readonly limiter: RateLimiter | null;
 
   constructor(options: VirtioBlkOptions) {
     const qs = options.queueSize ?? 256;
@@ -113,6 +120,8 @@ export class VirtioBlk implements VirtioDevice {
     this.name = options.name ?? "virtio-blk";
     this.backend = options.backend;
     this.onError = options.onError ?? (() => {});
+    this.limiter = options.rateLimiter ?? null;
+    this.limiter?.onWake(() => this.onNotify(0));
     this.queueMaxSizes = [qs];
     this.capacity = Math.floor(options.backend.size / SECTOR_SIZE);
     const id = options.id ?? "visor";
@@ -164,11 +173,26 @@ export class VirtioBlk implements VirtioDevice {
         ctx.deviceError(`request ${chain.head} has no header or no status byte`);
         return;
       }
+      if (this.limiter !== null && !chain.oversized && !this.limiter.consume(this.requestBytes(chain))) {
+        // Throttled: the request stays in the queue; the limiter's timer serves it later.
+        q.undoPop();
+        break;
+      }
       const written = chain.oversized ? this.refuseOversized(chain) : this.serve(ctx, chain);
       q.pushUsed(chain.head, written);
       served++;
     }
     if (served > 0) ctx.usedBuffers(0);
+  }
+
+  /** The data bytes a request moves (0 for flush and get-id), for the rate limiter. */
+  private requestBytes(chain: DescChain): number {
+    const t = new Uint8Array(4);
+    chain.read(0, t);
+    const type = t[0]! | (t[1]! << 8) | (t[2]! << 16) | (t[3]! << 24);
+    if (type === VIRTIO_BLK_T_IN) return chain.writableLen - STATUS_SIZE;
+    if (type === VIRTIO_BLK_T_OUT) return chain.readableLen - HEADER_SIZE;
+    return 0;
   }
 
   /** A request larger than advertised: IOERR in the status byte, nothing else read or written. */

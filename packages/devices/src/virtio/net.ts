@@ -1,6 +1,7 @@
 import { stateObject } from "../state.ts";
 import { feature, VIRTIO_F_VERSION_1, VIRTIO_ID_NET } from "./constants.ts";
 import { readConfigBytes, type VirtioContext, type VirtioDevice } from "./device.ts";
+import type { RateLimiter } from "../rate-limiter.ts";
 import type { NetBackend } from "./net-backend.ts";
 import { type ChainLimit, MAX_CHAIN_BYTES } from "./queue.ts";
 
@@ -56,6 +57,10 @@ export interface VirtioNetOptions {
   queueSize?: number;
   /** Default "virtio-net". */
   name?: string;
+  /** Limits on frames the guest sends (bytes and frames per second); see rate-limiter.ts. */
+  txRateLimiter?: RateLimiter;
+  /** Limits on frames delivered to the guest; frames wait in the host queue meanwhile. */
+  rxRateLimiter?: RateLimiter;
 }
 
 export interface VirtioNetStats {
@@ -117,6 +122,8 @@ export class VirtioNet implements VirtioDevice {
   private readonly pending: Uint8Array[] = [];
   private ctx: VirtioContext | null = null;
   private hdrLen = VIRTIO_NET_HDR_SIZE;
+  private readonly txLimiter: RateLimiter | null;
+  private readonly rxLimiter: RateLimiter | null;
 
   constructor(options: VirtioNetOptions) {
     this.name = options.name ?? "virtio-net";
@@ -129,6 +136,10 @@ export class VirtioNet implements VirtioDevice {
     const qs = options.queueSize ?? 256;
     this.queueMaxSizes = [qs, qs];
     this.backend.onReceive((frame) => this.receive(frame));
+    this.txLimiter = options.txRateLimiter ?? null;
+    this.rxLimiter = options.rxRateLimiter ?? null;
+    this.txLimiter?.onWake(() => this.onNotify(VIRTIO_NET_TX));
+    this.rxLimiter?.onWake(() => this.onNotify(VIRTIO_NET_RX));
   }
 
   /** Frames waiting for receive buffers. */
@@ -211,6 +222,11 @@ export class VirtioNet implements VirtioDevice {
         ctx.deviceError(`transmit buffer ${chain.head} is shorter than the ${this.hdrLen}-byte header`);
         return;
       }
+      if (this.txLimiter !== null && !this.txLimiter.consume(chain.readableLen - this.hdrLen)) {
+        // Throttled: the frame stays in the queue; the limiter's timer serves it later.
+        q.undoPop();
+        break;
+      }
       const frame = chain.readAll(this.hdrLen);
       q.pushUsed(chain.head, 0);
       n++;
@@ -232,6 +248,7 @@ export class VirtioNet implements VirtioDevice {
     const hdr = new Uint8Array(this.hdrLen);
     if (this.hdrLen === VIRTIO_NET_HDR_SIZE) hdr[10] = 1; // num_buffers = 1 (le16)
     while (this.pending.length > 0) {
+      if (this.rxLimiter !== null && !this.rxLimiter.consume(this.pending[0]!.length)) break;
       const chain = q.pop(RX_LIMIT);
       if (chain === null) break;
       const frame = this.pending.shift()!;
