@@ -194,7 +194,7 @@ export class HostConsole {
         }
         if (k === "h" || k === "?") {
           process.stdout.write(
-            "\r\nC-a h    print this help\r\nC-a x    exit visor\r\nC-a s    print VM statistics\r\nC-a w    save a snapshot (--snapshot PATH)\r\nC-a m    live-migrate (--migrate-to HOST:PORT)\r\nC-a C-a  send C-a to the guest\r\n",
+            "\r\nC-a h    print this help\r\nC-a x    exit visor\r\nC-a s    print VM statistics\r\nC-a w    save the VM (--save-to PATH)\r\nC-a m    live-migrate (--migrate-to HOST:PORT)\r\nC-a C-a  send C-a to the guest\r\n",
           );
         } else if (k === "s") {
           this.handlers.stats?.();

@@ -6,15 +6,17 @@ import type net from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
-import type { BlockBackend, NetBackend } from "@visor/devices";
-import { FileBlockBackend, ImageLockedError, openSocketNetBackend } from "@visor/devices/node";
+import { type NetBackend, RateLimiter } from "@visor/devices";
+import { openSocketNetBackend } from "@visor/devices/node";
 import {
   checkDevicesMatch,
+  type DiskConfig,
   GuestError,
   Machine,
   type MachineExit,
   type MigrationReceiver,
   migrate,
+  type NetConfig,
   parseElf,
   type VirtMode,
   warmUp,
@@ -29,6 +31,7 @@ import {
 import { parseJit, parseMemory, parseOptions } from "./args.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
+import { Drive, type DriveSpec, parseDiskSpec, parseNetLimits } from "./drives.ts";
 import { UserError } from "./errors.ts";
 import { userPath, versionLine } from "./paths.ts";
 import { printStats } from "./stats.ts";
@@ -46,11 +49,17 @@ export const RUN_HELP = `usage: visor run [options]
   --memory SIZE        guest RAM, 16M to 16G (default 256M)
   --bios PATH|none     firmware ELF (e.g. OpenSBI fw_jump.elf, or a bare-metal program
                        with HTIF tohost); none = the built-in SBI (default)
-  --disk PATH[,readonly][,share-rw][,transport=mmio|pci]   virtio-blk disk backed by a file
-                       (repeatable); transport=pci puts it on the PCI bus, driven through
-                       port I/O. The image is locked: one writer, or any number of readers;
-                       share-rw lets a read-only disk share the image with a writer
-  --net socket,listen=PORT | socket,connect=HOST:PORT   virtio-net on a socket LAN
+  --disk PATH[,readonly][,share-rw][,transport=mmio|pci][,format=raw|qcow2][,bw=SIZE][,iops=N]
+                       virtio-blk disk backed by a raw or qcow2 image (repeatable; the
+                       format is probed unless given; qcow2 backing files are followed);
+                       transport=pci puts it on the PCI bus, driven through port I/O.
+                       The image is locked: one writer, or any number of readers;
+                       share-rw lets a read-only disk share the image with a writer.
+                       bw= and iops= limit bytes and requests per second
+  --net socket,listen=PORT | socket,connect=HOST:PORT [,bw=SIZE][,ops=N]   virtio-net
+                       on a socket LAN; bw= and ops= limit each direction per second
+  --snapshot           write to temporary overlays: the guest's disk writes are
+                       discarded at exit and the images stay as they were (QEMU's -snapshot)
   --virt nested|shadow|off how the guest kernel is virtualized (default nested)
   --clock host|deterministic  time source (deterministic: time follows instructions)
   --harts N            number of harts (default 1)
@@ -58,7 +67,7 @@ export const RUN_HELP = `usage: visor run [options]
                        the default), off (interpret only), always (translate at first
                        execution); also with --restore and --incoming (it is not VM state)
   --stats              print exit and translator statistics when the VM stops
-  --snapshot PATH      where Ctrl-A W (or SIGUSR1) saves a snapshot of the running VM
+  --save-to PATH       where Ctrl-A W (or SIGUSR1) saves the running VM (for --restore)
   --restore PATH       continue a VM from a snapshot instead of booting one; give the
                        same --disk and --net devices it had (count, transport, readonly)
   --migrate-to HOST:PORT  where Ctrl-A M (or SIGUSR2) live-migrates the running VM
@@ -90,7 +99,8 @@ const SPEC = {
   harts: { value: true },
   jit: { value: true },
   stats: {},
-  snapshot: { value: true },
+  snapshot: {},
+  "save-to": { value: true },
   restore: { value: true },
   "migrate-to": { value: true },
   incoming: { value: true },
@@ -109,7 +119,7 @@ const PATH_OPTIONS = [
   "kernel",
   "initrd",
   "bios",
-  "snapshot",
+  "save-to",
   "restore",
   "migrate-key",
   "tls-cert",
@@ -124,13 +134,6 @@ const PATH_OPTIONS = [
  * guest's code.
  */
 const MACHINE_OPTIONS = ["kernel", "initrd", "append", "memory", "bios", "virt", "clock", "harts"];
-
-interface DiskSpec {
-  path: string;
-  readonly: boolean;
-  shareRw: boolean;
-  transport: "mmio" | "pci";
-}
 
 function readInput(path: string, what: string): Uint8Array {
   try {
@@ -150,7 +153,7 @@ function readInput(path: string, what: string): Uint8Array {
 }
 
 export async function runMain(argv: string[]): Promise<number> {
-  const { opts, rest } = parseOptions(argv, SPEC);
+  const { opts, rest } = parseSnapshotOptions(argv);
   if (opts.has("help")) {
     process.stdout.write(`${RUN_HELP}\n`);
     return 0;
@@ -214,39 +217,26 @@ export async function runMain(argv: string[]): Promise<number> {
   const security = migrationSecurity(opts, migrateTo !== undefined || incoming !== undefined);
   const timeoutMs = migrateTimeout(one("migrate-timeout"));
   const snapshotBytes = restorePath !== undefined ? readInput(restorePath, "snapshot") : undefined;
-  const diskSpecs: DiskSpec[] = [];
-  for (const d of opts.get("disk") ?? []) {
-    const [path, ...flags] = d.split(",");
-    let readonly = false;
-    let shareRw = false;
-    let transport: "mmio" | "pci" = "mmio";
-    for (const f of flags) {
-      if (f === "readonly" || f === "ro") readonly = true;
-      else if (f === "share-rw") shareRw = true;
-      else if (f === "transport=pci" || f === "transport=mmio")
-        transport = f === "transport=pci" ? "pci" : "mmio";
-      else throw new UserError(`--disk: unknown flag '${f}' (readonly, share-rw, transport=mmio|pci)`);
-    }
-    if (shareRw && !readonly) throw new UserError(`--disk ${path}: share-rw needs readonly`);
-    diskSpecs.push({ path: userPath(path!), readonly, shareRw, transport });
-  }
+  const diskSpecs: DriveSpec[] = (opts.get("disk") ?? []).map(parseDiskSpec);
   // An incoming VM's disks are opened now (a bad path fails before anything is received)
   // but locked only once it has arrived: until then the sender still has them.
-  const disks: { backend: BlockBackend; transport: "mmio" | "pci" }[] = [];
-  const opened: FileBlockBackend[] = [];
+  const disks: DiskConfig[] = [];
+  const opened: Drive[] = [];
   const closeDisks = () => {
     for (const b of opened) b.close();
   };
-  for (const { path, readonly, shareRw, transport } of diskSpecs) {
+  for (const spec of diskSpecs) {
     try {
-      const b = new FileBlockBackend(path, { readonly, shareRw, deferLock: incoming !== undefined });
-      opened.push(b);
-      disks.push({ backend: b, transport });
+      const d = Drive.open(spec, { snapshot: opts.has("snapshot"), deferLock: incoming !== undefined });
+      opened.push(d);
+      disks.push({
+        backend: d,
+        transport: spec.transport,
+        ...(d.rateLimiter ? { rateLimiter: d.rateLimiter } : {}),
+      });
     } catch (e) {
       closeDisks();
-      // "PATH is in use by another process (locked)" names the file already.
-      if (e instanceof ImageLockedError) throw new UserError(e.message);
-      throw new UserError(`--disk ${path}: ${(e as Error).message}`);
+      throw e;
     }
   }
   const netSpecs = opts.get("net") ?? [];
@@ -277,12 +267,18 @@ export async function runMain(argv: string[]): Promise<number> {
       `visor: migration received (${(received.bytes / 2 ** 20).toFixed(1)} MiB); the VM continues here\n`,
     );
   }
-  const nets: NetBackend[] = [];
+  const nets: NetConfig[] = [];
   for (const n of netSpecs) {
-    const m = /^socket,(.+)$/.exec(n);
+    const { rest: spec, limits } = parseNetLimits(n);
+    const m = /^socket,(.+)$/.exec(spec);
     if (!m) throw new UserError(`--net: '${n}' is not socket,listen=PORT or socket,connect=HOST:PORT`);
     try {
-      nets.push(await openSocketNetBackend(m[1]!));
+      const backend: NetBackend = await openSocketNetBackend(m[1]!);
+      nets.push(
+        limits
+          ? { backend, txRateLimiter: new RateLimiter(limits), rxRateLimiter: new RateLimiter(limits) }
+          : { backend },
+      );
     } catch (e) {
       closeDisks();
       throw new UserError(`--net ${n}: ${(e as Error).message}`);
@@ -332,15 +328,15 @@ export async function runMain(argv: string[]): Promise<number> {
     }
   } catch (e) {
     closeDisks();
-    for (const n of nets) (n as { close?: () => void }).close?.();
+    for (const n of nets) (n.backend as { close?: () => void }).close?.();
     const msg = (e as Error).message;
     throw new UserError(restorePath !== undefined ? `--restore ${restorePath}: ${msg}` : msg);
   }
 
-  const snapshotPath = one("snapshot");
+  const snapshotPath = one("save-to");
   const saveSnapshot = () => {
     if (snapshotPath === undefined) {
-      process.stderr.write("\r\nvisor: no --snapshot PATH given; nothing saved\r\n");
+      process.stderr.write("\r\nvisor: no --save-to PATH given; nothing saved\r\n");
       return;
     }
     try {
@@ -411,7 +407,7 @@ export async function runMain(argv: string[]): Promise<number> {
     out.flush();
     con.stop();
     for (const b of opened) b.close();
-    for (const n of nets) (n as { close?: () => void }).close?.();
+    for (const n of nets) (n.backend as { close?: () => void }).close?.();
     process.off("SIGUSR1", saveSnapshot);
     process.off("SIGUSR2", startMigration);
   }
@@ -433,6 +429,21 @@ export async function runMain(argv: string[]): Promise<number> {
       }
       return 0;
   }
+}
+
+/**
+ * parseOptions for `visor run`, with a one-line error for --snapshot's old meaning
+ * (--snapshot PATH, now --save-to PATH; --snapshot alone is QEMU's -snapshot).
+ */
+function parseSnapshotOptions(argv: string[]): ReturnType<typeof parseOptions> {
+  const old = argv.findIndex((a) => a.startsWith("--snapshot="));
+  const next = argv[argv.indexOf("--snapshot") + 1];
+  if (old >= 0 || (argv.includes("--snapshot") && next !== undefined && !next.startsWith("--"))) {
+    throw new UserError(
+      "--snapshot takes no value: it now means QEMU's -snapshot (discard disk writes at exit); to save the running VM on Ctrl-A W, use --save-to PATH",
+    );
+  }
+  return parseOptions(argv, SPEC);
 }
 
 function isHtifProgram(elf: Uint8Array): boolean {

@@ -1,7 +1,7 @@
 /**
  * `visor` as a user runs it, in child processes: help, one-line errors with non-zero
  * exit codes for bad input, a bare-metal program's HTIF result as the exit status, a
- * VM saved with --snapshot that --restore continues, and one live-migrated between two
+ * VM saved with --save-to that --restore continues, and one live-migrated between two
  * visor processes.
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
@@ -274,10 +274,10 @@ describe("visor", () => {
     expect(fail.status).toBe(1);
   });
 
-  it("saves a running VM with --snapshot and continues it with --restore", async () => {
+  it("saves a running VM with --save-to and continues it with --restore", async () => {
     const snap = join(dir, "vm.snap");
     writeFileSync(snap, "an older file, replaced only by a complete snapshot");
-    const a = vm(["--snapshot", snap, "--jit", "always"]);
+    const a = vm(["--save-to", snap, "--jit", "always"]);
     const aDone = exited(a);
     await waitFor(a, "stdout", "/ # ");
     a.stdin.write("echo one > /tmp/mark\n");

@@ -98,9 +98,15 @@ describe("virtio-blk under a rate limit", () => {
   it("serves what the bucket allows, keeps the rest queued, and serves it when the timer fires", () => {
     const clock = new ManualTimers();
     // 2 KiB per second: four 1 KiB writes take two seconds after the first two
-    const { drv, q, disk } = blkSetup(new RateLimiter({ bandwidth: { size: 2048, refillTimeMs: 1000 } }, clock));
+    const { drv, q, disk } = blkSetup(
+      new RateLimiter({ bandwidth: { size: 2048, refillTimeMs: 1000 } }, clock),
+    );
     for (let i = 0; i < 4; i++) {
-      q.post([{ out: header(VIRTIO_BLK_T_OUT, i * 2) }, { out: new Uint8Array(1024).fill(i + 1) }, { in: 1 }]);
+      q.post([
+        { out: header(VIRTIO_BLK_T_OUT, i * 2) },
+        { out: new Uint8Array(1024).fill(i + 1) },
+        { in: 1 },
+      ]);
     }
     drv.kick(0);
     expect(q.takeUsed()).toHaveLength(2);

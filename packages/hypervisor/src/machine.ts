@@ -29,6 +29,7 @@ import {
   type NetBackend,
   Plic,
   plicSize,
+  type RateLimiter,
   Syscon,
   type SysconEvent,
   Uart16550,
@@ -83,6 +84,27 @@ export interface DiskConfig {
   transport?: "mmio" | "pci";
   /** Serial reported by VIRTIO_BLK_T_GET_ID. */
   id?: string;
+  /** Bandwidth and operations limits on the disk's requests (a host resource, not VM state). */
+  rateLimiter?: RateLimiter;
+}
+
+/** A network device: its backend, and optionally limits on each direction. */
+export interface NetConfig {
+  backend: NetBackend;
+  txRateLimiter?: RateLimiter;
+  rxRateLimiter?: RateLimiter;
+}
+
+function blkOptions(d: DiskConfig): { backend: BlockBackend; id?: string; rateLimiter?: RateLimiter } {
+  return {
+    backend: d.backend,
+    ...(d.id ? { id: d.id } : {}),
+    ...(d.rateLimiter ? { rateLimiter: d.rateLimiter } : {}),
+  };
+}
+
+function netConfig(n: NetBackend | NetConfig): NetConfig {
+  return "backend" in n ? n : { backend: n };
 }
 
 /**
@@ -117,7 +139,7 @@ export interface MachineOptions {
   /** Firmware ELF (fw_jump.elf or a bare-metal program with HTIF); absent = built-in SBI. */
   bios?: Uint8Array;
   disks?: DiskConfig[];
-  nets?: NetBackend[];
+  nets?: (NetBackend | NetConfig)[];
   /** Add a virtio-rng device. Default true. */
   rng?: boolean;
   console: MachineConsole;
@@ -148,7 +170,7 @@ export interface RestoreOptions {
    * number, transport and read-only setting.
    */
   disks?: DiskConfig[];
-  nets?: NetBackend[];
+  nets?: (NetBackend | NetConfig)[];
   /** Binary translation on the restored machine's harts (see MachineOptions.jit); default "on". */
   jit?: JitMode;
   stats?: boolean;
@@ -333,8 +355,8 @@ export class Machine implements VcpuHost {
     const devices = [
       ...(opts.disks ?? [])
         .filter((d) => d.transport !== "pci")
-        .map((d) => new VirtioBlk({ backend: d.backend, ...(d.id ? { id: d.id } : {}), onError })),
-      ...(opts.nets ?? []).map((n, i) => new VirtioNet({ backend: n, mac: macFor(i) })),
+        .map((d) => new VirtioBlk({ ...blkOptions(d), onError })),
+      ...(opts.nets ?? []).map((n, i) => new VirtioNet({ ...netConfig(n), mac: macFor(i) })),
       ...(opts.rng === false
         ? []
         : [new VirtioRng(this.deterministic ? { entropy: (b) => this.entropy.fill(b) } : {})]),
@@ -360,9 +382,7 @@ export class Machine implements VcpuHost {
             io: this.io,
             ram: this.memory,
             plic: this.plic,
-            devices: pciDisks.map(
-              (d) => new VirtioBlk({ backend: d.backend, ...(d.id ? { id: d.id } : {}), onError }),
-            ),
+            devices: pciDisks.map((d) => new VirtioBlk({ ...blkOptions(d), onError })),
             onError,
           })
         : undefined;

@@ -160,7 +160,6 @@ export class Qcow2Image implements BlockBackend {
   readonly backing: BlockBackend | null;
   private ro: boolean;
   private readonly cs: number;
-  private readonly clusterBits: number;
   private readonly l2Entries: number;
   private readonly refcountOrder: number;
   /** Refcount entries per refcount block. */
@@ -193,7 +192,6 @@ export class Qcow2Image implements BlockBackend {
     if (version !== 2 && version !== 3) fail(`qcow2 version ${version} is not supported (only 2 and 3)`);
     const clusterBits = h.getUint32(H_CLUSTER_BITS);
     if (clusterBits < 9 || clusterBits > 21) fail(`cluster_bits ${clusterBits} is outside 9..21`);
-    this.clusterBits = clusterBits;
     const cs = 2 ** clusterBits;
     this.cs = cs;
     this.l2Entries = cs / 8;
@@ -228,7 +226,8 @@ export class Qcow2Image implements BlockBackend {
     const headerEnd = Math.min(cs, fsize);
     let backingName: string | undefined;
     if (backingOffset !== 0 && backingSize !== 0) {
-      if (backingSize > QCOW2_MAX_BACKING_NAME) fail(`backing file name is longer than ${QCOW2_MAX_BACKING_NAME} bytes`);
+      if (backingSize > QCOW2_MAX_BACKING_NAME)
+        fail(`backing file name is longer than ${QCOW2_MAX_BACKING_NAME} bytes`);
       if (backingOffset < headerLength || backingOffset + backingSize > headerEnd)
         fail("backing file name lies outside the header cluster");
       const raw = new Uint8Array(backingSize);
@@ -255,7 +254,8 @@ export class Qcow2Image implements BlockBackend {
         const data = ext.subarray(pos + 8, pos + 8 + len);
         if (type === EXT_BACKING_FORMAT) {
           const name = new TextDecoder().decode(data);
-          if (name !== "raw" && name !== "qcow2") fail(`backing file format '${name.slice(0, 32)}' is not supported (raw or qcow2)`);
+          if (name !== "raw" && name !== "qcow2")
+            fail(`backing file format '${name.slice(0, 32)}' is not supported (raw or qcow2)`);
           backingFormat = name as BackingFormat;
         } else if (type === EXT_FEATURE_TABLE) {
           for (let i = 0; i + 48 <= data.length; i += 48) {
@@ -283,7 +283,9 @@ export class Qcow2Image implements BlockBackend {
       if (bitSet(INCOMPAT_COMPRESSION) !== (compressionType !== 0))
         fail("the compression type bit and field disagree");
       if (bitSet(INCOMPAT_DIRTY) && !this.ro)
-        fail(`the image was not closed cleanly (dirty bit); repair it first: qemu-img check -r all ${file.name}`);
+        fail(
+          `the image was not closed cleanly (dirty bit); repair it first: qemu-img check -r all ${file.name}`,
+        );
       if (bitSet(INCOMPAT_CORRUPT) && !this.ro)
         fail(`the image is marked corrupt; repair it first: qemu-img check -r all ${file.name}`);
     } else if (compressionType !== 0) {
@@ -291,15 +293,19 @@ export class Qcow2Image implements BlockBackend {
     }
     const snapshots = h.getUint32(H_NB_SNAPSHOTS);
     if (snapshots !== 0 && !this.ro)
-      fail(`the image has ${snapshots} internal snapshot(s); writing to it is not supported (open it read-only)`);
+      fail(
+        `the image has ${snapshots} internal snapshot(s); writing to it is not supported (open it read-only)`,
+      );
 
     // The L1 table.
     const l1Size = h.getUint32(H_L1_SIZE);
     const l1Offset = u64(h, H_L1_OFFSET);
     const l1Bytes = l1Size * 8;
     const needed = Math.ceil(size / (cs * this.l2Entries));
-    if (l1Bytes > QCOW2_MAX_L1_BYTES) fail(`L1 table of ${l1Size} entries is above the ${QCOW2_MAX_L1_BYTES >> 20} MiB limit`);
-    if (l1Size < needed) fail(`L1 table of ${l1Size} entries is too small for the disk size (${needed} needed)`);
+    if (l1Bytes > QCOW2_MAX_L1_BYTES)
+      fail(`L1 table of ${l1Size} entries is above the ${QCOW2_MAX_L1_BYTES >> 20} MiB limit`);
+    if (l1Size < needed)
+      fail(`L1 table of ${l1Size} entries is too small for the disk size (${needed} needed)`);
     if (l1Size > 0) {
       if (l1Offset % cs !== 0) fail("L1 table offset is not cluster-aligned");
       if (l1Offset === 0) fail("L1 table overlaps the header");
@@ -314,7 +320,9 @@ export class Qcow2Image implements BlockBackend {
     const rtOffset = u64(h, H_REFTABLE_OFFSET);
     const rtClusters = h.getUint32(H_REFTABLE_CLUSTERS);
     if (rtClusters * cs > QCOW2_MAX_REFTABLE_BYTES)
-      fail(`refcount table of ${rtClusters} clusters is above the ${QCOW2_MAX_REFTABLE_BYTES >> 20} MiB limit`);
+      fail(
+        `refcount table of ${rtClusters} clusters is above the ${QCOW2_MAX_REFTABLE_BYTES >> 20} MiB limit`,
+      );
     if (rtClusters === 0) fail("the refcount table is empty");
     if (rtOffset % cs !== 0) fail("refcount table offset is not cluster-aligned");
     if (rtOffset === 0) fail("refcount table overlaps the header");
@@ -350,7 +358,8 @@ export class Qcow2Image implements BlockBackend {
     }
 
     if (backingName !== undefined) {
-      if (opts.openBacking === undefined) fail(`has a backing file (${backingName}) and nothing to open it with`);
+      if (opts.openBacking === undefined)
+        fail(`has a backing file (${backingName}) and nothing to open it with`);
       this.backing = opts.openBacking!(backingName, backingFormat);
     } else {
       this.backing = null;
@@ -424,7 +433,8 @@ export class Qcow2Image implements BlockBackend {
       this.fail(
         `compressed cluster at guest offset ${hex(pos - (pos % this.cs))} is not supported (rewrite the image uncompressed: qemu-img convert -O qcow2)`,
       );
-    if (e.lo & 0x1fe || e.hi & 0x3f00_0000) this.fail(`L2 entry ${index} of the table at ${hex(l2)} has reserved bits set`);
+    if (e.lo & 0x1fe || e.hi & 0x3f00_0000)
+      this.fail(`L2 entry ${index} of the table at ${hex(l2)} has reserved bits set`);
     if (e.offset % this.cs !== 0) this.fail(`data cluster offset ${hex(e.offset)} is not cluster-aligned`);
     const zero = this.info.version === 3 && (e.lo & LO_ZERO) !== 0;
     if (e.offset !== 0 && forWrite) this.checkNotMeta(e.offset, "data cluster");
@@ -549,7 +559,8 @@ export class Qcow2Image implements BlockBackend {
       if (this.nextFree !== c) continue; // the refcount block itself took cluster c
       if (this.refcount(c) !== 0) {
         // Counted but past the end of the file: a damaged image. Step over it, boundedly.
-        if (++skipped > MAX_ALLOC_SKIP) this.fail("no free cluster past the end of the file (refcounts are damaged)");
+        if (++skipped > MAX_ALLOC_SKIP)
+          this.fail("no free cluster past the end of the file (refcounts are damaged)");
         this.nextFree++;
         continue;
       }
@@ -759,7 +770,8 @@ export interface Qcow2CreateOptions {
  */
 export function qcow2Create(file: ImageFile, opts: Qcow2CreateOptions): void {
   const bits = opts.clusterBits ?? 16;
-  if (!Number.isInteger(bits) || bits < 9 || bits > 21) throw new RangeError(`cluster bits ${bits} outside 9..21`);
+  if (!Number.isInteger(bits) || bits < 9 || bits > 21)
+    throw new RangeError(`cluster bits ${bits} outside 9..21`);
   const cs = 2 ** bits;
   const size = opts.size;
   if (!Number.isSafeInteger(size) || size < 0 || size > QCOW2_MAX_VIRTUAL_SIZE)
@@ -773,7 +785,8 @@ export function qcow2Create(file: ImageFile, opts: Qcow2CreateOptions): void {
   const enc = new TextEncoder();
   const name = opts.backing ? enc.encode(opts.backing.name) : new Uint8Array(0);
   const fmt = opts.backing ? enc.encode(opts.backing.format) : new Uint8Array(0);
-  if (name.length > QCOW2_MAX_BACKING_NAME) throw new RangeError(`backing file name longer than ${QCOW2_MAX_BACKING_NAME} bytes`);
+  if (name.length > QCOW2_MAX_BACKING_NAME)
+    throw new RangeError(`backing file name longer than ${QCOW2_MAX_BACKING_NAME} bytes`);
 
   const header = new Uint8Array(cs);
   const h = new DataView(header.buffer);

@@ -1,7 +1,7 @@
 /// <reference types="node" />
 import { closeSync, openSync, readSync, realpathSync, rmSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
-import { looksLikeQcow2, qcow2Create, Qcow2Image } from "../block/qcow2.ts";
+import { looksLikeQcow2, Qcow2Image, qcow2Create } from "../block/qcow2.ts";
 import type { BlockBackend } from "../virtio/block-backend.ts";
 import { FileBlockBackend } from "./file-block-backend.ts";
 import { NodeImageFile } from "./image-file.ts";
@@ -81,7 +81,8 @@ export function openDiskImage(path: string, options: DiskImageOptions = {}): Dis
 }
 
 function openChained(path: string, options: DiskImageOptions, depth: number, seen: Set<string>): DiskImage {
-  if (depth > MAX_BACKING_CHAIN) throw new Error(`${path}: backing chain deeper than ${MAX_BACKING_CHAIN} images`);
+  if (depth > MAX_BACKING_CHAIN)
+    throw new Error(`${path}: backing chain deeper than ${MAX_BACKING_CHAIN} images`);
   let real: string;
   try {
     real = realpathSync(path);
@@ -166,6 +167,7 @@ class Qcow2Disk implements DiskImage {
   private readonly file: NodeImageFile;
   private readonly backing: DiskImage[] = [];
   private readonly lockMode: "write" | "read" | "none";
+  private closed = false;
 
   /**
    * `below`: an image already open to use as the backing file (an overlay switch puts a
@@ -183,7 +185,8 @@ class Qcow2Disk implements DiskImage {
         readonly,
         openBacking: (name, format) => {
           if (below !== undefined) return below;
-          if (name.startsWith("json:")) throw new Error(`${path}: backing file '${name.slice(0, 40)}' (json:) is not supported`);
+          if (name.startsWith("json:"))
+            throw new Error(`${path}: backing file '${name.slice(0, 40)}' (json:) is not supported`);
           const where = isAbsolute(name) ? name : join(dirname(path), name);
           let fmt = format;
           if (fmt === undefined) {
@@ -196,7 +199,12 @@ class Qcow2Disk implements DiskImage {
           }
           const b = openChained(
             where,
-            { format: fmt, readonly: true, shareRw: options.shareRw ?? false, deferLock: options.deferLock ?? false },
+            {
+              format: fmt,
+              readonly: true,
+              shareRw: options.shareRw ?? false,
+              deferLock: options.deferLock ?? false,
+            },
             depth + 1,
             seen,
           );
@@ -243,6 +251,8 @@ class Qcow2Disk implements DiskImage {
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     try {
       // (image is unset when the constructor failed)
       if (this.image !== undefined && !this.image.readonly) this.image.flush();
@@ -288,4 +298,3 @@ export function createQcow2Overlay(path: string, options: CreateOverlayOptions):
     throw new Error(`${path}: ${(e as Error).message}`);
   }
 }
-

@@ -164,9 +164,11 @@ export function downgradeImageLock(fd: number, path: string): void {
   const c = lockCalls();
   if (c === null) return;
   if (c.flock !== undefined) {
-    if (!c.flock(fd, LOCK_SH | LOCK_NB)) throw new Error(`cannot downgrade the lock on ${path} (errno ${c.errno()})`);
+    if (!c.flock(fd, LOCK_SH | LOCK_NB))
+      throw new Error(`cannot downgrade the lock on ${path} (errno ${c.errno()})`);
     return;
   }
-  if (!c.set(fd, UNSHARE_BYTE, F_RDLCK)) throw new Error(`cannot downgrade the lock on ${path} (errno ${c.errno()})`);
+  if (!c.set(fd, UNSHARE_BYTE, F_RDLCK))
+    throw new Error(`cannot downgrade the lock on ${path} (errno ${c.errno()})`);
   c.set(fd, WRITE_BYTE, F_UNLCK);
 }

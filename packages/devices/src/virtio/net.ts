@@ -1,7 +1,7 @@
+import type { RateLimiter } from "../rate-limiter.ts";
 import { stateObject } from "../state.ts";
 import { feature, VIRTIO_F_VERSION_1, VIRTIO_ID_NET } from "./constants.ts";
 import { readConfigBytes, type VirtioContext, type VirtioDevice } from "./device.ts";
-import type { RateLimiter } from "../rate-limiter.ts";
 import type { NetBackend } from "./net-backend.ts";
 import { type ChainLimit, MAX_CHAIN_BYTES } from "./queue.ts";
 

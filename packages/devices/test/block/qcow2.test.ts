@@ -9,9 +9,9 @@ import {
   MemoryBlockBackend,
   MemoryImageFile,
   QCOW2_MAGIC,
-  qcow2Create,
   Qcow2Error,
   Qcow2Image,
+  qcow2Create,
 } from "../../src/index.ts";
 
 const MiB = 1024 * 1024;
@@ -57,28 +57,60 @@ describe("qcow2: malformed images are refused in one line", () => {
     ["cluster_bits 22", (dv) => dv.setUint32(20, 22), /cluster_bits 22 is outside/],
     ["cluster_bits huge", (dv) => dv.setUint32(20, 0xffffffff), /cluster_bits 4294967295 is outside/],
     ["encryption", (dv) => dv.setUint32(32, 1), /encrypted images are not supported/],
-    ["L1 past end of file", (dv) => dv.setBigUint64(40, 1n << 40n), /^disk\.qcow2: L1 table past end of file$/],
+    [
+      "L1 past end of file",
+      (dv) => dv.setBigUint64(40, 1n << 40n),
+      /^disk\.qcow2: L1 table past end of file$/,
+    ],
     ["L1 unaligned", (dv) => dv.setBigUint64(40, 0x30001n), /L1 table offset is not cluster-aligned/],
     ["L1 at the header", (dv) => dv.setBigUint64(40, 0n), /L1 table overlaps the header/],
-    ["L1 huge", (dv) => dv.setUint32(36, 0xffffffff), /L1 table of 4294967295 entries is above the 32 MiB limit/],
+    [
+      "L1 huge",
+      (dv) => dv.setUint32(36, 0xffffffff),
+      /L1 table of 4294967295 entries is above the 32 MiB limit/,
+    ],
     ["L1 too small", (dv) => dv.setBigUint64(24, 1n << 45n), /too small for the disk size/],
     ["disk size above 1 PiB", (dv) => dv.setBigUint64(24, 1n << 62n), /above the 1 PiB limit/],
     ["refcount table past end", (dv) => dv.setBigUint64(48, 1n << 30n), /refcount table past end of file/],
     ["refcount table huge", (dv) => dv.setUint32(56, 0xffffffff), /above the 8 MiB limit/],
     ["refcount table empty", (dv) => dv.setUint32(56, 0), /refcount table is empty/],
-    ["refcount table on L1", (dv) => dv.setBigUint64(48, 3n * 65536n), /refcount table overlaps the L1 table/],
+    [
+      "refcount table on L1",
+      (dv) => dv.setBigUint64(48, 3n * 65536n),
+      /refcount table overlaps the L1 table/,
+    ],
     ["refcount_order 7", (dv) => dv.setUint32(96, 7), /refcount_order 7 is above 6/],
     ["header_length small", (dv) => dv.setUint32(100, 50), /header length 50 is outside 104\.\.65536/],
     ["header_length huge", (dv) => dv.setUint32(100, 1 << 20), /header length 1048576 is outside/],
     ["external data file", (dv) => dv.setBigUint64(72, 1n << 2n), /external data file are not supported/],
     ["extended L2", (dv) => dv.setBigUint64(72, 1n << 4n), /extended L2 entries/],
-    ["unknown incompatible bit", (dv) => dv.setBigUint64(72, 1n << 9n), /unsupported incompatible feature bit 9/],
-    ["incompatible bit 40", (dv) => dv.setBigUint64(72, 1n << 40n), /unsupported incompatible feature bits 32\.\.63/],
-    ["compression bit without type", (dv) => dv.setBigUint64(72, 1n << 3n), /compression type bit and field disagree/],
+    [
+      "unknown incompatible bit",
+      (dv) => dv.setBigUint64(72, 1n << 9n),
+      /unsupported incompatible feature bit 9/,
+    ],
+    [
+      "incompatible bit 40",
+      (dv) => dv.setBigUint64(72, 1n << 40n),
+      /unsupported incompatible feature bits 32\.\.63/,
+    ],
+    [
+      "compression bit without type",
+      (dv) => dv.setBigUint64(72, 1n << 3n),
+      /compression type bit and field disagree/,
+    ],
     ["compression type without bit", (_dv, b) => (b[104] = 1), /compression type bit and field disagree/],
-    ["dirty (read-write)", (dv) => dv.setBigUint64(72, 1n), /not closed cleanly \(dirty bit\); repair it first: qemu-img check -r all disk\.qcow2/],
+    [
+      "dirty (read-write)",
+      (dv) => dv.setBigUint64(72, 1n),
+      /not closed cleanly \(dirty bit\); repair it first: qemu-img check -r all disk\.qcow2/,
+    ],
     ["corrupt (read-write)", (dv) => dv.setBigUint64(72, 2n), /marked corrupt/],
-    ["internal snapshots (read-write)", (dv) => dv.setUint32(60, 1), /1 internal snapshot\(s\); writing to it is not supported/],
+    [
+      "internal snapshots (read-write)",
+      (dv) => dv.setUint32(60, 1),
+      /1 internal snapshot\(s\); writing to it is not supported/,
+    ],
     [
       "backing name too long",
       (dv) => {
@@ -148,7 +180,9 @@ describe("qcow2: malformed images are refused in one line", () => {
     new DataView(head.buffer).setUint32(4, 3);
     new DataView(head.buffer).setUint32(20, 16);
     new DataView(head.buffer).setUint32(100, 112);
-    expect(openError(new MemoryImageFile("disk.qcow2", head))).toBe("disk.qcow2: file ends inside the header");
+    expect(openError(new MemoryImageFile("disk.qcow2", head))).toBe(
+      "disk.qcow2: file ends inside the header",
+    );
   });
 
   it("opens dirty, corrupt and snapshotted images read-only (as QEMU does)", () => {
@@ -166,7 +200,9 @@ describe("qcow2: malformed images are refused in one line", () => {
 
   it("refuses a backing file with nothing to open it", () => {
     const f = fresh(4 * MiB, 16, { name: "base.img", format: "raw" });
-    expect(() => Qcow2Image.open(f)).toThrow(/disk\.qcow2: has a backing file \(base\.img\) and nothing to open it with/);
+    expect(() => Qcow2Image.open(f)).toThrow(
+      /disk\.qcow2: has a backing file \(base\.img\) and nothing to open it with/,
+    );
   });
 
   /** An image with one data cluster written, then `edit` applied to the whole file. */
@@ -182,25 +218,38 @@ describe("qcow2: malformed images are refused in one line", () => {
   it("an L2 table past the end of the file: read-only reads fail with the reason, read-write opens refuse", () => {
     const f = withData((dv) => dv.setBigUint64(0x30000, (1n << 63n) | (1n << 40n)));
     const img = Qcow2Image.open(f, { readonly: true });
-    expect(() => img.read(0, new Uint8Array(512))).toThrow(/^disk\.qcow2: L2 table at 0x10000000000 past end of file$/);
+    expect(() => img.read(0, new Uint8Array(512))).toThrow(
+      /^disk\.qcow2: L2 table at 0x10000000000 past end of file$/,
+    );
     expect(openError(f)).toBe("disk.qcow2: L2 table at 0x10000000000 past end of file");
   });
 
   it("an L1 entry with reserved bits", () => {
-    const img = Qcow2Image.open(withData((dv) => dv.setUint32(0x30000 + 4, 0x40000 | 0x10)), { readonly: true });
+    const img = Qcow2Image.open(
+      withData((dv) => dv.setUint32(0x30000 + 4, 0x40000 | 0x10)),
+      { readonly: true },
+    );
     expect(() => img.read(0, new Uint8Array(512))).toThrow(/L1 entry 0 has reserved bits set/);
   });
 
   it("a compressed cluster: refused with what to do", () => {
-    const img = Qcow2Image.open(withData((dv) => dv.setUint32(0x40000, 0x4000_0000)), { readonly: true });
+    const img = Qcow2Image.open(
+      withData((dv) => dv.setUint32(0x40000, 0x4000_0000)),
+      { readonly: true },
+    );
     expect(() => img.read(0, new Uint8Array(512))).toThrow(
       /compressed cluster at guest offset 0x0 is not supported \(rewrite the image uncompressed: qemu-img convert -O qcow2\)/,
     );
   });
 
   it("an unaligned data cluster offset", () => {
-    const img = Qcow2Image.open(withData((dv) => dv.setUint32(0x40004, 0x50200)), { readonly: true });
-    expect(() => img.read(0, new Uint8Array(512))).toThrow(/data cluster offset 0x50200 is not cluster-aligned/);
+    const img = Qcow2Image.open(
+      withData((dv) => dv.setUint32(0x40004, 0x50200)),
+      { readonly: true },
+    );
+    expect(() => img.read(0, new Uint8Array(512))).toThrow(
+      /data cluster offset 0x50200 is not cluster-aligned/,
+    );
   });
 
   it("a data cluster that claims the L1 table or the header: guest writes never land on metadata", () => {
@@ -290,7 +339,9 @@ describe("qcow2: reads and writes", () => {
 
   it("an overlay larger than its backing disk reads zeros past the backing disk's end", () => {
     const base = new MemoryBlockBackend(pattern(100_000, 3));
-    const img = Qcow2Image.open(fresh(1 * MiB, 16, { name: "b", format: "raw" }), { openBacking: () => base });
+    const img = Qcow2Image.open(fresh(1 * MiB, 16, { name: "b", format: "raw" }), {
+      openBacking: () => base,
+    });
     img.write(99_990, new Uint8Array(20).fill(1));
     const got = new Uint8Array(200);
     img.read(99_900, got);

@@ -12,7 +12,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { createQcow2Overlay, type DiskImage, MAX_BACKING_CHAIN, openDiskImage } from "../../src/node/index.ts";
+import {
+  createQcow2Overlay,
+  type DiskImage,
+  MAX_BACKING_CHAIN,
+  openDiskImage,
+} from "../../src/node/index.ts";
 
 const hasQemuImg = spawnSync("qemu-img", ["--version"]).status === 0;
 const hasQemuIo = spawnSync("qemu-io", ["--version"]).status === 0;
@@ -69,119 +74,125 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
-describe.skipIf(!hasQemuImg)("qcow2 with qemu-img (skipped: qemu-img not installed; apt-get install qemu-utils)", () => {
-  it("an overlay qemu-img made over a raw base: written by Visor, clean for qemu-img check, read back by qemu-img convert", () => {
-    const d = join(dir, "raw-base");
-    mkdirSync(d);
-    const baseBytes = pattern(4 * MiB, 77);
-    writeFileSync(join(d, "base.img"), baseBytes);
-    // the backing name is relative: resolved against the overlay's directory, not ours
-    qemuImg("create", "-f", "qcow2", "-b", "base.img", "-F", "raw", join(d, "ov.qcow2"));
-    const disk = openDiskImage(join(d, "ov.qcow2"));
-    expect(disk.format).toBe("qcow2");
-    expect(disk.size).toBe(4 * MiB);
-    const shadow = baseBytes.slice();
-    writeAll(disk, shadow);
-    const got = new Uint8Array(4 * MiB);
-    disk.read(0, got);
-    expect(same(got, shadow)).toBe(true);
-    disk.close();
-    const c = check(join(d, "ov.qcow2"));
-    expect(c.out).toContain("No errors were found");
-    expect(c.status).toBe(0);
-    expect(same(convert(join(d, "ov.qcow2")), shadow)).toBe(true);
-    expect(same(new Uint8Array(readFileSync(join(d, "base.img"))), baseBytes)).toBe(true);
-  });
-
-  it.skipIf(!hasQemuIo)(
-    "a qcow2 base qemu-io wrote, under a qcow2 overlay: both read through Visor, both clean after Visor writes (skipped without qemu-io)",
-    () => {
-      const base = join(dir, "base.qcow2");
-      qemuImg("create", "-f", "qcow2", base, "4M");
-      execFileSync("qemu-io", [
-        "-f",
-        "qcow2",
-        "-c",
-        "write -P 0xab 0 64k",
-        "-c",
-        "write -P 0x5c 100k 3k",
-        "-c",
-        "write -z 1M 128k",
-        "-c",
-        "write -P 0x11 2047k 2k",
-        base,
-      ]);
-      const expected = convert(base);
-      const ro = openDiskImage(base, { readonly: true });
+describe.skipIf(!hasQemuImg)(
+  "qcow2 with qemu-img (skipped: qemu-img not installed; apt-get install qemu-utils)",
+  () => {
+    it("an overlay qemu-img made over a raw base: written by Visor, clean for qemu-img check, read back by qemu-img convert", () => {
+      const d = join(dir, "raw-base");
+      mkdirSync(d);
+      const baseBytes = pattern(4 * MiB, 77);
+      writeFileSync(join(d, "base.img"), baseBytes);
+      // the backing name is relative: resolved against the overlay's directory, not ours
+      qemuImg("create", "-f", "qcow2", "-b", "base.img", "-F", "raw", join(d, "ov.qcow2"));
+      const disk = openDiskImage(join(d, "ov.qcow2"));
+      expect(disk.format).toBe("qcow2");
+      expect(disk.size).toBe(4 * MiB);
+      const shadow = baseBytes.slice();
+      writeAll(disk, shadow);
       const got = new Uint8Array(4 * MiB);
-      ro.read(0, got);
-      ro.close();
-      expect(got[0]).toBe(0xab);
-      expect(same(got, expected)).toBe(true);
-
-      const ov = join(dir, "ov-on-qcow2.qcow2");
-      qemuImg("create", "-f", "qcow2", "-b", base, "-F", "qcow2", ov);
-      const disk = openDiskImage(ov);
-      const shadow = expected.slice();
-      writeAll(disk, shadow);
+      disk.read(0, got);
+      expect(same(got, shadow)).toBe(true);
       disk.close();
-      expect(check(ov).status).toBe(0);
-      expect(check(base).status).toBe(0);
-      expect(same(convert(ov), shadow)).toBe(true);
-      expect(same(convert(base), expected)).toBe(true);
-    },
-  );
+      const c = check(join(d, "ov.qcow2"));
+      expect(c.out).toContain("No errors were found");
+      expect(c.status).toBe(0);
+      expect(same(convert(join(d, "ov.qcow2")), shadow)).toBe(true);
+      expect(same(new Uint8Array(readFileSync(join(d, "base.img"))), baseBytes)).toBe(true);
+    });
 
-  it("512-byte clusters: 10 MiB through Visor grows the refcount table; qemu-img check finds it clean", () => {
-    const img = join(dir, "small-clusters.qcow2");
-    qemuImg("create", "-f", "qcow2", "-o", "cluster_size=512", img, "12M");
-    const disk = openDiskImage(img);
-    const shadow = new Uint8Array(12 * MiB);
-    const data = pattern(10 * MiB, 3);
-    for (let off = 0; off < data.length; off += 256 * KiB) disk.write(off + 1000, data.subarray(off, off + 256 * KiB));
-    shadow.set(data, 1000);
-    disk.close();
-    const c = check(img);
-    expect(c.out).toContain("No errors were found");
-    expect(c.status).toBe(0);
-    expect(same(convert(img), shadow)).toBe(true);
-  });
+    it.skipIf(!hasQemuIo)(
+      "a qcow2 base qemu-io wrote, under a qcow2 overlay: both read through Visor, both clean after Visor writes (skipped without qemu-io)",
+      () => {
+        const base = join(dir, "base.qcow2");
+        qemuImg("create", "-f", "qcow2", base, "4M");
+        execFileSync("qemu-io", [
+          "-f",
+          "qcow2",
+          "-c",
+          "write -P 0xab 0 64k",
+          "-c",
+          "write -P 0x5c 100k 3k",
+          "-c",
+          "write -z 1M 128k",
+          "-c",
+          "write -P 0x11 2047k 2k",
+          base,
+        ]);
+        const expected = convert(base);
+        const ro = openDiskImage(base, { readonly: true });
+        const got = new Uint8Array(4 * MiB);
+        ro.read(0, got);
+        ro.close();
+        expect(got[0]).toBe(0xab);
+        expect(same(got, expected)).toBe(true);
 
-  it("qcow2 version 2 (compat=0.10) and 1-bit / 64-bit refcounts: written by Visor, clean", () => {
-    for (const opts of ["compat=0.10", "refcount_bits=1", "refcount_bits=64", "cluster_size=2M"]) {
-      const img = join(dir, `opts-${opts.replace(/[=.]/g, "_")}.qcow2`);
-      qemuImg("create", "-f", "qcow2", "-o", opts, img, "4M");
+        const ov = join(dir, "ov-on-qcow2.qcow2");
+        qemuImg("create", "-f", "qcow2", "-b", base, "-F", "qcow2", ov);
+        const disk = openDiskImage(ov);
+        const shadow = expected.slice();
+        writeAll(disk, shadow);
+        disk.close();
+        expect(check(ov).status).toBe(0);
+        expect(check(base).status).toBe(0);
+        expect(same(convert(ov), shadow)).toBe(true);
+        expect(same(convert(base), expected)).toBe(true);
+      },
+    );
+
+    it("512-byte clusters: 10 MiB through Visor grows the refcount table; qemu-img check finds it clean", () => {
+      const img = join(dir, "small-clusters.qcow2");
+      qemuImg("create", "-f", "qcow2", "-o", "cluster_size=512", img, "12M");
       const disk = openDiskImage(img);
-      const shadow = new Uint8Array(4 * MiB);
-      writeAll(disk, shadow);
+      const shadow = new Uint8Array(12 * MiB);
+      const data = pattern(10 * MiB, 3);
+      for (let off = 0; off < data.length; off += 256 * KiB)
+        disk.write(off + 1000, data.subarray(off, off + 256 * KiB));
+      shadow.set(data, 1000);
       disk.close();
       const c = check(img);
-      expect(c.status, `${opts}: ${c.out}`).toBe(0);
-      expect(same(convert(img), shadow), opts).toBe(true);
-    }
-  });
+      expect(c.out).toContain("No errors were found");
+      expect(c.status).toBe(0);
+      expect(same(convert(img), shadow)).toBe(true);
+    });
 
-  it("an overlay Visor made is one qemu-img accepts: info names the backing file, check is clean, convert reads through it", () => {
-    const base = join(dir, "vbase.img");
-    const baseBytes = pattern(2 * MiB, 5);
-    writeFileSync(base, baseBytes);
-    const ov = join(dir, "vov.qcow2");
-    createQcow2Overlay(ov, { backingName: base, backingFormat: "raw", size: 2 * MiB });
-    const info = JSON.parse(qemuImg("info", "--output=json", ov));
-    expect(info["backing-filename"]).toBe(base);
-    expect(info["backing-filename-format"]).toBe("raw");
-    expect(info["virtual-size"]).toBe(2 * MiB);
-    expect(check(ov).status).toBe(0);
-    const disk = openDiskImage(ov);
-    disk.write(4096, new Uint8Array(10).fill(0xcd));
-    disk.close();
-    const want = baseBytes.slice();
-    want.fill(0xcd, 4096, 4106);
-    expect(check(ov).status).toBe(0);
-    expect(same(convert(ov), want)).toBe(true);
-    expect(() => createQcow2Overlay(ov, { backingName: base, backingFormat: "raw", size: 1 })).toThrow(/already exists/);
-  });
-});
+    it("qcow2 version 2 (compat=0.10) and 1-bit / 64-bit refcounts: written by Visor, clean", () => {
+      for (const opts of ["compat=0.10", "refcount_bits=1", "refcount_bits=64", "cluster_size=2M"]) {
+        const img = join(dir, `opts-${opts.replace(/[=.]/g, "_")}.qcow2`);
+        qemuImg("create", "-f", "qcow2", "-o", opts, img, "4M");
+        const disk = openDiskImage(img);
+        const shadow = new Uint8Array(4 * MiB);
+        writeAll(disk, shadow);
+        disk.close();
+        const c = check(img);
+        expect(c.status, `${opts}: ${c.out}`).toBe(0);
+        expect(same(convert(img), shadow), opts).toBe(true);
+      }
+    });
+
+    it("an overlay Visor made is one qemu-img accepts: info names the backing file, check is clean, convert reads through it", () => {
+      const base = join(dir, "vbase.img");
+      const baseBytes = pattern(2 * MiB, 5);
+      writeFileSync(base, baseBytes);
+      const ov = join(dir, "vov.qcow2");
+      createQcow2Overlay(ov, { backingName: base, backingFormat: "raw", size: 2 * MiB });
+      const info = JSON.parse(qemuImg("info", "--output=json", ov));
+      expect(info["backing-filename"]).toBe(base);
+      expect(info["backing-filename-format"]).toBe("raw");
+      expect(info["virtual-size"]).toBe(2 * MiB);
+      expect(check(ov).status).toBe(0);
+      const disk = openDiskImage(ov);
+      disk.write(4096, new Uint8Array(10).fill(0xcd));
+      disk.close();
+      const want = baseBytes.slice();
+      want.fill(0xcd, 4096, 4106);
+      expect(check(ov).status).toBe(0);
+      expect(same(convert(ov), want)).toBe(true);
+      expect(() => createQcow2Overlay(ov, { backingName: base, backingFormat: "raw", size: 1 })).toThrow(
+        /already exists/,
+      );
+    });
+  },
+);
 
 describe("backing chains and format probing", () => {
   it("refuses a backing chain that loops, in one line", () => {
@@ -224,7 +235,9 @@ describe("backing chains and format probing", () => {
     const magic = Uint8Array.of(0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3);
     const probed = openDiskImage(img);
     expect(probed.format).toBe("raw");
-    expect(() => probed.write(0, magic)).toThrow(/refused a write that would make this raw image look like qcow2/);
+    expect(() => probed.write(0, magic)).toThrow(
+      /refused a write that would make this raw image look like qcow2/,
+    );
     probed.write(512, magic); // elsewhere is fine
     probed.close();
     const explicit = openDiskImage(img, { format: "raw" });
@@ -244,6 +257,8 @@ describe("backing chains and format probing", () => {
     const dv = new DataView(b.buffer);
     dv.setUint32(112, 0x12345678); // the backing format extension becomes an unknown (ignored) one
     writeFileSync(ov, b);
-    expect(() => openDiskImage(ov)).toThrow(/has no recorded format and looks like qcow2; record it: qemu-img rebase -u -F qcow2/);
+    expect(() => openDiskImage(ov)).toThrow(
+      /has no recorded format and looks like qcow2; record it: qemu-img rebase -u -F qcow2/,
+    );
   });
 });

@@ -1,0 +1,226 @@
+/**
+ * `visor run`'s disks: the --disk option (format, read-only, transport, rate limits),
+ * opening raw and qcow2 images with their backing chains, --snapshot's temporary
+ * overlays (QEMU's -snapshot), and the overlay switch a live backup uses
+ * (drive-snapshot.ts).
+ */
+import { unlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { type BlockBackend, RateLimiter, type RateLimiterConfig } from "@visor/devices";
+import {
+  createQcow2Overlay,
+  type DiskFormat,
+  type DiskImage,
+  ImageLockedError,
+  openDiskImage,
+  openOverlayOver,
+} from "@visor/devices/node";
+import { parseSize } from "./args.ts";
+import { UserError } from "./errors.ts";
+import { userPath } from "./paths.ts";
+
+export interface DriveSpec {
+  path: string;
+  readonly: boolean;
+  shareRw: boolean;
+  transport: "mmio" | "pci";
+  /** Given with format=; probed from the file otherwise. */
+  format?: DiskFormat;
+  /** Limits from bw= (bytes per second) and iops= (requests per second). */
+  limits?: RateLimiterConfig;
+}
+
+const DISK_FLAGS = "readonly, share-rw, transport=mmio|pci, format=raw|qcow2, bw=SIZE, iops=N";
+
+/** Parse one --disk value: PATH[,readonly][,share-rw][,transport=..][,format=..][,bw=..][,iops=..]. */
+export function parseDiskSpec(value: string): DriveSpec {
+  const [path, ...flags] = value.split(",");
+  if (!path) throw new UserError(`--disk: '${value}' has no image path`);
+  const spec: DriveSpec = { path: userPath(path), readonly: false, shareRw: false, transport: "mmio" };
+  const limits: RateLimiterConfig = {};
+  for (const f of flags) {
+    const [k, v] = f.includes("=")
+      ? [f.slice(0, f.indexOf("=")), f.slice(f.indexOf("=") + 1)]
+      : [f, undefined];
+    if ((k === "readonly" || k === "ro") && v === undefined) spec.readonly = true;
+    else if (k === "share-rw" && v === undefined) spec.shareRw = true;
+    else if (k === "transport" && (v === "pci" || v === "mmio")) spec.transport = v;
+    else if (k === "format" && (v === "raw" || v === "qcow2")) spec.format = v;
+    else if (k === "bw" && v !== undefined) limits.bandwidth = bandwidth(v, "--disk");
+    else if (k === "iops" && v !== undefined) limits.ops = operations(v, "--disk", "iops");
+    else throw new UserError(`--disk: unknown flag '${f}' (${DISK_FLAGS})`);
+  }
+  if (spec.shareRw && !spec.readonly) throw new UserError(`--disk ${path}: share-rw needs readonly`);
+  if (limits.bandwidth || limits.ops) spec.limits = limits;
+  return spec;
+}
+
+/** The largest rate accepted: 1 TiB/s, or 10^9 operations per second. */
+const MAX_BW = 1024 ** 4;
+const MAX_OPS = 1e9;
+
+/** bw=SIZE: bytes per second (10M = 10 MiB/s), one second's worth of burst. */
+function bandwidth(v: string, flag: string): RateLimiterConfig["bandwidth"] {
+  const n = parseSize(v, `${flag} bw`);
+  if (n < 1 || n > MAX_BW) throw new UserError(`${flag}: bw=${v} is not a rate from 1 byte to 1T per second`);
+  return { size: n, refillTimeMs: 1000 };
+}
+
+/** iops=N / ops=N: operations per second, one second's worth of burst. */
+function operations(v: string, flag: string, key: string): RateLimiterConfig["ops"] {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > MAX_OPS)
+    throw new UserError(`${flag}: ${key}=${v} is not a number of operations per second from 1 to 1000000000`);
+  return { size: n, refillTimeMs: 1000 };
+}
+
+/**
+ * Split rate limits (bw=SIZE, ops=N) off a --net value; the rest goes to the socket
+ * backend as before.
+ */
+export function parseNetLimits(value: string): { rest: string; limits?: RateLimiterConfig } {
+  const keep: string[] = [];
+  const limits: RateLimiterConfig = {};
+  for (const part of value.split(",")) {
+    if (part.startsWith("bw=")) limits.bandwidth = bandwidth(part.slice(3), "--net");
+    else if (part.startsWith("ops=")) limits.ops = operations(part.slice(4), "--net", "ops");
+    else keep.push(part);
+  }
+  return { rest: keep.join(","), ...(limits.bandwidth || limits.ops ? { limits } : {}) };
+}
+
+/**
+ * One disk of the VM: a BlockBackend the device holds for the VM's life, whose image can
+ * change under it (the overlay switch) — the device never sees the switch, which happens
+ * between two requests.
+ */
+export class Drive implements BlockBackend {
+  readonly spec: DriveSpec;
+  /** True for a --snapshot drive: its top image is a deleted temporary overlay. */
+  readonly temporary: boolean;
+  readonly rateLimiter: RateLimiter | undefined;
+  private top: DiskImage;
+
+  private constructor(spec: DriveSpec, top: DiskImage, temporary: boolean) {
+    this.spec = spec;
+    this.top = top;
+    this.temporary = temporary;
+    this.rateLimiter = spec.limits ? new RateLimiter(spec.limits) : undefined;
+  }
+
+  /**
+   * Open the drive's image. `snapshot` (QEMU's -snapshot): a writable disk gets a
+   * temporary qcow2 overlay, deleted at once (the open file lives on until exit), so the
+   * guest's writes never reach the image. `deferLock`: see DiskImageOptions.
+   */
+  static open(spec: DriveSpec, options: { snapshot?: boolean; deferLock?: boolean } = {}): Drive {
+    try {
+      if (options.snapshot && !spec.readonly) {
+        const base = openDiskImage(spec.path, {
+          readonly: true,
+          ...(spec.format ? { format: spec.format } : {}),
+          deferLock: options.deferLock ?? false,
+        });
+        const tmp = join(
+          tmpdir(),
+          `visor-snapshot-${process.pid}-${Math.random().toString(36).slice(2)}.qcow2`,
+        );
+        try {
+          createQcow2Overlay(tmp, {
+            backingName: resolve(spec.path),
+            backingFormat: base.format,
+            size: base.size,
+          });
+        } catch (e) {
+          base.close();
+          throw e;
+        }
+        try {
+          return new Drive(spec, openOverlayOver(tmp, base), true);
+        } catch (e) {
+          base.close();
+          throw e;
+        } finally {
+          unlinkSync(tmp);
+        }
+      }
+      const img = openDiskImage(spec.path, {
+        readonly: spec.readonly,
+        shareRw: spec.shareRw,
+        ...(spec.format ? { format: spec.format } : {}),
+        deferLock: options.deferLock ?? false,
+      });
+      return new Drive(spec, img, false);
+    } catch (e) {
+      // "PATH is in use by another process (locked)" names the file already.
+      if (e instanceof ImageLockedError) throw new UserError(e.message);
+      const msg = (e as Error).message;
+      throw new UserError(msg.startsWith(spec.path) ? msg : `--disk ${spec.path}: ${msg}`);
+    }
+  }
+
+  /** The image the guest writes to now (the newest overlay after a switch). */
+  get image(): DiskImage {
+    return this.top;
+  }
+
+  get size(): number {
+    return this.top.size;
+  }
+
+  get readonly(): boolean {
+    return this.spec.readonly;
+  }
+
+  read(offset: number, dst: Uint8Array): void {
+    this.top.read(offset, dst);
+  }
+
+  write(offset: number, src: Uint8Array): void {
+    this.top.write(offset, src);
+  }
+
+  flush(): void {
+    this.top.flush();
+  }
+
+  lock(): void {
+    this.top.lock();
+  }
+
+  close(): void {
+    this.top.close();
+  }
+
+  /**
+   * The overlay switch (QEMU's external snapshot, blockdev-snapshot-sync): create a qcow2
+   * overlay at `overlayPath` whose backing file is the current image, make the guest's
+   * writes go to it from the next request on, and freeze the current image (flushed,
+   * read-only, read lock only). The frozen image is then a consistent copy of the disk at
+   * this moment, which may be copied while the VM runs. Throws, with the drive unchanged,
+   * if anything fails.
+   */
+  switchToOverlay(overlayPath: string): void {
+    if (this.spec.readonly) throw new Error("the disk is read-only: its image can be copied as it is");
+    if (this.temporary)
+      throw new Error("the disk is a --snapshot disk: its writes are discarded at exit anyway");
+    const path = resolve(overlayPath);
+    const current = this.top;
+    current.flush();
+    createQcow2Overlay(path, {
+      backingName: resolve(current.path),
+      backingFormat: current.format,
+      size: current.size,
+    });
+    let next: DiskImage;
+    try {
+      next = openOverlayOver(path, current);
+    } catch (e) {
+      unlinkSync(path);
+      throw e;
+    }
+    current.freeze();
+    this.top = next;
+  }
+}
