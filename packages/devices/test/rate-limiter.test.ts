@@ -10,6 +10,8 @@ import { ManualTimers, RateLimiter, TokenBucket } from "../src/rate-limiter.ts";
 import { VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk } from "../src/virtio/blk.ts";
 import { MemoryBlockBackend } from "../src/virtio/block-backend.ts";
 import { VirtioMmio } from "../src/virtio/mmio.ts";
+import { VIRTIO_NET_RX, VIRTIO_NET_TX, VirtioNet } from "../src/virtio/net.ts";
+import type { NetBackend } from "../src/virtio/net-backend.ts";
 import { GuestAllocator, MmioDriver } from "./virtio-driver.ts";
 
 describe("TokenBucket", () => {
@@ -137,5 +139,50 @@ describe("virtio-blk under a rate limit", () => {
     expect(q.takeUsed()).toHaveLength(1);
     clock.advance(1000);
     expect(q.takeUsed()).toHaveLength(1);
+  });
+});
+
+describe("virtio-net under a rate limit", () => {
+  class Wire implements NetBackend {
+    sent: Uint8Array[] = [];
+    deliver: (frame: Uint8Array) => void = () => {};
+    send(frame: Uint8Array): void {
+      this.sent.push(frame);
+    }
+    onReceive(cb: (frame: Uint8Array) => void): void {
+      this.deliver = cb;
+    }
+  }
+
+  it("holds transmitted and received frames over the limit until the timer, dropping none", () => {
+    const clock = new ManualTimers();
+    const wire = new Wire();
+    const net = new VirtioNet({
+      backend: wire,
+      txRateLimiter: new RateLimiter({ ops: { size: 1, refillTimeMs: 100 } }, clock),
+      rxRateLimiter: new RateLimiter({ bandwidth: { size: 100, refillTimeMs: 100 } }, clock),
+    });
+    const ram = GuestMemory.allocate(RAM_BASE, 1 << 20);
+    const mmio = new VirtioMmio({ device: net, ram, irq: new IrqLevel() });
+    const drv = new MmioDriver(mmio, ram, new GuestAllocator(RAM_BASE, RAM_BASE + (1 << 20)));
+    const [rx, tx] = drv.bringUp(2);
+    for (let i = 0; i < 3; i++) tx!.post([{ out: new Uint8Array(12) }, { out: new Uint8Array(60).fill(i) }]);
+    drv.kick(VIRTIO_NET_TX);
+    expect(wire.sent).toHaveLength(1); // one frame per 100 ms
+    clock.advance(100);
+    expect(wire.sent).toHaveLength(2);
+    clock.advance(100);
+    expect(wire.sent.map((f) => f[0])).toEqual([0, 1, 2]);
+
+    for (let i = 0; i < 3; i++) rx!.post([{ in: 1526 }]);
+    drv.kick(VIRTIO_NET_RX);
+    for (let i = 0; i < 3; i++) wire.deliver(new Uint8Array(60).fill(10 + i));
+    expect(rx!.takeUsed()).toHaveLength(1); // 100 bytes per 100 ms: one 60-byte frame now
+    expect(net.pendingFrames).toBe(2);
+    clock.advance(60);
+    clock.advance(60);
+    const later = rx!.takeUsed();
+    expect(later.map((u) => u.data[0]![12])).toEqual([11, 12]);
+    expect(net.stats.rxDropped).toBe(0);
   });
 });
