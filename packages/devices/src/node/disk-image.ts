@@ -163,11 +163,14 @@ function writesQcow2Magic(file: BlockBackend, offset: number, src: Uint8Array): 
 class Qcow2Disk implements DiskImage {
   readonly format = "qcow2";
   readonly path: string;
-  readonly image!: Qcow2Image;
+  image!: Qcow2Image;
   private readonly file: NodeImageFile;
   private readonly backing: DiskImage[] = [];
   private readonly lockMode: "write" | "read" | "none";
   private closed = false;
+  /** Opened without its lock (deferLock): the metadata is read again when lock() takes it. */
+  private deferred: boolean;
+  private readonly readonlyOpen: boolean;
 
   /**
    * `below`: an image already open to use as the backing file (an overlay switch puts a
@@ -179,6 +182,8 @@ class Qcow2Disk implements DiskImage {
     if (options.shareRw && !readonly) throw new Error(`${path}: share-rw is for read-only disks`);
     this.lockMode = readonly ? (options.shareRw ? "none" : "read") : "write";
     this.file = new NodeImageFile(path, { readonly });
+    this.deferred = options.deferLock ?? false;
+    this.readonlyOpen = readonly;
     try {
       if (!options.deferLock) this.file.lock(this.lockMode);
       this.image = Qcow2Image.open(this.file, {
@@ -242,6 +247,20 @@ class Qcow2Disk implements DiskImage {
   lock(): void {
     this.file.lock(this.lockMode);
     for (const b of this.backing) b.lock();
+    if (this.deferred) {
+      // Until now another process (a migrating VM's sender) may have been writing the
+      // image: what was read at open (L1 table, refcount table, header) may be stale.
+      // Read it again, now that nobody else may write, over the same backing files.
+      this.deferred = false;
+      const below = this.backing[0];
+      this.image = Qcow2Image.open(this.file, {
+        readonly: this.readonlyOpen,
+        openBacking: () => {
+          if (below === undefined) throw new Error(`${this.path}: gained a backing file while it was unlocked`);
+          return below;
+        },
+      });
+    }
   }
 
   freeze(): void {

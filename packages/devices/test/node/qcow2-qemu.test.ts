@@ -262,3 +262,25 @@ describe("backing chains and format probing", () => {
     );
   });
 });
+
+describe("deferred locks (an incoming migration's disks)", () => {
+  it("reads the qcow2 metadata again at lock(): writes the other side made meanwhile are seen", () => {
+    const base = join(dir, "mig-base.img");
+    writeFileSync(base, new Uint8Array(MiB).fill(0x11));
+    const ov = join(dir, "mig.qcow2");
+    createQcow2Overlay(ov, { backingName: "mig-base.img", backingFormat: "raw", size: MiB });
+    const sender = openDiskImage(ov);
+    const receiver = openDiskImage(ov, { deferLock: true }); // opened early, not locked
+    sender.write(70_000, new Uint8Array(100).fill(0x22)); // allocates an L2 table and a cluster
+    sender.flush();
+    sender.close();
+    receiver.lock();
+    const b = new Uint8Array(200);
+    receiver.read(69_950, b);
+    expect(b.subarray(0, 50).every((x) => x === 0x11)).toBe(true);
+    expect(b.subarray(50, 150).every((x) => x === 0x22)).toBe(true);
+    receiver.write(0, Uint8Array.of(0x33));
+    receiver.close();
+    if (hasQemuImg) expect(check(ov).status).toBe(0);
+  });
+});
