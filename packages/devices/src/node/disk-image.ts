@@ -256,7 +256,8 @@ class Qcow2Disk implements DiskImage {
       this.image = Qcow2Image.open(this.file, {
         readonly: this.readonlyOpen,
         openBacking: () => {
-          if (below === undefined) throw new Error(`${this.path}: gained a backing file while it was unlocked`);
+          if (below === undefined)
+            throw new Error(`${this.path}: gained a backing file while it was unlocked`);
           return below;
         },
       });
