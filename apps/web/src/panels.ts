@@ -228,19 +228,24 @@ export class Panels {
     const peak = Math.max(1, ...this.mips.map((p) => p.mips));
     const W = 300;
     const H = 60;
+    // The last minute, or less while the VM is younger: the line fills the chart.
+    const span = Math.min(60_000, Math.max(10_000, s.ms));
     const NS = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(NS, "svg");
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.setAttribute("class", "chart");
     svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", `guest MIPS over the last minute, now ${now.toFixed(1)}`);
+    svg.setAttribute(
+      "aria-label",
+      `guest MIPS over the last ${(span / 1000).toFixed(0)} s, now ${now.toFixed(1)}`,
+    );
     const line = document.createElementNS(NS, "polyline");
     line.setAttribute(
       "points",
       this.mips
         .map(
           (p) =>
-            `${(W - ((s.ms - p.ms) / 60_000) * W).toFixed(1)},${(H - (p.mips / peak) * (H - 4)).toFixed(1)}`,
+            `${(W - ((s.ms - p.ms) / span) * W).toFixed(1)},${(H - (p.mips / peak) * (H - 4)).toFixed(1)}`,
         )
         .join(" "),
     );

@@ -4,16 +4,14 @@
  * the answer from the page's DOM, and watch the exit counters move. Then the snapshot
  * round trip (save = a download, restore = an upload) and a corrupt snapshot upload.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { hasChromium, launchChromium } from "./browser.ts";
-import { type StaticServer, serveStatic } from "./static-server.ts";
+import { hasChromium, launchChromium } from "../scripts/browser.ts";
+import { buildSite } from "../scripts/build-site.ts";
+import { type StaticServer, serveStatic } from "../scripts/static-server.ts";
 
-const appDir = join(dirname(fileURLToPath(import.meta.url)), "..");
 // In CI a missing chromium is a failure (.ci/run installs it), not a skip.
 const skip = !hasChromium && process.env.CI === undefined;
 
@@ -38,9 +36,7 @@ describe.skipIf(skip)(
     const errors: string[] = [];
 
     beforeAll(async () => {
-      out = mkdtempSync(join(tmpdir(), "visor-web-"));
-      const { build } = await import("vite");
-      await build({ configFile: join(appDir, "vite.config.ts"), logLevel: "warn", build: { outDir: out } });
+      out = await buildSite();
       server = await serveStatic(out);
       browser = await launchChromium();
       page = await browser.newPage({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
