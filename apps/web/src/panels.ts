@@ -166,7 +166,7 @@ export class Panels {
             .map((r) => `${r.fn} ${fmt(r.count)}`)
             .join(", "),
         ]),
-        s.virt === "off" ? "none: with --virt off the kernel calls the hart's own SBI" : "no hypercalls yet",
+        "no hypercalls yet",
       ),
     );
 

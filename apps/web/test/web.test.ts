@@ -75,7 +75,7 @@ describe.skipIf(skip)(
       expect(await page.locator("#jit-mode").getAttribute("data-mode")).toBe("on");
       expect(await rows(page, "jit-table")).toMatch(/regions translated \| [1-9]/);
       expect(errors).toEqual([]);
-    });
+    }, 300_000);
 
     it("saves a snapshot as a download and continues it from an upload", async () => {
       const download = page.waitForEvent("download", { timeout: 60_000 });
@@ -90,7 +90,7 @@ describe.skipIf(skip)(
       await page.keyboard.type("echo restored-$((6*7))");
       await page.keyboard.press("Enter");
       await expect.poll(() => screen(page), { timeout: 30_000 }).toMatch(/restored-42/);
-    });
+    }, 180_000);
 
     it("a corrupt snapshot upload is one line of error, not a hang", async () => {
       const bad = join(out, "bad.snap");
