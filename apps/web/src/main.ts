@@ -21,9 +21,10 @@ const restoreInput = $<HTMLInputElement>("restore");
 const status = $("status");
 const bootTime = $("boot-time");
 
-// The DOM renderer (xterm.js's default): the screen is rows of text in the page, which
-// assistive technology and tests can read.
-const term = new Terminal({ cols: 90, rows: 36, scrollback: 2000, fontSize: 12 });
+// The DOM renderer (xterm.js's default) draws the screen as rows of text, hidden from
+// assistive technology; screen-reader mode adds the same rows as a list it reads (and
+// tests read), with new output announced through a live region.
+const term = new Terminal({ cols: 90, rows: 36, scrollback: 2000, fontSize: 12, screenReaderMode: true });
 term.open($("terminal"));
 const panels = new Panels($("panels"));
 

@@ -15,9 +15,9 @@ import { type StaticServer, serveStatic } from "../scripts/static-server.ts";
 // In CI a missing chromium is a failure (.ci/run installs it), not a skip.
 const skip = !hasChromium && process.env.CI === undefined;
 
-/** The terminal's screen as text: xterm.js's DOM renderer keeps its rows in the page. */
+/** The terminal's screen as text, as assistive technology reads it (screen-reader mode). */
 const screen = async (page: Page) =>
-  (await page.locator("#terminal .xterm-rows > div").allTextContents()).join("\n");
+  (await page.locator("#terminal .xterm-accessibility-tree > div").allTextContents()).join("\n");
 /** A table's rows as "cell | cell | ..." lines. */
 const rows = (page: Page, id: string) =>
   page.$$eval(`#${id} tr`, (trs) =>
