@@ -57,7 +57,8 @@ describe.skipIf(skip)(
       await page.locator("#boot-time[data-ms]").waitFor({ timeout: 150_000 });
       const ms = Number(await page.locator("#boot-time").getAttribute("data-ms"));
       console.log(`headless Chromium: shell prompt ${ms} ms after Boot`);
-      expect(await screen(page)).toMatch(/visor guest: Linux \S+ up/);
+      // The accessibility tree follows the screen at the next animation frame: poll.
+      await expect.poll(() => screen(page), { timeout: 30_000 }).toMatch(/visor guest: Linux \S+ up/);
 
       await page.locator("#exits-total").waitFor();
       const before = await exitTotal(page);
