@@ -83,7 +83,12 @@ function onMessage(m: FromWorker): void {
       );
       return;
     case "output": {
-      term.write(m.bytes);
+      // Acknowledged once drawn: the worker holds the guest while too much is unacknowledged.
+      const n = m.bytes.length;
+      const from = worker;
+      term.write(m.bytes, () => {
+        if (worker === from) send({ type: "ack", bytes: n });
+      });
       if (!promptSeen) {
         tail = (tail + decoder.decode(m.bytes, { stream: true })).slice(-4096);
         // init.sh prints "visor guest: Linux ... up", then busybox sh its prompt "~ # ".

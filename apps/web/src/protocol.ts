@@ -20,6 +20,8 @@ export type ToWorker =
   | { type: "restore"; snapshot: Uint8Array; jit: JitMode }
   /** Keys typed in the terminal. */
   | { type: "input"; bytes: Uint8Array }
+  /** The terminal has drawn this many bytes of guest output (flow control). */
+  | { type: "ack"; bytes: number }
   /** Save a snapshot of the running VM now (answered by "snapshot"). */
   | { type: "snapshot" };
 

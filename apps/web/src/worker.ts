@@ -28,8 +28,17 @@ let started = 0;
 let lastStats = 0;
 
 // Console output is batched: one message per event-loop turn, not one per UART byte.
+// And flow-controlled: the page acknowledges what its terminal has drawn, and while more
+// than OUTPUT_HIGH bytes wait there, the console refuses output and the machine holds the
+// guest (MachineConsole.onDrain). A guest that prints without end (`yes`) then runs at the
+// terminal's pace instead of queueing output in the page without bound.
+const OUTPUT_HIGH = 64 * 1024;
 let pending: Uint8Array[] = [];
 let flushTimer: ReturnType<typeof setTimeout> | undefined;
+/** Bytes taken from the guest that the page has not yet acknowledged. */
+let unacked = 0;
+let refused = false;
+let drained: (() => void) | undefined;
 function flush(): void {
   if (flushTimer !== undefined) clearTimeout(flushTimer);
   flushTimer = undefined;
@@ -47,10 +56,26 @@ function flush(): void {
 }
 const console_: MachineConsole = {
   write(bytes) {
-    pending.push(bytes.slice());
+    pending.push(bytes);
+    unacked += bytes.length;
     flushTimer ??= setTimeout(flush, 4);
+    if (unacked < OUTPUT_HIGH) return true;
+    // Held: send what is queued now, the page's acknowledgements will release the guest.
+    flush();
+    refused = true;
+    return false;
+  },
+  onDrain(listener) {
+    drained = listener;
   },
 };
+function acknowledged(n: number): void {
+  unacked = Math.max(0, unacked - n);
+  if (refused && unacked < OUTPUT_HIGH / 2) {
+    refused = false;
+    drained?.();
+  }
+}
 
 function publishStats(force = false): void {
   if (machine === undefined) return;
@@ -145,6 +170,9 @@ async function handle(msg: ToWorker): Promise<void> {
     }
     case "input":
       machine?.input(msg.bytes);
+      return;
+    case "ack":
+      acknowledged(msg.bytes);
       return;
     case "snapshot": {
       if (machine === undefined || machine.exited) throw new Error("snapshot: no VM is running");

@@ -57,7 +57,8 @@ describe.skipIf(skip)(
       await page.locator("#boot-time[data-ms]").waitFor({ timeout: 150_000 });
       const ms = Number(await page.locator("#boot-time").getAttribute("data-ms"));
       console.log(`headless Chromium: shell prompt ${ms} ms after Boot`);
-      expect(await screen(page)).toMatch(/visor guest: Linux \S+ up/);
+      // The accessibility tree follows the screen at the next animation frame: poll.
+      await expect.poll(() => screen(page), { timeout: 30_000 }).toMatch(/visor guest: Linux \S+ up/);
 
       await page.locator("#exits-total").waitFor();
       const before = await exitTotal(page);
@@ -76,6 +77,43 @@ describe.skipIf(skip)(
       expect(await rows(page, "jit-table")).toMatch(/regions translated \| [1-9]/);
       expect(errors).toEqual([]);
     }, 300_000);
+
+    it("a terminal that falls behind holds the guest until it catches up", async () => {
+      const held = async () =>
+        Number(
+          /held ([\d,]+) times/
+            .exec((await page.locator("#exits-total").textContent()) ?? "")?.[1]
+            ?.replace(/,/g, ""),
+        );
+      const before = await held();
+      // A terminal that falls behind (a background tab, a slow machine) acknowledges late:
+      // here the page's acknowledgements are kept back until released.
+      await page.evaluate(() => {
+        const w = window as unknown as { releaseAcks: () => void };
+        const send = Worker.prototype.postMessage;
+        const kept: [Worker, unknown][] = [];
+        let keep = true;
+        Worker.prototype.postMessage = function (this: Worker, m: { type?: string }, t?: Transferable[]) {
+          if (keep && m?.type === "ack") kept.push([this, m]);
+          else send.call(this, m, { transfer: t ?? [] });
+        } as typeof send;
+        w.releaseAcks = () => {
+          keep = false;
+          for (const [worker, m] of kept) send.call(worker, m);
+        };
+      });
+      await page.click("#terminal");
+      await page.keyboard.type("yes flood");
+      await page.keyboard.press("Enter");
+      // The worker refuses more output and the machine holds the guest: the exits
+      // panel's "held for console output" counter.
+      await expect.poll(held, { timeout: 90_000 }).toBeGreaterThan(before);
+      await page.evaluate(() => (window as unknown as { releaseAcks: () => void }).releaseAcks());
+      await page.keyboard.press("Control+C");
+      await page.keyboard.type("echo after-$((40+2))");
+      await page.keyboard.press("Enter");
+      await expect.poll(() => screen(page), { timeout: 60_000 }).toMatch(/after-42/);
+    }, 240_000);
 
     it("saves a snapshot as a download and continues it from an upload", async () => {
       const download = page.waitForEvent("download", { timeout: 60_000 });
