@@ -12,11 +12,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDiskImage } from "@visor/devices/node";
+import { Machine } from "@visor/hypervisor";
 import { afterAll, describe, expect, it } from "vitest";
 import { snapshotDrive } from "../src/drive-snapshot.ts";
 import { Drive, parseDiskSpec } from "../src/drives.ts";
 
 const MAIN = join(import.meta.dirname, "../src/main.ts");
+const GUEST = join(import.meta.dirname, "../../../guests/riscv64");
 const hasQemuImg = spawnSync("qemu-img", ["--version"]).status === 0;
 const dir = mkdtempSync(join(tmpdir(), "visor-storage-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -198,3 +200,51 @@ describe("the overlay switch (snapshotDrive)", () => {
     ro.close();
   });
 });
+
+describe.skipIf(!hasQemuImg)(
+  "a live backup (skipped: qemu-img not installed; apt-get install qemu-utils)",
+  () => {
+    it("switches a running guest's disk to an overlay between two of its writes: the base keeps the first, the overlay has both", async () => {
+      const base = join(dir, "running.img");
+      const baseBytes = new Uint8Array(4 * MiB).fill(0x2e);
+      writeFileSync(base, baseBytes);
+      const ov = join(dir, "running-ov.qcow2");
+      const drives = [Drive.open(parseDiskSpec(base))];
+      // The guest writes "one", prints SWITCHNOW (upper-cased by tr, so the kernel's echo of
+      // its command line does not match), waits a second, writes "two" and powers off.
+      const append =
+        "console=ttyS0 visor.run=echo+one+|+dd+of=/dev/vda+bs=512+seek=2+conv=notrunc,fsync+&&+echo+switchnow+|+tr+a-z+A-Z+&&+sleep+1+&&+echo+two+|+dd+of=/dev/vda+bs=512+seek=3+conv=notrunc,fsync";
+      let text = "";
+      let switched: Promise<void> | undefined;
+      const decoder = new TextDecoder();
+      const machine = await Machine.create({
+        memory: 128 << 20,
+        kernel: new Uint8Array(readFileSync(join(GUEST, "Image.gz"))),
+        initrd: new Uint8Array(readFileSync(join(GUEST, "initramfs.cpio.gz"))),
+        append,
+        disks: [{ backend: drives[0]! }],
+        console: {
+          write(b: Uint8Array) {
+            text += decoder.decode(b, { stream: true });
+            if (switched === undefined && text.includes("SWITCHNOW")) switched = snapshotDrive(drives, 0, ov);
+          },
+        },
+      });
+      expect(await machine.run()).toEqual({ kind: "poweroff" });
+      await switched;
+      expect(switched).toBeDefined();
+      drives[0]!.close();
+      const enc = (t: string) => new TextEncoder().encode(t);
+      const frozen = new Uint8Array(readFileSync(base));
+      const wantBase = baseBytes.slice();
+      wantBase.set(enc("one\n"), 1024);
+      expect(Buffer.compare(frozen, wantBase)).toBe(0);
+      expect(spawnSync("qemu-img", ["check", ov]).status).toBe(0);
+      const out = join(dir, "running-ov.raw");
+      qemuImg("convert", "-O", "raw", ov, out);
+      const wantOv = wantBase.slice();
+      wantOv.set(enc("two\n"), 1536);
+      expect(Buffer.compare(new Uint8Array(readFileSync(out)), wantOv)).toBe(0);
+    }, 120_000);
+  },
+);
