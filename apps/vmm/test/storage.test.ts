@@ -15,7 +15,7 @@ import { openDiskImage } from "@visor/devices/node";
 import { Machine } from "@visor/hypervisor";
 import { afterAll, describe, expect, it } from "vitest";
 import { snapshotDrive } from "../src/drive-snapshot.ts";
-import { Drive, parseDiskSpec } from "../src/drives.ts";
+import { Drive, parseDiskSpec, parseNetLimits } from "../src/drives.ts";
 
 const MAIN = join(import.meta.dirname, "../src/main.ts");
 const GUEST = join(import.meta.dirname, "../../../guests/riscv64");
@@ -248,3 +248,45 @@ describe.skipIf(!hasQemuImg)(
     }, 120_000);
   },
 );
+
+describe("--disk and --net limits", () => {
+  it("parses format, bw and iops, and --net's bw and ops", () => {
+    const d = parseDiskSpec("/x.qcow2,format=qcow2,bw=10M,iops=100,transport=pci,readonly");
+    expect(d).toEqual({
+      path: "/x.qcow2",
+      readonly: true,
+      shareRw: false,
+      transport: "pci",
+      format: "qcow2",
+      limits: { bandwidth: { size: 10 * MiB, refillTimeMs: 1000 }, ops: { size: 100, refillTimeMs: 1000 } },
+    });
+    expect(parseDiskSpec("/y.img").limits).toBeUndefined();
+    expect(parseNetLimits("socket,listen=4444,bw=512K,ops=1000")).toEqual({
+      rest: "socket,listen=4444",
+      limits: {
+        bandwidth: { size: 512 * 1024, refillTimeMs: 1000 },
+        ops: { size: 1000, refillTimeMs: 1000 },
+      },
+    });
+    expect(parseNetLimits("socket,connect=h:1")).toEqual({ rest: "socket,connect=h:1" });
+  });
+
+  it("refuses bad values in one line", () => {
+    const bad: [() => unknown, string][] = [
+      [() => parseDiskSpec("/x,bw=0"), "--disk: bw=0 is not a rate from 1 byte to 1T per second"],
+      [() => parseDiskSpec("/x,bw=2048G"), "--disk: bw=2048G is not a rate from 1 byte to 1T per second"],
+      [
+        () => parseDiskSpec("/x,iops=1.5"),
+        "--disk: iops=1.5 is not a number of operations per second from 1 to 1000000000",
+      ],
+      [() => parseDiskSpec("/x,share-rw"), "--disk /x: share-rw needs readonly"],
+      [() => parseDiskSpec(",readonly"), "--disk: ',readonly' has no image path"],
+      [
+        () => parseNetLimits("socket,listen=1,ops=-1"),
+        "--net: ops=-1 is not a number of operations per second from 1 to 1000000000",
+      ],
+      [() => parseNetLimits("socket,listen=1,bw=x"), "--net bw: 'x' is not a size (examples: 256M, 1G)"],
+    ];
+    for (const [f, msg] of bad) expect(f).toThrow(msg);
+  });
+});
