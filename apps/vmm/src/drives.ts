@@ -56,14 +56,14 @@ export function parseDiskSpec(value: string): DriveSpec {
   return spec;
 }
 
-/** The largest rate accepted: 1 TiB/s, or 10^9 operations per second. */
+/** The largest rate accepted: 1024G (1 TiB) per second, or 10^9 operations per second. */
 const MAX_BW = 1024 ** 4;
 const MAX_OPS = 1e9;
 
 /** bw=SIZE: bytes per second (10M = 10 MiB/s), one second's worth of burst. */
 function bandwidth(v: string, flag: string): RateLimiterConfig["bandwidth"] {
   const n = parseSize(v, `${flag} bw`);
-  if (n < 1 || n > MAX_BW) throw new UserError(`${flag}: bw=${v} is not a rate from 1 byte to 1T per second`);
+  if (n < 1 || n > MAX_BW) throw new UserError(`${flag}: bw=${v} is not a rate from 1 byte to 1024G per second`);
   return { size: n, refillTimeMs: 1000 };
 }
 

@@ -273,8 +273,8 @@ describe("--disk and --net limits", () => {
 
   it("refuses bad values in one line", () => {
     const bad: [() => unknown, string][] = [
-      [() => parseDiskSpec("/x,bw=0"), "--disk: bw=0 is not a rate from 1 byte to 1T per second"],
-      [() => parseDiskSpec("/x,bw=2048G"), "--disk: bw=2048G is not a rate from 1 byte to 1T per second"],
+      [() => parseDiskSpec("/x,bw=0"), "--disk: bw=0 is not a rate from 1 byte to 1024G per second"],
+      [() => parseDiskSpec("/x,bw=2048G"), "--disk: bw=2048G is not a rate from 1 byte to 1024G per second"],
       [
         () => parseDiskSpec("/x,iops=1.5"),
         "--disk: iops=1.5 is not a number of operations per second from 1 to 1000000000",
