@@ -213,14 +213,20 @@ export class Drive implements BlockBackend {
       backingFormat: current.format,
       size: current.size,
     });
-    let next: DiskImage;
+    let next: DiskImage & { closeOwn(): void };
     try {
       next = openOverlayOver(path, current);
     } catch (e) {
       unlinkSync(path);
       throw e;
     }
-    current.freeze();
+    try {
+      current.freeze();
+    } catch (e) {
+      next.closeOwn();
+      unlinkSync(path);
+      throw e;
+    }
     this.top = next;
   }
 }
