@@ -56,14 +56,14 @@ export function parseDiskSpec(value: string): DriveSpec {
   return spec;
 }
 
-/** The largest rate accepted: 1 TiB/s, or 10^9 operations per second. */
+/** The largest rate accepted: 1024G (1 TiB) per second, or 10^9 operations per second. */
 const MAX_BW = 1024 ** 4;
 const MAX_OPS = 1e9;
 
 /** bw=SIZE: bytes per second (10M = 10 MiB/s), one second's worth of burst. */
 function bandwidth(v: string, flag: string): RateLimiterConfig["bandwidth"] {
   const n = parseSize(v, `${flag} bw`);
-  if (n < 1 || n > MAX_BW) throw new UserError(`${flag}: bw=${v} is not a rate from 1 byte to 1T per second`);
+  if (n < 1 || n > MAX_BW) throw new UserError(`${flag}: bw=${v} is not a rate from 1 byte to 1024G per second`);
   return { size: n, refillTimeMs: 1000 };
 }
 
@@ -213,14 +213,20 @@ export class Drive implements BlockBackend {
       backingFormat: current.format,
       size: current.size,
     });
-    let next: DiskImage;
+    let next: DiskImage & { closeOwn(): void };
     try {
       next = openOverlayOver(path, current);
     } catch (e) {
       unlinkSync(path);
       throw e;
     }
-    current.freeze();
+    try {
+      current.freeze();
+    } catch (e) {
+      next.closeOwn();
+      unlinkSync(path);
+      throw e;
+    }
     this.top = next;
   }
 }

@@ -12,11 +12,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDiskImage } from "@visor/devices/node";
+import { Machine } from "@visor/hypervisor";
 import { afterAll, describe, expect, it } from "vitest";
 import { snapshotDrive } from "../src/drive-snapshot.ts";
-import { Drive, parseDiskSpec } from "../src/drives.ts";
+import { Drive, parseDiskSpec, parseNetLimits } from "../src/drives.ts";
 
 const MAIN = join(import.meta.dirname, "../src/main.ts");
+const GUEST = join(import.meta.dirname, "../../../guests/riscv64");
 const hasQemuImg = spawnSync("qemu-img", ["--version"]).status === 0;
 const dir = mkdtempSync(join(tmpdir(), "visor-storage-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -196,5 +198,95 @@ describe("the overlay switch (snapshotDrive)", () => {
     const ro = Drive.open(parseDiskSpec(`${img},readonly`));
     await expect(snapshotDrive([ro], 0, join(dir, "y.qcow2"))).rejects.toThrow(/read-only/);
     ro.close();
+  });
+});
+
+describe.skipIf(!hasQemuImg)(
+  "a live backup (skipped: qemu-img not installed; apt-get install qemu-utils)",
+  () => {
+    it("switches a running guest's disk to an overlay between two of its writes: the base keeps the first, the overlay has both", async () => {
+      const base = join(dir, "running.img");
+      const baseBytes = new Uint8Array(4 * MiB).fill(0x2e);
+      writeFileSync(base, baseBytes);
+      const ov = join(dir, "running-ov.qcow2");
+      const drives = [Drive.open(parseDiskSpec(base))];
+      // The guest writes "one", prints SWITCHNOW (upper-cased by tr, so the kernel's echo of
+      // its command line does not match), waits a second, writes "two" and powers off.
+      const append =
+        "console=ttyS0 visor.run=echo+one+|+dd+of=/dev/vda+bs=512+seek=2+conv=notrunc,fsync+&&+echo+switchnow+|+tr+a-z+A-Z+&&+sleep+1+&&+echo+two+|+dd+of=/dev/vda+bs=512+seek=3+conv=notrunc,fsync";
+      let text = "";
+      let switched: Promise<void> | undefined;
+      const decoder = new TextDecoder();
+      const machine = await Machine.create({
+        memory: 128 << 20,
+        kernel: new Uint8Array(readFileSync(join(GUEST, "Image.gz"))),
+        initrd: new Uint8Array(readFileSync(join(GUEST, "initramfs.cpio.gz"))),
+        append,
+        disks: [{ backend: drives[0]! }],
+        console: {
+          write(b: Uint8Array) {
+            text += decoder.decode(b, { stream: true });
+            if (switched === undefined && text.includes("SWITCHNOW")) switched = snapshotDrive(drives, 0, ov);
+          },
+        },
+      });
+      expect(await machine.run()).toEqual({ kind: "poweroff" });
+      await switched;
+      expect(switched).toBeDefined();
+      drives[0]!.close();
+      const enc = (t: string) => new TextEncoder().encode(t);
+      const frozen = new Uint8Array(readFileSync(base));
+      const wantBase = baseBytes.slice();
+      wantBase.set(enc("one\n"), 1024);
+      expect(Buffer.compare(frozen, wantBase)).toBe(0);
+      expect(spawnSync("qemu-img", ["check", ov]).status).toBe(0);
+      const out = join(dir, "running-ov.raw");
+      qemuImg("convert", "-O", "raw", ov, out);
+      const wantOv = wantBase.slice();
+      wantOv.set(enc("two\n"), 1536);
+      expect(Buffer.compare(new Uint8Array(readFileSync(out)), wantOv)).toBe(0);
+    }, 120_000);
+  },
+);
+
+describe("--disk and --net limits", () => {
+  it("parses format, bw and iops, and --net's bw and ops", () => {
+    const d = parseDiskSpec("/x.qcow2,format=qcow2,bw=10M,iops=100,transport=pci,readonly");
+    expect(d).toEqual({
+      path: "/x.qcow2",
+      readonly: true,
+      shareRw: false,
+      transport: "pci",
+      format: "qcow2",
+      limits: { bandwidth: { size: 10 * MiB, refillTimeMs: 1000 }, ops: { size: 100, refillTimeMs: 1000 } },
+    });
+    expect(parseDiskSpec("/y.img").limits).toBeUndefined();
+    expect(parseNetLimits("socket,listen=4444,bw=512K,ops=1000")).toEqual({
+      rest: "socket,listen=4444",
+      limits: {
+        bandwidth: { size: 512 * 1024, refillTimeMs: 1000 },
+        ops: { size: 1000, refillTimeMs: 1000 },
+      },
+    });
+    expect(parseNetLimits("socket,connect=h:1")).toEqual({ rest: "socket,connect=h:1" });
+  });
+
+  it("refuses bad values in one line", () => {
+    const bad: [() => unknown, string][] = [
+      [() => parseDiskSpec("/x,bw=0"), "--disk: bw=0 is not a rate from 1 byte to 1024G per second"],
+      [() => parseDiskSpec("/x,bw=2048G"), "--disk: bw=2048G is not a rate from 1 byte to 1024G per second"],
+      [
+        () => parseDiskSpec("/x,iops=1.5"),
+        "--disk: iops=1.5 is not a number of operations per second from 1 to 1000000000",
+      ],
+      [() => parseDiskSpec("/x,share-rw"), "--disk /x: share-rw needs readonly"],
+      [() => parseDiskSpec(",readonly"), "--disk: ',readonly' has no image path"],
+      [
+        () => parseNetLimits("socket,listen=1,ops=-1"),
+        "--net: ops=-1 is not a number of operations per second from 1 to 1000000000",
+      ],
+      [() => parseNetLimits("socket,listen=1,bw=x"), "--net bw: 'x' is not a size (examples: 256M, 1G)"],
+    ];
+    for (const [f, msg] of bad) expect(f).toThrow(msg);
   });
 });

@@ -270,6 +270,13 @@ class Qcow2Disk implements DiskImage {
     if (this.lockMode === "write") this.file.downgradeLock();
   }
 
+  /** Close this image's own file only, leaving the backing images open (an aborted overlay switch). */
+  closeOwn(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.file.close();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -288,7 +295,7 @@ class Qcow2Disk implements DiskImage {
  * already open, instead of opening the backing file the overlay names. The overlay then
  * owns `below` (closing the overlay closes it). If opening fails, `below` stays open.
  */
-export function openOverlayOver(path: string, below: DiskImage): DiskImage {
+export function openOverlayOver(path: string, below: DiskImage): DiskImage & { closeOwn(): void } {
   return new Qcow2Disk(path, { format: "qcow2" }, 1, new Set(), below);
 }
 
