@@ -63,7 +63,8 @@ const MAX_OPS = 1e9;
 /** bw=SIZE: bytes per second (10M = 10 MiB/s), one second's worth of burst. */
 function bandwidth(v: string, flag: string): RateLimiterConfig["bandwidth"] {
   const n = parseSize(v, `${flag} bw`);
-  if (n < 1 || n > MAX_BW) throw new UserError(`${flag}: bw=${v} is not a rate from 1 byte to 1024G per second`);
+  if (n < 1 || n > MAX_BW)
+    throw new UserError(`${flag}: bw=${v} is not a rate from 1 byte to 1024G per second`);
   return { size: n, refillTimeMs: 1000 };
 }
 
