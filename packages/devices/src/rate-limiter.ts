@@ -40,11 +40,6 @@ export interface RateLimiterClock {
   setTimer(ms: number, fn: () => void): void;
 }
 
-// The JS host's clock and timer: browsers and Node have both, and the package compiles
-// without DOM or Node type libraries (module-scoped declarations, for this file only).
-declare const performance: { now(): number };
-declare function setTimeout(fn: () => void, ms: number): unknown;
-
 /** The JS host's clock and timers (performance.now, setTimeout). */
 export const hostTimers: RateLimiterClock = {
   now: () => performance.now(),

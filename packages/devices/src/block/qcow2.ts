@@ -1,14 +1,6 @@
 import type { BlockBackend } from "../virtio/block-backend.ts";
 import type { ImageFile } from "./image-file.ts";
 
-// The web platform's text codecs: browsers and Node have them, and the package compiles
-// without DOM or Node type libraries (a module-scoped declaration, for this file only).
-declare const TextDecoder: new (
-  label?: string,
-  options?: { fatal?: boolean },
-) => { decode(input?: Uint8Array): string };
-declare const TextEncoder: new () => { encode(input?: string): Uint8Array };
-
 /*
  * qcow2, QEMU's copy-on-write image format, versions 2 and 3 (the layout is QEMU's
  * docs/interop/qcow2.txt; the constants below come from it). All integers big-endian.
