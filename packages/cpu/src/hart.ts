@@ -76,6 +76,16 @@ import { enterS, raise, takeInterrupt } from "./trap.ts";
 export { EXIT_HS, EXIT_M, type HartStats, type PhysBus } from "./core.ts";
 export type { HartState } from "./state.ts";
 
+/**
+ * A debugger's hold on a hart (gdb/debugger.ts): while one is set, `run` hands its budget
+ * to the hook, which runs the hart one instruction at a time through `Hart.step` and can
+ * stop it before an instruction (a breakpoint, a watched access, a finished single step).
+ * Without a hook `run` pays one field test per call, nothing per instruction.
+ */
+export interface HartDebugHook {
+  run(hart: Hart, budget: number): HartExit;
+}
+
 export interface HartOptions {
   ram: GuestRam;
   bus: PhysBus;
@@ -141,6 +151,10 @@ export class Hart {
   private readonly c: HartCore;
   /** The hart's side of the translator (jit/index.ts). */
   private readonly t: HartTier;
+  /** The debugger's hook (see HartDebugHook); undefined when no debugger holds the hart. */
+  debugHook: HartDebugHook | undefined = undefined;
+  /** Inside the hook's run: `run` interprets, and keeps the LR reservation between steps. */
+  private hooked = false;
 
   constructor(opts: HartOptions) {
     const hypervisor = opts.hypervisor ?? false;
@@ -478,6 +492,32 @@ export class Hart {
     fromState(this.c, state);
   }
 
+  /** The debugger's run: the hook decides, one `step` at a time. */
+  private runHooked(budget: number): HartExit {
+    this.c.resValid = false;
+    this.hooked = true;
+    try {
+      return this.debugHook!.run(this, budget);
+    } finally {
+      this.hooked = false;
+    }
+  }
+
+  /**
+   * One instruction (or the trap it takes), for a debug hook between its checks; the LR
+   * reservation survives from one step to the next, so an LR/SC loop stepped through
+   * still succeeds. Only valid inside `HartDebugHook.run`.
+   */
+  step(): HartExit {
+    if (!this.hooked) throw new Error("hart: step() is for a debug hook");
+    return this.run(1);
+  }
+
+  /** The RAM this hart runs on (a debugger reads guest memory through `translate`). */
+  get ram(): GuestRam {
+    return this.c.ram;
+  }
+
   // ---------------------------------------------------------------- the interpreter
 
   /**
@@ -486,8 +526,9 @@ export class Hart {
    * every instruction kind on the fast path is a case of its switch.
    */
   run(budget: number): HartExit {
+    if (this.debugHook !== undefined && !this.hooked) return this.runHooked(budget);
     const c = this.c;
-    c.resValid = false;
+    if (!this.hooked) c.resValid = false;
     c.exit = null;
     c.stopRequested = false;
     if (c.wfi) {

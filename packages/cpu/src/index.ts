@@ -3,11 +3,15 @@ export * as csr from "./csr.ts";
 export * from "./decode.ts";
 export * from "./exit.ts";
 export { Fpu } from "./fpu/index.ts";
+export { type FaultIn, readVirtual, writeVirtual } from "./gdb/memory.ts";
+export { MAX_PACKET } from "./gdb/packets.ts";
+export { type GdbConnection, GdbStub, type GdbTarget, type GdbThread } from "./gdb/stub.ts";
 export {
   type BootState,
   EXIT_HS,
   EXIT_M,
   Hart,
+  type HartDebugHook,
   type HartOptions,
   type HartState,
   type HartStats,

@@ -1,0 +1,70 @@
+/// <reference types="node" />
+/**
+ * @visor/cpu/node: the Node side of the hart's debugger, a TCP listener for gdb
+ * (`target remote HOST:PORT`) in front of a `GdbStub`.
+ */
+import net from "node:net";
+import type { GdbStub } from "../gdb/stub.ts";
+
+export interface GdbServer {
+  /** The address it listens on (the port chosen when 0 was asked for). */
+  host: string;
+  port: number;
+  close(): void;
+}
+
+/**
+ * Listen for gdb on host:port (port 0: any free port) and serve `stub`, one client at a
+ * time: a second client is refused while one is attached. Rejects when the address
+ * cannot be listened on.
+ */
+export function listenGdb(stub: GdbStub, host: string, port: number): Promise<GdbServer> {
+  let client: net.Socket | undefined;
+  const server = net.createServer((sock) => {
+    if (client !== undefined) {
+      sock.destroy();
+      return;
+    }
+    client = sock;
+    sock.setNoDelay(true);
+    let open = true;
+    const done = () => {
+      if (!open) return;
+      open = false;
+      if (client === sock) client = undefined;
+      stub.detach();
+    };
+    stub.attach({
+      write: (b) => {
+        if (open) sock.write(b);
+      },
+      close: () => {
+        open = false;
+        if (client === sock) client = undefined;
+        sock.end();
+      },
+    });
+    sock.on("data", (d) => {
+      if (open) stub.receive(d);
+    });
+    sock.on("error", done);
+    sock.on("close", done);
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      // the VM's end must not wait for a listener nobody uses
+      server.unref();
+      const a = server.address() as net.AddressInfo;
+      resolve({
+        host,
+        port: a.port,
+        close: () => {
+          client?.destroy();
+          server.close();
+        },
+      });
+    });
+  });
+}
