@@ -16,7 +16,8 @@ export interface GdbServer {
 /**
  * Listen for gdb on host:port (port 0: any free port) and serve `stub`, one client at a
  * time: a second client is refused while one is attached. Rejects when the address
- * cannot be listened on.
+ * cannot be listened on. The listener keeps the process alive (a paused guest waits on
+ * nothing else) until `close`.
  */
 export function listenGdb(stub: GdbStub, host: string, port: number): Promise<GdbServer> {
   let client: net.Socket | undefined;
@@ -54,14 +55,16 @@ export function listenGdb(stub: GdbStub, host: string, port: number): Promise<Gd
     server.once("error", reject);
     server.listen(port, host, () => {
       server.off("error", reject);
-      // the VM's end must not wait for a listener nobody uses
-      server.unref();
       const a = server.address() as net.AddressInfo;
       resolve({
         host,
         port: a.port,
         close: () => {
-          client?.destroy();
+          // what was written (gdb's last stop reply) still goes out; a client that
+          // does not close its side is cut off a second later
+          const c = client;
+          c?.end();
+          setTimeout(() => c?.destroy(), 1000).unref();
           server.close();
         },
       });
