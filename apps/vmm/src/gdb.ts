@@ -23,6 +23,7 @@ function machineTarget(machine: Machine): GdbTarget {
   let release: (() => void) | undefined;
   return {
     system: true,
+    ram: machine.ram,
     threads: () => machine.vcpus.map((v, i) => ({ id: i + 1, hart: v.hart })),
     pause: () => {
       release ??= machine.pause();

@@ -51,6 +51,7 @@ import {
 } from "./core.ts";
 import * as C from "./csr.ts";
 import { hostCsrRead, hostCsrWrite, setSatp } from "./csr-file.ts";
+import { type DebugState, type HartDebugHook, runHooked } from "./debug-hook.ts";
 import * as D from "./decode.ts";
 import { EXIT_BUDGET, EXIT_STOP, EXIT_WFI, type HartExit } from "./exit.ts";
 import { fpFastPath } from "./fp-fast.ts";
@@ -75,16 +76,6 @@ import { enterS, raise, takeInterrupt } from "./trap.ts";
 
 export { EXIT_HS, EXIT_M, type HartStats, type PhysBus } from "./core.ts";
 export type { HartState } from "./state.ts";
-
-/**
- * A debugger's hold on a hart (gdb/debugger.ts): while one is set, `run` hands its budget
- * to the hook, which runs the hart one instruction at a time through `Hart.step` and can
- * stop it before an instruction (a breakpoint, a watched access, a finished single step).
- * Without a hook `run` pays one field test per call, nothing per instruction.
- */
-export interface HartDebugHook {
-  run(hart: Hart, budget: number): HartExit;
-}
 
 export interface HartOptions {
   ram: GuestRam;
@@ -140,6 +131,8 @@ interface HartTier {
   off: string;
   /** Jump-target counters without a translator (they count, and are reset, for nothing). */
   cold: Int32Array;
+  /** A debugger's hook (debug-hook.ts). */
+  debug: DebugState<Hart>;
 }
 const ST_EXIT_I = ST_EXIT >> 2;
 const ST_PC_I = ST_PC >> 2;
@@ -151,10 +144,6 @@ export class Hart {
   private readonly c: HartCore;
   /** The hart's side of the translator (jit/index.ts). */
   private readonly t: HartTier;
-  /** The debugger's hook (see HartDebugHook); undefined when no debugger holds the hart. */
-  debugHook: HartDebugHook | undefined = undefined;
-  /** Inside the hook's run: `run` interprets, and keeps the LR reservation between steps. */
-  private hooked = false;
 
   constructor(opts: HartOptions) {
     const hypervisor = opts.hypervisor ?? false;
@@ -178,7 +167,8 @@ export class Hart {
       }
     }
     const mode = jit !== undefined ? asked : "off";
-    this.t = { jit, mode, off, cold: new Int32Array(HOT_SIZE).fill(0x3fffffff) };
+    const debug = { hook: undefined, hooked: false };
+    this.t = { jit, mode, off, cold: new Int32Array(HOT_SIZE).fill(0x3fffffff), debug };
     if (mode !== "off") warmTranslator((ram) => new Hart({ ram, bus: noBus, jit: "always" }));
     if (c.h !== undefined) c.h.ptes = new GuestPtes(c, c.h);
     c.time = opts.time ?? (() => Math.floor(executedCount(c) / DEFAULT_INSTRUCTIONS_PER_TICK));
@@ -492,30 +482,12 @@ export class Hart {
     fromState(this.c, state);
   }
 
-  /** The debugger's run: the hook decides, one `step` at a time. */
-  private runHooked(budget: number): HartExit {
-    this.c.resValid = false;
-    this.hooked = true;
-    try {
-      return this.debugHook!.run(this, budget);
-    } finally {
-      this.hooked = false;
-    }
+  /** A debugger's hook (debug-hook.ts): while set, `run` goes one instruction at a time. */
+  get debugHook(): HartDebugHook<Hart> | undefined {
+    return this.t.debug.hook;
   }
-
-  /**
-   * One instruction (or the trap it takes), for a debug hook between its checks; the LR
-   * reservation survives from one step to the next, so an LR/SC loop stepped through
-   * still succeeds. Only valid inside `HartDebugHook.run`.
-   */
-  step(): HartExit {
-    if (!this.hooked) throw new Error("hart: step() is for a debug hook");
-    return this.run(1);
-  }
-
-  /** The RAM this hart runs on (a debugger reads guest memory through `translate`). */
-  get ram(): GuestRam {
-    return this.c.ram;
+  set debugHook(hook: HartDebugHook<Hart> | undefined) {
+    this.t.debug.hook = hook;
   }
 
   // ---------------------------------------------------------------- the interpreter
@@ -526,9 +498,10 @@ export class Hart {
    * every instruction kind on the fast path is a case of its switch.
    */
   run(budget: number): HartExit {
-    if (this.debugHook !== undefined && !this.hooked) return this.runHooked(budget);
     const c = this.c;
-    if (!this.hooked) c.resValid = false;
+    const dbg = this.t.debug;
+    if (dbg.hook !== undefined && !dbg.hooked) return runHooked(this, c, dbg, budget, () => this.run(1));
+    if (!dbg.hooked) c.resValid = false;
     c.exit = null;
     c.stopRequested = false;
     if (c.wfi) {

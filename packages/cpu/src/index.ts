@@ -1,5 +1,6 @@
 export * from "./code-cache.ts";
 export * as csr from "./csr.ts";
+export type { HartDebugHook } from "./debug-hook.ts";
 export * from "./decode.ts";
 export * from "./exit.ts";
 export { Fpu } from "./fpu/index.ts";
@@ -11,7 +12,6 @@ export {
   EXIT_HS,
   EXIT_M,
   Hart,
-  type HartDebugHook,
   type HartOptions,
   type HartState,
   type HartStats,

@@ -51,7 +51,7 @@ class Host implements GdbTarget {
     this.paused = false;
     this.wake?.();
   }
-  setHook(hook: HartDebugHook | undefined): void {
+  setHook(hook: HartDebugHook<Hart> | undefined): void {
     this.hart.debugHook = hook;
   }
   kill(): void {

@@ -242,7 +242,7 @@ export class Kernel implements FileCtx {
   /** Every hart created (live and pooled), for the translator's statistics. */
   private readonly allHarts: Hart[] = [];
   /** See debugHook and pause. */
-  private hook: HartDebugHook | undefined;
+  private hook: HartDebugHook<Hart> | undefined;
   private pauseGate: Promise<void> | undefined;
   /** The binary translation mode every hart is created with (KernelOptions.jit). */
   readonly jit: JitMode;
@@ -397,10 +397,10 @@ export class Kernel implements FileCtx {
   }
 
   /** A debugger's hook (Hart.debugHook), on every hart of every task, present and future. */
-  get debugHook(): HartDebugHook | undefined {
+  get debugHook(): HartDebugHook<Hart> | undefined {
     return this.hook;
   }
-  set debugHook(hook: HartDebugHook | undefined) {
+  set debugHook(hook: HartDebugHook<Hart> | undefined) {
     this.hook = hook;
     for (const h of this.allHarts) h.debugHook = hook;
   }

@@ -4,7 +4,7 @@
  * when translation is off (M-mode, satp bare). Only RAM is read or written: a device
  * register read by a debugger could change the device, so MMIO and holes are unreadable.
  */
-import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, hpa } from "@visor/memory";
+import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, type GuestRam, hpa } from "@visor/memory";
 import type { Hart } from "../hart.ts";
 
 /**
@@ -27,11 +27,16 @@ function physical(hart: Hart, va: bigint, write: boolean, faultIn: FaultIn | und
 }
 
 /**
- * Up to `len` bytes at `va`: fewer (possibly none) when the range runs into memory that
+ * Up to `len` bytes at `va` (in `ram`, the hart's RAM): fewer (possibly none) when the range runs into memory that
  * is not mapped or not RAM.
  */
-export function readVirtual(hart: Hart, va: bigint, len: number, faultIn?: FaultIn): Uint8Array {
-  const ram = hart.ram;
+export function readVirtual(
+  hart: Hart,
+  ram: GuestRam,
+  va: bigint,
+  len: number,
+  faultIn?: FaultIn,
+): Uint8Array {
   const out = new Uint8Array(len);
   let done = 0;
   while (done < len) {
@@ -47,8 +52,13 @@ export function readVirtual(hart: Hart, va: bigint, len: number, faultIn?: Fault
 }
 
 /** Write `data` at `va`; false (and possibly a partial write) when a page is not writable RAM. */
-export function writeVirtual(hart: Hart, va: bigint, data: Uint8Array, faultIn?: FaultIn): boolean {
-  const ram = hart.ram;
+export function writeVirtual(
+  hart: Hart,
+  ram: GuestRam,
+  va: bigint,
+  data: Uint8Array,
+  faultIn?: FaultIn,
+): boolean {
   let done = 0;
   while (done < data.length) {
     const at = BigInt.asUintN(64, va + BigInt(done));
@@ -78,8 +88,8 @@ const sext = (v: number, bits: number): number => (v << (32 - bits)) >> (32 - bi
  * stores, AMOs, LR/SC, and their compressed forms), or undefined when it makes none or
  * cannot be fetched. Watchpoints use it to stop before the access.
  */
-export function nextDataAccess(hart: Hart, faultIn?: FaultIn): DataAccess | undefined {
-  const bytes = readVirtual(hart, hart.pc, 4, faultIn);
+export function nextDataAccess(hart: Hart, ram: GuestRam, faultIn?: FaultIn): DataAccess | undefined {
+  const bytes = readVirtual(hart, ram, hart.pc, 4, faultIn);
   if (bytes.length < 2) return undefined;
   const h = bytes[0]! | (bytes[1]! << 8);
   const at = (rs1: number, imm: number, size: number, read: boolean, write: boolean): DataAccess => ({

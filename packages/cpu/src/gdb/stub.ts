@@ -7,7 +7,7 @@
  * Execution control. The stub stops the guest by pausing its host (no hart runs until it
  * resumes). Breakpoints, watchpoints and single steps need more: while any is set the
  * stub puts a `HartDebugHook` on every hart, and the hart then runs one instruction at a
- * time (`Hart.step`, the interpreter; translated code never runs past a breakpoint) with
+ * time (debug-hook.ts: `Hart.run(1)` in a loop; translated code never runs past a breakpoint) with
  * the pc checked against the breakpoints and the next data access against the
  * watchpoints before each instruction. With none set and the guest continued, the hook is
  * off and the hart runs at full speed, translator included.
@@ -15,8 +15,10 @@
  * The client is untrusted: every packet is parsed strictly, malformed ones get an `E`
  * reply, lengths are capped (MAX_PACKET), and breakpoints are limited in number.
  */
-import { EXIT_BUDGET, EXIT_STOP, type HartExit } from "../exit.ts";
-import type { Hart, HartDebugHook } from "../hart.ts";
+import type { GuestRam } from "@visor/memory";
+import type { HartDebugHook } from "../debug-hook.ts";
+import type { HartExit } from "../exit.ts";
+import type { Hart } from "../hart.ts";
 import { type FaultIn, nextDataAccess, readVirtual, writeVirtual } from "./memory.ts";
 import {
   framePacket,
@@ -54,7 +56,9 @@ export interface GdbTarget {
   pause(): void;
   resume(): void;
   /** Put `hook` on every hart, present and future (undefined: take it off). */
-  setHook(hook: HartDebugHook | undefined): void;
+  setHook(hook: HartDebugHook<Hart> | undefined): void;
+  /** The RAM the harts run on. */
+  ram: GuestRam;
   /** gdb's kill: end the guest. */
   kill(): void;
   /** Show the machine's CSRs and privilege (a whole machine) or not (a user process). */
@@ -86,7 +90,7 @@ interface Watch {
 
 type StopWhy = { signal: number; watch?: bigint; swbreak?: boolean; hwbreak?: boolean };
 
-export class GdbStub implements HartDebugHook {
+export class GdbStub implements HartDebugHook<Hart> {
   private readonly reader = new PacketReader();
   private readonly set: RegisterSet;
   private conn: GdbConnection | undefined;
@@ -98,6 +102,8 @@ export class GdbStub implements HartDebugHook {
   private readonly resumedAt = new Map<Hart, bigint>();
   private readonly soft = new Set<bigint>();
   private readonly hard = new Set<bigint>();
+  /** The low 32 bits (int32) of every breakpoint: the per-instruction test, without a BigInt. */
+  private readonly lows = new Set<number>();
   private readonly watches = new Map<string, Watch>();
   private lastStop: { thread: number; why: StopWhy } = { thread: 0, why: { signal: SIGTRAP } };
   /** Hg and Hc: the thread for register access and the one to step (0: any). */
@@ -175,41 +181,42 @@ export class GdbStub implements HartDebugHook {
 
   // ------------------------------------------------------------------ the hook
 
-  /** HartDebugHook: run `hart` one instruction at a time, stopping where gdb asked. */
-  run(hart: Hart, budget: number): HartExit {
-    for (let n = 0; n < budget; n++) {
-      if (!this.running) return EXIT_STOP;
-      if (this.stepping !== undefined && this.stepping !== hart) return EXIT_STOP;
-      const pc = hart.pc;
-      if (this.resumedAt.get(hart) !== pc) {
-        const soft = this.soft.has(pc);
-        if (soft || this.hard.has(pc)) {
-          this.stop(hart, { signal: SIGTRAP, swbreak: soft, hwbreak: !soft });
-          return EXIT_STOP;
-        }
-        if (this.watches.size > 0) {
-          const hit = this.watchHit(hart);
-          if (hit !== undefined) {
-            this.stop(hart, { signal: SIGTRAP, watch: hit });
-            return EXIT_STOP;
-          }
+  /** HartDebugHook: stop `hart` before this instruction? */
+  before(hart: Hart, pcLo: number): boolean {
+    if (!this.running) return true;
+    if (this.stepping !== undefined && this.stepping !== hart) return true;
+    // the common case, no BigInt: no breakpoint has these low 32 bits, no watchpoint
+    if (!this.lows.has(pcLo) && this.watches.size === 0 && this.resumedAt.size === 0) return false;
+    const pc = hart.pc;
+    if (this.resumedAt.get(hart) !== pc) {
+      const soft = this.soft.has(pc);
+      if (soft || this.hard.has(pc)) {
+        this.stop(hart, { signal: SIGTRAP, swbreak: soft, hwbreak: !soft });
+        return true;
+      }
+      if (this.watches.size > 0) {
+        const hit = this.watchHit(hart);
+        if (hit !== undefined) {
+          this.stop(hart, { signal: SIGTRAP, watch: hit });
+          return true;
         }
       }
-      this.resumedAt.delete(hart);
-      const e = hart.step();
-      if (this.stepping === hart && e.kind !== "wfi") {
-        // one instruction retired, or the trap it took entered its handler or the host
-        this.stop(hart, { signal: SIGTRAP });
-        return e.kind === "budget" ? EXIT_STOP : e;
-      }
-      if (e.kind !== "budget") return e;
     }
-    return EXIT_BUDGET;
+    this.resumedAt.delete(hart);
+    return false;
+  }
+
+  /** HartDebugHook: stop `hart` after this instruction? (a single step is done) */
+  after(hart: Hart, e: HartExit): boolean {
+    if (this.stepping !== hart || e.kind === "wfi") return false;
+    // one instruction retired, or the trap it took entered its handler or its host
+    this.stop(hart, { signal: SIGTRAP });
+    return true;
   }
 
   private watchHit(hart: Hart): bigint | undefined {
     const thread = this.threadOf(hart);
-    const a = nextDataAccess(hart, this.faultIn(thread));
+    const a = nextDataAccess(hart, this.target.ram, this.faultIn(thread));
     if (a === undefined) return undefined;
     const end = a.addr + BigInt(a.size);
     for (const w of this.watches.values()) {
@@ -245,6 +252,7 @@ export class GdbStub implements HartDebugHook {
   private clearPoints(): void {
     this.soft.clear();
     this.hard.clear();
+    this.lows.clear();
     this.watches.clear();
     this.stepping = undefined;
   }
@@ -503,7 +511,7 @@ export class GdbStub implements HartDebugHook {
     const asked = parseHexNumber(m[2]!)!;
     const len = asked > BigInt(MAX_READ) ? MAX_READ : Number(asked);
     if (len === 0) return "";
-    const bytes = readVirtual(t.hart, addr, len, this.faultIn(t));
+    const bytes = readVirtual(t.hart, this.target.ram, addr, len, this.faultIn(t));
     return bytes.length === 0 ? "E14" : toHex(bytes);
   }
 
@@ -519,7 +527,7 @@ export class GdbStub implements HartDebugHook {
     const data = binary ? payload.subarray(colon + 2) : fromHex(arg.slice(colon + 1));
     if (data === undefined || data.length !== len) return "E01";
     if (len === 0) return "OK";
-    return writeVirtual(t.hart, addr, data, this.faultIn(t)) ? "OK" : "E14";
+    return writeVirtual(t.hart, this.target.ram, addr, data, this.faultIn(t)) ? "OK" : "E14";
   }
 
   private point(insert: boolean, arg: string): string {
@@ -533,6 +541,8 @@ export class GdbStub implements HartDebugHook {
       if (!insert) set.delete(addr);
       else if (set.size >= MAX_POINTS && !set.has(addr)) return "E22";
       else set.add(addr);
+      this.lows.clear();
+      for (const a of [...this.soft, ...this.hard]) this.lows.add(Number(BigInt.asIntN(32, a)));
       return "OK";
     }
     if (kind === 0n) return "E01";

@@ -25,6 +25,7 @@ function kernelTarget(k: Kernel): GdbTarget {
     [...k.tasks.values()].filter((t) => t.state !== TASK_ZOMBIE && t.state !== TASK_DEAD);
   return {
     system: false,
+    ram: k.ram,
     threads: () => live().map((t) => ({ id: t.pid, hart: t.hart })),
     pause: () => {
       release ??= k.pause();
