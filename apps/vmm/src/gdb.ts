@@ -24,7 +24,8 @@ function machineTarget(machine: Machine): GdbTarget {
   return {
     system: true,
     ram: machine.ram,
-    threads: () => machine.vcpus.map((v, i) => ({ id: i + 1, hart: v.hart })),
+    // harts the guest has not started (SBI HSM) are not threads yet: they cannot be stepped
+    threads: () => machine.vcpus.flatMap((v, i) => (v.running || i === 0 ? [{ id: i + 1, hart: v.hart }] : [])),
     pause: () => {
       release ??= machine.pause();
     },

@@ -7,6 +7,7 @@
 import { GuestRam, hpa } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { framePacket, fromLatin1, latin1, MAX_PACKET, PacketReader } from "../src/gdb/packets.ts";
+import { readRegister, writeRegister } from "../src/gdb/registers.ts";
 import {
   GdbStub,
   type GdbTarget,
@@ -20,6 +21,7 @@ const BASE = 0x8000_0000;
 // addi x1,x1,1 ; sd x1,0(x2) ; jal x0,-8
 const PROGRAM = [0x00108093, 0x00113023, 0xff9ff06f];
 const DATA = 0x8000_1000;
+const noBus = { read: () => -1, write: () => false, read64: () => undefined, write64: () => false };
 
 /** A host like Machine.run: the hart in budgets, nothing while paused. */
 class Host implements GdbTarget {
@@ -310,5 +312,23 @@ describe("the protocol over a hart", () => {
     expect(host.killed).toBe(true);
     expect(client.closed).toBe(true);
     await done();
+  });
+});
+
+describe("registers of a guest kernel under V=1", () => {
+  it("show the supervisor CSRs the guest sees: the VS copies", () => {
+    const hart = new Hart({ ram: new GuestRam(BASE, 64 * 1024), bus: noBus, hypervisor: true });
+    const set = { system: true };
+    hart.setCsr(0x180, 0x8000000000000001n); // satp (the host's)
+    hart.setCsr(0x280, 0x8000000000000002n); // vsatp (the guest's)
+    const satp = 65 + 0x180;
+    expect(readRegister(set, hart, satp)).toBe(0x8000000000000001n);
+    hart.setPrivilege(1, true);
+    expect(readRegister(set, hart, satp)).toBe(0x8000000000000002n);
+    expect(writeRegister(set, hart, satp, 0x8000000000000003n)).toBe(true);
+    expect(hart.getCsr(0x280)).toBe(0x8000000000000003n);
+    expect(hart.getCsr(0x180)).toBe(0x8000000000000001n);
+    expect(readRegister(set, hart, 65 + 4096)).toBe(1n); // priv
+    expect(readRegister({ system: false }, hart, satp)).toBeUndefined();
   });
 });

@@ -105,6 +105,15 @@ export function registerSize(set: RegisterSet, n: number): number {
   return 0;
 }
 
+/**
+ * The CSR a debugger's supervisor CSR means: under V=1 (a guest kernel in VS-mode, `visor
+ * run --virt nested`) the guest's own, the VS copy at 0x200-0x2ff, as the guest's `csrr`
+ * would read it (RISC-V privileged spec, "Hypervisor and Virtual Supervisor CSRs").
+ */
+function csrFor(hart: Hart, csr: number): number {
+  return hart.virt && csr >= 0x100 && csr <= 0x1ff ? csr + 0x100 : csr;
+}
+
 /** Read register `n` of `hart`; undefined when there is no such register. */
 export function readRegister(set: RegisterSet, hart: Hart, n: number): bigint | undefined {
   if (registerSize(set, n) === 0) return undefined;
@@ -113,7 +122,7 @@ export function readRegister(set: RegisterSet, hart: Hart, n: number): bigint | 
   if (n < FIRST_CSR_REGNUM) return hart.getF(n - FIRST_FP_REGNUM);
   if (n === PRIV_REGNUM) return BigInt(hart.priv);
   try {
-    return hart.getCsr(n - FIRST_CSR_REGNUM);
+    return hart.getCsr(csrFor(hart, n - FIRST_CSR_REGNUM));
   } catch {
     return undefined;
   }
@@ -130,7 +139,7 @@ export function writeRegister(set: RegisterSet, hart: Hart, n: number, v: bigint
     hart.setPrivilege(Number(v));
   } else {
     try {
-      hart.setCsr(n - FIRST_CSR_REGNUM, v);
+      hart.setCsr(csrFor(hart, n - FIRST_CSR_REGNUM), v);
     } catch {
       return false;
     }

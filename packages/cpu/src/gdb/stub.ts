@@ -186,7 +186,7 @@ export class GdbStub implements HartDebugHook<Hart> {
     if (!this.running) return true;
     if (this.stepping !== undefined && this.stepping !== hart) return true;
     // the common case, no BigInt: no breakpoint has these low 32 bits, no watchpoint
-    if (!this.lows.has(pcLo) && this.watches.size === 0 && this.resumedAt.size === 0) return false;
+    if (!this.lows.has(pcLo) && this.watches.size === 0 && !this.resumedAt.has(hart)) return false;
     const pc = hart.pc;
     if (this.resumedAt.get(hart) !== pc) {
       const soft = this.soft.has(pc);
