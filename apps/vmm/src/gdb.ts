@@ -25,7 +25,8 @@ function machineTarget(machine: Machine): GdbTarget {
     system: true,
     ram: machine.ram,
     // harts the guest has not started (SBI HSM) are not threads yet: they cannot be stepped
-    threads: () => machine.vcpus.flatMap((v, i) => (v.running || i === 0 ? [{ id: i + 1, hart: v.hart }] : [])),
+    threads: () =>
+      machine.vcpus.flatMap((v, i) => (v.running || i === 0 ? [{ id: i + 1, hart: v.hart }] : [])),
     pause: () => {
       release ??= machine.pause();
     },

@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 
 const MAIN = join(import.meta.dirname, "../src/main.ts");
 const BIN = join(import.meta.dirname, "fixtures/gdb/bin");
+const BUSYBOX_DIR = join(import.meta.dirname, "../../../packages/syscall/fixtures/busybox");
 const hasGdb = spawnSync("gdb-multiarch", ["--version"], { stdio: "ignore" }).status === 0;
 /** In CI gdb-multiarch is installed by .ci/run: there a missing gdb fails instead of skipping. */
 const runGdbTests = hasGdb || process.env.CI !== undefined;
@@ -157,6 +158,43 @@ describe("visor's gdb stub", () => {
     expect(replies).toContain("$E14#aa");
     expect(await v.status).toBe(0);
     expect(v.stdout()).toBe("sum 385\n");
+  }, 60_000);
+
+  it("stops a running program at Ctrl-C (0x03) and kills it with k", async () => {
+    // not --paused: the shell loops until gdb connects, which stops it
+    const v = await startVisor([
+      "exec",
+      "--root",
+      BUSYBOX_DIR,
+      "--gdb",
+      "0",
+      "/busybox",
+      "sh",
+      "-c",
+      "while :; do :; done",
+    ]);
+    const s = connect(v.port, "127.0.0.1");
+    let got = "";
+    s.on("data", (d) => {
+      got += d.toString("latin1");
+    });
+    const waitFor = async (re: RegExp) => {
+      for (let i = 0; i < 3000 && !re.test(got); i++) await new Promise((r) => setTimeout(r, 5));
+      const m = re.exec(got);
+      got = "";
+      return m?.[0];
+    };
+    const send = (p: string) => s.write(`$${p}#${checksum(p)}`);
+    send("?");
+    expect(await waitFor(/\$T02thread:[0-9a-f]+;#/)).toBeDefined();
+    send("c");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got.replace(/\+/g, "")).toBe(""); // running: no stop reply yet
+    s.write(Uint8Array.of(3));
+    expect(await waitFor(/\$T02thread:[0-9a-f]+;#/)).toBeDefined();
+    send("k");
+    expect(await v.status).toBe(128 + 9); // SIGKILL
+    s.destroy();
   }, 60_000);
 
   it("refuses --paused without --gdb and a bad --gdb address with one line", () => {
