@@ -45,6 +45,8 @@ function machineTarget(machine: Machine): GdbTarget {
 export interface MachineDebugger {
   /** Tell the client how the guest ended, and stop listening. */
   exited(exit: MachineExit): void;
+  /** The VMM quits (Ctrl-A X): a VM held by gdb must not keep it waiting. */
+  release(): void;
   close(): void;
 }
 
@@ -74,6 +76,7 @@ export async function debugMachine(
       stub.guestExited(code);
       server.close();
     },
+    release: () => stub.release(),
     close: () => server.close(),
   };
 }

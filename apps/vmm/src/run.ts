@@ -401,7 +401,10 @@ export async function runMain(argv: string[]): Promise<number> {
 
   const con = new HostConsole({
     input: (b) => machine.input(b),
-    quit: () => machine.stop(),
+    quit: () => {
+      machine.stop();
+      gdb?.release(); // a VM held by gdb must not keep the quit waiting
+    },
     stats: () => printStats(machine, process.stderr),
     snapshot: saveSnapshot,
     migrate: startMigration,

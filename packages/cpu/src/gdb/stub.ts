@@ -146,6 +146,19 @@ export class GdbStub implements HartDebugHook<Hart> {
     if (!this.running && this.exited === undefined) this.resume(undefined);
   }
 
+  /**
+   * Let the guest run on whatever the client wants (the VMM quits): breakpoints dropped,
+   * the hook off, the guest resumed; the client stays, to hear how the guest ends.
+   */
+  release(): void {
+    this.clearPoints();
+    this.target.setHook(undefined);
+    if (!this.running && this.exited === undefined) {
+      this.running = true;
+      this.target.resume();
+    }
+  }
+
   /** The guest ended (exit status, or the signal that killed it): tell the client. */
   guestExited(status: number, signal?: number): void {
     this.exited = signal !== undefined ? `X${hex2(signal)}` : `W${hex2(status & 0xff)}`;
