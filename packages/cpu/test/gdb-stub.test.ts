@@ -8,6 +8,7 @@ import { GuestRam, hpa } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { framePacket, fromLatin1, latin1, MAX_PACKET, PacketReader } from "../src/gdb/packets.ts";
 import { readRegister, writeRegister } from "../src/gdb/registers.ts";
+import { MAX_POINTS } from "../src/gdb/stub.ts";
 import {
   GdbStub,
   type GdbTarget,
@@ -201,6 +202,17 @@ describe("packet framing (hostile client)", () => {
     expect(await client.ask("m10,4")).toBe("E14");
     // a read running off the end of RAM returns the part that is there
     expect(await client.ask(`m${(BASE + 64 * 1024 - 2).toString(16)},8`)).toBe("0000");
+    await done();
+  });
+
+  it("limits how many breakpoints and watchpoints a client can set", async () => {
+    const { client, done } = setup();
+    for (let i = 0; i < MAX_POINTS; i++) client.sendRaw(framePacket(`Z0,${(0x1000 + 2 * i).toString(16)},2`));
+    for (let i = 0; i < MAX_POINTS; i++) await client.next();
+    expect(await client.ask("Z0,90000000,2")).toBe("E22");
+    expect(await client.ask("Z0,1000,2")).toBe("OK"); // one already there
+    expect(await client.ask("z0,1000,2")).toBe("OK");
+    expect(await client.ask("Z0,90000000,2")).toBe("OK");
     await done();
   });
 

@@ -551,11 +551,14 @@ export class GdbStub implements HartDebugHook<Hart> {
     const kind = BigInt(Number.parseInt(m[3]!, 16));
     if (type <= 1) {
       const set = type === 0 ? this.soft : this.hard;
-      if (!insert) set.delete(addr);
-      else if (set.size >= MAX_POINTS && !set.has(addr)) return "E22";
-      else set.add(addr);
-      this.lows.clear();
-      for (const a of [...this.soft, ...this.hard]) this.lows.add(Number(BigInt.asIntN(32, a)));
+      if (insert) {
+        if (set.size >= MAX_POINTS && !set.has(addr)) return "E22";
+        set.add(addr);
+        this.lows.add(Number(BigInt.asIntN(32, addr)));
+      } else if (set.delete(addr)) {
+        this.lows.clear();
+        for (const a of [...this.soft, ...this.hard]) this.lows.add(Number(BigInt.asIntN(32, a)));
+      }
       return "OK";
     }
     if (kind === 0n) return "E01";
