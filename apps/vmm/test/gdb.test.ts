@@ -160,6 +160,24 @@ describe("visor's gdb stub", () => {
     expect(v.stdout()).toBe("sum 385\n");
   }, 60_000);
 
+  it("cuts off a client that floods requests without reading the replies", async () => {
+    const v = await startVisor(["exec", "--root", BIN, "--gdb", "0", "--paused", "/prog"]);
+    const s = connect(v.port, "127.0.0.1");
+    s.pause(); // never reads: the replies pile up on visor's side
+    const m = `$m10000,3fff#${checksum("m10000,3fff")}`;
+    // 20 000 requests for 16 KiB replies: 320 MiB if nothing stopped it
+    s.on("connect", () => {
+      for (let i = 0; i < 40; i++) s.write(m.repeat(500));
+    });
+    for (let i = 0; i < 3000 && !v.stderr().includes("does not read its replies"); i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(v.stderr()).toContain("does not read its replies");
+    s.destroy();
+    // the client gone, the program runs on to its end
+    expect(await v.status).toBe(0);
+    expect(v.stdout()).toBe("sum 385\n");
+  }, 60_000);
+
   it("stops a running program at Ctrl-C (0x03) and kills it with k", async () => {
     // not --paused: the shell loops until gdb connects, which stops it
     const v = await startVisor([

@@ -6,6 +6,9 @@
 import net from "node:net";
 import type { GdbStub } from "../gdb/stub.ts";
 
+/** Bytes of replies queued for a client, at most, before it is disconnected. */
+export const MAX_BACKLOG = 4 << 20;
+
 export interface GdbServer {
   /** The address it listens on (the port chosen when 0 was asked for). */
   host: string;
@@ -37,7 +40,18 @@ export function listenGdb(stub: GdbStub, host: string, port: number): Promise<Gd
     };
     stub.attach({
       write: (b) => {
-        if (open) sock.write(b);
+        if (!open) return;
+        if (sock.writableLength > MAX_BACKLOG) {
+          // a client that asks (16 KiB replies to 20-byte requests) and does not read
+          // would grow this buffer without bound: it is cut off instead
+          stub.log(
+            `gdb: the client does not read its replies (over ${MAX_BACKLOG >> 20} MiB queued); closing it`,
+          );
+          sock.destroy();
+          done();
+          return;
+        }
+        sock.write(b);
       },
       close: () => {
         open = false;
