@@ -215,6 +215,13 @@ describe("visor's gdb stub", () => {
     s.destroy();
   }, 60_000);
 
+  it("a --paused program that gdb never attached to still ends on Ctrl-C (SIGINT)", async () => {
+    const v = await startVisor(["exec", "--root", BIN, "--gdb", "0", "--paused", "/prog"]);
+    v.child.kill("SIGINT");
+    expect(await v.status).toBe(128 + 2);
+    expect(v.stdout()).toBe("");
+  }, 60_000);
+
   it("refuses --paused without --gdb and a bad --gdb address with one line", () => {
     const env = childEnv();
     for (const [args, msg] of [

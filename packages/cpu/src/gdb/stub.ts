@@ -139,6 +139,11 @@ export class GdbStub implements HartDebugHook<Hart> {
     if (this.running) this.stop(undefined, { signal: SIGINT }, false);
   }
 
+  /** Whether a client is connected. */
+  get attached(): boolean {
+    return this.conn !== undefined;
+  }
+
   /** The client went away: the guest goes on without a debugger. */
   detach(): void {
     this.conn = undefined;

@@ -12,6 +12,9 @@ import type { Kernel } from "../kernel.ts";
 import { ACCESS_R, ACCESS_W, USER_TOP } from "../mm.ts";
 import { TASK_DEAD, TASK_ZOMBIE, type Task } from "../task.ts";
 
+/** The signals `visor exec` forwards to the program (node/index.ts, forwardSignals). */
+const HOST_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const;
+
 /** Parse --gdb [HOST:]PORT (port 0: any free one; the host defaults to 127.0.0.1). */
 export function parseGdbAddress(s: string): { host: string; port: number } | undefined {
   const m = /^(?:(.+):)?(\d{1,5})$/.exec(s);
@@ -66,14 +69,25 @@ export async function debugProgram(
   const stub = new GdbStub(kernelTarget(k), paused);
   stub.log = log;
   const server = await listenGdb(stub, addr.host, addr.port);
+  // A signal for the program (Ctrl-C in visor's terminal: the host forwards it) while it
+  // waits for a gdb that is not there (--paused) would wait with it: the program is let
+  // go to take it. With gdb attached, gdb decides when the program runs again.
+  const onSignal = () => {
+    if (!stub.attached) stub.release();
+  };
+  for (const s of HOST_SIGNALS) process.on(s, onSignal);
+  const close = () => {
+    for (const s of HOST_SIGNALS) process.off(s, onSignal);
+    server.close();
+  };
   log(
     `gdb stub listening on ${server.host}:${server.port}${paused ? " (the program waits for gdb to continue it)" : ""}`,
   );
   return {
     exited: (status) => {
       stub.guestExited(status);
-      server.close();
+      close();
     },
-    close: () => server.close(),
+    close,
   };
 }
