@@ -27,6 +27,8 @@ const noBus = { read: () => -1, write: () => false, read64: () => undefined, wri
 /** A host like Machine.run: the hart in budgets, nothing while paused. */
 class Host implements GdbTarget {
   readonly hart: Hart;
+  /** Every hart; the second (if any) runs the same loop with its data 0x100 further. */
+  readonly harts: Hart[];
   readonly ram = new GuestRam(BASE, 64 * 1024);
   system = true;
   paused = false;
@@ -34,18 +36,19 @@ class Host implements GdbTarget {
   private stopped = false;
   private wake: (() => void) | undefined;
 
-  constructor(jit: JitMode) {
-    this.hart = new Hart({
-      ram: this.ram,
-      bus: { read: () => -1, write: () => false, read64: () => undefined, write64: () => false },
-      jit,
-    });
+  constructor(jit: JitMode, count = 1) {
     for (const [i, w] of PROGRAM.entries()) this.ram.write32(hpa(BASE + 4 * i), w);
-    this.hart.reset(BASE);
-    this.hart.setX(2, BigInt(DATA));
+    this.harts = [];
+    for (let i = 0; i < count; i++) {
+      const h = new Hart({ ram: this.ram, bus: noBus, jit, hartId: i });
+      h.reset(BASE);
+      h.setX(2, BigInt(DATA + 0x100 * i));
+      this.harts.push(h);
+    }
+    this.hart = this.harts[0]!;
   }
   threads(): GdbThread[] {
-    return [{ id: 1, hart: this.hart }];
+    return this.harts.map((hart, i) => ({ id: i + 1, hart }));
   }
   pause(): void {
     this.paused = true;
@@ -55,7 +58,7 @@ class Host implements GdbTarget {
     this.wake?.();
   }
   setHook(hook: HartDebugHook<Hart> | undefined): void {
-    this.hart.debugHook = hook;
+    for (const h of this.harts) h.debugHook = hook;
   }
   kill(): void {
     this.killed = true;
@@ -70,7 +73,10 @@ class Host implements GdbTarget {
         });
         continue;
       }
-      this.hart.run(1000);
+      for (const h of this.harts) {
+        h.run(1000);
+        if (this.paused) break;
+      }
       await new Promise<void>((r) => setImmediate(r));
     }
   }
@@ -118,8 +124,8 @@ class Client {
   }
 }
 
-function setup(paused = true, jit: JitMode = "always") {
-  const host = new Host(jit);
+function setup(paused = true, jit: JitMode = "always", harts = 1) {
+  const host = new Host(jit, harts);
   const stub = new GdbStub(host, paused);
   const client = new Client(stub);
   const running = host.loop();
@@ -297,6 +303,31 @@ describe("the protocol over a hart", () => {
       await done();
     });
   }
+
+  it("shows one thread per hart: Hg selects registers, a step runs only the stepped hart", async () => {
+    const { host, client, done } = setup(true, "always", 2);
+    const [h1, h2] = host.harts as [Hart, Hart];
+    expect(await client.ask("qfThreadInfo")).toBe("m1,2");
+    expect(await client.ask("Hg2")).toBe("OK");
+    expect(await client.ask("p2")).toBe(le64(BigInt(DATA + 0x100)));
+    expect(await client.ask("Hg1")).toBe("OK");
+    expect(await client.ask("p2")).toBe(le64(BigInt(DATA)));
+    expect(await client.ask("Hg3")).toBe("E01");
+    expect(await client.ask("T2")).toBe("OK");
+    expect(await client.ask("T3")).toBe("E01");
+    expect(await client.ask("vCont;s:2;c")).toBe("T05thread:2;");
+    expect(h2.pc).toBe(BigInt(BASE + 4));
+    expect(h1.pc).toBe(BigInt(BASE));
+    expect(await client.ask("Hc1")).toBe("OK");
+    expect(await client.ask("s")).toBe("T05thread:1;");
+    expect(h1.pc).toBe(BigInt(BASE + 4));
+    expect(h2.pc).toBe(BigInt(BASE + 4));
+    // a breakpoint stops whichever hart reaches it, and names it
+    expect(await client.ask("Z0,80000008,4")).toBe("OK");
+    expect(await client.ask("c")).toMatch(/^T05swbreak:;thread:[12];$/);
+    expect(await client.ask("qC")).toMatch(/^QC[12]$/);
+    await done();
+  });
 
   it("interrupts a running guest with Ctrl-C and takes the hook off when nothing needs it", async () => {
     const { host, client, done } = setup();
