@@ -33,6 +33,7 @@ import { writeFileAtomic } from "./atomic-write.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
 import { Drive, type DriveSpec, parseDiskSpec, parseNetLimits } from "./drives.ts";
 import { UserError } from "./errors.ts";
+import { debugMachine, parseGdbAddress } from "./gdb.ts";
 import { userPath, versionLine } from "./paths.ts";
 import { printStats } from "./stats.ts";
 
@@ -79,6 +80,9 @@ export const RUN_HELP = `usage: visor run [options]
                        instead, each side checking the other's against the CA
   --migrate-insecure   migrate over plain TCP, unauthenticated (trusted networks only)
   --migrate-timeout SECONDS  give up on a silent migration peer after this (default 30)
+  --gdb [HOST:]PORT    serve gdb's remote protocol here (default host 127.0.0.1; port 0:
+                       any free port, printed on stderr): docs/debugging.md
+  --paused             with --gdb: hold the VM until gdb continues it
   --version            print visor's version
 
 Relative paths are relative to the directory visor was started from (under
@@ -110,6 +114,8 @@ const SPEC = {
   "tls-ca": { value: true },
   "migrate-insecure": {},
   "migrate-timeout": { value: true },
+  gdb: { value: true },
+  paused: {},
   help: {},
   version: {},
 };
@@ -188,6 +194,8 @@ export async function runMain(argv: string[]): Promise<number> {
   }
   const memory = parseMemory(one("memory") ?? "256M");
   const jit = parseJit(one("jit"));
+  if (opts.has("paused") && !opts.has("gdb")) throw new UserError("--paused needs --gdb [HOST:]PORT");
+  const gdbAddr = opts.has("gdb") ? parseGdbAddress(one("gdb")!) : undefined;
   const migrateTo = one("migrate-to");
   const migrateAddr = migrateTo !== undefined ? hostPort(migrateTo, "--migrate-to", false) : undefined;
   const incomingAddr = incoming !== undefined ? hostPort(incoming, "--incoming", true) : undefined;
@@ -389,16 +397,21 @@ export async function runMain(argv: string[]): Promise<number> {
 
   const con = new HostConsole({
     input: (b) => machine.input(b),
-    quit: () => machine.stop(),
+    quit: () => {
+      machine.stop();
+      gdb?.release(); // a VM held by gdb must not keep the quit waiting
+    },
     stats: () => printStats(machine, process.stderr),
     snapshot: saveSnapshot,
     migrate: startMigration,
   });
+  const gdb = gdbAddr && (await debugMachine(machine, gdbAddr, opts.has("paused")));
   con.start();
   let exit: MachineExit;
   try {
     exit = await machine.run();
   } catch (e) {
+    gdb?.close();
     out.flush();
     con.stop();
     if (e instanceof GuestError) throw new UserError(`guest error: ${e.message}`, 2);
@@ -411,6 +424,7 @@ export async function runMain(argv: string[]): Promise<number> {
     process.off("SIGUSR1", saveSnapshot);
     process.off("SIGUSR2", startMigration);
   }
+  gdb?.exited(exit);
   // A migration stops the VM before its last bytes are sent: wait for them.
   if (migration !== undefined) await migration;
   if (opts.has("stats")) printStats(machine, process.stderr);

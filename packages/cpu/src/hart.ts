@@ -51,6 +51,7 @@ import {
 } from "./core.ts";
 import * as C from "./csr.ts";
 import { hostCsrRead, hostCsrWrite, setSatp } from "./csr-file.ts";
+import { type DebugState, type HartDebugHook, runHooked } from "./debug-hook.ts";
 import * as D from "./decode.ts";
 import { EXIT_BUDGET, EXIT_STOP, EXIT_WFI, type HartExit } from "./exit.ts";
 import { fpFastPath } from "./fp-fast.ts";
@@ -130,6 +131,8 @@ interface HartTier {
   off: string;
   /** Jump-target counters without a translator (they count, and are reset, for nothing). */
   cold: Int32Array;
+  /** A debugger's hook (debug-hook.ts). */
+  debug: DebugState<Hart>;
 }
 const ST_EXIT_I = ST_EXIT >> 2;
 const ST_PC_I = ST_PC >> 2;
@@ -164,7 +167,8 @@ export class Hart {
       }
     }
     const mode = jit !== undefined ? asked : "off";
-    this.t = { jit, mode, off, cold: new Int32Array(HOT_SIZE).fill(0x3fffffff) };
+    const debug = { hook: undefined, hooked: false };
+    this.t = { jit, mode, off, cold: new Int32Array(HOT_SIZE).fill(0x3fffffff), debug };
     if (mode !== "off") warmTranslator((ram) => new Hart({ ram, bus: noBus, jit: "always" }));
     if (c.h !== undefined) c.h.ptes = new GuestPtes(c, c.h);
     c.time = opts.time ?? (() => Math.floor(executedCount(c) / DEFAULT_INSTRUCTIONS_PER_TICK));
@@ -478,6 +482,14 @@ export class Hart {
     fromState(this.c, state);
   }
 
+  /** A debugger's hook (debug-hook.ts): while set, `run` goes one instruction at a time. */
+  get debugHook(): HartDebugHook<Hart> | undefined {
+    return this.t.debug.hook;
+  }
+  set debugHook(hook: HartDebugHook<Hart> | undefined) {
+    this.t.debug.hook = hook;
+  }
+
   // ---------------------------------------------------------------- the interpreter
 
   /**
@@ -487,7 +499,9 @@ export class Hart {
    */
   run(budget: number): HartExit {
     const c = this.c;
-    c.resValid = false;
+    const dbg = this.t.debug;
+    if (dbg.hook !== undefined && !dbg.hooked) return runHooked(this, c, dbg, budget, () => this.run(1));
+    if (!dbg.hooked) c.resValid = false;
     c.exit = null;
     c.stopRequested = false;
     if (c.wfi) {

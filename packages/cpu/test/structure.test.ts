@@ -83,6 +83,7 @@ const DOCUMENTED = [
   "codeCache",
   "copyRegistersFrom",
   "cycles",
+  "debugHook",
   "executedCount",
   "exitMask",
   "flushTlb",

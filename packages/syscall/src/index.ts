@@ -66,6 +66,8 @@ export interface RunProgramOptions {
   warn?: (line: string) => void;
   /** Binary translation on every hart, processes and threads alike: "off", "on" (default), "always". */
   jit?: JitMode;
+  /** Called with the kernel once the first process is loaded, before it runs (a debugger attaches here). */
+  onStart?: (k: Kernel) => void | Promise<void>;
 }
 
 /** The program could not be started (missing, not executable, not a riscv64 ELF). */
@@ -165,6 +167,7 @@ export function exitStatusOf(wait: number): number {
 export async function runProgram(opts: RunProgramOptions): Promise<number> {
   const k = createKernel(opts);
   spawnInit(k, opts.program, opts.argv ?? [opts.program], opts.env ?? [], opts.cwd ?? "/");
+  await opts.onStart?.(k);
   const status = await k.run();
   opts.onStats?.(k.stats());
   return exitStatusOf(status);

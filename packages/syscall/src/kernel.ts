@@ -18,6 +18,7 @@ import {
   CodeCache,
   EXIT_M,
   Hart,
+  type HartDebugHook,
   isTrapExit,
   JIT_MODES,
   type JitMode,
@@ -240,6 +241,9 @@ export class Kernel implements FileCtx {
   private readonly hartPool: Hart[] = [];
   /** Every hart created (live and pooled), for the translator's statistics. */
   private readonly allHarts: Hart[] = [];
+  /** See debugHook and pause. */
+  private hook: HartDebugHook<Hart> | undefined;
+  private pauseGate: Promise<void> | undefined;
   /** The binary translation mode every hart is created with (KernelOptions.jit). */
   readonly jit: JitMode;
   /** KernelOptions.maxTasks. */
@@ -387,8 +391,41 @@ export class Kernel implements FileCtx {
       ],
       exitMask: EXIT_M,
     });
+    h.debugHook = this.hook;
     this.attach(h, mm);
     return h;
+  }
+
+  /** A debugger's hook (Hart.debugHook), on every hart of every task, present and future. */
+  get debugHook(): HartDebugHook<Hart> | undefined {
+    return this.hook;
+  }
+  set debugHook(hook: HartDebugHook<Hart> | undefined) {
+    this.hook = hook;
+    for (const h of this.allHarts) h.debugHook = hook;
+  }
+
+  /**
+   * Hold every task (a debugger stopped the program): `run` runs nothing until the
+   * returned function is called. Takes effect at once when called between slices (from
+   * an event handler), else when the slice in progress ends.
+   */
+  pause(): () => void {
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    this.pauseGate = gate;
+    return () => {
+      if (this.pauseGate === gate) this.pauseGate = undefined;
+      release();
+    };
+  }
+
+  /** End every process as SIGKILL would (a debugger's kill); call between slices. */
+  killAll(): void {
+    for (const t of [...this.order])
+      if (t.state !== TASK_ZOMBIE && t.state !== TASK_DEAD) this.exitTask(t, SIGKILL);
   }
 
   /** Point a hart at an address space. */
@@ -944,7 +981,8 @@ export class Kernel implements FileCtx {
         if (isTrapExit(stop)) {
           this.traps++;
           this.trap(t, stop);
-        } else if (budget <= 0) {
+        } else if (budget <= 0 || stop.kind === "stop") {
+          // (a stop: a debugger holds the task, see pause)
           break;
         }
       }
@@ -1010,6 +1048,11 @@ export class Kernel implements FileCtx {
   async run(): Promise<number> {
     let lastYield = this.hostMs();
     for (;;) {
+      if (this.pauseGate !== undefined) {
+        await this.pauseGate;
+        lastYield = this.hostMs();
+        continue;
+      }
       this.hostSignals();
       const now = this.nowMs();
       this.checkTimers(now);

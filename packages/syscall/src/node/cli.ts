@@ -9,11 +9,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import { JIT_MODES, type JitMode } from "@visor/cpu";
-import { type KernelStats, ProgramError, runProgram } from "../index.ts";
+import { type Kernel, type KernelStats, ProgramError, runProgram } from "../index.ts";
+import { debugProgram, type ProgramDebugger, parseGdbAddress } from "./gdb.ts";
 import { createNodeHost } from "./index.ts";
 
 export const EXEC_USAGE =
-  "usage: visor exec [--root DIR] [--env K=V]... [--stats] [--memory MIB] [--jit on|off|always] PROGRAM [ARGS...]";
+  "usage: visor exec [--root DIR] [--env K=V]... [--stats] [--memory MIB] [--jit on|off|always] [--gdb [HOST:]PORT [--paused]] PROGRAM [ARGS...]";
 
 /** `visor exec --help`. */
 export const EXEC_HELP = `${EXEC_USAGE}
@@ -30,6 +31,10 @@ on the hart in user mode, the Linux system calls served by visor.
   --jit MODE      binary translation of guest code to WebAssembly, for every process
                   and thread: on (hot code, the default), off (interpret only), always
                   (translate at first execution)
+  --gdb [HOST:]PORT  serve gdb's remote protocol for the program here (default host
+                  127.0.0.1; port 0: any free port, printed on stderr); see
+                  docs/debugging.md
+  --paused        with --gdb: the program waits for gdb to continue it
   --help          this text
   --version       print the version`;
 
@@ -47,6 +52,10 @@ export interface ExecArgs {
   memoryMiB: number;
   /** --jit: binary translation mode (default "on"). */
   jit: JitMode;
+  /** --gdb: where to serve gdb's remote protocol. */
+  gdb?: { host: string; port: number };
+  /** --paused: hold the program until gdb continues it. */
+  paused?: boolean;
   program: string;
   args: string[];
   /** --help was given (PROGRAM is then not needed). */
@@ -62,6 +71,8 @@ export function parseExecArgs(argv: string[]): ExecArgs {
   let stats = false;
   let memoryMiB = 1024;
   let jit: JitMode = "on";
+  let gdb: ExecArgs["gdb"];
+  let paused = false;
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i]!;
@@ -111,13 +122,33 @@ export function parseExecArgs(argv: string[]): ExecArgs {
         jit = v as JitMode;
         break;
       }
+      case "--gdb": {
+        const v = value();
+        gdb = parseGdbAddress(v);
+        if (gdb === undefined) throw new Error(`--gdb: '${v}' is not [HOST:]PORT`);
+        break;
+      }
+      case "--paused":
+        if (inline !== undefined) throw new Error("--paused takes no value");
+        paused = true;
+        break;
       default:
         throw new Error(`unknown option ${name}`);
     }
   }
   const program = argv[i];
   if (program === undefined) throw new Error("missing PROGRAM");
-  return { root, env, stats, memoryMiB, jit, program, args: argv.slice(i + 1) };
+  if (paused && gdb === undefined) throw new Error("--paused needs --gdb [HOST:]PORT");
+  return {
+    root,
+    env,
+    stats,
+    memoryMiB,
+    jit,
+    ...(gdb !== undefined ? { gdb, paused } : {}),
+    program,
+    args: argv.slice(i + 1),
+  };
 }
 
 function pad(s: string, n: number): string {
@@ -219,6 +250,7 @@ export async function execMain(argv: string[], options: ExecMainOptions = {}): P
   const host = createNodeHost({ root: a.root, forwardSignals: true });
   const started = performance.now();
   let stats: KernelStats | undefined;
+  let debug: ProgramDebugger | undefined;
   try {
     const status = await runProgram({
       host,
@@ -231,11 +263,27 @@ export async function execMain(argv: string[], options: ExecMainOptions = {}): P
       onStats: (s) => {
         stats = s;
       },
+      ...(a.gdb !== undefined
+        ? {
+            onStart: async (k: Kernel) => {
+              const { host, port } = a.gdb!;
+              try {
+                debug = await debugProgram(k, { host, port }, a.paused === true, (l) =>
+                  process.stderr.write(`visor exec: ${l}\n`),
+                );
+              } catch (e) {
+                throw new ProgramError(`--gdb ${host}:${port}: ${(e as Error).message}`, 2);
+              }
+            },
+          }
+        : {}),
     });
+    debug?.exited(status);
     if (a.stats && stats !== undefined)
       process.stderr.write(formatStats(stats, performance.now() - started, a.jit));
     return status;
   } catch (e) {
+    debug?.close();
     if (e instanceof ProgramError) {
       const missing = e.exitCode === EXIT_NOT_FOUND ? missingProgram(a.program, a.root, cwd) : undefined;
       process.stderr.write(`visor exec: ${missing ?? e.message}\n`);
