@@ -413,10 +413,12 @@ async function sendPages(
   stats: MigrationStats,
 ): Promise<void> {
   for (let i = 0; i < pages.length; i += BATCH) {
-    const [rec] = encodePages(ram, pages.slice(i, i + BATCH));
+    const batch = pages.slice(i, i + BATCH);
+    const [rec] = encodePages(ram, batch);
+    // Counted before the send, so the progress it reports includes these pages.
+    stats.pages += batch.length;
     await out(rec!);
   }
-  stats.pages += pages.length;
 }
 
 function nonZeroPages(ram: GuestRam, from: number, to: number): number[] {

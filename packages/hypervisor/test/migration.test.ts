@@ -121,7 +121,13 @@ describe("live migration", () => {
     const rx = new MigrationReceiver();
     const stats = await migrate(src, async (c) => rx.push(c), { onProgress: (p) => seen.push(p) });
     expect(seen.length).toBeGreaterThan(3);
-    for (let i = 1; i < seen.length; i++) expect(seen[i]!.bytes).toBeGreaterThanOrEqual(seen[i - 1]!.bytes);
+    for (let i = 1; i < seen.length; i++) {
+      expect(seen[i]!.bytes).toBeGreaterThanOrEqual(seen[i - 1]!.bytes);
+      expect(seen[i]!.pages).toBeGreaterThanOrEqual(seen[i - 1]!.pages);
+    }
+    // Pages are counted as they go, not only at the end of a round.
+    const firstRecord = seen.find((p) => p.bytes > 1 << 20)!;
+    expect(firstRecord.pages).toBeGreaterThan(0);
     const phases = seen.map((p) => p.phase).filter((p, i, a) => a[i - 1] !== p);
     expect(phases).toEqual(["copying", "paused", "done"]);
     const last = seen.at(-1)!;

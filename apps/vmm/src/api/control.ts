@@ -60,6 +60,7 @@ export interface MigrationStatus {
   destination?: string;
   /** Of an active migration: copying while the VM runs, or the paused last step. */
   phase?: "connecting" | "copying" | "paused" | "done";
+  /** Rounds of copying completed while the VM ran. */
   rounds?: number;
   pages_sent?: number;
   bytes_sent?: number;

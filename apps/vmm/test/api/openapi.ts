@@ -83,11 +83,20 @@ export function violation(v: unknown, schema: Schema, at = "$"): string {
 
 /**
  * Throws unless `status` is a response the file lists for `method` on the route `path`
- * (an OpenAPI path, /drives/{drive_id}/snapshot) and `body` fits its schema.
+ * (an OpenAPI path, /drives/{drive_id}/snapshot) and `body` fits its schema; or, for a
+ * path or method the file does not have, a 404 or 405 with an error body.
  */
 export function checkResponse(method: string, path: string, status: number, body: unknown): void {
+  const error = { $ref: "#/components/schemas/Error" };
+  // A path the file does not have is a 404; a method it does not list there, a 405.
+  const expected = SPEC.paths[path] === undefined ? 404 : 405;
   const op = SPEC.paths[path]?.[method.toLowerCase()];
-  if (op === undefined) throw new Error(`the OpenAPI file has no ${method} ${path}`);
+  if (op === undefined) {
+    if (status !== expected) throw new Error(`${method} ${path}: ${status}, not ${expected}`);
+    const w = violation(body, error);
+    if (w !== "") throw new Error(`${method} ${path} ${status}: ${w}`);
+    return;
+  }
   const r = op.responses[String(status)];
   if (r === undefined) throw new Error(`the OpenAPI file lists no ${status} for ${method} ${path}`);
   const schema = r.content?.["application/json"].schema;

@@ -12,7 +12,7 @@ import { checkResponse, resolve, SPEC } from "./openapi.ts";
 /** Send one request; the answer must be what the OpenAPI file documents for the route. */
 async function call(vm: FakeVm, method: string, target: string, body = "", route = target) {
   const r = await handle(vm, method, target, body);
-  if (SPEC.paths[route]?.[method.toLowerCase()] !== undefined) checkResponse(method, route, r.status, r.body);
+  if (r.status !== 400 || SPEC.paths[route] !== undefined) checkResponse(method, route, r.status, r.body);
   return r;
 }
 
