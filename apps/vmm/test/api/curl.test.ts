@@ -6,7 +6,7 @@
  * answer fits the OpenAPI file.
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeSnapshot } from "@visor/hypervisor";
@@ -61,15 +61,36 @@ function waitFor(c: ChildProcessWithoutNullStreams, text: string): Promise<void>
   });
 }
 
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  // Relative paths are the child's own directory's, not a package manager's INIT_CWD.
+  delete env.INIT_CWD;
+  delete env.npm_lifecycle_event;
+  delete env.npm_execpath;
+  return env;
+}
+
 describe("visor run --api-sock, driven with curl", () => {
+  it("refuses, in one line, a path that holds something other than a stale socket", () => {
+    writeFileSync(join(dir, "notes.txt"), "mine");
+    const r = spawnSync(process.execPath, ["--conditions=source", MAIN, "run", "--api-sock", "notes.txt"], {
+      cwd: dir,
+      env: childEnv(),
+      encoding: "utf8",
+      input: "",
+      timeout: 60_000,
+    });
+    expect(r.stderr).toBe(
+      `visor: --api-sock: ${join(dir, "notes.txt")} exists and is not a socket; not replacing it\n`,
+    );
+    expect(r.status).toBe(1);
+    expect(readFileSync(join(dir, "notes.txt"), "utf8")).toBe("mine");
+  });
+
   it.skipIf(!hasCurl)(
     "describe, pause, stats, snapshot, resume, power-off (needs curl; skipped without it)",
     async () => {
-      const env = { ...process.env };
-      // Relative paths are the child's own directory's, not a package manager's INIT_CWD.
-      delete env.INIT_CWD;
-      delete env.npm_lifecycle_event;
-      delete env.npm_execpath;
+      const env = childEnv();
       const c = spawn(
         process.execPath,
         ["--conditions=source", MAIN, "run", "--api-sock", "api.sock", "--append", "console=ttyS0 quiet"],
