@@ -92,6 +92,8 @@ describe("control socket server", () => {
         expect(got, JSON.stringify(junk)).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
         expect(got).toMatch(/\r\n\r\n\{"fault_message":"not an HTTP\/1\.1 request"\}$/);
       }
+      // CONNECT (a tunnel request) is closed unanswered: there is nothing to tunnel to.
+      expect(await raw(api.path, "CONNECT example.com:443 HTTP/1.1\r\n\r\n")).toBe("");
       expect((await request(api.path, "GET", "/stats")).status).toBe(200);
     } finally {
       await api.close();
