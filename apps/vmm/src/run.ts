@@ -2,7 +2,6 @@
  * `visor run`: boot a VM on the virt machine.
  */
 import { readFileSync } from "node:fs";
-import type net from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
@@ -15,7 +14,6 @@ import {
   Machine,
   type MachineExit,
   type MigrationReceiver,
-  migrate,
   type NetConfig,
   parseElf,
   type VirtMode,
@@ -23,17 +21,19 @@ import {
 } from "@visor/hypervisor";
 import {
   acceptMigration,
-  connectMigration,
   DEFAULT_MIGRATE_TIMEOUT_MS,
   type MigrationSecurity,
   readMigrateKey,
 } from "@visor/hypervisor/node";
+import { MachineControl } from "./api/machine-control.ts";
+import { type ApiSocket, openApiSocket } from "./api/server.ts";
 import { parseJit, parseMemory, parseOptions } from "./args.ts";
-import { writeFileAtomic } from "./atomic-write.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
+import { driveSnapshotter } from "./drive-snapshot.ts";
 import { Drive, type DriveSpec, parseDiskSpec, parseNetLimits } from "./drives.ts";
 import { UserError } from "./errors.ts";
 import { debugMachine, parseGdbAddress } from "./gdb.ts";
+import { parseHostPort as hostPort } from "./host-port.ts";
 import { userPath, versionLine } from "./paths.ts";
 import { printStats } from "./stats.ts";
 
@@ -83,6 +83,8 @@ export const RUN_HELP = `usage: visor run [options]
   --gdb [HOST:]PORT    serve gdb's remote protocol here (default host 127.0.0.1; port 0:
                        any free port, printed on stderr): docs/debugging.md
   --paused             with --gdb: hold the VM until gdb continues it
+  --api-sock PATH      serve the control API (HTTP/JSON: pause, resume, snapshot, migrate,
+                       stats, power-off) on a Unix socket at PATH; see docs/vmm-api.md
   --version            print visor's version
 
 Relative paths are relative to the directory visor was started from (under
@@ -116,6 +118,7 @@ const SPEC = {
   "migrate-timeout": { value: true },
   gdb: { value: true },
   paused: {},
+  "api-sock": { value: true },
   help: {},
   version: {},
 };
@@ -131,6 +134,7 @@ const PATH_OPTIONS = [
   "tls-cert",
   "tls-key",
   "tls-ca",
+  "api-sock",
 ];
 
 /**
@@ -222,7 +226,11 @@ export async function runMain(argv: string[]): Promise<number> {
   if (!Number.isInteger(harts) || harts < 1 || harts > 8)
     throw new UserError(`--harts: '${one("harts")}' is not a number from 1 to 8`);
 
-  const security = migrationSecurity(opts, migrateTo !== undefined || incoming !== undefined);
+  const security = migrationSecurity(
+    opts,
+    migrateTo !== undefined || incoming !== undefined,
+    opts.has("api-sock"),
+  );
   const timeoutMs = migrateTimeout(one("migrate-timeout"));
   const snapshotBytes = restorePath !== undefined ? readInput(restorePath, "snapshot") : undefined;
   const diskSpecs: DriveSpec[] = (opts.get("disk") ?? []).map(parseDiskSpec);
@@ -341,6 +349,34 @@ export async function runMain(argv: string[]): Promise<number> {
     throw new UserError(restorePath !== undefined ? `--restore ${restorePath}: ${msg}` : msg);
   }
 
+  // The VM's pause, snapshots and migration, for the Ctrl-A keys and the control socket.
+  const control = new MachineControl({
+    machine,
+    startedBy: received !== undefined ? "incoming" : snapshotBytes !== undefined ? "restore" : "boot",
+    drives: diskSpecs.map(({ path, readonly, transport }) => ({ path, readonly, transport })),
+    security,
+    timeoutMs,
+    releaseDisks: () => {
+      for (const b of opened) {
+        b.flush();
+        b.close();
+      }
+    },
+    log: (line) => process.stderr.write(`\r\nvisor: ${line}\r\n`),
+    snapshotDrive: driveSnapshotter(opened),
+  });
+  let api: ApiSocket | undefined;
+  const apiPath = one("api-sock");
+  if (apiPath !== undefined) {
+    try {
+      api = await openApiSocket(apiPath, control);
+    } catch (e) {
+      closeDisks();
+      for (const n of nets) (n as { close?: () => void }).close?.();
+      throw new UserError(`--api-sock: ${(e as Error).message}`);
+    }
+  }
+
   const snapshotPath = one("save-to");
   const saveSnapshot = () => {
     if (snapshotPath === undefined) {
@@ -348,10 +384,8 @@ export async function runMain(argv: string[]): Promise<number> {
       return;
     }
     try {
-      const bytes = machine.snapshot();
-      // Beside the target, fsync'ed and renamed over it: a failed save leaves the old file.
-      writeFileAtomic(snapshotPath, bytes);
-      const mib = (bytes.length / 2 ** 20).toFixed(1);
+      const saved = control.snapshot(snapshotPath);
+      const mib = (saved.size_bytes / 2 ** 20).toFixed(1);
       process.stderr.write(`\r\nvisor: snapshot saved to ${snapshotPath} (${mib} MiB)\r\n`);
     } catch (e) {
       process.stderr.write(`\r\nvisor: snapshot not saved: ${(e as Error).message}\r\n`);
@@ -359,46 +393,23 @@ export async function runMain(argv: string[]): Promise<number> {
   };
   process.on("SIGUSR1", saveSnapshot);
 
-  let migration: Promise<void> | undefined;
   const startMigration = () => {
     if (migrateAddr === undefined) {
       process.stderr.write("\r\nvisor: no --migrate-to HOST:PORT given; not migrating\r\n");
       return;
     }
-    if (migration !== undefined) return;
-    const where = `${migrateAddr.host}:${migrateAddr.port}`;
-    process.stderr.write(`\r\nvisor: migrating to ${where} ...\r\n`);
-    migration = (async () => {
-      let sock: net.Socket | undefined;
-      try {
-        sock = await connectMigration(migrateAddr, security!, timeoutMs);
-        const stats = await migrate(machine, socketSender(sock));
-        // The VM has stopped here: let go of its disks (flushed, unlocked) before the
-        // stream ends, so the receiver can take them.
-        for (const b of opened) {
-          b.flush();
-          b.close();
-        }
-        await new Promise<void>((r) => sock!.end(r));
-        const mib = (stats.bytes / 2 ** 20).toFixed(1);
-        process.stderr.write(
-          `\r\nvisor: migrated to ${where}: ${stats.rounds} rounds while running, ${mib} MiB, paused ${stats.downtimeMs.toFixed(0)} ms for the last ${stats.finalPages} pages\r\n`,
-        );
-      } catch (e) {
-        sock?.destroy();
-        process.stderr.write(
-          `\r\nvisor: migration to ${where} failed: ${(e as Error).message}; the VM runs on here\r\n`,
-        );
-        migration = undefined;
-      }
-    })();
+    try {
+      control.migrate(`${migrateAddr.host}:${migrateAddr.port}`);
+    } catch (e) {
+      process.stderr.write(`\r\nvisor: ${(e as Error).message}\r\n`);
+    }
   };
   process.on("SIGUSR2", startMigration);
 
   const con = new HostConsole({
     input: (b) => machine.input(b),
     quit: () => {
-      machine.stop();
+      control.powerOff();
       gdb?.release(); // a VM held by gdb must not keep the quit waiting
     },
     stats: () => printStats(machine, process.stderr),
@@ -423,10 +434,11 @@ export async function runMain(argv: string[]): Promise<number> {
     for (const n of nets) (n.backend as { close?: () => void }).close?.();
     process.off("SIGUSR1", saveSnapshot);
     process.off("SIGUSR2", startMigration);
+    await api?.close();
   }
   gdb?.exited(exit);
   // A migration stops the VM before its last bytes are sent: wait for them.
-  if (migration !== undefined) await migration;
+  await control.settled();
   if (opts.has("stats")) printStats(machine, process.stderr);
   switch (exit.kind) {
     case "poweroff":
@@ -469,21 +481,16 @@ function isHtifProgram(elf: Uint8Array): boolean {
   }
 }
 
-/** Parse HOST:PORT (or PORT alone, on 127.0.0.1, where `portAlone` allows it). */
-function hostPort(s: string, flag: string, portAlone: boolean): { host: string; port: number } {
-  const m = /^(?:(.+):)?(\d+)$/.exec(s);
-  const port = m ? Number(m[2]) : Number.NaN;
-  if (!m || port < 1 || port > 65535 || (m[1] === undefined && !portAlone)) {
-    throw new UserError(`${flag}: '${s}' is not ${portAlone ? "[HOST:]PORT" : "HOST:PORT"}`);
-  }
-  return { host: m[1] ?? "127.0.0.1", port };
-}
-
 /**
  * How migration is secured, from --migrate-key, --tls-cert/--tls-key/--tls-ca or
- * --migrate-insecure; exactly one is required where a migration may happen.
+ * --migrate-insecure; exactly one is required where a migration will happen (`needed`),
+ * and allowed where one may (`optional`: the control socket can start one).
  */
-function migrationSecurity(opts: Map<string, string[]>, needed: boolean): MigrationSecurity | undefined {
+function migrationSecurity(
+  opts: Map<string, string[]>,
+  needed: boolean,
+  optional = false,
+): MigrationSecurity | undefined {
   const one = (k: string) => opts.get(k)?.[0];
   const key = one("migrate-key");
   const tlsGiven = ["tls-cert", "tls-key", "tls-ca"].filter((k) => opts.has(k));
@@ -492,8 +499,9 @@ function migrationSecurity(opts: Map<string, string[]>, needed: boolean): Migrat
   if (ways > 1)
     throw new UserError("give one of --migrate-key, --tls-cert/--tls-key/--tls-ca, --migrate-insecure");
   if (!needed) {
-    if (ways > 0) throw new UserError("migration security options need --incoming or --migrate-to");
-    return undefined;
+    if (ways > 0 && !optional)
+      throw new UserError("migration security options need --incoming, --migrate-to or --api-sock");
+    if (ways === 0) return undefined;
   }
   if (ways === 0) {
     throw new UserError(
@@ -533,32 +541,6 @@ function migrateTimeout(s: string | undefined): number {
 
 /** The longest --migrate-timeout: an hour. */
 const MAX_MIGRATE_TIMEOUT_S = 3600;
-
-/** A send function for migrate(): resolves when the socket takes the bytes, rejects if it fails. */
-function socketSender(sock: net.Socket): (chunk: Uint8Array) => Promise<void> {
-  let failure: Error | undefined;
-  sock.on("error", (e) => {
-    failure = e;
-  });
-  sock.on("close", () => {
-    failure ??= new Error("the connection closed");
-  });
-  return (chunk) =>
-    new Promise<void>((resolve, reject) => {
-      if (failure !== undefined) {
-        reject(failure);
-        return;
-      }
-      const onFail = () => reject(failure ?? new Error("the connection closed"));
-      sock.once("close", onFail);
-      const done = () => {
-        sock.off("close", onFail);
-        resolve();
-      };
-      if (sock.write(chunk)) done();
-      else sock.once("drain", done);
-    });
-}
 
 /**
  * Gzip data inflated with Node's zlib, three times as fast as the web-standard stream the

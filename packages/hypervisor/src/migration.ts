@@ -79,6 +79,12 @@ export interface MigrationOptions {
    * speed).
    */
   betweenRounds?: () => Promise<void>;
+  /**
+   * Called as the migration goes: after each record sent, after each round's count of
+   * dirty pages, when the paused step starts and when everything is sent. A control plane
+   * reports it (visor run's GET /migrate). It gets a copy; it must not throw.
+   */
+  onProgress?: (p: MigrationProgress) => void;
 }
 
 export interface MigrationStats {
@@ -89,6 +95,16 @@ export interface MigrationStats {
   /** Pages left for the paused step, and how long the VM was paused. */
   finalPages: number;
   downtimeMs: number;
+}
+
+/** Where a migration is (MigrationOptions.onProgress). */
+export interface MigrationProgress extends MigrationStats {
+  /** "copying": rounds while the VM runs; "paused": the last step; "done": all of it sent. */
+  phase: "copying" | "paused" | "done";
+  /** Dirty pages found by the last round's count (what the next round would send); 0 before. */
+  dirtyPages: number;
+  /** The guest's RAM in pages. */
+  guestPages: number;
 }
 
 /**
@@ -110,11 +126,15 @@ export async function migrate(
   const interval = opts.roundIntervalMs ?? 10;
   const between = opts.betweenRounds ?? (() => new Promise<void>((r) => setTimeout(r, interval)));
   const stats: MigrationStats = { rounds: 0, pages: 0, bytes: 0, finalPages: 0, downtimeMs: 0 };
+  const guestPages = (machine.guestRamEnd - ram.base) / PAGE;
+  let phase: MigrationProgress["phase"] = "copying";
+  let dirtyPages = 0;
+  const report = () => opts.onProgress?.({ ...stats, phase, dirtyPages, guestPages });
   const out = async (chunk: Uint8Array) => {
     stats.bytes += chunk.length;
     await send(chunk);
+    report();
   };
-  const guestPages = (machine.guestRamEnd - ram.base) / PAGE;
   ram.enableDirtyLog();
   try {
     const head = new Uint8Array(HEADER_BYTES);
@@ -128,7 +148,9 @@ export async function migrate(
     for (;;) {
       await between();
       if (machine.exited) throw new Error("migration: the VM stopped before it could move");
-      if (stats.rounds >= maxRounds || countDirty(ram, guestPages) <= threshold) break;
+      dirtyPages = countDirty(ram, guestPages);
+      report();
+      if (stats.rounds >= maxRounds || dirtyPages <= threshold) break;
       await sendPages(ram, dirtyGuestPages(ram, guestPages), out, stats);
       stats.rounds++;
     }
@@ -136,6 +158,8 @@ export async function migrate(
     // the VM stop here; if sending fails, it runs on here as if nothing had happened.
     const t0 = performance.now();
     const resume = machine.pause();
+    phase = "paused";
+    report();
     try {
       const last = dirtyGuestPages(ram, guestPages);
       const hv = nonZeroPages(ram, guestPages, ram.size / PAGE);
@@ -150,6 +174,9 @@ export async function migrate(
     }
     ram.disableDirtyLog();
     stats.downtimeMs = performance.now() - t0;
+    phase = "done";
+    dirtyPages = 0;
+    report();
     return stats;
   } catch (e) {
     ram.disableDirtyLog();
@@ -386,10 +413,12 @@ async function sendPages(
   stats: MigrationStats,
 ): Promise<void> {
   for (let i = 0; i < pages.length; i += BATCH) {
-    const [rec] = encodePages(ram, pages.slice(i, i + BATCH));
+    const batch = pages.slice(i, i + BATCH);
+    const [rec] = encodePages(ram, batch);
+    // Counted before the send, so the progress it reports includes these pages.
+    stats.pages += batch.length;
     await out(rec!);
   }
-  stats.pages += pages.length;
 }
 
 function nonZeroPages(ram: GuestRam, from: number, to: number): number[] {

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Machine, MigrationReceiver, migrate, type VirtMode } from "../src/index.ts";
+import { Machine, type MigrationProgress, MigrationReceiver, migrate, type VirtMode } from "../src/index.ts";
 
 const GUEST = join(import.meta.dirname, "../../../guests/riscv64");
 const kernel = new Uint8Array(readFileSync(join(GUEST, "Image.gz")));
@@ -113,6 +113,28 @@ describe("live migration", () => {
     for (let i = 0; i < all.length; i += 7777) rx.push(all.subarray(i, Math.min(all.length, i + 7777)));
     expect(rx.done).toBe(true);
     expect(rx.bytes).toBe(all.length);
+  }, 120_000);
+
+  it("reports its progress: bytes as they go, each round's dirty pages, the paused step, the end", async () => {
+    const src = await create("off", sink());
+    const seen: MigrationProgress[] = [];
+    const rx = new MigrationReceiver();
+    const stats = await migrate(src, async (c) => rx.push(c), { onProgress: (p) => seen.push(p) });
+    expect(seen.length).toBeGreaterThan(3);
+    for (let i = 1; i < seen.length; i++) {
+      expect(seen[i]!.bytes).toBeGreaterThanOrEqual(seen[i - 1]!.bytes);
+      expect(seen[i]!.pages).toBeGreaterThanOrEqual(seen[i - 1]!.pages);
+    }
+    // Pages are counted as they go, not only at the end of a round.
+    const firstRecord = seen.find((p) => p.bytes > 1 << 20)!;
+    expect(firstRecord.pages).toBeGreaterThan(0);
+    const phases = seen.map((p) => p.phase).filter((p, i, a) => a[i - 1] !== p);
+    expect(phases).toEqual(["copying", "paused", "done"]);
+    const last = seen.at(-1)!;
+    expect(last).toEqual({ ...stats, phase: "done", dirtyPages: 0, guestPages: (128 << 20) / 4096 });
+    expect(last.bytes).toBe(rx.bytes);
+    // The count that ended the rounds: the machine never ran, so nothing was dirtied.
+    expect(seen.filter((p) => p.phase === "copying").at(-1)!.dirtyPages).toBe(0);
   }, 120_000);
 
   it("refuses a malformed stream in one line", () => {
