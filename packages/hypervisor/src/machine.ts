@@ -264,6 +264,8 @@ export class Machine implements VcpuHost {
   private wake: (() => void) | undefined;
   private readonly consoleIn = new ByteQueue(CONSOLE_INPUT_CAPACITY);
   private pauseGate: Promise<void> | undefined;
+  private pauseRelease: (() => void) | undefined;
+  private pauseHolds = 0;
   /** Set while the console is backed up: no guest instruction runs until it drains. */
   private outputGate: Promise<void> | undefined;
   private releaseOutput: (() => void) | undefined;
@@ -676,19 +678,28 @@ export class Machine implements VcpuHost {
 
   /**
    * Hold the run loop between two instruction slices until the returned function is
-   * called: no guest instruction runs meanwhile (live migration's paused step). Call it
+   * called (and every other hold is released too): no guest instruction runs meanwhile (live migration's paused step). Call it
    * while run() is waiting on the host (from an event handler or a timer), as then no
    * slice is in progress.
    */
   pause(): () => void {
-    let release = () => {};
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    this.pauseGate = gate;
+    // Holds are counted: the debugger, the control socket and a migration may each hold
+    // the VM, and it runs again only once every holder has let go.
+    if (this.pauseHolds++ === 0) {
+      this.pauseGate = new Promise<void>((r) => {
+        this.pauseRelease = r;
+      });
+    }
+    let held = true;
     return () => {
-      if (this.pauseGate === gate) this.pauseGate = undefined;
-      release();
+      if (!held) return;
+      held = false;
+      if (--this.pauseHolds === 0) {
+        const release = this.pauseRelease;
+        this.pauseGate = undefined;
+        this.pauseRelease = undefined;
+        release?.();
+      }
     };
   }
 
