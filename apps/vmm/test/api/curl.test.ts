@@ -2,7 +2,8 @@
  * The control socket end to end: a real `visor run --api-sock` (the bundled guest, at its
  * shell) driven with real `curl --unix-socket`: describe, pause (the guest's instruction
  * count stands still), stats, snapshot (a file the snapshot loader takes), resume (the
- * shell answers again), power-off (visor exits 0 and the socket file is gone). Every
+ * shell answers again), a backup by overlay switch (the guest's next write lands in the
+ * overlay, the raw image below is unchanged), power-off (visor exits 0 and the socket file is gone). Every
  * answer fits the OpenAPI file.
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
@@ -88,12 +89,23 @@ describe("visor run --api-sock, driven with curl", () => {
   });
 
   it.skipIf(!hasCurl)(
-    "describe, pause, stats, snapshot, resume, power-off (needs curl; skipped without it)",
+    "describe, pause, stats, snapshot, resume, drive overlay switch, power-off (needs curl; skipped without it)",
     async () => {
       const env = childEnv();
+      writeFileSync(join(dir, "disk.img"), new Uint8Array(1 << 20));
       const c = spawn(
         process.execPath,
-        ["--conditions=source", MAIN, "run", "--api-sock", "api.sock", "--append", "console=ttyS0 quiet"],
+        [
+          "--conditions=source",
+          MAIN,
+          "run",
+          "--api-sock",
+          "api.sock",
+          "--disk",
+          "disk.img",
+          "--append",
+          "console=ttyS0 quiet",
+        ],
         { cwd: dir, env },
       );
       child = c;
@@ -137,10 +149,35 @@ describe("visor run --api-sock, driven with curl", () => {
         after.instructions,
       );
 
+      // A backup of the running disk: the overlay switch. The guest's next write goes to
+      // the overlay; the image below stays as it was, so it can be copied meanwhile.
+      const route = "/drives/{drive_id}/snapshot";
+      expect(curl("PUT", "/drives/disk0/snapshot", { overlay_path: "ov.qcow2" }, route).status).toBe(204);
+      expect(readFileSync(join(dir, "ov.qcow2")).subarray(0, 4).toString("latin1")).toBe("QFI\xfb");
+      expect(curl("PUT", "/drives/disk0/snapshot", { overlay_path: "ov.qcow2" }, route).status).toBe(400);
+      expect(curl("PUT", "/drives/disk9/snapshot", { overlay_path: "x.qcow2" }, route).status).toBe(404);
+      const wrote = waitFor(c, "wrote-0it");
+      c.stdin.write(
+        "echo backup-test | dd of=/dev/vda bs=512 seek=8 conv=notrunc,fsync 2>/dev/null; echo wrote-$((0))it\n",
+      );
+      await wrote;
+      expect(
+        readFileSync(join(dir, "disk.img"))
+          .subarray(4096, 4107)
+          .every((b) => b === 0),
+      ).toBe(true);
+
       expect(curl("PUT", "/actions", { action_type: "PowerOff" }).status).toBe(204);
       expect(await exited).toBe(0);
       expect(existsSync(SOCK)).toBe(false);
       expect(stderr).toMatch(/the VM is paused \(control socket\)/);
+      // What the guest wrote after the switch is in the overlay (qcow2 over the raw image).
+      const { openDiskImage } = await import("@visor/devices/node");
+      const ov = openDiskImage(join(dir, "ov.qcow2"), { readonly: true });
+      const got = new Uint8Array(11);
+      ov.read(4096, got);
+      ov.close();
+      expect(new TextDecoder().decode(got)).toBe("backup-test");
     },
     120_000,
   );
