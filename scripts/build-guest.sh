@@ -2,7 +2,7 @@
 # Rebuild a bundled guest from Debian packages by running guests/<arch>/build.sh.
 #
 # usage: scripts/build-guest.sh [ARCH [build.sh options...] [BUILD_DIR]]
-#   ARCH is a directory under guests/ (riscv64, the only guest so far, when omitted).
+#   ARCH is a directory under guests/ (riscv64 or x86_64; riscv64 when omitted).
 #   Everything after ARCH is passed to guests/ARCH/build.sh; see
 #   `scripts/build-guest.sh riscv64 --help`.
 set -euo pipefail
