@@ -30,6 +30,7 @@ import { parseJit, parseMemory, parseOptions } from "./args.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
+import { exitStatus } from "./exit-status.ts";
 import { userPath, versionLine } from "./paths.ts";
 import { printStats } from "./stats.ts";
 
@@ -418,21 +419,9 @@ export async function runMain(argv: string[]): Promise<number> {
   // A migration stops the VM before its last bytes are sent: wait for them.
   if (migration !== undefined) await migration;
   if (opts.has("stats")) printStats(machine, process.stderr);
-  switch (exit.kind) {
-    case "poweroff":
-    case "reset":
-    case "stopped":
-      return 0;
-    case "fail":
-      process.stderr.write(`visor: guest reported failure (code ${exit.code})\n`);
-      return exit.code === 0 ? 1 : exit.code & 0xff || 1;
-    case "htif":
-      if (exit.code !== 0) {
-        process.stderr.write(`visor: FAIL test ${exit.code}\n`);
-        return 1;
-      }
-      return 0;
-  }
+  const status = exitStatus(exit);
+  if (status.message !== undefined) process.stderr.write(`visor: ${status.message}\n`);
+  return status.code;
 }
 
 function isHtifProgram(elf: Uint8Array): boolean {
