@@ -43,7 +43,7 @@ function storeKernel(addr: number, value: number): string {
   dv.setBigUint64(16, BigInt(image.length), true); // image_size
   dv.setUint32(32, 2, true); // header version 0.2
   dv.setUint32(56, 0x05435352, true); // magic2 "RSC\x05"
-  code.forEach((w, i) => dv.setUint32(64 + 4 * i, w, true));
+  for (const [i, w] of code.entries()) dv.setUint32(64 + 4 * i, w, true);
   const file = join(dir, `store-${addr.toString(16)}-${value.toString(16)}.bin`);
   writeFileSync(file, image);
   return file;
