@@ -3,8 +3,6 @@
  */
 import { readFileSync } from "node:fs";
 import type net from "node:net";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import type { BlockBackend, NetBackend } from "@visor/devices";
 import { FileBlockBackend, ImageLockedError, openSocketNetBackend } from "@visor/devices/node";
@@ -28,16 +26,12 @@ import {
 } from "@visor/hypervisor/node";
 import { parseJit, parseMemory, parseOptions } from "./args.ts";
 import { writeFileAtomic } from "./atomic-write.ts";
+import { BUNDLED_INITRD, BUNDLED_KERNEL } from "./bundled.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
 import { UserError } from "./errors.ts";
 import { exitStatus } from "./exit-status.ts";
 import { userPath, versionLine } from "./paths.ts";
 import { printStats } from "./stats.ts";
-
-const here = dirname(fileURLToPath(import.meta.url));
-export const REPO_ROOT = resolve(here, "../../..");
-export const BUNDLED_KERNEL = join(REPO_ROOT, "guests/riscv64/Image.gz");
-export const BUNDLED_INITRD = join(REPO_ROOT, "guests/riscv64/initramfs.cpio.gz");
 
 export const RUN_HELP = `usage: visor run [options]
 
