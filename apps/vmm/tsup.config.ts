@@ -1,8 +1,11 @@
 import { cpSync, mkdirSync } from "node:fs";
 import { defineConfig } from "tsup";
 
-/** The bundled guest's files, copied into dist/ so that an installed package has them (src/bundled.ts). */
-const GUEST_FILES = ["Image.gz", "initramfs.cpio.gz"];
+/**
+ * The bundled guest's files, copied into dist/ so that an installed package has them
+ * (src/bundled.ts); its README goes with them for their licence (GPL-2.0) and sources.
+ */
+const GUEST_FILES = ["Image.gz", "initramfs.cpio.gz", "README.md"];
 
 export default defineConfig({
   // main.ts loads cli.ts (and that run.ts) with a dynamic import: they become chunks.
