@@ -2,12 +2,14 @@
 # Rebuild the bundled riscv64 guest (Image.gz and initramfs.cpio.gz) from Debian 12
 # packages: the kernel from linux-source-6.1, busybox from `apt-get source busybox`.
 #
-# usage: build.sh [--no-kernel] [--no-initramfs] [BUILD_DIR]
+# usage: build.sh [--no-kernel] [--no-initramfs] [--busybox=FILE] [BUILD_DIR]
 #
 #   BUILD_DIR      where sources, objects and results go
 #                  (default: ${TMPDIR:-/tmp}/visor-guest-riscv64)
 #   --no-kernel    skip the kernel (its compile is the slow part, a few minutes)
 #   --no-initramfs skip busybox and the initramfs
+#   --busybox=FILE pack this busybox binary instead of building one (for example the
+#                  one in the committed initramfs, to change only /init)
 #
 # Results land in BUILD_DIR/out/. The script never writes into the repository; copy the
 # results over the committed files yourself once you have compared them.
@@ -28,13 +30,15 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 do_kernel=1
 do_initramfs=1
+busybox_given=""
 build_dir=""
 for arg in "$@"; do
   case "$arg" in
     --no-kernel) do_kernel=0 ;;
     --no-initramfs) do_initramfs=0 ;;
+    --busybox=*) busybox_given=$(cd "$(dirname "${arg#--busybox=}")" && pwd)/$(basename "${arg#--busybox=}") ;;
     -h | --help)
-      sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     -*)
@@ -93,9 +97,13 @@ if [ "$do_kernel" = 1 ]; then
 fi
 if [ "$do_initramfs" = 1 ]; then
   need_tool cpio cpio
-  need_tool dpkg-source dpkg-dev
-  need_tool bzip2 bzip2
-  need_tool gcc gcc
+  if [ -z "$busybox_given" ]; then
+    need_tool dpkg-source dpkg-dev
+    need_tool bzip2 bzip2
+    need_tool gcc gcc
+  elif [ ! -f "$busybox_given" ]; then
+    die "--busybox: no file $busybox_given"
+  fi
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   die "missing packages; install them with: apt-get install ${missing[*]}"
@@ -132,43 +140,48 @@ fi
 
 # ---- busybox + initramfs --------------------------------------------------------------
 if [ "$do_initramfs" = 1 ]; then
-  bsrc_dir=$build_dir/busybox-src
-  mkdir -p "$bsrc_dir"
-  if [ ! -f "$bsrc_dir/$busybox_orig" ]; then
-    if ! apt-cache showsrc busybox 2>/dev/null | grep -q '^Package: busybox'; then
-      die "apt knows no busybox source package: add a deb-src entry for bookworm (e.g. a file \
+  if [ -n "$busybox_given" ]; then
+    log "busybox: using $busybox_given"
+    cp "$busybox_given" "$out/busybox"
+  else
+    bsrc_dir=$build_dir/busybox-src
+    mkdir -p "$bsrc_dir"
+    if [ ! -f "$bsrc_dir/$busybox_orig" ]; then
+      if ! apt-cache showsrc busybox 2>/dev/null | grep -q '^Package: busybox'; then
+        die "apt knows no busybox source package: add a deb-src entry for bookworm (e.g. a file \
 /etc/apt/sources.list.d/debian-src.sources with 'Types: deb-src', 'URIs: http://deb.debian.org/debian', \
 'Suites: bookworm bookworm-updates', 'Components: main'), then run apt-get update"
+      fi
+      log "fetching busybox source (apt-get source --download-only busybox)"
+      (cd "$bsrc_dir" && apt-get source --download-only busybox)
     fi
-    log "fetching busybox source (apt-get source --download-only busybox)"
-    (cd "$bsrc_dir" && apt-get source --download-only busybox)
-  fi
-  [ -f "$bsrc_dir/$busybox_orig" ] ||
-    die "apt-get source did not produce $busybox_orig (has Debian moved past busybox 1.35.0?)"
-  # The guest uses upstream busybox 1.35.0 as shipped in Debian's source package (the
-  # .orig tarball, whose checksum apt verified against the .dsc), without Debian's patch
-  # series: the committed config was generated on that tree.
-  bsrc=$bsrc_dir/busybox-1.35.0
-  if [ ! -f "$bsrc/Makefile" ]; then
-    tar -xjf "$bsrc_dir/$busybox_orig" -C "$bsrc_dir"
-  fi
-  bobj=$build_dir/busybox-obj
-  mkdir -p "$bobj"
-  cp "$here/busybox-1.35.config" "$bobj/.config"
-  log "busybox: configuring in $bobj"
-  # `yes` answers any question with the default; its SIGPIPE exit is not an error.
-  { yes '' || true; } | make -s -C "$bsrc" O="$bobj" oldconfig >/dev/null
-  check_config_unchanged busybox "$bobj/.config" "$here/busybox-1.35.config"
-  log "busybox: building with $jobs jobs"
-  make -s -C "$bsrc" O="$bobj" CROSS_COMPILE="$cross" -j"$jobs" busybox
-  cp "$bobj/busybox" "$out/busybox"
+    [ -f "$bsrc_dir/$busybox_orig" ] ||
+      die "apt-get source did not produce $busybox_orig (has Debian moved past busybox 1.35.0?)"
+    # The guest uses upstream busybox 1.35.0 as shipped in Debian's source package (the
+    # .orig tarball, whose checksum apt verified against the .dsc), without Debian's patch
+    # series: the committed config was generated on that tree.
+    bsrc=$bsrc_dir/busybox-1.35.0
+    if [ ! -f "$bsrc/Makefile" ]; then
+      tar -xjf "$bsrc_dir/$busybox_orig" -C "$bsrc_dir"
+    fi
+    bobj=$build_dir/busybox-obj
+    mkdir -p "$bobj"
+    cp "$here/busybox-1.35.config" "$bobj/.config"
+    log "busybox: configuring in $bobj"
+    # `yes` answers any question with the default; its SIGPIPE exit is not an error.
+    { yes '' || true; } | make -s -C "$bsrc" O="$bobj" oldconfig >/dev/null
+    check_config_unchanged busybox "$bobj/.config" "$here/busybox-1.35.config"
+    log "busybox: building with $jobs jobs"
+    make -s -C "$bsrc" O="$bobj" CROSS_COMPILE="$cross" -j"$jobs" busybox
+    cp "$bobj/busybox" "$out/busybox"
 
+  fi
   log "initramfs: packing"
   root=$build_dir/rootfs
   rm -rf "$root"
   mkdir -p "$root"
   (cd "$root" && mkdir -p bin dev etc mnt proc root sbin sys tmp usr/bin usr/sbin)
-  install -m 0755 "$bobj/busybox" "$root/bin/busybox"
+  install -m 0755 "$out/busybox" "$root/bin/busybox"
   install -m 0755 "$here/init.sh" "$root/init"
   find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
   (cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible) |

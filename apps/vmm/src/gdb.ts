@@ -9,6 +9,7 @@ import { GdbStub, type GdbTarget } from "@visor/cpu";
 import { type GdbServer, listenGdb } from "@visor/cpu/node";
 import type { Machine, MachineExit } from "@visor/hypervisor";
 import { UserError } from "./errors.ts";
+import { exitStatus } from "./exit-status.ts";
 
 /** Parse --gdb [HOST:]PORT (port 0: any free one; the host defaults to 127.0.0.1). */
 export function parseGdbAddress(s: string): { host: string; port: number } {
@@ -72,8 +73,8 @@ export async function debugMachine(
   );
   return {
     exited: (exit) => {
-      const code = exit.kind === "htif" || exit.kind === "fail" ? exit.code : 0;
-      stub.guestExited(code);
+      // gdb sees the status visor itself exits with (a panic or a reset is 1).
+      stub.guestExited(exitStatus(exit).code);
       server.close();
     },
     release: () => stub.release(),

@@ -2,8 +2,6 @@
  * `visor run`: boot a VM on the virt machine.
  */
 import { readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { type NetBackend, RateLimiter } from "@visor/devices";
 import { openSocketNetBackend } from "@visor/devices/node";
@@ -28,19 +26,16 @@ import {
 import { MachineControl } from "./api/machine-control.ts";
 import { type ApiSocket, openApiSocket } from "./api/server.ts";
 import { parseJit, parseMemory, parseOptions } from "./args.ts";
+import { BUNDLED_INITRD, BUNDLED_KERNEL } from "./bundled.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
 import { driveSnapshotter } from "./drive-snapshot.ts";
 import { Drive, type DriveSpec, parseDiskSpec, parseNetLimits } from "./drives.ts";
 import { UserError } from "./errors.ts";
+import { exitStatus } from "./exit-status.ts";
 import { debugMachine, parseGdbAddress } from "./gdb.ts";
 import { parseHostPort as hostPort } from "./host-port.ts";
 import { userPath, versionLine } from "./paths.ts";
 import { printStats } from "./stats.ts";
-
-const here = dirname(fileURLToPath(import.meta.url));
-export const REPO_ROOT = resolve(here, "../../..");
-export const BUNDLED_KERNEL = join(REPO_ROOT, "guests/riscv64/Image.gz");
-export const BUNDLED_INITRD = join(REPO_ROOT, "guests/riscv64/initramfs.cpio.gz");
 
 export const RUN_HELP = `usage: visor run [options]
 
@@ -440,21 +435,9 @@ export async function runMain(argv: string[]): Promise<number> {
   // A migration stops the VM before its last bytes are sent: wait for them.
   await control.settled();
   if (opts.has("stats")) printStats(machine, process.stderr);
-  switch (exit.kind) {
-    case "poweroff":
-    case "reset":
-    case "stopped":
-      return 0;
-    case "fail":
-      process.stderr.write(`visor: guest reported failure (code ${exit.code})\n`);
-      return exit.code === 0 ? 1 : exit.code & 0xff || 1;
-    case "htif":
-      if (exit.code !== 0) {
-        process.stderr.write(`visor: FAIL test ${exit.code}\n`);
-        return 1;
-      }
-      return 0;
-  }
+  const status = exitStatus(exit);
+  if (status.message !== undefined) process.stderr.write(`visor: ${status.message}\n`);
+  return status.code;
 }
 
 /**

@@ -16,6 +16,7 @@ export * from "./pci/constants.ts";
 export * from "./pci/host.ts";
 export * from "./pci/io-window.ts";
 export * from "./plic.ts";
+export * from "./pvpanic.ts";
 export * from "./rate-limiter.ts";
 export * from "./state.ts";
 export * from "./syscon.ts";

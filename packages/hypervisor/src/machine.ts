@@ -3,7 +3,8 @@
  *
  *   0x0010_0000  syscon (sifive,test1)        0x0c00_0000  PLIC
  *   0x0010_1000  goldfish RTC (IRQ 11)        0x1000_0000  ns16550a UART (IRQ 10)
- *   0x0200_0000  CLINT                        0x1000_1000  virtio-mmio slots, every 0x1000 (IRQ 1..8)
+ *   0x0010_2000  pvpanic (qemu,pvpanic-mmio)  0x1000_1000  virtio-mmio slots, every 0x1000 (IRQ 1..8)
+ *   0x0200_0000  CLINT
  *   0x8000_0000  DRAM
  *
  * Firmware: the built-in SBI (hypercalls served in TypeScript, see sbi/) or a real one
@@ -28,6 +29,7 @@ import {
   type IrqLine,
   type NetBackend,
   Plic,
+  PvPanic,
   plicSize,
   type RateLimiter,
   Syscon,
@@ -181,6 +183,8 @@ export type MachineExit =
   | { kind: "poweroff" }
   | { kind: "reset" }
   | { kind: "fail"; code: number }
+  /** The guest kernel reported a panic through the pvpanic device. */
+  | { kind: "panic" }
   | { kind: "htif"; code: number }
   | { kind: "stopped" };
 
@@ -237,6 +241,7 @@ export class Machine implements VcpuHost {
   readonly clint: Clint;
   readonly rtc: GoldfishRtc;
   readonly syscon: Syscon;
+  readonly pvpanic: PvPanic;
   readonly virtio: VirtioMmio[] = [];
   readonly pci: PciBus | undefined;
   readonly sbi: Sbi;
@@ -317,6 +322,8 @@ export class Machine implements VcpuHost {
     });
 
     this.syscon = new Syscon({ onEvent: (e) => this.onSyscon(e) });
+    // Stateless, so snapshots leave it out; a panic ends the run whatever `panic=` says.
+    this.pvpanic = new PvPanic({ onPanic: () => this.finish({ kind: "panic" }) });
     this.clint = new Clint({
       clock,
       msip: this.vcpus.map((_, i) => line(i, C.IRQ_MSI)),
@@ -349,6 +356,7 @@ export class Machine implements VcpuHost {
     const mmio = this.io.mmio;
     mmio.register(M.test.base, M.test.size, this.syscon);
     mmio.register(M.rtc.base, M.rtc.size, this.rtc);
+    mmio.register(M.pvpanic.base, M.pvpanic.size, this.pvpanic);
     mmio.register(M.clint.base, M.clint.size, this.clint);
     mmio.register(M.plic.base, plicSize(harts * 2), this.plic);
     mmio.register(M.uart0.base, M.uart0.size, this.uart);

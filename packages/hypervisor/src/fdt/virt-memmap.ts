@@ -13,6 +13,11 @@ export const VIRT_MEMMAP = {
   test: { base: 0x0010_0000, size: 0x1000 },
   /** google,goldfish-rtc. */
   rtc: { base: 0x0010_1000, size: 0x1000 },
+  /**
+   * qemu,pvpanic-mmio: the guest reports a kernel panic. Not in QEMU's RISC-V virt (QEMU
+   * offers pvpanic on ISA and PCI only); Visor places it in the free page after the RTC.
+   */
+  pvpanic: { base: 0x0010_2000, size: 0x1000 },
   /** Core-local interruptor: msip, mtimecmp, mtime. */
   clint: { base: 0x0200_0000, size: 0x1_0000 },
   /** PCIe I/O port window (legacy port I/O through MMIO). */

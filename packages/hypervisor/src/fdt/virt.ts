@@ -213,6 +213,12 @@ export function buildVirtDeviceTree(config: VirtFdtConfig): DeviceTree {
     .setU32("interrupt-parent", plicPh);
   reg(rtc, VIRT_MEMMAP.rtc.base, VIRT_MEMMAP.rtc.size);
 
+  // Linux binding misc/qemu,pvpanic-mmio.yaml; driver drivers/misc/pvpanic/pvpanic-mmio.c.
+  const pvpanic = soc
+    .addNode(`pvpanic@${hex(VIRT_MEMMAP.pvpanic.base)}`)
+    .setString("compatible", "qemu,pvpanic-mmio");
+  reg(pvpanic, VIRT_MEMMAP.pvpanic.base, VIRT_MEMMAP.pvpanic.size);
+
   for (let slot = 0; slot < virtioCount; slot++) {
     const base = virtioMmioBase(slot);
     const v = soc

@@ -104,7 +104,7 @@ describe("buildVirtDeviceTree (read back with our reader)", () => {
     expect(node(parsed({ ...base, plicSources: 64 }), "/soc/plic@c000000").getU32("riscv,ndev")).toBe(64);
   });
 
-  it("describes the UART, test/syscon with poweroff and reboot, and the RTC", () => {
+  it("describes the UART, test/syscon with poweroff and reboot, the RTC and pvpanic", () => {
     const dt = parsed(base);
     const plic = node(dt, "/soc/plic@c000000").getU32("phandle");
     const uart = node(dt, "/soc/serial@10000000");
@@ -132,6 +132,10 @@ describe("buildVirtDeviceTree (read back with our reader)", () => {
     expect(rtc.getU64s("reg")).toEqual([0x10_1000n, 0x1000n]);
     expect(rtc.getU32("interrupts")).toBe(11);
     expect(rtc.getU32("interrupt-parent")).toBe(plic);
+    // Visor's own addition (QEMU's RISC-V virt has no pvpanic): in the free page after the RTC.
+    const pvpanic = node(dt, "/soc/pvpanic@102000");
+    expect(pvpanic.getString("compatible")).toBe("qemu,pvpanic-mmio");
+    expect(pvpanic.getU64s("reg")).toEqual([0x10_2000n, 0x1000n]);
   });
 
   it("adds one virtio-mmio node per configured device, 0x1000 apart, IRQs from 1", () => {
