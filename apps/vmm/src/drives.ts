@@ -157,7 +157,7 @@ export class Drive implements BlockBackend {
       // "PATH is in use by another process (locked)" names the file already.
       if (e instanceof ImageLockedError) throw new UserError(e.message);
       const msg = (e as Error).message;
-      throw new UserError(msg.startsWith(spec.path) ? msg : `--disk ${spec.path}: ${msg}`);
+      throw new UserError(msg.startsWith(spec.path) ? `--disk ${msg}` : `--disk ${spec.path}: ${msg}`);
     }
   }
 

@@ -118,7 +118,7 @@ describe("--snapshot and bad disks", () => {
     dv.setUint32(100, 104);
     writeFileSync(bad, hdr);
     const cases: [string[], string][] = [
-      [["--disk", bad], `visor: ${bad}: L1 table past end of file\n`],
+      [["--disk", bad], `visor: --disk ${bad}: L1 table past end of file\n`],
       [
         ["--snapshot", "vm.snap"],
         "visor: --snapshot takes no value: it now means QEMU's -snapshot (discard disk writes at exit); to save the running VM on Ctrl-A W, use --save-to PATH\n",
@@ -132,7 +132,7 @@ describe("--snapshot and bad disks", () => {
         ["--disk", `${bad},format=vmdk`],
         "visor: --disk: unknown flag 'format=vmdk' (readonly, share-rw, transport=mmio|pci, format=raw|qcow2, bw=SIZE, iops=N)\n",
       ],
-      [["--disk", join(dir, "none.qcow2")], `visor: ${join(dir, "none.qcow2")}: no such file\n`],
+      [["--disk", join(dir, "none.qcow2")], `visor: --disk ${join(dir, "none.qcow2")}: no such file\n`],
     ];
     for (const [args, err] of cases) {
       const r = await visorRun(args);
