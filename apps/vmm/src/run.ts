@@ -71,6 +71,7 @@ export const RUN_HELP = `usage: visor run [options]
   --migrate-insecure   migrate over plain TCP, unauthenticated (trusted networks only)
   --migrate-timeout SECONDS  give up on a silent migration peer after this (default 30)
   --version            print visor's version
+  --accel kvm          boot x86-64 Linux on KVM instead (see visor run --accel kvm --help)
 
 Relative paths are relative to the directory visor was started from (under
 'pnpm visor', the directory pnpm was run in: INIT_CWD).
@@ -150,6 +151,11 @@ function readInput(path: string, what: string): Uint8Array {
 }
 
 export async function runMain(argv: string[]): Promise<number> {
+  // --accel kvm: the x86-64 machine on hardware-assisted virtualization (kvm/run.ts)
+  if (argv.some((a) => a === "--accel" || a.startsWith("--accel="))) {
+    const { kvmRunMain } = await import("./kvm/run.ts");
+    return kvmRunMain(argv, REPO_ROOT);
+  }
   const { opts, rest } = parseOptions(argv, SPEC);
   if (opts.has("help")) {
     process.stdout.write(`${RUN_HELP}\n`);

@@ -357,3 +357,13 @@ export function kvmStatus(path = KVM_DEVICE): { ok: true } | { ok: false; reason
     return { ok: false, reason: `KVM is not usable here: ${msg}` };
   }
 }
+
+/**
+ * End the process at once (`_exit`), vCPU threads included. A thread blocked in KVM_RUN
+ * (a halted vCPU, an application processor the guest never started) cannot be woken
+ * from JavaScript, and Node waits for its worker threads when it exits normally. Flush
+ * what must be written first.
+ */
+export function exitProcess(code: number): never {
+  return getLibc().exit(code);
+}

@@ -19,6 +19,7 @@ export interface Libc {
   errno(): number;
   strerror(errno: number): string;
   address(ptr: unknown): bigint;
+  exit(code: number): never;
   view(ptr: unknown, length: number): ArrayBuffer;
 }
 
@@ -49,6 +50,7 @@ export function getLibc(): Libc {
   const mmap = lib.func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)");
   const munmap = lib.func("int munmap(void *addr, size_t length)");
   const strerror = lib.func("const char *strerror(int errnum)");
+  const exit = lib.func("void _exit(int status)");
   libc = {
     open: (path, flags) => open(path, flags) as number,
     close: (fd) => close(fd) as number,
@@ -63,6 +65,10 @@ export function getLibc(): Libc {
     errno: () => koffi.errno(),
     strerror: (e) => strerror(e) as string,
     address: (p) => koffi.address(p),
+    exit: (code) => {
+      exit(code);
+      throw new Error("_exit returned");
+    },
     view: (p, length) => koffi.view(p, length),
   };
   return libc;

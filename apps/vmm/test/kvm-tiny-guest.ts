@@ -1,0 +1,107 @@
+/**
+ * Tiny x86-64 guests in bzImage form, for testing the KVM machine without a Linux kernel:
+ * a setup header (boot protocol 2.15, 64-bit entry) and hand-assembled 64-bit code at the
+ * 64-bit entry point (load address + 0x200), which the machine enters in long mode with
+ * rsi = the zero page, exactly as it enters Linux. Each program talks to the machine's
+ * devices with real port and MMIO exits.
+ */
+
+/** A bzImage whose 64-bit entry point (0x100200 once loaded) runs `code`. */
+export function tinyBzImage(code: number[]): Uint8Array {
+  const SETUP_SECTS = 1;
+  const pm = new Uint8Array(0x1000);
+  pm.fill(0xf4, 0, 0x200); // startup_32: hlt (never entered)
+  pm.set(code, 0x200);
+  const img = new Uint8Array((SETUP_SECTS + 1) * 512 + pm.length);
+  const dv = new DataView(img.buffer);
+  img[0x1f1] = SETUP_SECTS;
+  dv.setUint16(0x1fe, 0xaa55, true);
+  dv.setUint32(0x202, 0x53726448, true); // "HdrS"
+  dv.setUint16(0x206, 0x20f, true);
+  dv.setUint32(0x22c, 0x7fffffff, true); // initrd_addr_max
+  dv.setUint16(0x236, 1, true); // XLF_KERNEL_64
+  dv.setUint32(0x238, 2047, true); // cmdline_size
+  dv.setUint32(0x260, 0x10000, true); // init_size
+  img.set(pm, (SETUP_SECTS + 1) * 512);
+  return img;
+}
+
+const u32 = (v: number) => [v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >>> 24) & 0xff];
+
+/** mov dx, 0x3f8 */
+const DX_COM1 = [0x66, 0xba, 0xf8, 0x03];
+/** out dx, al */
+const OUT_DX_AL = [0xee];
+/** mov al, imm8; out dx, al */
+const putc = (c: string) => [0xb0, c.charCodeAt(0), ...OUT_DX_AL];
+/** mov al, 0xfe; out 0x64, al (i8042: pulse reset); then hlt; jmp back to hlt */
+const RESET = [0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd];
+
+/**
+ * Prints the kernel command line (found through boot_params.cmd_line_ptr, as Linux finds
+ * it) to COM1, then a newline, then resets through the i8042.
+ */
+export function echoCmdlineGuest(): Uint8Array {
+  const code = [
+    ...DX_COM1,
+    0x41,
+    0x89,
+    0xf0, // mov r8d, esi (boot_params)
+    0x41,
+    0x8b,
+    0xb0,
+    ...u32(0x228), // mov esi, [r8 + 0x228] (cmd_line_ptr)
+    // loop:
+    0x8a,
+    0x06, // mov al, [rsi]
+    0x84,
+    0xc0, // test al, al
+    0x74,
+    0x06, // jz done (+6)
+    0xee, // out dx, al
+    0x48,
+    0xff,
+    0xc6, // inc rsi
+    0xeb,
+    0xf4, // jmp loop (-12)
+    // done:
+    ...putc("\n"),
+    ...RESET,
+  ];
+  return tinyBzImage(code);
+}
+
+/**
+ * Reads the 32-bit MMIO register at `addr` (below 4 GiB), prints its four bytes to COM1
+ * (low byte first) and a newline, then resets.
+ */
+export function mmioReadGuest(addr: number): Uint8Array {
+  const code = [
+    ...DX_COM1,
+    0xbb,
+    ...u32(addr), // mov ebx, addr (zero-extended)
+    0x8b,
+    0x03, // mov eax, [rbx]
+    0xee,
+    0xc1,
+    0xe8,
+    0x08, // out dx, al; shr eax, 8
+    0xee,
+    0xc1,
+    0xe8,
+    0x08,
+    0xee,
+    0xc1,
+    0xe8,
+    0x08,
+    0xee,
+    ...putc("\n"),
+    ...RESET,
+  ];
+  return tinyBzImage(code);
+}
+
+/** Spins forever without an exit (for Ctrl-A X and stop tests). */
+export function spinGuest(): Uint8Array {
+  return tinyBzImage([...DX_COM1, ...putc("."), 0xeb, 0xfe]);
+}
