@@ -105,3 +105,104 @@ export function mmioReadGuest(addr: number): Uint8Array {
 export function spinGuest(): Uint8Array {
   return tinyBzImage([...DX_COM1, ...putc("."), 0xeb, 0xfe]);
 }
+
+/**
+ * Two vCPUs: the boot vCPU copies a real-mode routine to 0x8000 and starts vCPU 1 there
+ * with INIT and a startup IPI through its local APIC (the in-kernel one: no exit), as
+ * Linux brings up its application processors. vCPU 1 prints "A" and sets a flag in
+ * memory; the boot vCPU waits for the flag, prints "B" and a newline, and resets.
+ */
+export function smpGuest(): Uint8Array {
+  const FLAG = 0x7f00;
+  const ap = [
+    0xba,
+    0xf8,
+    0x03, // mov dx, 0x3f8 (16-bit code)
+    0xb0,
+    0x41,
+    0xee, // mov al, 'A'; out dx, al
+    0xc6,
+    0x06,
+    FLAG & 0xff,
+    FLAG >> 8,
+    0x01, // mov byte [FLAG], 1
+    0xfa,
+    0xf4,
+    0xeb,
+    0xfd, // cli; hlt; jmp hlt
+  ];
+  const head = [
+    0x48,
+    0x8d,
+    0x35,
+    0,
+    0,
+    0,
+    0, // lea rsi, [rip + ap] (patched below)
+  ];
+  const body = [
+    0xbf,
+    ...u32(0x8000), // mov edi, 0x8000
+    0xb9,
+    ...u32(ap.length), // mov ecx, len
+    0xf3,
+    0xa4, // rep movsb
+    0xbb,
+    ...u32(0xfee0_0000), // mov ebx, local APIC base
+    0xc7,
+    0x83,
+    ...u32(0x310),
+    ...u32(1 << 24), // ICR high: destination APIC id 1
+    0xc7,
+    0x83,
+    ...u32(0x300),
+    ...u32(0x4500), // ICR low: INIT, assert
+    0xc7,
+    0x83,
+    ...u32(0x300),
+    ...u32(0x4608), // ICR low: startup IPI, vector 8 (0x8000)
+    // wait:
+    0x80,
+    0x3c,
+    0x25,
+    ...u32(FLAG),
+    0x01, // cmp byte [FLAG], 1
+    0x75,
+    0xf6, // jne wait
+    ...DX_COM1,
+    ...putc("B"),
+    ...putc("\n"),
+    ...RESET,
+  ];
+  const disp = body.length; // ap starts right after body; rip-relative from the end of lea
+  head.splice(3, 4, ...u32(disp));
+  return tinyBzImage([...head, ...body, ...ap]);
+}
+
+/** `out dx, eax` and `in eax, dx` on COM1 (a 1-byte device), then a 2-byte and a 4-byte access to an unmapped port, then prints "ok" and resets. */
+export function oddPortGuest(): Uint8Array {
+  return tinyBzImage([
+    ...DX_COM1,
+    0xb8,
+    ...u32(0x44434241), // mov eax, "ABCD"
+    0xef, // out dx, eax
+    0xed, // in eax, dx
+    0x66,
+    0xba,
+    0x34,
+    0x12, // mov dx, 0x1234
+    0x66,
+    0xed, // in ax, dx
+    0xef, // out dx, eax
+    ...DX_COM1,
+    ...putc("o"),
+    ...putc("k"),
+    ...putc("\n"),
+    ...RESET,
+  ]);
+}
+
+/** ud2 with no IDT: a triple fault, which KVM reports as a shutdown exit. */
+export function tripleFaultGuest(): Uint8Array {
+  return tinyBzImage([0x0f, 0x0b]);
+}

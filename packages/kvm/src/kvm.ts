@@ -30,7 +30,7 @@ import {
   KVM_SET_USER_MEMORY_REGION,
   SIZEOF,
 } from "./constants.ts";
-import { E2BIG, EINTR, KvmError } from "./errors.ts";
+import { E2BIG, EAGAIN, EINTR, KvmError } from "./errors.ts";
 import {
   getLibc,
   type Libc,
@@ -247,12 +247,15 @@ export class VcpuFd {
   /**
    * KVM_RUN: enter the guest until it exits to user space; returns the exit reason (also
    * in `kvmRun.exitReason`). A signal that interrupts the call returns `KVM_EXIT.INTR` (10).
+   * An application processor waiting for its startup IPI makes KVM_RUN return EAGAIN
+   * each time an INIT or SIPI arrives; that is retried here, not reported.
    */
   run(): number {
     const run = this.kvmRun;
-    if (this.c.ioctlInt(this.fd, KVM_RUN, 0) < 0) {
-      if (this.c.errno() === EINTR) return 10;
-      fail(this.c, "KVM_RUN");
+    while (this.c.ioctlInt(this.fd, KVM_RUN, 0) < 0) {
+      const e = this.c.errno();
+      if (e === EINTR) return 10;
+      if (e !== EAGAIN) fail(this.c, "KVM_RUN");
     }
     return run.exitReason;
   }

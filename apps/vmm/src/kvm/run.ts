@@ -76,12 +76,14 @@ export async function kvmRunMain(argv: string[], repoRoot: string): Promise<numb
   if (memory % 4096 !== 0)
     throw new UserError(`--memory ${one("memory")} is not a whole number of 4 KiB pages`);
 
-  const status = kvmStatus();
+  // VISOR_KVM_DEVICE: another KVM device node (tests use a missing one).
+  const kvmPath = process.env.VISOR_KVM_DEVICE || undefined;
+  const status = kvmStatus(kvmPath);
   if (!status.ok) throw new UserError(status.reason);
 
   const hartsText = one("harts") ?? "1";
   const harts = Number(hartsText);
-  const kvm = Kvm.open();
+  const kvm = Kvm.open(kvmPath);
   const maxVcpus = Math.min(
     kvm.checkExtension(KVM_CAP.MAX_VCPUS) || kvm.checkExtension(KVM_CAP.NR_VCPUS) || 1,
     64,
@@ -163,6 +165,7 @@ export async function kvmRunMain(argv: string[], repoRoot: string): Promise<numb
       nets,
       output,
       onDeviceError: (m) => process.stderr.write(`visor: guest error: ${m}\n`),
+      kvmPath,
     });
   } catch (e) {
     closeDisks();
