@@ -206,3 +206,125 @@ export function oddPortGuest(): Uint8Array {
 export function tripleFaultGuest(): Uint8Array {
   return tinyBzImage([0x0f, 0x0b]);
 }
+
+/**
+ * Waits for console input in HLT, interrupt-driven like a kernel: it masks the 8259s,
+ * routes IOAPIC pin 4 (COM1) to vector 0x24 on local APIC 0, enables that local APIC,
+ * installs an IDT entry for the vector, turns on the UART's receive interrupt, prints ">"
+ * and loops on `sti; hlt`. Its handler echoes every byte the UART holds, resets on "q",
+ * and ends with an EOI to the local APIC. Only the UART accesses exit; the IOAPIC and the
+ * local APIC are KVM's, in the kernel.
+ */
+export function hltEchoGuest(): Uint8Array {
+  const IDT = 0x3000;
+  const IDTR = 0x2ff0;
+  const VECTOR = 0x24;
+  const movAbs = (addr: number, v: number) => [0xc7, 0x04, 0x25, ...u32(addr), ...u32(v)];
+  const handler = [
+    0x50,
+    0x52,
+    0x53, // push rax; push rdx; push rbx
+    // again:
+    0x66,
+    0xba,
+    0xfd,
+    0x03,
+    0xec, // mov dx, 0x3fd; in al, dx (LSR)
+    0xa8,
+    0x01, // test al, 1 (data ready)
+    0x74,
+    0x12, // jz done (+18)
+    0x66,
+    0xba,
+    0xf8,
+    0x03,
+    0xec, // mov dx, 0x3f8; in al, dx (RBR)
+    0xee, // out dx, al (echo)
+    0x3c,
+    0x71, // cmp al, 'q'
+    0x75,
+    0xed, // jne again (-19)
+    0xb0,
+    0xfe,
+    0xe6,
+    0x64, // mov al, 0xfe; out 0x64, al (reset)
+    0xeb,
+    0xe7, // jmp again (-25)
+    // done:
+    0xbb,
+    ...u32(0xfee0_0000), // mov ebx, local APIC
+    0xc7,
+    0x83,
+    ...u32(0xb0),
+    ...u32(0), // EOI
+    0x5b,
+    0x5a,
+    0x58, // pop rbx; pop rdx; pop rax
+    0x48,
+    0xcf, // iretq
+  ];
+  const main = (handlerAddr: number) => [
+    0xb0,
+    0xff,
+    0xe6,
+    0x21,
+    0xe6,
+    0xa1, // mask both 8259s
+    0xbb,
+    ...u32(0xfee0_0000), // mov ebx, local APIC
+    0xc7,
+    0x83,
+    ...u32(0xf0),
+    ...u32(0x1ff), // spurious vector register: APIC enabled
+    0xbb,
+    ...u32(0xfec0_0000), // mov ebx, IOAPIC
+    0xc7,
+    0x03,
+    ...u32(0x10 + 2 * 4), // IOREGSEL: redirection entry 4, low word
+    0xc7,
+    0x43,
+    0x10,
+    ...u32(VECTOR), // IOWIN: fixed, physical, edge, active high, unmasked
+    0xc7,
+    0x03,
+    ...u32(0x10 + 2 * 4 + 1), // high word
+    0xc7,
+    0x43,
+    0x10,
+    ...u32(0), // destination APIC 0
+    ...movAbs(IDT + VECTOR * 16, (handlerAddr & 0xffff) | (0x08 << 16)),
+    ...movAbs(IDT + VECTOR * 16 + 4, (handlerAddr & 0xffff0000) | 0x8e00),
+    ...movAbs(IDT + VECTOR * 16 + 8, 0),
+    ...movAbs(IDT + VECTOR * 16 + 12, 0),
+    ...movAbs(IDTR, 0x0fff | (IDT << 16)),
+    ...movAbs(IDTR + 4, 0),
+    0x0f,
+    0x01,
+    0x1c,
+    0x25,
+    ...u32(IDTR), // lidt [IDTR]
+    0x66,
+    0xba,
+    0xf9,
+    0x03,
+    0xb0,
+    0x01,
+    0xee, // IER: receive data interrupt
+    0x66,
+    0xba,
+    0xfc,
+    0x03,
+    0xb0,
+    0x0b,
+    0xee, // MCR: DTR, RTS, OUT2
+    ...DX_COM1,
+    ...putc(">"),
+    // wait:
+    0xfb,
+    0xf4,
+    0xeb,
+    0xfc, // sti; hlt; jmp wait
+  ];
+  const mainLength = main(0).length;
+  return tinyBzImage([...main(0x10_0200 + mainLength), ...handler]);
+}

@@ -5,7 +5,7 @@
  * what a hostile guest can do at the exits. Skipped, saying why, without a usable
  * /dev/kvm.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { e820Map, MPTABLE_ADDR, parseBzImage, writeMpTable } from "../src/kvm/boot.ts";
 import {
   echoCmdlineGuest,
+  hltEchoGuest,
   mmioReadGuest,
   oddPortGuest,
   smpGuest,
@@ -148,5 +149,48 @@ describe.skipIf(!status.ok)(`visor run --accel kvm on tiny guests${skip}`, () =>
     const r = visor(["--kernel", file("tf", tripleFaultGuest()), "--harts", "2"]);
     expect(r.status).toBe(1);
     expect(r.stderr).toBe("visor: vCPU 0 stopped with KVM exit 'shutdown' (a triple fault)\n");
+  });
+
+  it("console input reaches a guest idling in HLT (interrupt-driven, no polling exits), chunk after chunk; the event loop never froze", async () => {
+    const e = { ...process.env };
+    delete e.INIT_CWD;
+    const kernel = file("hlt", hltEchoGuest());
+    const c = spawn(
+      process.execPath,
+      ["--conditions=source", MAIN, "run", "--accel", "kvm", "--kernel", kernel, "--stats"],
+      { env: e },
+    );
+    let out = "";
+    let err = "";
+    c.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    const waiters: { text: string; resolve: () => void }[] = [];
+    c.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      for (const w of waiters.splice(0)) {
+        if (out.includes(w.text)) w.resolve();
+        else waiters.push(w);
+      }
+    });
+    const seen = (text: string) =>
+      new Promise<void>((resolve) => {
+        if (out.includes(text)) resolve();
+        else waiters.push({ text, resolve });
+      });
+    const exited = new Promise<number | null>((resolve) => c.on("exit", (code) => resolve(code)));
+    await seen(">");
+    c.stdin.write("hi");
+    await seen(">hi");
+    c.stdin.write("yo");
+    await seen(">hiyo");
+    c.stdin.write("q");
+    expect(await exited).toBe(0);
+    expect(out).toBe(">hiyoq");
+    // 5 bytes in: each costs an LSR read, an RBR read and the echo, plus one LSR read per
+    // interrupt; a guest polling the UART would have exited thousands of times instead.
+    const io = Number(/\nio +(\d+)\n/.exec(err)?.[1]);
+    expect(io).toBeGreaterThan(15);
+    expect(io).toBeLessThan(40);
   });
 });

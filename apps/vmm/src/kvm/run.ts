@@ -140,18 +140,11 @@ export async function kvmRunMain(argv: string[], repoRoot: string): Promise<numb
   }
 
   const out = new ConsoleOutput(process.stdout, (m) => process.stderr.write(m));
-  const pending: number[] = [];
-  let flushQueued = false;
-  const output = (byte: number) => {
-    pending.push(byte);
-    if (!flushQueued) {
-      flushQueued = true;
-      queueMicrotask(() => {
-        flushQueued = false;
-        out.write(Uint8Array.from(pending));
-        pending.length = 0;
-      });
-    }
+  // ConsoleOutput batches bytes until the event loop turns (one write per burst).
+  const byte = new Uint8Array(1);
+  const output = (b: number) => {
+    byte[0] = b;
+    out.write(byte);
   };
   let machine: X86Machine;
   try {
@@ -183,8 +176,6 @@ export async function kvmRunMain(argv: string[], repoRoot: string): Promise<numb
   con.start();
   const stop = await machine.run();
   con.stop();
-  out.write(Uint8Array.from(pending));
-  pending.length = 0;
   out.flush();
   if (opts.has("stats")) printKvmStats(machine.stats(), harts);
   closeDisks();
