@@ -39,8 +39,12 @@ let libc: Libc | undefined;
 /** The libc bindings (loaded once per thread). Throws a one-line error off Linux/glibc. */
 export function getLibc(): Libc {
   if (libc !== undefined) return libc;
-  if (process.platform !== "linux") throw new Error(`KVM needs Linux (this host is ${process.platform})`);
-  const lib = koffi.load("libc.so.6");
+  let lib: ReturnType<typeof koffi.load>;
+  try {
+    lib = koffi.load("libc.so.6");
+  } catch (e) {
+    throw new Error(`KVM needs Linux with glibc: ${e instanceof Error ? e.message : String(e)}`);
+  }
   const open = lib.func("int open(const char *path, int flags)");
   const close = lib.func("int close(int fd)");
   // ioctl is variadic in C; its third argument is passed in a register either way on the

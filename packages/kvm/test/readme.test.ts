@@ -4,6 +4,6 @@ import { runReadmeExample } from "../../../scripts/readme-example.ts";
 
 describe("README", () => {
   it("the usage example runs and its assertions hold (it reports why when /dev/kvm is unusable)", async () => {
-    expect(await runReadmeExample("packages/kvm/README.md")).toBe(1);
+    expect(await runReadmeExample("packages/kvm/README.md")).toBe(2);
   });
 });

@@ -9,12 +9,11 @@
  *                  kernel command line (virtio_mmio.device=4K@0xd0000000:5)
  *   in the kernel  KVM's irqchip (two 8259s, the IOAPIC, a local APIC per vCPU) and 8254 PIT
  *
- * Each vCPU runs KVM_RUN on a worker thread of its own (vcpu-worker.ts) and hands its port
- * and MMIO exits to this thread (handoff.ts), which owns the buses and the devices; HLT,
+ * Each vCPU runs KVM_RUN on a worker thread of its own (@visor/kvm/node VcpuThread) and
+ * hands its port and MMIO exits to this thread, which owns the buses and the devices; HLT,
  * timers and interrupt delivery stay in the kernel. Devices raise interrupts with
  * KVM_IRQ_LINE.
  */
-import { Worker } from "node:worker_threads";
 import {
   type BlockBackend,
   type IrqLine,
@@ -28,19 +27,11 @@ import {
   VirtioRng,
 } from "@visor/devices";
 import { IoManager, UNMAPPED } from "@visor/io-bus";
-import { type CpuidEntry, exitReasonName, GuestMapping, Kvm, type VcpuFd, type VmFd } from "@visor/kvm";
+import { type CpuidEntry, GuestMapping, Kvm, type VcpuFd, type VmFd } from "@visor/kvm";
+import { type ExitSlot, VcpuThread } from "@visor/kvm/node";
 import { GuestMemory, GuestRam } from "@visor/memory";
 import { entryRegs, loadLinux, longModeSregs, parseBzImage } from "./boot.ts";
-import { DONE, H, HANDOFF_INTS, KIND_PIO, POSTED, RUNNING, type VcpuWorkerData } from "./handoff.ts";
 import { I8042 } from "./i8042.ts";
-
-/** Atomics.waitAsync (ES2024; Node has it, this workspace's TypeScript lib is ES2023). */
-type WaitAsync = (
-  a: Int32Array,
-  index: number,
-  value: number,
-) => { async: false; value: string } | { async: true; value: Promise<string> };
-const waitAsync: WaitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 export const COM1_PORT = 0x3f8;
 export const COM1_IRQ = 4;
@@ -103,14 +94,12 @@ export class X86Machine {
   private readonly vm: VmFd;
   private readonly mem: GuestMapping;
   private readonly vcpus: VcpuFd[] = [];
-  private readonly controls: Int32Array[] = [];
-  private readonly workers: Worker[] = [];
+  private readonly threads: VcpuThread[] = [];
   private readonly ports = new Map<number, number>();
   private readonly mmioCounts = new Map<string, number>();
   private stopWith: ((s: X86Stop) => void) | undefined;
   private stopped: X86Stop | undefined;
   private started = 0;
-  private finished = 0;
 
   constructor(o: X86MachineOptions) {
     this.cpus = o.cpus;
@@ -201,68 +190,36 @@ export class X86Machine {
       this.stopWith = resolve;
     });
     for (const v of this.vcpus) {
-      const control = new SharedArrayBuffer(HANDOFF_INTS * 4);
-      const ctl = new Int32Array(control);
-      this.controls.push(ctl);
-      const data: VcpuWorkerData = { fd: v.fd, id: v.id, runSize: v.runSize, control };
-      const w = new Worker(new URL("./vcpu-worker.ts", import.meta.url), { workerData: data });
-      w.on("message", (m: { error?: string }) => {
-        if (m.error !== undefined) this.stop({ kind: "error", message: m.error });
+      const t = new VcpuThread(v, (slot) => this.access(slot));
+      this.threads.push(t);
+      void t.done.then((end) => {
+        if ("error" in end) this.stop({ kind: "error", message: end.error });
+        else if ("reason" in end) this.stop({ kind: "exit", vcpu: t.id, reason: end.reason });
       });
-      w.on("error", (e) => this.stop({ kind: "error", message: `vCPU ${v.id} thread: ${e.message}` }));
-      this.workers.push(w); // referenced while the VM runs: pending Atomics.waitAsync does not keep Node alive
-
-      void this.serve(v.id, ctl);
     }
     return done;
   }
 
-  /** Serve one vCPU's exits until its thread is done. */
-  private async serve(id: number, ctl: Int32Array): Promise<void> {
-    for (;;) {
-      const w = waitAsync(ctl, H.STATE, RUNNING);
-      if (w.async) await w.value;
-      const state = Atomics.load(ctl, H.STATE);
-      if (state === POSTED) {
-        try {
-          this.access(ctl);
-        } catch (e) {
-          this.stop({ kind: "error", message: `vCPU ${id}: ${e instanceof Error ? e.message : String(e)}` });
-        }
-        Atomics.store(ctl, H.STATE, RUNNING);
-        Atomics.notify(ctl, H.STATE);
-      } else if (state === DONE) {
-        const reason = Atomics.load(ctl, H.REASON);
-        if (reason >= 0 && this.stopped === undefined) {
-          this.stop({ kind: "exit", vcpu: id, reason: exitReasonName(reason) });
-        }
-        this.finished++;
-        return;
-      }
-    }
-  }
-
   /** Perform one posted access on the buses. Every value here came from the guest. */
-  private access(ctl: Int32Array): void {
-    const size = ctl[H.SIZE]!;
-    const write = ctl[H.WRITE] === 1;
-    if (ctl[H.KIND] === KIND_PIO) {
-      const port = ctl[H.ADDR_LO]! & 0xffff;
+  private access(slot: ExitSlot): void {
+    const size = slot.size;
+    const write = slot.write;
+    if (slot.isPio) {
+      const port = slot.addr & 0xffff;
       this.ports.set(port, (this.ports.get(port) ?? 0) + 1);
       if (size !== 1 && size !== 2 && size !== 4) throw new Error(`port I/O of ${size} bytes`);
-      if (write) this.io.pio.write(port, size, ctl[H.VALUE]! >>> 0);
-      else ctl[H.VALUE] = this.io.pio.read(port, size);
+      if (write) this.io.pio.write(port, size, slot.value);
+      else slot.setResult(this.io.pio.read(port, size));
       return;
     }
-    const addr = (ctl[H.ADDR_HI]! >>> 0) * 2 ** 32 + (ctl[H.ADDR_LO]! >>> 0);
+    const addr = slot.addr;
     const dev = this.io.mmio.deviceAt(addr)?.device.name ?? "unmapped";
     this.mmioCounts.set(dev, (this.mmioCounts.get(dev) ?? 0) + 1);
     if (size === 1 || size === 2 || size === 4) {
-      if (write) this.io.mmio.write(addr, size, ctl[H.VALUE]! >>> 0);
+      if (write) this.io.mmio.write(addr, size, slot.value);
       else {
         const v = this.io.mmio.read(addr, size);
-        ctl[H.VALUE] = v === UNMAPPED ? -1 : v;
-        ctl[H.VALUE_HI] = 0;
+        slot.setResult(v === UNMAPPED ? -1 : v);
       }
       return;
     }
@@ -271,7 +228,7 @@ export class X86Machine {
     let lo = 0;
     let hi = 0;
     for (let i = 0; i < Math.min(size, 8); i += step) {
-      const part = i < 4 ? ctl[H.VALUE]! >>> (8 * i) : ctl[H.VALUE_HI]! >>> (8 * (i - 4));
+      const part = i < 4 ? slot.value >>> (8 * i) : slot.valueHi >>> (8 * (i - 4));
       const mask = step === 4 ? 0xffff_ffff : 0xff;
       if (write) this.io.mmio.write(addr + i, step as 1 | 4, (part & mask) >>> 0);
       else {
@@ -281,25 +238,24 @@ export class X86Machine {
         else hi = (hi | (v << (8 * (i - 4)))) >>> 0;
       }
     }
-    if (!write) {
-      ctl[H.VALUE] = lo | 0;
-      ctl[H.VALUE_HI] = hi | 0;
-    }
+    if (!write) slot.setResult(lo, hi);
   }
 
   /** Stop the VM (first reason wins). The vCPU threads are asked to leave at their next exit. */
   stop(s: X86Stop): void {
     if (this.stopped !== undefined) return;
     this.stopped = s;
-    for (const c of this.controls) Atomics.store(c, H.STOP, 1);
     // A vCPU halted in the kernel may never exit again; its thread must not keep the process up.
-    for (const w of this.workers) w.unref();
+    for (const t of this.threads) {
+      t.requestStop();
+      t.unref();
+    }
     this.stopWith?.(s);
   }
 
   /** True once every vCPU thread has left its run loop. */
   get allThreadsDone(): boolean {
-    return this.finished === this.cpus;
+    return this.threads.every((t) => t.finished);
   }
 
   /** Console input for the UART; returns how many bytes it took. */
@@ -309,11 +265,8 @@ export class X86Machine {
 
   stats(): X86Stats {
     const exits = new Map<string, number>();
-    for (const c of this.controls) {
-      for (let r = 0; r < HANDOFF_INTS - H.COUNTERS; r++) {
-        const n = c[H.COUNTERS + r]!;
-        if (n > 0) exits.set(exitReasonName(r), (exits.get(exitReasonName(r)) ?? 0) + n);
-      }
+    for (const t of this.threads) {
+      for (const [k, n] of t.exitCounts()) exits.set(k, (exits.get(k) ?? 0) + n);
     }
     return {
       exits,

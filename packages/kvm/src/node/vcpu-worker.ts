@@ -1,10 +1,12 @@
+/// <reference types="node" />
 /**
  * A vCPU's thread: KVM_RUN in a loop, blocking only this thread. Port and MMIO exits go to
  * the main thread through the handoff block (handoff.ts); anything else ends the loop with
  * its exit reason. Errors are posted as a one-line message.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { KVM_EXIT, KVM_EXIT_IO_OUT, VcpuFd } from "@visor/kvm";
+import { KVM_EXIT, KVM_EXIT_IO_OUT } from "../constants.ts";
+import { VcpuFd } from "../kvm.ts";
 import { COUNTER_SLOTS, DONE, H, KIND_MMIO, KIND_PIO, POSTED, type VcpuWorkerData } from "./handoff.ts";
 
 const data = workerData as VcpuWorkerData;

@@ -1,3 +1,4 @@
+/// <reference types="node" />
 /**
  * The exit handoff between a vCPU's worker thread and the main thread, where the devices
  * live. One SharedArrayBuffer per vCPU: the worker writes an exit (a port or MMIO access)
@@ -40,7 +41,7 @@ export const DONE = 2;
 export const KIND_PIO = 1;
 export const KIND_MMIO = 2;
 
-/** What the main thread gives each vCPU worker. */
+/** What the main thread gives each vCPU worker (vcpu-worker.ts). */
 export interface VcpuWorkerData {
   fd: number;
   id: number;
