@@ -6,12 +6,19 @@
  * devices with real port and MMIO exits.
  */
 
-/** A bzImage whose 64-bit entry point (0x100200 once loaded) runs `code`. */
-export function tinyBzImage(code: number[]): Uint8Array {
+/**
+ * A bzImage whose 64-bit entry point (0x100200 once loaded) runs `code`; `data` blobs go
+ * at their offsets from the load address (0x100000).
+ */
+export function tinyBzImage(
+  code: number[],
+  data: { at: number; bytes: Uint8Array | number[] }[] = [],
+): Uint8Array {
   const SETUP_SECTS = 1;
-  const pm = new Uint8Array(0x1000);
+  const pm = new Uint8Array(0x2000);
   pm.fill(0xf4, 0, 0x200); // startup_32: hlt (never entered)
   pm.set(code, 0x200);
+  for (const d of data) pm.set(d.bytes, d.at);
   const img = new Uint8Array((SETUP_SECTS + 1) * 512 + pm.length);
   const dv = new DataView(img.buffer);
   img[0x1f1] = SETUP_SECTS;
@@ -327,4 +334,112 @@ export function hltEchoGuest(): Uint8Array {
   ];
   const mainLength = main(0).length;
   return tinyBzImage([...main(0x10_0200 + mainLength), ...handler]);
+}
+
+/**
+ * A virtio-blk driver in a few dozen instructions, against the first virtio-mmio slot
+ * (0xd0000000): it negotiates VERSION_1, sets up queue 0 (8 entries) on rings that come
+ * prebuilt in the image, and submits two requests in one notify: write sector 1 with
+ * 512 bytes of "KVMWROTE", and read sector 0. It then prints the first 8 bytes read, the
+ * two status bytes as digits and the used index, and resets. Every register access is an
+ * MMIO exit; the device DMAs into the guest's RAM from the main thread.
+ */
+export function virtioBlkGuest(): Uint8Array {
+  const BASE = 0x10_0000;
+  const DESC = 0x800;
+  const AVAIL = 0x900;
+  const USED = 0xa00;
+  const HDR_W = 0xb00;
+  const HDR_R = 0xb10;
+  const STATUS = 0xb20;
+  const WDATA = 0xc00;
+  const RBUF = 0x1000;
+  const NEXT = 1;
+  const WRITE = 2;
+  const desc = new Uint8Array(6 * 16);
+  const dd = new DataView(desc.buffer);
+  const chain = [
+    [HDR_W, 16, NEXT, 1],
+    [WDATA, 512, NEXT, 2],
+    [STATUS, 1, WRITE, 0],
+    [HDR_R, 16, NEXT, 4],
+    [RBUF, 512, NEXT | WRITE, 5],
+    [STATUS + 1, 1, WRITE, 0],
+  ] as const;
+  chain.forEach(([addr, len, flags, next], i) => {
+    dd.setBigUint64(i * 16, BigInt(BASE + addr), true);
+    dd.setUint32(i * 16 + 8, len, true);
+    dd.setUint16(i * 16 + 12, flags, true);
+    dd.setUint16(i * 16 + 14, next, true);
+  });
+  const avail = [0, 0, 2, 0, 0, 0, 3, 0]; // flags 0, idx 2, ring [0, 3]
+  const hdrW = [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]; // OUT, sector 1
+  const hdrR = new Array(16).fill(0); // IN, sector 0
+  const wdata = new Uint8Array(512);
+  for (let i = 0; i < 512; i++) wdata[i] = "KVMWROTE".charCodeAt(i % 8);
+  const reg = (off: number, v: number) => [0xc7, 0x83, ...u32(off), ...u32(v)]; // mov dword [rbx+off], v
+  const code = [
+    0xbb,
+    ...u32(0xd000_0000), // mov ebx, slot 0
+    ...reg(0x70, 0), // Status: reset
+    ...reg(0x70, 1), // ACKNOWLEDGE
+    ...reg(0x70, 3), // DRIVER
+    ...reg(0x24, 1), // DriverFeaturesSel 1
+    ...reg(0x20, 1), // VIRTIO_F_VERSION_1 (bit 32)
+    ...reg(0x24, 0),
+    ...reg(0x20, 0),
+    ...reg(0x70, 0xb), // FEATURES_OK
+    ...reg(0x30, 0), // QueueSel 0
+    ...reg(0x38, 8), // QueueNum
+    ...reg(0x80, BASE + DESC), // QueueDesc
+    ...reg(0x84, 0),
+    ...reg(0x90, BASE + AVAIL), // QueueDriver (avail ring)
+    ...reg(0x94, 0),
+    ...reg(0xa0, BASE + USED), // QueueDevice (used ring)
+    ...reg(0xa4, 0),
+    ...reg(0x44, 1), // QueueReady
+    ...reg(0x70, 0xf), // DRIVER_OK
+    ...reg(0x50, 0), // QueueNotify 0: both requests
+    ...DX_COM1,
+    0xbe,
+    ...u32(BASE + RBUF), // mov esi, read buffer
+    0xb9,
+    ...u32(8), // mov ecx, 8
+    0xac,
+    0xee,
+    0xe2,
+    0xfc, // L: lodsb; out dx, al; loop L
+    0x8a,
+    0x04,
+    0x25,
+    ...u32(BASE + STATUS),
+    0x04,
+    0x30,
+    0xee, // status of the write, as a digit
+    0x8a,
+    0x04,
+    0x25,
+    ...u32(BASE + STATUS + 1),
+    0x04,
+    0x30,
+    0xee, // status of the read
+    0x0f,
+    0xb7,
+    0x04,
+    0x25,
+    ...u32(BASE + USED + 2),
+    0x04,
+    0x30,
+    0xee, // used.idx, as a digit
+    ...putc("\n"),
+    ...RESET,
+  ];
+  return tinyBzImage(code, [
+    { at: DESC, bytes: desc },
+    { at: AVAIL, bytes: avail },
+    { at: HDR_W, bytes: hdrW },
+    { at: HDR_R, bytes: hdrR },
+    { at: STATUS, bytes: [0xff, 0xff] },
+    { at: WDATA, bytes: wdata },
+  ]);
 }

@@ -6,7 +6,7 @@
  * /dev/kvm.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { kvmStatus } from "@visor/kvm";
@@ -20,6 +20,7 @@ import {
   smpGuest,
   tinyBzImage,
   tripleFaultGuest,
+  virtioBlkGuest,
 } from "./kvm-tiny-guest.ts";
 
 const MAIN = join(import.meta.dirname, "../src/main.ts");
@@ -127,6 +128,25 @@ describe.skipIf(!status.ok)(`visor run --accel kvm on tiny guests${skip}`, () =>
     expect(r.status).toBe(0);
     expect(r.stdout).toBe("virt\n");
     expect(r.stderr).toMatch(/virtio-mmio:virtio-blk +1\n/);
+  });
+
+  it("a --disk is readable and writable: a virtio-blk driver in the guest writes sector 1 and reads sector 0 through the virtqueue, with real MMIO exits", () => {
+    const data = new Uint8Array(64 * 1024);
+    data.set(new TextEncoder().encode("DISKDATA"), 0);
+    const disk = file("rw.img", data);
+    const r = visor(["--kernel", file("blk", virtioBlkGuest()), "--disk", disk, "--stats"]);
+    expect(r.stderr).not.toMatch(/visor: /);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe("DISKDATA002\n"); // the sector read, both statuses OK, used.idx 2
+    const after = readFileSync(disk);
+    expect(new TextDecoder().decode(after.subarray(512, 528))).toBe("KVMWROTEKVMWROTE");
+    expect(r.stderr).toMatch(/virtio-mmio:virtio-blk +\d+\n/);
+    // read-only: the read works, the write is refused with a status the guest sees
+    const ro = file("ro.img", data);
+    const rr = visor(["--kernel", file("blk", virtioBlkGuest()), "--disk", `${ro},readonly`]);
+    expect(rr.status).toBe(0);
+    expect(rr.stdout).toMatch(/^DISKDATA[12]02\n$/);
+    expect(readFileSync(ro)).toEqual(Buffer.from(data));
   });
 
   it("two vCPUs on two threads: the boot vCPU starts the second with INIT and SIPI, both print", () => {
