@@ -443,3 +443,18 @@ export function virtioBlkGuest(): Uint8Array {
     { at: WDATA, bytes: wdata },
   ]);
 }
+
+/** An 8-byte MMIO read (`mov rax, [rbx]`) at `addr`: prints the 8 bytes, then resets. */
+export function mmio64Guest(addr: number): Uint8Array {
+  return tinyBzImage([
+    ...DX_COM1,
+    0xbb,
+    ...u32(addr), // mov ebx, addr
+    0x48,
+    0x8b,
+    0x03, // mov rax, [rbx]
+    ...Array.from({ length: 8 }, () => [0xee, 0x48, 0xc1, 0xe8, 0x08]).flat(), // out dx, al; shr rax, 8
+    ...putc("\n"),
+    ...RESET,
+  ]);
+}

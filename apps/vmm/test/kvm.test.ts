@@ -15,6 +15,7 @@ import { e820Map, MPTABLE_ADDR, parseBzImage, writeMpTable } from "../src/kvm/bo
 import {
   echoCmdlineGuest,
   hltEchoGuest,
+  mmio64Guest,
   mmioReadGuest,
   oddPortGuest,
   smpGuest,
@@ -149,6 +150,13 @@ describe.skipIf(!status.ok)(`visor run --accel kvm on tiny guests${skip}`, () =>
     expect(readFileSync(ro)).toEqual(Buffer.from(data));
   });
 
+  it("without --disk or --net the first slots hold a virtio-rng (device 4) and a virtio-console (device 3)", () => {
+    const echo = visor(["--kernel", file("echo", echoCmdlineGuest())]);
+    expect(echo.stdout).toContain("virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6");
+    expect(visor(["--kernel", file("id0", mmioReadGuest(0xd000_0008))]).stdout).toBe("\x04\0\0\0\n");
+    expect(visor(["--kernel", file("id1", mmioReadGuest(0xd000_1008))]).stdout).toBe("\x03\0\0\0\n");
+  });
+
   it("two vCPUs on two threads: the boot vCPU starts the second with INIT and SIPI, both print", () => {
     const r = visor(["--kernel", file("smp", smpGuest()), "--harts", "2"]);
     expect(r.stderr).toBe("");
@@ -163,6 +171,10 @@ describe.skipIf(!status.ok)(`visor run --accel kvm on tiny guests${skip}`, () =>
     const hole = visor(["--kernel", file("hole", mmioReadGuest(0xd010_0000))]);
     expect(hole.status).toBe(0);
     expect(hole.stdout).toBe("\xff\xff\xff\xff\n"); // all ones, like a PC bus
+    // an 8-byte read of a 4-byte-register device is split: magic "virt", then version 2
+    const wide = visor(["--kernel", file("wide", mmio64Guest(0xd000_0000))]);
+    expect(wide.status).toBe(0);
+    expect(wide.stdout).toBe("virt\x02\0\0\0\n");
   });
 
   it("hostile: a triple fault stops the VM with a one-line error and status 1", () => {

@@ -10,7 +10,7 @@ import { exitProcess, KVM_CAP, Kvm, kvmStatus } from "@visor/kvm";
 import { parseOptions, parseSize, sizeText } from "../args.ts";
 import { ConsoleOutput, HostConsole } from "../console.ts";
 import { UserError } from "../errors.ts";
-import { userPath } from "../paths.ts";
+import { userPath, versionLine } from "../paths.ts";
 import { BootError } from "./boot.ts";
 import { X86_MAX_MEMORY, X86Machine, type X86Stats } from "./machine.ts";
 
@@ -24,6 +24,7 @@ export const KVM_RUN_HELP = `usage: visor run --accel kvm [options]   (x86-64 Li
   --harts N            vCPUs, each on a worker thread of its own (default 1)
   --disk PATH[,readonly]  virtio-blk (virtio-mmio) disk backed by a raw file (repeatable)
   --net socket,listen=PORT | socket,connect=HOST:PORT   virtio-net on a socket LAN
+                       (after the disks and NICs: a virtio-rng and a virtio-console, hvc0)
   --stats              print KVM exits by reason, port and device when the VM stops
 
 The console is this terminal. Ctrl-A X quits. Needs a usable /dev/kvm.`;
@@ -39,6 +40,7 @@ const SPEC = {
   net: { value: true, repeat: true },
   stats: {},
   help: {},
+  version: {},
 };
 
 const MIN_MEMORY = 16 * 2 ** 20;
@@ -156,6 +158,7 @@ export async function kvmRunMain(argv: string[], repoRoot: string): Promise<numb
       cpus: harts,
       disks,
       nets,
+      extraDevices: true,
       output,
       onDeviceError: (m) => process.stderr.write(`visor: guest error: ${m}\n`),
       kvmPath,
