@@ -458,3 +458,33 @@ export function mmio64Guest(addr: number): Uint8Array {
     ...RESET,
   ]);
 }
+
+/**
+ * Finds the initrd through boot_params (ramdisk_image, ramdisk_size at 0x218 and 0x21c),
+ * prints its first 6 bytes and its size's low byte as a character, then resets.
+ */
+export function initrdGuest(): Uint8Array {
+  return tinyBzImage([
+    ...DX_COM1,
+    0x41,
+    0x89,
+    0xf0, // mov r8d, esi (boot_params)
+    0x41,
+    0x8b,
+    0xb0,
+    ...u32(0x218), // mov esi, [r8 + 0x218] (ramdisk_image)
+    0xb9,
+    ...u32(6), // mov ecx, 6
+    0xac,
+    0xee,
+    0xe2,
+    0xfc, // L: lodsb; out dx, al; loop L
+    0x41,
+    0x8a,
+    0x80,
+    ...u32(0x21c), // mov al, [r8 + 0x21c] (ramdisk_size, low byte)
+    0xee,
+    ...putc("\n"),
+    ...RESET,
+  ]);
+}

@@ -15,6 +15,7 @@ import { e820Map, MPTABLE_ADDR, parseBzImage, writeMpTable } from "../src/kvm/bo
 import {
   echoCmdlineGuest,
   hltEchoGuest,
+  initrdGuest,
   mmio64Guest,
   mmioReadGuest,
   oddPortGuest,
@@ -120,6 +121,13 @@ describe.skipIf(!status.ok)(`visor run --accel kvm on tiny guests${skip}`, () =>
     const n = r.stdout.length;
     expect(r.stderr).toMatch(new RegExp(`0x3f8 +${n}\\n`));
     expect(r.stderr).toMatch(/0x64 +1\n/);
+  });
+
+  it("loads --initrd high in RAM and tells the kernel where through boot_params", () => {
+    const initrd = new TextEncoder().encode(`070701${"x".repeat(0x41 - 6)}`); // 0x41 bytes: 'A'
+    const r = visor(["--kernel", file("ird", initrdGuest()), "--initrd", file("initrd", initrd)]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe("070701A\n");
   });
 
   it("announces a virtio-mmio disk on the command line, and the guest reads its magic through an MMIO exit", () => {
