@@ -101,6 +101,14 @@ describe("boot structures", () => {
     expect(sum(MPTABLE_ADDR, 16)).toBe(0);
     const len = ram[MPTABLE_ADDR + 16 + 4]! | (ram[MPTABLE_ADDR + 16 + 5]! << 8);
     expect(sum(MPTABLE_ADDR + 16, len)).toBe(0);
+    // entries after the 44-byte header: 4 processors (20 bytes), then 8-byte ones
+    const routes = new Map<number, number>();
+    for (let o = MPTABLE_ADDR + 16 + 44 + 4 * 20; o < MPTABLE_ADDR + 16 + len; o += 8) {
+      if (ram[o] === 3) routes.set(ram[o + 5]!, ram[o + 7]!); // source IRQ -> IOAPIC pin
+    }
+    expect(routes.get(0)).toBe(2); // the PIT, where KVM delivers it
+    expect(routes.has(2)).toBe(false); // the cascade
+    expect(routes.get(4)).toBe(4); // COM1
     expect(() => writeMpTable(ram, 60)).toThrow(/too many vCPUs/);
   });
 });

@@ -285,7 +285,7 @@ function checksum(b: Uint8Array, from: number, to: number): number {
 /**
  * The MP floating pointer and configuration table (MP spec 1.4, chapter 4): one processor
  * entry per vCPU (APIC id = vCPU id, the first is the boot processor), one ISA bus, the
- * IOAPIC, an interrupt entry routing ISA IRQ n to IOAPIC pin n for every pin, and the
+ * IOAPIC, an interrupt entry routing ISA IRQ n to IOAPIC pin n (IRQ 0 to pin 2), and the
  * local interrupts (ExtINT on LINT0, NMI on LINT1) of every local APIC.
  */
 export function writeMpTable(ram: Uint8Array, cpus: number): number {
@@ -310,8 +310,12 @@ export function writeMpTable(ram: Uint8Array, cpus: number): number {
   const ioapicId = cpus; // after the local APICs
   entries.push([2, ioapicId, MP_IOAPIC_VERSION, 1, ...u32(IOAPIC_ADDR)]); // type 2: IOAPIC
   for (let irq = 0; irq < IOAPIC_PINS; irq++) {
+    // IRQ 2 is the 8259s' cascade; the PIT's IRQ 0 is wired to IOAPIC pin 2, where KVM's
+    // default routing delivers it (as on a PC, and as SeaBIOS's MP table says).
+    if (irq === 2) continue;
+    const pin = irq === 0 ? 2 : irq;
     // type 3: I/O interrupt: INT, flags "conforms to bus" (ISA: edge, active high), bus, IRQ, IOAPIC, pin
-    entries.push([3, 0, ...u16(0), ISA_BUS, irq, ioapicId, irq]);
+    entries.push([3, 0, ...u16(0), ISA_BUS, irq, ioapicId, pin]);
   }
   entries.push([4, 3, ...u16(0), ISA_BUS, 0, 0xff, 0]); // type 4: ExtINT -> LINT0 of every APIC
   entries.push([4, 1, ...u16(0), ISA_BUS, 0, 0xff, 1]); // NMI -> LINT1
