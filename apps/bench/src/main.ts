@@ -44,7 +44,8 @@ const HELP = `usage: pnpm bench [options]
 Writes DIR/results.json (figures with every sample, environment, commit) and DIR/report.md
 with charts in DIR/img/. The cpu, boot and syscalls suites run visor twice, with --jit off
 (the interpreter alone) and --jit on (the translator), beside the peers. A peer that is
-not installed (qemu-riscv64, qemu-system-riscv64, gcc) is skipped with a note.`;
+not installed (qemu-riscv64, qemu-system-riscv64, qemu-system-x86_64, gcc) is skipped with a note;
+the kvm suite is skipped, saying why, without a usable /dev/kvm.`;
 
 class UsageError extends Error {}
 
