@@ -54,6 +54,17 @@ export class KvmRun {
     return this.bytes[KVM_RUN_OFFSET.ifFlag] !== 0;
   }
 
+  /**
+   * `KVM_EXIT_INTERNAL_ERROR`'s `suberror` (1 = the instruction emulator failed) and up to
+   * 16 data words, as KVM reported them (`ndata` is clamped to the array).
+   */
+  internalError(): { suberror: number; data: bigint[] } {
+    const n = Math.min(this.dv.getUint32(IO + 4, true), 16);
+    const data: bigint[] = [];
+    for (let i = 0; i < n; i++) data.push(this.dv.getBigUint64(IO + 8 + 8 * i, true));
+    return { suberror: this.dv.getUint32(IO, true), data };
+  }
+
   /** The I/O exit, checked: an unexpected size or a data area outside the page is a RangeError. */
   io(): IoExit {
     const dv = this.dv;

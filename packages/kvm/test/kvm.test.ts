@@ -71,6 +71,17 @@ describe("kvm_run from a hostile guest's point of view", () => {
     r.dv.setBigUint64(40, 2n ** 63n, true);
     expect(() => r.io()).toThrow(/outside kvm_run/);
   });
+  it("an internal error's data words are read up to the array's 16, whatever ndata says", () => {
+    const r = page();
+    r.dv.setUint32(32, 1, true); // suberror: emulation failure
+    r.dv.setUint32(36, 0xffff_ffff, true); // ndata: lying
+    r.dv.setBigUint64(40, 0x1n, true);
+    const e = r.internalError();
+    expect(e.suberror).toBe(1);
+    expect(e.data).toHaveLength(16);
+    expect(e.data[0]).toBe(1n);
+  });
+
   it("odd I/O sizes and MMIO lengths are refused", () => {
     const r = page();
     r.dv.setUint8(33, 3);

@@ -71,7 +71,7 @@ export interface X86MachineOptions {
 export type X86Stop =
   | { kind: "reset" } // the i8042 reset: what `reboot` and `poweroff` end in without ACPI
   | { kind: "quit" } // the host asked (Ctrl-A X)
-  | { kind: "exit"; vcpu: number; reason: string } // a KVM exit the machine does not handle (shutdown = triple fault)
+  | { kind: "exit"; vcpu: number; reason: string; detail?: string } // a KVM exit the machine does not handle (shutdown = triple fault)
   | { kind: "error"; message: string };
 
 export interface X86Stats {
@@ -146,9 +146,8 @@ export class X86Machine {
     this.io.enableStats();
 
     // The machine's own parameters first (like a device tree): the user's come last and win.
-    this.cmdline = ["reboot=k panic=-1 pci=off i8042.noaux i8042.nomux", ...announce, o.cmdline]
-      .join(" ")
-      .trim();
+    const own = ["reboot=k panic=-1 pci=off i8042.noaux i8042.nomux", ...announce];
+    this.cmdline = [...own, o.cmdline].join(" ").trim();
     loadLinux({
       ram: new Uint8Array(this.mem.buffer),
       kernel: image,
@@ -194,7 +193,13 @@ export class X86Machine {
       this.threads.push(t);
       void t.done.then((end) => {
         if ("error" in end) this.stop({ kind: "error", message: end.error });
-        else if ("reason" in end) this.stop({ kind: "exit", vcpu: t.id, reason: end.reason });
+        else if ("reason" in end)
+          this.stop({
+            kind: "exit",
+            vcpu: t.id,
+            reason: end.reason,
+            ...(end.detail ? { detail: end.detail } : {}),
+          });
       });
     }
     return done;

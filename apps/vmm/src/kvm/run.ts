@@ -185,7 +185,7 @@ export async function kvmRunMain(argv: string[], repoRoot: string): Promise<numb
   let code = 0;
   if (stop.kind === "exit") {
     process.stderr.write(
-      `visor: vCPU ${stop.vcpu} stopped with KVM exit '${stop.reason}'${stop.reason === "shutdown" ? " (a triple fault)" : ""}\n`,
+      `visor: vCPU ${stop.vcpu} stopped with KVM exit '${stop.reason}'${stop.reason === "shutdown" ? " (a triple fault)" : ""}${stop.detail ? ` (${stop.detail})` : ""}\n`,
     );
     code = 1;
   } else if (stop.kind === "error") {

@@ -55,8 +55,11 @@ export class ExitSlot {
   }
 }
 
-/** How a vCPU thread ended: a KVM exit reason it does not hand over, or an error. */
-export type VcpuThreadEnd = { reason: string } | { error: string } | { stopped: true };
+/**
+ * How a vCPU thread ended: a KVM exit reason it does not hand over (with what KVM said
+ * about an internal error), or an error, or stopped on request.
+ */
+export type VcpuThreadEnd = { reason: string; detail?: string } | { error: string } | { stopped: true };
 
 export class VcpuThread {
   readonly id: number;
@@ -80,13 +83,21 @@ export class VcpuThread {
     const script = import.meta.url.endsWith(".ts") ? "./vcpu-worker.ts" : "./vcpu-worker.js";
     this.worker = new Worker(new URL(script, import.meta.url), { workerData: data });
     let posted: string | undefined;
-    this.worker.on("message", (m: { error?: string }) => {
-      posted = m.error;
+    let detail: string | undefined;
+    this.worker.on("message", (m: { error?: string; detail?: string }) => {
+      if (m.error !== undefined) posted = m.error;
+      if (m.detail !== undefined) detail = m.detail;
     });
     this.worker.on("error", (e) => {
       posted = `vCPU ${vcpu.id} thread: ${e.message}`;
     });
-    this.done = this.serve(onAccess).then((end) => (posted !== undefined ? { error: posted } : end));
+    this.done = this.serve(onAccess).then(async (end) => {
+      // the worker's last message arrives after its final state: let it be delivered
+      if ("reason" in end || "error" in end) await new Promise((r) => setTimeout(r, 20));
+      if (posted !== undefined) return { error: posted };
+      if ("reason" in end && detail !== undefined) return { ...end, detail };
+      return end;
+    });
   }
 
   private async serve(onAccess: (slot: ExitSlot) => void): Promise<VcpuThreadEnd> {

@@ -72,6 +72,14 @@ function loop(): number {
       }
       case KVM_EXIT.INTR:
         break;
+      case KVM_EXIT.INTERNAL_ERROR: {
+        const e = run.internalError();
+        const rip = vcpu.getRegs().rip;
+        parentPort?.postMessage({
+          detail: `suberror ${e.suberror}${e.suberror === 1 ? " (instruction emulation failed)" : ""} at rip 0x${rip.toString(16)}${e.data.length > 0 ? `, data ${e.data.map((d) => `0x${d.toString(16)}`).join(" ")}` : ""}`,
+        });
+        return reason;
+      }
       default:
         return reason;
     }
