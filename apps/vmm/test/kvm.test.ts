@@ -245,17 +245,18 @@ describe.skipIf(!status.ok)(`visor run --accel kvm on tiny guests${skip}`, () =>
 });
 
 /**
- * The bundled Linux guest, where it can boot in a test's time: it needs the guest
- * (guests/x86_64) and hardware virtualization. Under kvm-pvm (a software hypervisor some
- * nested clouds expose as /dev/kvm) a kernel not built for PVM runs in KVM's instruction
- * emulator, and its boot takes hours (docs/hardware-assist.md).
+ * The bundled Linux guest: it needs the guest (guests/x86_64) and hardware
+ * virtualization. Under kvm-pvm (a software hypervisor some nested clouds expose as
+ * /dev/kvm) a kernel not built for PVM runs its privileged code in KVM's instruction
+ * emulator, which stops it early in boot on an instruction it lacks (XRSTOR, INT3), under
+ * visor and QEMU alike (docs/hardware-assist.md).
  */
 const linuxSkip = !status.ok
   ? status.reason
   : !existsSync(GUEST)
     ? "no bundled x86-64 guest (guests/x86_64/bzImage)"
     : existsSync("/sys/module/kvm_pvm")
-      ? "this host's KVM is kvm-pvm: unmodified guest kernels are emulated instruction by instruction"
+      ? "this host's KVM is kvm-pvm, whose instruction emulator stops a kernel not built for PVM early in boot"
       : "";
 describe.skipIf(linuxSkip !== "")(
   `the bundled x86-64 Linux guest${linuxSkip ? ` (skipped: ${linuxSkip})` : ""}`,
