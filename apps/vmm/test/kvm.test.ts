@@ -59,6 +59,14 @@ describe("visor run --accel kvm: bad input", () => {
     );
   });
 
+  it("--version and --help answer without touching KVM", () => {
+    const v = visor(["--version"], { VISOR_KVM_DEVICE: "/nonexistent/kvm" });
+    expect(v.status).toBe(0);
+    expect(v.stdout).toMatch(/^visor \S+/);
+    const h = visor(["--help"], { VISOR_KVM_DEVICE: "/nonexistent/kvm" });
+    expect(h.stdout).toMatch(/^usage: visor run --accel kvm/);
+  });
+
   it("another accelerator, a bad --harts or --memory: one line each", () => {
     const k = file("echo", echoCmdlineGuest());
     const tcg = spawnSync(process.execPath, ["--conditions=source", MAIN, "run", "--accel", "tcg"], {

@@ -62,6 +62,10 @@ export async function kvmRunMain(argv: string[], repoRoot: string): Promise<numb
     process.stdout.write(`${KVM_RUN_HELP}\n`);
     return 0;
   }
+  if (opts.has("version")) {
+    process.stdout.write(`${versionLine()}\n`);
+    return 0;
+  }
   if (rest.length > 0)
     throw new UserError(`unexpected argument '${rest[0]}' (see 'visor run --accel kvm --help')`);
   const one = (k: string): string | undefined => opts.get(k)?.[0];
