@@ -26,6 +26,7 @@ const FUZZ_MAY_REUSE = "^packages/[^/]+/test/[^/]+-driver\\.ts$";
 const LAYERS = {
   memory: [],
   "io-bus": [],
+  kvm: [],
   cpu: ["memory", "io-bus"],
   devices: ["memory", "io-bus"],
   hypervisor: ["cpu", "devices", "memory", "io-bus"],

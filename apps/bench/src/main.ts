@@ -13,6 +13,7 @@ import { markdownTable, writeReport } from "./report.ts";
 import { bootSuite } from "./suites/boot.ts";
 import { cpuSuite } from "./suites/cpu.ts";
 import { exitsSuite } from "./suites/exits.ts";
+import { kvmSuite } from "./suites/kvm.ts";
 import { pagingSuite } from "./suites/paging.ts";
 import { syscallsSuite } from "./suites/syscalls.ts";
 import type { RunResults, SuiteResult } from "./types.ts";
@@ -23,6 +24,11 @@ const SUITES: { name: string; title: string; run: (ctx: Context) => Promise<Suit
   { name: "exits", title: "exits: cost of one exit of each kind", run: exitsSuite },
   { name: "paging", title: "paging: shadow vs nested page tables", run: pagingSuite },
   { name: "syscalls", title: "syscalls: system-call cost and batching", run: syscallsSuite },
+  {
+    name: "kvm",
+    title: "kvm: KVM exits (port vs MMIO, C vs TypeScript) and x86-64 boot vs QEMU-KVM",
+    run: kvmSuite,
+  },
 ];
 
 const HELP = `usage: pnpm bench [options]
@@ -38,7 +44,8 @@ const HELP = `usage: pnpm bench [options]
 Writes DIR/results.json (figures with every sample, environment, commit) and DIR/report.md
 with charts in DIR/img/. The cpu, boot and syscalls suites run visor twice, with --jit off
 (the interpreter alone) and --jit on (the translator), beside the peers. A peer that is
-not installed (qemu-riscv64, qemu-system-riscv64, gcc) is skipped with a note.`;
+not installed (qemu-riscv64, qemu-system-riscv64, qemu-system-x86_64, gcc) is skipped with a note;
+the kvm suite is skipped, saying why, without a usable /dev/kvm.`;
 
 class UsageError extends Error {}
 

@@ -19,7 +19,9 @@ describe("bench command line", () => {
   it("rejects an unknown suite or option with one line and status 2", () => {
     const a = bench("--suite", "nope");
     expect(a.status).toBe(2);
-    expect(a.stderr.trim()).toBe("bench: unknown suite 'nope' (one of cpu, boot, exits, paging, syscalls)");
+    expect(a.stderr.trim()).toBe(
+      "bench: unknown suite 'nope' (one of cpu, boot, exits, paging, syscalls, kvm)",
+    );
     const b = bench("--frobnicate");
     expect(b.status).toBe(2);
     expect(b.stderr).toContain("unknown argument '--frobnicate'");

@@ -26,7 +26,7 @@ import {
 import { MachineControl } from "./api/machine-control.ts";
 import { type ApiSocket, openApiSocket } from "./api/server.ts";
 import { parseJit, parseMemory, parseOptions } from "./args.ts";
-import { BUNDLED_INITRD, BUNDLED_KERNEL } from "./bundled.ts";
+import { BUNDLED_INITRD, BUNDLED_KERNEL, X86_GUEST_DIR } from "./bundled.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
 import { driveSnapshotter } from "./drive-snapshot.ts";
 import { Drive, type DriveSpec, parseDiskSpec, parseNetLimits } from "./drives.ts";
@@ -81,6 +81,7 @@ export const RUN_HELP = `usage: visor run [options]
   --api-sock PATH      serve the control API (HTTP/JSON: pause, resume, snapshot, migrate,
                        stats, power-off) on a Unix socket at PATH; see docs/vmm-api.md
   --version            print visor's version
+  --accel kvm          boot x86-64 Linux on KVM instead (see visor run --accel kvm --help)
 
 Relative paths are relative to the directory visor was started from (under
 'pnpm visor', the directory pnpm was run in: INIT_CWD).
@@ -158,6 +159,11 @@ function readInput(path: string, what: string): Uint8Array {
 }
 
 export async function runMain(argv: string[]): Promise<number> {
+  // --accel kvm: the x86-64 machine on hardware-assisted virtualization (kvm/run.ts)
+  if (argv.some((a) => a === "--accel" || a.startsWith("--accel="))) {
+    const { kvmRunMain } = await import("./kvm/run.ts");
+    return kvmRunMain(argv, X86_GUEST_DIR);
+  }
   const { opts, rest } = parseSnapshotOptions(argv);
   if (opts.has("help")) {
     process.stdout.write(`${RUN_HELP}\n`);
