@@ -80,6 +80,8 @@ export const RUN_HELP = `usage: visor run [options]
   --paused             with --gdb: hold the VM until gdb continues it
   --api-sock PATH      serve the control API (HTTP/JSON: pause, resume, snapshot, migrate,
                        stats, power-off) on a Unix socket at PATH; see docs/vmm-api.md
+  --no-reboot          QEMU's spelling, accepted: visor never reboots a guest (a reset
+                       ends the run with status 1; docs/exit-status.md)
   --version            print visor's version
   --accel kvm          boot x86-64 Linux on KVM instead (see visor run --accel kvm --help)
 
@@ -115,6 +117,7 @@ const SPEC = {
   gdb: { value: true },
   paused: {},
   "api-sock": { value: true },
+  "no-reboot": {},
   help: {},
   version: {},
 };

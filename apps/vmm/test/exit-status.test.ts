@@ -53,10 +53,21 @@ const FINISHER = 0x10_0000;
 const PVPANIC = 0x10_2000;
 
 /** `visor run --kernel KERNEL`, as a child process: its status and its stderr. */
-function run(kernel: string): Promise<{ status: number | null; stderr: string }> {
+function run(kernel: string, ...more: string[]): Promise<{ status: number | null; stderr: string }> {
   const env = { ...process.env };
   delete env.INIT_CWD;
-  const args = ["--conditions=source", MAIN, "run", "--kernel", kernel, "--append", "", "--memory", "64M"];
+  const args = [
+    "--conditions=source",
+    MAIN,
+    "run",
+    "--kernel",
+    kernel,
+    "--append",
+    "",
+    "--memory",
+    "64M",
+    ...more,
+  ];
   return new Promise((resolve) => {
     const child = execFile(process.execPath, args, { env, timeout: 60_000 }, (e, _stdout, stderr) => {
       resolve({ status: e === null ? 0 : typeof e.code === "number" ? e.code : null, stderr });
@@ -95,6 +106,12 @@ describe.concurrent("visor run's exit status", () => {
 
   it("exits 1 when the guest resets the machine, instead of rebooting it", async () => {
     const r = await run(storeKernel(FINISHER, 0x7777));
+    expect(r.stderr).toBe("visor: the guest reset the machine (visor does not reboot guests)\n");
+    expect(r.status).toBe(1);
+  });
+
+  it("takes QEMU's --no-reboot, which is what it does anyway", async () => {
+    const r = await run(storeKernel(FINISHER, 0x7777), "--no-reboot");
     expect(r.stderr).toBe("visor: the guest reset the machine (visor does not reboot guests)\n");
     expect(r.status).toBe(1);
   });
