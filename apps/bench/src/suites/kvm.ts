@@ -11,7 +11,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { kvmStatus } from "@visor/kvm";
+import { kvmIsPvm, kvmStatus } from "@visor/kvm";
 import {
   alternate,
   BENCH_ROOT,
@@ -30,8 +30,6 @@ import type { ChartSpec, Figure, SuiteResult, Table } from "../types.ts";
 const RUNNER = join(BENCH_ROOT, "src/runners/kvm-exits.ts");
 const KERNEL = join(REPO_ROOT, "guests/x86_64/bzImage");
 const INITRD = join(REPO_ROOT, "guests/x86_64/initramfs.cpio.gz");
-/** The host's KVM is kvm-pvm (software virtualization: unmodified guest code is emulated). */
-const PVM = "/sys/module/kvm_pvm";
 
 function nsPerExit(text: string): number {
   const m = /kvm-exits: kind=\S+ (?:mode=\S+ )?exits=(\d+) ns=(\d+)/.exec(text);
@@ -62,7 +60,7 @@ export async function kvmSuite(ctx: Context): Promise<SuiteResult> {
       durationMs: 0,
     };
   }
-  if (existsSync(PVM)) {
+  if (kvmIsPvm()) {
     notes.push(
       "This host's /dev/kvm is kvm-pvm (/sys/module/kvm_pvm exists): a software hypervisor for nested clouds, not VT-x/AMD-V. Guest code that is not built for PVM runs through KVM's instruction emulator, so every figure here is far above what the same code costs on hardware virtualization; the boot below may not finish at all.",
     );

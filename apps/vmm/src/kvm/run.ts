@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BlockBackend, NetBackend } from "@visor/devices";
 import { FileBlockBackend, ImageLockedError, openSocketNetBackend } from "@visor/devices/node";
-import { exitProcess, KVM_CAP, Kvm, kvmStatus } from "@visor/kvm";
+import { exitProcess, KVM_CAP, Kvm, kvmIsPvm, kvmStatus } from "@visor/kvm";
 import { parseOptions, parseSize, sizeText } from "../args.ts";
 import { ConsoleOutput, HostConsole } from "../console.ts";
 import { UserError } from "../errors.ts";
@@ -86,6 +86,11 @@ export async function kvmRunMain(argv: string[], guestDir: string): Promise<numb
   const kvmPath = process.env.VISOR_KVM_DEVICE || undefined;
   const status = kvmStatus(kvmPath);
   if (!status.ok) throw new UserError(status.reason);
+  if (kvmIsPvm()) {
+    process.stderr.write(
+      "visor: warning: this host's KVM is kvm-pvm, not VT-x/AMD-V: a kernel not built for PVM runs in KVM's instruction emulator, very slowly, and Linux stops early in boot (docs/hardware-assist.md)\n",
+    );
+  }
 
   const hartsText = one("harts") ?? "1";
   const harts = Number(hartsText);
