@@ -9,7 +9,8 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { kvmIsPvm, kvmStatus } from "@visor/kvm";
+import { kvmStatus } from "@visor/kvm";
+import { kvmIsPvm } from "@visor/kvm/node";
 import { afterAll, describe, expect, it } from "vitest";
 import { e820Map, MPTABLE_ADDR, parseBzImage, writeMpTable } from "../src/kvm/boot.ts";
 import {

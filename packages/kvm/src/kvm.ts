@@ -4,7 +4,6 @@
  * `kvm_run` page is a `KvmRun`. Every call checks its result and throws a `KvmError`
  * naming the ioctl and errno.
  */
-import { existsSync } from "node:fs";
 import {
   KVM_API_VERSION,
   KVM_CHECK_EXTENSION,
@@ -360,16 +359,6 @@ export function kvmStatus(path = KVM_DEVICE): { ok: true } | { ok: false; reason
     const msg = e instanceof Error ? e.message : String(e);
     return { ok: false, reason: `KVM is not usable here: ${msg}` };
   }
-}
-
-/**
- * True when this host's KVM is kvm-pvm (the module exists): a software hypervisor some
- * nested clouds expose as /dev/kvm instead of VT-x/AMD-V. A guest kernel not built for PVM
- * then runs its privileged code through KVM's instruction emulator: slowly, and a Linux
- * kernel stops early in boot on an instruction the emulator lacks (XRSTOR, INT3).
- */
-export function kvmIsPvm(): boolean {
-  return existsSync("/sys/module/kvm_pvm");
 }
 
 /**

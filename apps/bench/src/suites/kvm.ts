@@ -11,7 +11,8 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { kvmIsPvm, kvmStatus } from "@visor/kvm";
+import { kvmStatus } from "@visor/kvm";
+import { kvmIsPvm } from "@visor/kvm/node";
 import {
   alternate,
   BENCH_ROOT,
