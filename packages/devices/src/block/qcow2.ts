@@ -437,6 +437,11 @@ export class Qcow2Image implements BlockBackend {
       this.fail(`L2 entry ${index} of the table at ${hex(l2)} has reserved bits set`);
     if (e.offset % this.cs !== 0) this.fail(`data cluster offset ${hex(e.offset)} is not cluster-aligned`);
     const zero = this.info.version === 3 && (e.lo & LO_ZERO) !== 0;
+    // A cluster the image says it holds must lie inside it: a lying entry would make a
+    // read come up short and a write grow the host file to wherever it points (a sparse
+    // file of a terabyte for one guest write).
+    if (e.offset !== 0 && (!zero || forWrite) && e.offset + this.cs > this.fileSize)
+      this.fail(`data cluster at ${hex(e.offset)} past end of file`);
     if (e.offset !== 0 && forWrite) this.checkNotMeta(e.offset, "data cluster");
     if (zero) return { kind: "zero", host: e.offset, l2, index };
     if (e.offset === 0) return { kind: "unallocated", host: 0, l2, index };

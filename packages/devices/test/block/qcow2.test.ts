@@ -252,6 +252,24 @@ describe("qcow2: malformed images are refused in one line", () => {
     );
   });
 
+  it("a data cluster past the end of the file: refused for reading and writing, the file does not grow", () => {
+    // the entry says data at 1 TiB (found by pnpm fuzz qcow2: a write tried to put the
+    // guest's bytes there)
+    const f = withData((dv) => {
+      dv.setUint32(0x40000, 0x8000_0100);
+      dv.setUint32(0x40004, 0);
+    });
+    const size = f.size();
+    const img = Qcow2Image.open(f);
+    expect(() => img.read(0, new Uint8Array(512))).toThrow(
+      /^disk\.qcow2: data cluster at 0x10000000000 past end of file$/,
+    );
+    expect(() => img.write(0, new Uint8Array(512).fill(0xee))).toThrow(
+      /^disk\.qcow2: data cluster at 0x10000000000 past end of file$/,
+    );
+    expect(f.size()).toBe(size);
+  });
+
   it("a data cluster that claims the L1 table or the header: guest writes never land on metadata", () => {
     for (const [target, what] of [
       [0x30000, "0x30000"],
