@@ -2,9 +2,11 @@
  * The messages between the page (main.ts) and the worker that runs the machine
  * (worker.ts). Everything crosses by structured clone; byte arrays are transferred.
  */
+import type { JitMode, JitStats } from "@visor/cpu";
+
+export type { JitMode };
 
 export type VirtMode = "nested" | "shadow" | "off";
-export type JitMode = "on" | "off" | "always";
 
 /** Page to worker. */
 export type ToWorker =
@@ -60,19 +62,8 @@ export interface StatsSample {
   mmio: DeviceRow[];
   pio: DeviceRow[];
   harts: HartRow[];
-  jit: {
-    requested: JitMode;
-    mode: JitMode;
-    unavailable: string;
-    regions: number;
-    translatedInstructions: number;
-    translateMs: number;
-    executedTranslated: number;
-    invalidations: number;
-    evictions: number;
-    liveRegions: number;
-    liveBytes: number;
-  };
+  /** The translator's counters (as `--stats` prints them), and the mode the page asked for. */
+  jit: JitStats & { requested: JitMode };
 }
 
 /** Worker to page. */
