@@ -154,6 +154,7 @@ describe("visor exec --stats report", () => {
       translatedInstructions: 300,
       translateMs: 4.5,
       executedTranslated: 33000000,
+      entries: 40,
       invalidations: 0,
       evictions: 0,
       liveRegions: 12,

@@ -24,6 +24,8 @@ export interface VmStats {
     translated_instructions: number;
     translate_ms: number;
     executed_translated: number;
+    /** Times the interpreter entered translated code (jumps between translations excluded). */
+    entries: number;
     /** Instructions this process executed (a restored or migrated VM's earlier ones are not). */
     executed: number;
     invalidations: number;
@@ -98,6 +100,7 @@ export function vmStats(m: Machine, seconds = m.bootTimeMs / 1000): VmStats {
       translated_instructions: j.translatedInstructions,
       translate_ms: j.translateMs,
       executed_translated: j.executedTranslated,
+      entries: j.entries,
       executed: m.instructionsHere,
       invalidations: j.invalidations,
       evictions: j.evictions,
@@ -157,6 +160,7 @@ function translatorText(t: VmStats["translator"]): string[] {
     row("translated instructions", String(t.translated_instructions)),
     row("translation time (ms)", t.translate_ms.toFixed(2)),
     row("executed translated", share, `(${t.executed_translated} of ${executed} instructions)`),
+    row("entries from the interpreter", String(t.entries)),
     row("invalidations", String(t.invalidations)),
     row("evictions", String(t.evictions)),
     row("live regions", String(t.live_regions)),

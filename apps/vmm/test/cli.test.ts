@@ -94,6 +94,7 @@ function expectTranslator(stderr: string, mode: string): void {
     "regions translated",
     "translated instructions",
     "translation time \\(ms\\)",
+    "entries from the interpreter",
     "invalidations",
     "evictions",
     "live regions",

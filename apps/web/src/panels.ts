@@ -207,6 +207,7 @@ export class Panels {
           ["translated instructions (static)", j.translatedInstructions],
           ["translation time (ms)", j.translateMs.toFixed(1)],
           ["executed translated", `${share} of ${fmt(s.instructions)}`],
+          ["entries from the interpreter", j.entries],
           ["invalidations (code written)", j.invalidations],
           ["evictions", j.evictions],
           ["live regions", j.liveRegions],

@@ -58,6 +58,7 @@ export function collectStats(m: Machine, ms: number): StatsSample {
       translatedInstructions: j.translatedInstructions,
       translateMs: j.translateMs,
       executedTranslated: j.executedTranslated,
+      entries: j.entries,
       invalidations: j.invalidations,
       evictions: j.evictions,
       liveRegions: j.liveRegions,

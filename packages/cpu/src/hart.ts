@@ -25,7 +25,7 @@
  *   out by hand; test/load-store.test.ts ties every case label to the decoder's constant
  *   and every width/sign to its handler.
  */
-import { ACCESS_EXEC, type Access, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
+import { type Access, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
 import { CodeCache } from "./code-cache.ts";
 import {
   CHAIN_SIZE,
@@ -69,10 +69,10 @@ import {
 } from "./jit/index.ts";
 import type { JitMode, JitStats } from "./jit/types.ts";
 import { warmTranslator } from "./jit/warm.ts";
-import { fetchPage, GuestPtes, loadSlow, storeSlow, translate } from "./mmu.ts";
+import { fetchPage, fetchUpperHalf, GuestPtes, loadSlow, storeSlow, translate } from "./mmu.ts";
 import { fromState, type HartState, toState } from "./state.ts";
 import { execOne } from "./system.ts";
-import { enterS, raise, takeInterrupt } from "./trap.ts";
+import { enterS, takeInterrupt } from "./trap.ts";
 
 export { EXIT_HS, EXIT_M, type HartStats, type PhysBus } from "./core.ts";
 export type { HartState } from "./state.ts";
@@ -203,6 +203,7 @@ export class Hart {
       translatedInstructions: 0,
       translateMs: 0,
       executedTranslated: 0,
+      entries: 0,
       invalidations: 0,
       evictions: 0,
       liveRegions: 0,
@@ -612,11 +613,8 @@ export class Hart {
           pcHi = c.pcHi;
           curLo = INVALID_TAG;
           limit = n;
-          if (stallAt === n) stalls++;
-          else {
-            stallAt = n;
-            stalls = 1;
-          }
+          stalls = stallAt === n ? stalls + 1 : 1;
+          stallAt = n;
           continue;
         }
         curLo = pcLo & ~0xfff;
@@ -645,13 +643,19 @@ export class Hart {
             const n0 = n;
             n = jit.enter(ti, n, limit, e.bb, pcLo & ~0xfff, pcHi, fpFast(c) ? 1 : 0);
             jit.executed += n - n0;
+            jit.entries++;
             const how = st[ST_EXIT_I]!;
             if (how === EXIT_PC || how === EXIT_BEFORE) {
               pcLo = st[ST_PC_I]!;
               pcHi = st[ST_PC_I + 1]!;
-              // The instruction there needs the interpreter (TLB miss, MMIO, FS not dirty):
-              // run it before entering translated code again.
+              // BEFORE: the interpreter runs the instruction there first (TLB miss, MMIO, FS clean)
               if (how === EXIT_BEFORE) skipLo = pcLo;
+              else if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+                // a jump out to code not translated (a side exit, a return): often taken, translate it
+                savedLimit = limit;
+                limit = n;
+                compileReq = true;
+              }
             } else {
               pcLo = c.pcLo;
               pcHi = c.pcHi;
@@ -680,27 +684,17 @@ export class Hart {
           w = D.decode32(dv.getInt32(curOff + po, true));
         } else {
           // A 32-bit instruction straddling two pages: decode it every time, never cache.
-          const nLo = (pcLo + 2) | 0;
-          const nHi = nLo === 0 ? (pcHi + 1) | 0 : pcHi;
-          c.pcLo = pcLo;
-          c.pcHi = pcHi;
-          const pa = translate(c, nLo, nHi, ACCESS_EXEC);
-          const ram = c.ram;
-          if (pa < 0 || pa < ram.base || pa + 4096 > ram.end) {
-            raise(c, pa < 0 ? -pa : C.CAUSE_FETCH_ACCESS, nLo, nHi);
+          const upper = fetchUpperHalf(c, pcLo, pcHi);
+          if (upper < 0) {
             pcLo = c.pcLo;
             pcHi = c.pcHi;
             curLo = INVALID_TAG;
             limit = n;
-            if (stallAt === n) stalls++;
-            else {
-              stallAt = n;
-              stalls = 1;
-            }
+            stalls = stallAt === n ? stalls + 1 : 1;
+            stallAt = n;
             continue;
           }
-          // Not cached: it is decoded again each time it runs.
-          w = D.decode32(h | (dv.getUint16(pa - ram.base, true) << 16));
+          w = D.decode32(h | (upper << 16));
         }
         imm = D.decodedImm;
         if ((h & 3) !== 3 || po !== 0xffe) {
@@ -777,6 +771,12 @@ export class Hart {
             pcLo = t;
             pcHi = tHi;
             curLo = INVALID_TAG; // a far jump: the carry rule above must not apply
+            // returns and calls through pointers count too: a function reached only so gets hot
+            if (--hot[(pcLo >>> 1) & HOT_MASK]! < 0) {
+              savedLimit = limit;
+              limit = n;
+              compileReq = true;
+            }
             continue;
           }
         case 5 /* OP_BEQ */:

@@ -435,3 +435,22 @@ export function rawInsnAt(c: HartCore, pcLo: number, pcHi: number): number {
   if (pa + 4 > ram.end) return lo16;
   return ram.dv.getInt32(pa - ram.base, true);
 }
+
+/**
+ * The upper half of a 32-bit instruction that straddles two pages (its lower half is the
+ * last two bytes of the pc's page): fetched through the next page's translation, never
+ * cached. Returns it, or -1 after raising the fetch fault (at the next page's address).
+ */
+export function fetchUpperHalf(c: HartCore, pcLo: number, pcHi: number): number {
+  c.pcLo = pcLo;
+  c.pcHi = pcHi;
+  const nLo = (pcLo + 2) | 0;
+  const nHi = nLo === 0 ? (pcHi + 1) | 0 : pcHi;
+  const pa = translate(c, nLo, nHi, ACCESS_EXEC);
+  const ram = c.ram;
+  if (pa < 0 || pa < ram.base || pa + 4096 > ram.end) {
+    raise(c, pa < 0 ? -pa : C.CAUSE_FETCH_ACCESS, nLo, nHi);
+    return -1;
+  }
+  return ram.dv.getUint16(pa - ram.base, true);
+}

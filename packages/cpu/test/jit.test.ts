@@ -2,10 +2,13 @@
 // written, a fault inside a translated block is precise, runs stop at exactly the budget,
 // jumps between pages chain, the cache stays within its bound, and a hart whose RAM
 // WebAssembly cannot address falls back to the interpreter and says why.
-import { GuestRam, hpa } from "@visor/memory";
+import { GuestRam, hpa, wasmApi } from "@visor/memory";
 import { describe, expect, it } from "vitest";
+import type { HartCore } from "../src/core.ts";
+import { ST_EXIT, ST_PC } from "../src/core.ts";
 import { EXIT_M, Hart, type JitMode } from "../src/index.ts";
-import { TranslationCache } from "../src/jit/index.ts";
+import { EXIT_PC, TranslationCache } from "../src/jit/index.ts";
+import { translateRegion } from "../src/jit/translate.ts";
 import { enc } from "./jit-diff-driver.ts";
 
 const BASE = 0x8000_0000;
@@ -15,6 +18,7 @@ const noBus = { read: () => -1, write: () => false, read64: () => undefined, wri
 const addi = (rd: number, rs1: number, imm: number): number => enc.i("addi", rd, rs1, imm).bits;
 const add = (rd: number, rs1: number, rs2: number): number => enc.r("add", rd, rs1, rs2).bits;
 const ld = (rd: number, rs1: number, imm: number): number => enc.load("ld", rd, rs1, imm).bits;
+const beq = (rs1: number, rs2: number, off: number): number => enc.branch("beq", rs1, rs2, off).bits;
 const sw = (rs2: number, rs1: number, imm: number): number => enc.store("sw", rs2, rs1, imm).bits;
 const bne = (rs1: number, rs2: number, off: number): number => enc.branch("bne", rs1, rs2, off).bits;
 const jalr = (rd: number, rs1: number, imm: number): number => enc.jalr(rd, rs1, imm).bits;
@@ -155,6 +159,79 @@ describe("the translator", () => {
     expect(hart.getX(A0)).toBe(900n);
     const s = hart.jitStats;
     expect(s.executedTranslated / hart.executedCount()).toBeGreaterThan(0.95);
+  });
+
+  it("a call and its return inside one page stay in the region's function", () => {
+    // 0x00 a5 = 1000; 0x04 loop: jal ra, 0x40; 0x08 a5 -= 1; 0x0c bnez a5, loop; 0x10 ebreak
+    // 0x40 a0 += a5; 0x44 ret
+    const { hart, ram } = machine("off", {
+      0: [addi(A5, 0, 1000), J(0x3c, RA), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK],
+      64: [add(A0, A0, A5), jalr(0, RA, 0)],
+    });
+    // The region's function alone, with an empty chain table: nothing outside it can be
+    // reached, so it leaves only where the region itself ends (the ebreak at 0x10).
+    const region = translateRegion(ram.dv, 0, 0)!;
+    const c = (hart as unknown as { c: HartCore }).c;
+    const tbl = new wasmApi!.Table({ element: "anyfunc", initial: 1 });
+    const general = (): number => {
+      throw new Error("nothing here needs the general path");
+    };
+    const module = new wasmApi!.Module(region.bytes);
+    const inst = new wasmApi!.Instance(module, {
+      m: { ram: ram.memory, st: c.stateMemory, tbl },
+      h: { general },
+    });
+    const f = inst.exports.f as (
+      n: number,
+      limit: number,
+      e: number,
+      lo: number,
+      hi: number,
+      fp: number,
+    ) => number;
+    const n = f(0, 1_000_000, 0, BASE | 0, 0, 0);
+    const st = new DataView(c.stateMemory!.buffer);
+    expect(st.getInt32(ST_EXIT, true)).toBe(EXIT_PC);
+    expect(st.getBigUint64(ST_PC, true)).toBe(BigInt(BASE + 0x10));
+    expect(n).toBe(1 + 1000 * 5); // every iteration's jal, add, ret, addi, bnez: one call of f
+    expect(st.getInt32(4 * A0, true)).toBe(500500); // ST_XLO[a0]
+  });
+
+  it("a region made from hot code holds only instructions that have run", () => {
+    // beqz a0, +12 (to 0x0c); a0 += 1; a0 += 2; 0x0c: a0 += 3; ebreak
+    const { ram } = machine("off", {
+      0: [beq(A0, 0, 12), addi(A0, A0, 1), addi(A0, A0, 2), addi(A0, A0, 3), EBREAK],
+    });
+    expect(translateRegion(ram.dv, 0, 0)!.count).toBe(4);
+    // only the branch and its taken side have run (decoded slots are non-zero)
+    const ran = new Int32Array(4096);
+    ran[0] = 1;
+    ran[0x0c] = 1;
+    const r = translateRegion(ram.dv, 0, 0, ran)!;
+    expect(r.count).toBe(2);
+    expect(r.starts).toEqual([0, 0x0c]);
+  });
+
+  it("a function reached only through a pointer gets translated when hot", () => {
+    // caller: a5 = 20000; a1 = 0x2000 + BASE (via auipc); loop: jalr ra, 0(a1); a5 -= 1; bnez a5, loop
+    // callee at 0x2000 (another page, reached by jalr only): a0 += 1; ret
+    const { hart } = machine("on", {
+      0: [
+        enc.lui(A5, 5).bits, // a5 = 20480
+        auipc(A1, 2), // a1 = BASE + 4 + 0x2000
+        addi(A1, A1, -4),
+        jalr(RA, A1, 0), // 0x0c
+        addi(A5, A5, -1),
+        bne(A5, 0, -8),
+        EBREAK,
+      ],
+      8192: [addi(A0, A0, 1), jalr(0, RA, 0)],
+    });
+    expect(runToExit(hart, 10_000)).toBe("breakpoint");
+    expect(hart.getX(A0)).toBe(20480n);
+    // Without counting jumps through registers (and exits from translated code) as heat,
+    // the callee would stay interpreted: 2 of every 5 instructions.
+    expect(hart.jitStats.executedTranslated / hart.executedCount()).toBeGreaterThan(0.7);
   });
 
   it("keeps the cache within its bound by flushing", () => {

@@ -79,6 +79,7 @@ export class FakeVm implements VmControl {
         translated_instructions: 0,
         translate_ms: 0,
         executed_translated: 0,
+        entries: 0,
         executed: 1000,
         invalidations: 0,
         evictions: 0,

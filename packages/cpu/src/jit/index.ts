@@ -180,14 +180,18 @@ export class TranslationCache {
 
   /**
    * Translate the region at byte `off` of the page at RAM offset `pageOff` (decoded slots
-   * `dec`) and mark its entries; returns the entry id at `off`, or -1.
+   * `dec`) and mark its entries; returns the entry id at `off`, or -1. With `ranOnly`, the
+   * region holds only instructions that have run (their slots are decoded): code the
+   * interpreter never reached (error paths, the other side of a branch not yet taken)
+   * stays out, and the module is smaller. A later exit there counts toward translating
+   * it on its own (hart.ts).
    */
-  compile(dv: DataView, pageOff: number, off: number, dec: Int32Array): number {
+  compile(dv: DataView, pageOff: number, off: number, dec: Int32Array, ranOnly = false): number {
     const have = dec[off]!;
     if (have < 0) return ~have;
     if (this.broken !== "" || wasmApi === undefined) return -1;
     const t0 = now();
-    const region = translateRegion(dv, pageOff, off);
+    const region = translateRegion(dv, pageOff, off, ranOnly ? dec : undefined);
     if (region === undefined) return -1;
     if (this.liveBytes + region.bytes.length > this.maxLiveBytes) this.flush();
     let module: object;
@@ -317,6 +321,8 @@ export class HartJit {
    * changes its object's hidden class, which throws the optimized interpreter loop away.
    */
   executed = 0.5;
+  /** Entries from the interpreter (a double from the start, as `executed`). */
+  entries = 0.5;
 
   /** This hart's chain table (its region instances) and trampoline. */
   private readonly shared: Shared;
@@ -333,6 +339,7 @@ export class HartJit {
     this.enter = this.shared.enter;
     this.slot = this.cache.attach(this);
     this.executed = 0;
+    this.entries = 0;
     this.imports = {
       m: { ram: c.ram.memory, st: c.stateMemory, tbl: this.shared.table },
       h: {
@@ -392,7 +399,7 @@ export class HartJit {
     }
     this.hot[h] = HOT_THRESHOLD;
     const pageOff = c.xPage[ti]!;
-    this.cache.compile(c.ram.dv, pageOff, pcLo & 0xffe, c.code.page(pageOff));
+    this.cache.compile(c.ram.dv, pageOff, pcLo & 0xffe, c.code.page(pageOff), true);
   }
 
   stats(mode: JitMode): JitStats {
@@ -404,6 +411,7 @@ export class HartJit {
       translatedInstructions: t.translatedInstructions,
       translateMs: t.translateMs,
       executedTranslated: this.executed,
+      entries: this.entries,
       invalidations: t.invalidations,
       evictions: t.evictions,
       liveRegions: t.liveRegions,

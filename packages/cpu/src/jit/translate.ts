@@ -57,6 +57,8 @@ export const EXIT_BEFORE = 4; // at ST_PC, before an instruction the interpreter
 
 /** Instructions per region at most. */
 export const MAX_INSNS = 400;
+/** Return sites a JALR compares its target with before leaving the region (returnInPage). */
+const MAX_RETURN_SITES = 8;
 
 const TLB_ARRAY = TLB_SIZE * 4;
 
@@ -154,13 +156,20 @@ function decodeAt(dv: DataView, pageOff: number, off: number): Insn | undefined 
  * Find the region from `entry` in the page at RAM offset `pageOff` and generate its
  * module; undefined when the first instruction is not translatable.
  */
-export function translateRegion(dv: DataView, pageOff: number, entry: number): Region | undefined {
+export function translateRegion(
+  dv: DataView,
+  pageOff: number,
+  entry: number,
+  ran?: Int32Array,
+): Region | undefined {
   // 1. reachable instructions
   const insns = new Map<number, Insn>();
   const leaders = new Set<number>([entry]);
   const work = [entry];
+  const returns = new Set<number>();
   const addReturn = (r: number): void => {
     if (r < 4096) {
+      returns.add(r);
       leaders.add(r);
       work.push(r);
     }
@@ -168,6 +177,8 @@ export function translateRegion(dv: DataView, pageOff: number, entry: number): R
   while (work.length > 0 && insns.size < MAX_INSNS) {
     let off = work.pop()!;
     while (off >= 0 && off < 4096 && !insns.has(off) && insns.size < MAX_INSNS) {
+      // With `ran` (the page's decoded slots), only code that has run: cold paths stay out.
+      if (ran !== undefined && off !== entry && ran[off] === 0) break;
       const ins = decodeAt(dv, pageOff, off);
       if (ins === undefined || !translatable(ins.w & 0x7f, ins.imm)) break;
       insns.set(off, ins);
@@ -227,7 +238,7 @@ export function translateRegion(dv: DataView, pageOff: number, entry: number): R
     const op = ins.w & 0x7f;
     if ((op >= D.OP_FLW && op <= D.OP_FP) || op === D.OP_CSR) hasFp = true;
   }
-  const gen = new Gen(blocks, index);
+  const gen = new Gen(blocks, index, [...returns].filter((r) => insns.has(r)).slice(0, MAX_RETURN_SITES));
   const body = gen.emit();
   const bytes = encodeModule({
     types: [
@@ -291,10 +302,13 @@ class Gen {
 
   private readonly blocks: Block[];
   private readonly index: Map<number, number>;
+  /** Offsets of this region's blocks that follow a call (where a JALR return lands). */
+  private readonly returns: number[];
 
-  constructor(blocks: Block[], index: Map<number, number>) {
+  constructor(blocks: Block[], index: Map<number, number>, returns: number[]) {
     this.blocks = blocks;
     this.index = index;
+    this.returns = returns;
   }
 
   private get k(): number {
@@ -429,18 +443,46 @@ class Gen {
     const lastIns = b.insns[b.insns.length - 1]!;
     const op = lastIns.w & 0x7f;
     if (isBranch(op) || op === D.OP_JAL || op === D.OP_JALR) return; // emitted its own control flow
-    if (b.next >= 0) this.goto(b.next);
-    else this.exitPc(b.end, EXIT_PC);
+    this.goto(b.next >= 0 ? b.next : b.end);
   }
 
   // ------------------------------------------------------------ control transfer helpers
 
-  /** Continue at page offset `off`: a block of this region, or leave with the pc. */
+  /**
+   * Continue at page offset `off` (which may lie past the page's end): a block of this
+   * region, or leave by a jump there (chained when it is translated).
+   */
   private goto(off: number): void {
     const bi = this.index.get(off);
     if (bi !== undefined) {
       this.c.i32(bi).set(L_BB).br(this.toDispatch);
-    } else this.exitPc(off, EXIT_PC);
+    } else {
+      this.c.get(L_VBASE).i64(off).op(Op.i64Add).set(L_A);
+      this.exitJump();
+    }
+  }
+
+  /**
+   * A JALR whose target (L_A) is one of this region's return sites in the same virtual
+   * page goes on there without leaving: a call and its return inside one page stay in
+   * this function, registers in locals. The page is the one this code runs from, so its
+   * translation and permissions are the ones in use.
+   */
+  private returnInPage(): void {
+    if (this.returns.length === 0) return;
+    const c = this.c;
+    c.get(L_A).i64(-4096).op(Op.i64And).get(L_VBASE).op(Op.i64Eq).if();
+    this.depth++;
+    c.get(L_A).op(Op.i32WrapI64).i32(0xfff).op(Op.i32And).set(L_ALO);
+    for (const r of this.returns) {
+      c.get(L_ALO).i32(r).op(Op.i32Eq).if();
+      this.depth++;
+      this.goto(r);
+      c.end();
+      this.depth--;
+    }
+    c.end();
+    this.depth--;
   }
 
   /** Leave with pc = vpage + off (off may lie outside the page; 64-bit arithmetic). */
@@ -543,6 +585,7 @@ class Gen {
           .i64(ins.off + ins.len)
           .op(Op.i64Add)
           .set(X(rd));
+        this.returnInPage();
         this.exitJump();
         return;
       case D.OP_BEQ:

@@ -29,6 +29,11 @@ export interface JitStats {
   translateMs: number;
   /** Guest instructions executed in translated code (dynamic count). */
   executedTranslated: number;
+  /**
+   * Times the interpreter entered translated code. Jumps from translated code to other
+   * translated code (chained) do not count: this is how often control came back.
+   */
+  entries: number;
   /** Translations dropped because their page was written (stores, DMA, loaders). */
   invalidations: number;
   /** Translations dropped to keep the cache within its bound. */
@@ -54,6 +59,7 @@ export function sumJitStats(
     translatedInstructions: 0,
     translateMs: 0,
     executedTranslated: 0,
+    entries: 0,
     invalidations: 0,
     evictions: 0,
     liveRegions: 0,
@@ -67,6 +73,7 @@ export function sumJitStats(
       sum.unavailable = s.unavailable;
     }
     sum.executedTranslated += s.executedTranslated;
+    sum.entries += s.entries;
     if (seen.has(h.codeCache)) return;
     seen.add(h.codeCache);
     sum.regions += s.regions;
