@@ -225,6 +225,7 @@ describe("visor exec", () => {
       }
       expect(r.stderr).toMatch(/\n {2}translated {11}\d+ regions, \d+ instructions, in \d+\.\d ms\n/);
       expect(r.stderr).toMatch(/\n {2}ran translated {7}\d+\.\d% of instructions \(\d+\)\n/);
+      expect(r.stderr).toMatch(/\n {2}entered {14}\d+ times from the interpreter\n/);
       expect(r.stderr).toMatch(/\n {2}translations dropped \d+ invalidated, \d+ evicted\n/);
       expect(r.stderr).toMatch(/\n {2}translations live {4}\d+ regions, \d+ bytes of wasm\n/);
       if (mode === "off") expect(r.stderr).toContain("  ran translated       0.0% of instructions (0)\n");

@@ -185,6 +185,7 @@ export function formatStats(s: KernelStats, wallMs: number, jit?: JitMode): stri
     `  translated           ${j.regions} regions, ${j.translatedInstructions} instructions, in ${j.translateMs.toFixed(1)} ms`,
   );
   lines.push(`  ran translated       ${share} of instructions (${j.executedTranslated})`);
+  lines.push(`  entered              ${j.entries} times from the interpreter`);
   lines.push(`  translations dropped ${j.invalidations} invalidated, ${j.evictions} evicted`);
   lines.push(`  translations live    ${j.liveRegions} regions, ${j.liveBytes} bytes of wasm`);
   lines.push(
