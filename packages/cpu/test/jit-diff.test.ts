@@ -201,6 +201,9 @@ describe("interpreter vs translator", () => {
       expect(probe.unavailable, "why the translator is off").toBe("");
       expect(probe.mode).toBe("always");
       expect(results.reduce((n, r) => n + r.jit.executedTranslated, 0)).toBeGreaterThan(0);
+      // a module that fails to compile or instantiate turns translation off for its hart
+      // (and says why): no program may have done that
+      expect(results.map((r) => r.jit.unavailable).filter((u) => u !== "")).toEqual([]);
     },
   );
 });

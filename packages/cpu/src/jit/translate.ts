@@ -454,7 +454,13 @@ class Gen {
    */
   private goto(off: number): void {
     const bi = this.index.get(off);
-    if (bi !== undefined) {
+    if (bi !== undefined && bi > this.bi) {
+      // A later block: its code follows the end of its label's block, which encloses this
+      // code, so a plain forward branch reaches it (falling through when it is the next).
+      const depth = bi - this.bi - 1 + this.depth;
+      if (depth > 0) this.c.br(depth);
+    } else if (bi !== undefined) {
+      // this block or an earlier one: around the dispatch loop
       this.c.i32(bi).set(L_BB).br(this.toDispatch);
     } else {
       this.c.get(L_VBASE).i64(off).op(Op.i64Add).set(L_A);
