@@ -1,0 +1,114 @@
+/**
+ * What `visor` does before its guest runs (docs/architecture.md, "Start-up"): it loads
+ * only what a plain run needs (node:http and node:tls are loaded by the control socket
+ * and TLS migration, when asked for), and Node's compile cache is on, from the sources
+ * and from the built dist/, and never an error when its directory cannot be made.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import module from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+
+const MAIN = join(import.meta.dirname, "../src/main.ts");
+const DIST = join(import.meta.dirname, "../dist/main.js");
+const ISA = join(import.meta.dirname, "../../../packages/cpu/fixtures/isa/bin");
+const dir = mkdtempSync(join(tmpdir(), "visor-startup-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Records every node: module the process imports, printed on stderr at exit. */
+const HOOK = join(dir, "builtins-hook.mjs");
+writeFileSync(
+  HOOK,
+  `import { registerHooks } from "node:module";
+const seen = new Set();
+registerHooks({
+  resolve(specifier, context, next) {
+    const r = next(specifier, context);
+    if (r.url.startsWith("node:")) seen.add(r.url);
+    return r;
+  },
+});
+process.on("exit", () => process.stderr.write("builtins: " + [...seen].join(" ") + "\\n"));
+`,
+);
+
+/** The environment without a compile cache setting of its own, plus `extra`. */
+function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const e = { ...process.env };
+  delete e.NODE_COMPILE_CACHE;
+  delete e.NODE_DISABLE_COMPILE_CACHE;
+  delete e.INIT_CWD;
+  return { ...e, ...extra };
+}
+
+function visor(entry: string[], args: string[], extraEnv: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [...entry, ...args], {
+    env: env(extraEnv),
+    encoding: "utf8",
+    input: "",
+    timeout: 120_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const SOURCE = ["--conditions=source", MAIN];
+
+function builtins(stderr: string): string[] {
+  const line = stderr.split("\n").find((l) => l.startsWith("builtins: "));
+  if (line === undefined) throw new Error(`no builtins line in: ${stderr}`);
+  return line.slice("builtins: ".length).split(" ");
+}
+
+describe.skipIf(typeof module.registerHooks !== "function")(
+  "modules a run loads (needs module.registerHooks: Node 22.15 or later)",
+  () => {
+    it("a plain run imports neither node:http nor node:tls", () => {
+      const r = visor(["--import", HOOK, ...SOURCE], ["run", "--bios", join(ISA, "rv64m.elf")]);
+      expect(r.status, r.stderr).toBe(0);
+      const loaded = builtins(r.stderr);
+      expect(loaded).toContain("node:zlib"); // the hook sees builtins
+      expect(loaded).not.toContain("node:http");
+      expect(loaded).not.toContain("node:tls");
+    });
+
+    it("--api-sock loads node:http when it opens the socket", () => {
+      const sock = join(dir, "api.sock");
+      const r = visor(
+        ["--import", HOOK, ...SOURCE],
+        ["run", "--bios", join(ISA, "rv64m.elf"), "--api-sock", sock],
+      );
+      expect(r.status, r.stderr).toBe(0);
+      expect(builtins(r.stderr)).toContain("node:http");
+      expect(existsSync(sock)).toBe(false); // closed and removed at exit
+    });
+  },
+);
+
+describe.each([
+  ["the sources", SOURCE, true],
+  ["dist/main.js", [DIST], existsSync(DIST)],
+] as const)("the compile cache, from %s (dist/ is made by pnpm build)", (_what, entry, present) => {
+  it.skipIf(!present)("is filled in the temporary directory", () => {
+    const tmp = join(dir, `tmp-${entry.length}`);
+    mkdirSync(tmp);
+    const r = visor(entry, ["--version"], { TMPDIR: tmp });
+    expect(r.status, r.stderr).toBe(0);
+    const cache = join(tmp, "node-compile-cache");
+    expect(existsSync(cache)).toBe(true);
+    const files = readdirSync(cache).flatMap((v) => readdirSync(join(cache, v)));
+    expect(files.length).toBeGreaterThan(0);
+  });
+
+  it.skipIf(!present)("an unusable cache directory is not an error", () => {
+    const file = join(dir, "not-a-directory");
+    writeFileSync(file, "");
+    for (const e of [{ TMPDIR: file }, { NODE_COMPILE_CACHE: file }]) {
+      const r = visor(entry, ["--version"], e);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^visor /);
+      expect(r.stderr).toBe("");
+    }
+  });
+});
