@@ -35,6 +35,7 @@ import { exitStatus } from "./exit-status.ts";
 import { debugMachine, parseGdbAddress } from "./gdb.ts";
 import { parseHostPort as hostPort } from "./host-port.ts";
 import { userPath, versionLine } from "./paths.ts";
+import { exitOnceFlushed } from "./prompt-exit.ts";
 import { printStats } from "./stats.ts";
 
 export const RUN_HELP = `usage: visor run [options]
@@ -446,6 +447,8 @@ export async function runMain(argv: string[]): Promise<number> {
   if (opts.has("stats")) printStats(machine, process.stderr);
   const status = exitStatus(exit);
   if (status.message !== undefined) process.stderr.write(`visor: ${status.message}\n`);
+  // Nothing but console output left in flight: end now, without Node's teardown.
+  if (gdb === undefined && nets.length === 0) await exitOnceFlushed(status.code);
   return status.code;
 }
 
