@@ -43,7 +43,7 @@ function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...e, ...extra };
 }
 
-function visor(entry: string[], args: string[], extraEnv: Record<string, string> = {}) {
+function visor(entry: readonly string[], args: string[], extraEnv: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, [...entry, ...args], {
     env: env(extraEnv),
     encoding: "utf8",
@@ -104,7 +104,7 @@ describe.each([
   it.skipIf(!present)("an unusable cache directory is not an error", () => {
     const file = join(dir, "not-a-directory");
     writeFileSync(file, "");
-    for (const e of [{ TMPDIR: file }, { NODE_COMPILE_CACHE: file }]) {
+    for (const e of [{ TMPDIR: file }, { NODE_COMPILE_CACHE: file }] as Record<string, string>[]) {
       const r = visor(entry, ["--version"], e);
       expect(r.status, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/^visor /);
