@@ -541,11 +541,13 @@ const MAX_MIGRATE_TIMEOUT_S = 3600;
  * Gzip data inflated with Node's zlib, three times as fast as the web-standard stream the
  * hypervisor package uses (it runs in browsers too). Anything else, or gzip that does not
  * inflate, goes on as it is, for the machine to take or to refuse with its own message.
+ * Output comes in 1 MiB pieces: with Node's default of 16 KiB, the bundled kernel and
+ * initramfs took about 24 ms instead of 20 (medians of 9 interleaved runs).
  */
 function inflated(data: Uint8Array): Uint8Array {
   if (data.length < 2 || data[0] !== 0x1f || data[1] !== 0x8b) return data;
   try {
-    return gunzipSync(data);
+    return gunzipSync(data, { chunkSize: 1 << 20 });
   } catch {
     return data;
   }
