@@ -4,7 +4,6 @@
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { type NetBackend, RateLimiter } from "@visor/devices";
-import { openSocketNetBackend } from "@visor/devices/node";
 import {
   checkDevicesMatch,
   type DiskConfig,
@@ -24,12 +23,13 @@ import {
   readMigrateKey,
 } from "@visor/hypervisor/node";
 import { MachineControl } from "./api/machine-control.ts";
-import { type ApiSocket, openApiSocket } from "./api/server.ts";
+import type { ApiSocket } from "./api/server.ts";
 import { parseJit, parseMemory, parseOptions } from "./args.ts";
 import { BUNDLED_INITRD, BUNDLED_KERNEL, X86_GUEST_DIR } from "./bundled.ts";
 import { ConsoleOutput, HostConsole } from "./console.ts";
 import { driveSnapshotter } from "./drive-snapshot.ts";
-import { Drive, type DriveSpec, parseDiskSpec, parseNetLimits } from "./drives.ts";
+import { type DriveSpec, parseDiskSpec, parseNetLimits } from "./drive-spec.ts";
+import type { Drive } from "./drives.ts";
 import { UserError } from "./errors.ts";
 import { exitStatus } from "./exit-status.ts";
 import { debugMachine, parseGdbAddress } from "./gdb.ts";
@@ -248,6 +248,8 @@ export async function runMain(argv: string[]): Promise<number> {
   };
   for (const spec of diskSpecs) {
     try {
+      // The disk image code (drives.ts, qcow2) is loaded for a VM with disks only.
+      const { Drive } = await import("./drives.ts");
       const d = Drive.open(spec, { snapshot: opts.has("snapshot"), deferLock: incoming !== undefined });
       opened.push(d);
       disks.push({
@@ -294,6 +296,7 @@ export async function runMain(argv: string[]): Promise<number> {
     const m = /^socket,(.+)$/.exec(spec);
     if (!m) throw new UserError(`--net: '${n}' is not socket,listen=PORT or socket,connect=HOST:PORT`);
     try {
+      const { openSocketNetBackend } = await import("@visor/devices/node");
       const backend: NetBackend = await openSocketNetBackend(m[1]!);
       nets.push(
         limits
@@ -374,7 +377,7 @@ export async function runMain(argv: string[]): Promise<number> {
   const apiPath = one("api-sock");
   if (apiPath !== undefined) {
     try {
-      api = await openApiSocket(apiPath, control);
+      api = await (await import("./api/server.ts")).openApiSocket(apiPath, control);
     } catch (e) {
       closeDisks();
       for (const n of nets) (n as { close?: () => void }).close?.();

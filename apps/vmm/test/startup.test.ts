@@ -1,8 +1,9 @@
 /**
- * What `visor` does before its guest runs (docs/architecture.md, "Start-up"): it loads
- * only what a plain run needs (node:http and node:tls are loaded by the control socket
- * and TLS migration, when asked for), and Node's compile cache is on, from the sources
- * and from the built dist/, and never an error when its directory cannot be made.
+ * What `visor` does before its guest runs (docs/architecture.md, "Start-up and exit"): it
+ * loads only what a plain run needs (node:http, node:tls, the disk image and socket code
+ * are loaded by --api-sock, TLS migration, --disk and --net, when asked for), and Node's
+ * compile cache is on, from the sources and from the built dist/, and never an error when
+ * its directory cannot be made.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -17,7 +18,7 @@ const ISA = join(import.meta.dirname, "../../../packages/cpu/fixtures/isa/bin");
 const dir = mkdtempSync(join(tmpdir(), "visor-startup-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Records every node: module the process imports, printed on stderr at exit. */
+/** Records every module the process imports, printed on stderr at exit. */
 const HOOK = join(dir, "builtins-hook.mjs");
 writeFileSync(
   HOOK,
@@ -26,11 +27,11 @@ const seen = new Set();
 registerHooks({
   resolve(specifier, context, next) {
     const r = next(specifier, context);
-    if (r.url.startsWith("node:")) seen.add(r.url);
+    seen.add(r.url);
     return r;
   },
 });
-process.on("exit", () => process.stderr.write("builtins: " + [...seen].join(" ") + "\\n"));
+process.on("exit", () => process.stderr.write("modules: " + [...seen].join(" ") + "\\n"));
 `,
 );
 
@@ -55,22 +56,37 @@ function visor(entry: readonly string[], args: string[], extraEnv: Record<string
 
 const SOURCE = ["--conditions=source", MAIN];
 
-function builtins(stderr: string): string[] {
-  const line = stderr.split("\n").find((l) => l.startsWith("builtins: "));
-  if (line === undefined) throw new Error(`no builtins line in: ${stderr}`);
-  return line.slice("builtins: ".length).split(" ");
+/** The modules the child imported: node: modules by name, files by their path below packages/ or apps/. */
+function modules(stderr: string): string[] {
+  const line = stderr.split("\n").find((l) => l.startsWith("modules: "));
+  if (line === undefined) throw new Error(`no modules line in: ${stderr}`);
+  return line
+    .slice("modules: ".length)
+    .split(" ")
+    .map((u) => u.replace(/^file:.*\/((packages|apps)\/)/, "$1"));
 }
+
+/** Loaded only when an option asks for them. */
+const ON_DEMAND = [
+  "node:http",
+  "node:tls",
+  "apps/vmm/src/api/server.ts",
+  "apps/vmm/src/drives.ts",
+  "packages/devices/src/node/index.ts",
+  "packages/cpu/src/node/index.ts",
+];
 
 describe.skipIf(typeof module.registerHooks !== "function")(
   "modules a run loads (needs module.registerHooks: Node 22.15 or later)",
   () => {
-    it("a plain run imports neither node:http nor node:tls", () => {
+    it("a plain run imports none of what --api-sock, --disk, --net, --gdb and migration need", () => {
       const r = visor(["--import", HOOK, ...SOURCE], ["run", "--bios", join(ISA, "rv64m.elf")]);
       expect(r.status, r.stderr).toBe(0);
-      const loaded = builtins(r.stderr);
-      expect(loaded).toContain("node:zlib"); // the hook sees builtins
-      expect(loaded).not.toContain("node:http");
-      expect(loaded).not.toContain("node:tls");
+      const loaded = modules(r.stderr);
+      // the hook sees builtins and files
+      expect(loaded).toContain("node:zlib");
+      expect(loaded).toContain("packages/hypervisor/src/machine.ts");
+      for (const m of ON_DEMAND) expect(loaded).not.toContain(m);
     });
 
     it("--api-sock loads node:http when it opens the socket", () => {
@@ -80,7 +96,9 @@ describe.skipIf(typeof module.registerHooks !== "function")(
         ["run", "--bios", join(ISA, "rv64m.elf"), "--api-sock", sock],
       );
       expect(r.status, r.stderr).toBe(0);
-      expect(builtins(r.stderr)).toContain("node:http");
+      const loaded = modules(r.stderr);
+      expect(loaded).toContain("node:http");
+      expect(loaded).toContain("apps/vmm/src/api/server.ts");
       expect(existsSync(sock)).toBe(false); // closed and removed at exit
     });
   },
