@@ -36,6 +36,7 @@ import { debugMachine, parseGdbAddress } from "./gdb.ts";
 import { parseHostPort as hostPort } from "./host-port.ts";
 import { userPath, versionLine } from "./paths.ts";
 import { exitOnceFlushed } from "./prompt-exit.ts";
+import { markPhase } from "./startup-marks.ts";
 import { printStats } from "./stats.ts";
 
 export const RUN_HELP = `usage: visor run [options]
@@ -163,6 +164,7 @@ function readInput(path: string, what: string): Uint8Array {
 }
 
 export async function runMain(argv: string[]): Promise<number> {
+  markPhase("visor:loaded");
   // --accel kvm: the x86-64 machine on hardware-assisted virtualization (kvm/run.ts)
   if (argv.some((a) => a === "--accel" || a.startsWith("--accel="))) {
     const { kvmRunMain } = await import("./kvm/run.ts");
@@ -221,6 +223,7 @@ export async function runMain(argv: string[]): Promise<number> {
     one("initrd") ?? (one("kernel") === undefined && kernelPath !== undefined ? BUNDLED_INITRD : undefined);
   const kernel = kernelPath !== undefined ? inflated(readInput(kernelPath, "kernel")) : undefined;
   const initrd = initrdPath !== undefined ? inflated(readInput(initrdPath, "initrd")) : undefined;
+  markPhase("visor:kernel");
   const virt = (one("virt") ?? "nested") as VirtMode;
   if (!["off", "nested", "shadow"].includes(virt))
     throw new UserError(`--virt: '${virt}' is not one of nested, shadow, off`);
@@ -312,9 +315,9 @@ export async function runMain(argv: string[]): Promise<number> {
   const out = new ConsoleOutput(process.stdout, (m) => process.stderr.write(m));
   let machine: Machine;
   try {
-    // A kernel boot first runs the small warm-up guest (about 50 ms), which saves a Linux
-    // boot about a quarter of its time: see packages/hypervisor/src/warmup.ts. A bare-metal
-    // program alone (no kernel) does not need it.
+    // A kernel boot first runs the small warm-up guest (about 0.1 s), which saves the
+    // bundled guest's boot 0.5 to 0.7 s: see packages/hypervisor/src/warmup.ts. A
+    // bare-metal program alone (no kernel) does not need it.
     const outside = {
       console: out,
       disks,
@@ -332,7 +335,10 @@ export async function runMain(argv: string[]): Promise<number> {
       // The guest prints nothing until it has something to say: say where it comes from.
       process.stderr.write(`visor: continuing the VM saved in ${restorePath}\n`);
     } else {
-      if (kernel !== undefined) await warmUp(virt, jit);
+      if (kernel !== undefined) {
+        await warmUp(virt, jit);
+        markPhase("visor:warm-up");
+      }
       machine = await Machine.create({
         memory,
         harts,
@@ -426,6 +432,7 @@ export async function runMain(argv: string[]): Promise<number> {
   });
   const gdb = gdbAddr && (await debugMachine(machine, gdbAddr, opts.has("paused")));
   con.start();
+  markPhase("visor:machine");
   let exit: MachineExit;
   try {
     exit = await machine.run();

@@ -104,6 +104,22 @@ describe.skipIf(typeof module.registerHooks !== "function")(
   },
 );
 
+describe("--stats", () => {
+  it("prints how long each start-up phase took (a bare-metal program has no warm-up)", () => {
+    const r = visor(SOURCE, ["run", "--bios", join(ISA, "rv64m.elf"), "--stats"]);
+    expect(r.status, r.stderr).toBe(0);
+    const m =
+      /^start-up: (\d+) ms before the guest's first instruction \(Node and main\.ts (\d+), modules (\d+), kernel and initrd (\d+), machine (\d+)\)$/m.exec(
+        r.stderr,
+      );
+    expect(m, r.stderr).not.toBeNull();
+    const [total, ...phases] = m!.slice(1).map(Number);
+    // each phase rounded on its own: the sum is within a millisecond per phase
+    const sum = phases.reduce((a, b) => a + b, 0);
+    expect(Math.abs(sum - total!)).toBeLessThanOrEqual(phases.length);
+  });
+});
+
 describe.each([
   ["the sources", SOURCE, true],
   ["dist/main.js", [DIST], existsSync(DIST)],
