@@ -223,7 +223,6 @@ export async function runMain(argv: string[]): Promise<number> {
     one("initrd") ?? (one("kernel") === undefined && kernelPath !== undefined ? BUNDLED_INITRD : undefined);
   const kernel = kernelPath !== undefined ? inflated(readInput(kernelPath, "kernel")) : undefined;
   const initrd = initrdPath !== undefined ? inflated(readInput(initrdPath, "initrd")) : undefined;
-  markPhase("visor:kernel");
   const virt = (one("virt") ?? "nested") as VirtMode;
   if (!["off", "nested", "shadow"].includes(virt))
     throw new UserError(`--virt: '${virt}' is not one of nested, shadow, off`);
@@ -312,6 +311,7 @@ export async function runMain(argv: string[]): Promise<number> {
     }
   }
 
+  markPhase("visor:inputs");
   const out = new ConsoleOutput(process.stdout, (m) => process.stderr.write(m));
   let machine: Machine;
   try {

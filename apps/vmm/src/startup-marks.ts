@@ -9,8 +9,10 @@
 const PHASES = [
   ["visor:main", "Node and main.ts"],
   ["visor:loaded", "modules"],
-  ["visor:kernel", "kernel and initrd"],
+  // the kernel and initrd read and gunzipped, --disk and --net opened (--incoming: the VM received)
+  ["visor:inputs", "kernel and disks"],
   ["visor:warm-up", "warm-up guest"],
+  // Machine.create (or restore), then --api-sock and --gdb opened
   ["visor:machine", "machine"],
 ] as const;
 

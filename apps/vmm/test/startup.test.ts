@@ -109,7 +109,7 @@ describe("--stats", () => {
     const r = visor(SOURCE, ["run", "--bios", join(ISA, "rv64m.elf"), "--stats"]);
     expect(r.status, r.stderr).toBe(0);
     const m =
-      /^start-up: (\d+) ms before the guest's first instruction \(Node and main\.ts (\d+), modules (\d+), kernel and initrd (\d+), machine (\d+)\)$/m.exec(
+      /^start-up: (\d+) ms before the guest's first instruction \(Node and main\.ts (\d+), modules (\d+), kernel and disks (\d+), machine (\d+)\)$/m.exec(
         r.stderr,
       );
     expect(m, r.stderr).not.toBeNull();
