@@ -6,7 +6,7 @@
  * single step need it.
  */
 import { GdbStub, type GdbTarget } from "@visor/cpu";
-import { type GdbServer, listenGdb } from "@visor/cpu/node";
+import type { GdbServer } from "@visor/cpu/node";
 import type { Machine, MachineExit } from "@visor/hypervisor";
 import { UserError } from "./errors.ts";
 import { exitStatus } from "./exit-status.ts";
@@ -64,6 +64,7 @@ export async function debugMachine(
   stub.log = (line) => process.stderr.write(`visor: ${line}\r\n`);
   let server: GdbServer;
   try {
+    const { listenGdb } = await import("@visor/cpu/node");
     server = await listenGdb(stub, host, port);
   } catch (e) {
     throw new UserError(`--gdb ${host}:${port}: ${(e as Error).message}`);

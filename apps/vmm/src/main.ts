@@ -14,6 +14,7 @@
 import module from "node:module";
 import v8 from "node:v8";
 
+performance.mark("visor:main"); // the first start-up phase's end (startup-marks.ts)
 const major = Number(process.versions.node.split(".")[0]);
 if (major < 22) {
   process.stderr.write(`visor: needs Node.js 22 or later; this is ${process.version}\n`);

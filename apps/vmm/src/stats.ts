@@ -1,4 +1,5 @@
 import type { Machine } from "@visor/hypervisor";
+import { startupLine } from "./startup-marks.ts";
 
 /**
  * Every counter `--stats` prints, as data: what printStats formats as a table and the
@@ -176,6 +177,8 @@ export function printStats(m: Machine, out: NodeJS.WritableStream): void {
   lines.push(
     `visor stats: virt=${s.virt}  ${s.seconds.toFixed(3)} s  ${(s.instructions / 1e6).toFixed(1)} M instructions  ${s.mips.toFixed(1)} MIPS`,
   );
+  const startup = startupLine();
+  if (startup !== undefined) lines.push(startup);
   lines.push("");
   lines.push(
     `${"exit reason".padEnd(44)} ${"count".padStart(10)} ${"total ms".padStart(10)} ${"ns/exit".padStart(9)}`,

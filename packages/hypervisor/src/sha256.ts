@@ -89,14 +89,26 @@ interface NodeCrypto {
   createHash(alg: "sha256"): { update(d: Uint8Array): { digest(): Uint8Array } };
 }
 
-/** Node's own (OpenSSL) hash where the host has it: `process.getBuiltinModule` is synchronous. */
-const nodeCrypto = (
-  globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }
-).process?.getBuiltinModule?.("node:crypto") as NodeCrypto | undefined;
+/** Node's crypto module once looked up (null: the host has none). */
+let nodeCrypto: NodeCrypto | null | undefined;
+
+/**
+ * Node's own (OpenSSL) hash where the host has it: `process.getBuiltinModule` is
+ * synchronous. Looked up at the first digest, not when this module loads: loading
+ * node:crypto takes a few milliseconds that a run without snapshots need not spend.
+ */
+function hostCrypto(): NodeCrypto | null {
+  nodeCrypto ??=
+    ((globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule?.(
+      "node:crypto",
+    ) as NodeCrypto | undefined) ?? null;
+  return nodeCrypto;
+}
 
 /** The SHA-256 digest of `data` (32 bytes). */
 export function sha256(data: Uint8Array): Uint8Array {
-  if (nodeCrypto !== undefined) return new Uint8Array(nodeCrypto.createHash("sha256").update(data).digest());
+  const c = hostCrypto();
+  if (c !== null) return new Uint8Array(c.createHash("sha256").update(data).digest());
   return sha256Portable(data);
 }
 

@@ -10,7 +10,7 @@
  */
 import type net from "node:net";
 import { type Machine, type MigrationProgress, migrate } from "@visor/hypervisor";
-import { connectMigration, type MigrationSecurity } from "@visor/hypervisor/node";
+import type { MigrationSecurity } from "@visor/hypervisor/node";
 import { writeFileAtomic } from "../atomic-write.ts";
 import { parseHostPort } from "../host-port.ts";
 import { userPath, versionLine } from "../paths.ts";
@@ -196,6 +196,7 @@ export class MachineControl implements VmControl {
   ): Promise<void> {
     let sock: net.Socket | undefined;
     try {
+      const { connectMigration } = await import("@visor/hypervisor/node");
       sock = await connectMigration(addr, security, this.o.timeoutMs);
       const stats = await migrate(this.m, socketSender(sock), {
         onProgress: (p) => this.progress(where, p),

@@ -12,9 +12,13 @@
  * The socket file is created owner-only (0600). A path that already exists is taken over
  * only if it is a stale socket (one nobody listens on: left by a visor that was killed);
  * anything else there is refused. The file is removed when the socket closes.
+ *
+ * node:http is loaded when a socket is opened, not with this module: importing it costs
+ * about 40 ms (its ESM facade loads Node's fetch implementation, undici), which every
+ * `visor run` paid, --api-sock or not.
  */
 import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
-import http from "node:http";
+import type { Server, ServerResponse } from "node:http";
 import net from "node:net";
 import { dirname } from "node:path";
 import type { VmControl } from "./control.ts";
@@ -58,6 +62,7 @@ export async function openApiSocket(
   }
   await clearStaleSocket(path);
 
+  const http = await import("node:http");
   const server = http.createServer({
     maxHeaderSize: opts.maxHeaderBytes ?? 8 << 10,
     headersTimeout: opts.headersTimeoutMs ?? 10_000,
@@ -156,7 +161,7 @@ export async function openApiSocket(
   };
 }
 
-function send(res: http.ServerResponse, r: ApiResponse, close: boolean): void {
+function send(res: ServerResponse, r: ApiResponse, close: boolean): void {
   if (res.headersSent) return;
   const headers: Record<string, string | number> = { ...r.headers };
   let payload = "";
@@ -172,7 +177,7 @@ function send(res: http.ServerResponse, r: ApiResponse, close: boolean): void {
 }
 
 /** Bind with umask 0177, so the socket file is 0600 from the start (bind is synchronous). */
-function listenOwnerOnly(server: http.Server, path: string): Promise<void> {
+function listenOwnerOnly(server: Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {
       reject(new Error(`${path}: cannot listen (${e.code ?? e.message})`));

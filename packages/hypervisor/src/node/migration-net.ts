@@ -11,10 +11,13 @@
  * a sender is authenticated, anything wrong with its stream ends the migration with a
  * one-line error. Either side gives up when the other sends nothing (or takes nothing)
  * for the time-out; the sending VM then runs on.
+ *
+ * node:tls is loaded when a migration over TLS starts, not with this module: loading it
+ * costs about 20 ms, which every `visor run` paid before its guest started.
  */
 import { readFileSync } from "node:fs";
 import net from "node:net";
-import tls from "node:tls";
+import type { TLSSocket } from "node:tls";
 import { MigrationReceiver, type ReceiverOptions } from "../migration.ts";
 
 /** The TLS PSK identity both sides use (TLS 1.3 binds the key to it). */
@@ -61,7 +64,7 @@ function serverOptions(sec: Exclude<MigrationSecurity, { kind: "insecure" }>, ti
     return {
       ...TLS_BASE,
       handshakeTimeout: timeoutMs,
-      pskCallback: (_s: tls.TLSSocket, identity: string) => (identity === PSK_IDENTITY ? sec.key : null),
+      pskCallback: (_s: TLSSocket, identity: string) => (identity === PSK_IDENTITY ? sec.key : null),
     };
   }
   return {
@@ -89,9 +92,10 @@ export interface AcceptOptions {
  * Listen on `addr` for one migration and take it in whole. Rejects with a one-line Error
  * on a malformed stream, a sender that stalls, or a listening failure.
  */
-export function acceptMigration(addr: Endpoint, opts: AcceptOptions): Promise<MigrationReceiver> {
+export async function acceptMigration(addr: Endpoint, opts: AcceptOptions): Promise<MigrationReceiver> {
   const log = opts.log ?? (() => {});
   const sec = opts.security;
+  const tls = sec.kind === "insecure" ? undefined : await import("node:tls");
   return new Promise<MigrationReceiver>((resolve, reject) => {
     let busy = false;
     let settled = false;
@@ -129,7 +133,7 @@ export function acceptMigration(addr: Endpoint, opts: AcceptOptions): Promise<Mi
     const server: net.Server =
       sec.kind === "insecure"
         ? net.createServer((sock) => serve(sock))
-        : tls.createServer(serverOptions(sec, opts.timeoutMs), (sock) => serve(sock));
+        : tls!.createServer(serverOptions(sec, opts.timeoutMs), (sock) => serve(sock));
     // One sender at a time: refuse a connection while another is in progress (its TLS
     // handshake included), before any of its bytes are read.
     server.on("connection", (sock: net.Socket) => {
@@ -143,7 +147,7 @@ export function acceptMigration(addr: Endpoint, opts: AcceptOptions): Promise<Mi
         busy = false;
       });
     });
-    server.on("tlsClientError", (e: Error, sock: tls.TLSSocket) => {
+    server.on("tlsClientError", (e: Error, sock: TLSSocket) => {
       sock.destroy();
       log(`refused a migration connection (TLS: ${oneLine(e.message)})`);
     });
@@ -164,11 +168,12 @@ export function acceptMigration(addr: Endpoint, opts: AcceptOptions): Promise<Mi
 }
 
 /** Connect to a receiver; resolves with a socket ready for the stream (TLS established). */
-export function connectMigration(
+export async function connectMigration(
   addr: Endpoint,
   sec: MigrationSecurity,
   timeoutMs: number,
 ): Promise<net.Socket> {
+  const tls = sec.kind === "insecure" ? undefined : await import("node:tls");
   return new Promise((resolve, reject) => {
     let sock: net.Socket;
     const ready = () => {
@@ -182,7 +187,7 @@ export function connectMigration(
     if (sec.kind === "insecure") {
       sock = net.connect(addr, ready);
     } else if (sec.kind === "psk") {
-      sock = tls.connect(
+      sock = tls!.connect(
         {
           ...TLS_BASE,
           ...addr,
@@ -193,7 +198,7 @@ export function connectMigration(
         ready,
       );
     } else {
-      sock = tls.connect({ ...TLS_BASE, ...addr, cert: sec.cert, key: sec.key, ca: sec.ca }, ready);
+      sock = tls!.connect({ ...TLS_BASE, ...addr, cert: sec.cert, key: sec.key, ca: sec.ca }, ready);
     }
     sock.once("error", onError);
     sock.setTimeout(timeoutMs);

@@ -44,13 +44,19 @@ export class SbiCallCounter implements SbiStatsSink {
     for (const [extension, fns] of this.byExt) {
       for (const [fn, c] of fns) rows.push({ extension, fn, count: c.count, errors: c.errors });
     }
-    return rows.sort(
-      (a, b) => b.count - a.count || a.extension.localeCompare(b.extension) || a.fn.localeCompare(b.fn),
-    );
+    return rows.sort((a, b) => b.count - a.count || byName(a.extension, b.extension) || byName(a.fn, b.fn));
   }
 
   reset(): void {
     this.byExt.clear();
     this.total = 0;
   }
+}
+
+/**
+ * Names (ASCII identifiers) in code-unit order. Not localeCompare: its first call loads
+ * ICU's collation data, about 6 ms of a `visor run --stats` after the guest has stopped.
+ */
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
