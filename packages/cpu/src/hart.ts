@@ -25,7 +25,7 @@
  *   out by hand; test/load-store.test.ts ties every case label to the decoder's constant
  *   and every width/sign to its handler.
  */
-import { ACCESS_EXEC, type Access, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
+import { type Access, type GuestRam, SATP_MODE_BARE } from "@visor/memory";
 import { CodeCache } from "./code-cache.ts";
 import {
   CHAIN_SIZE,
@@ -72,7 +72,7 @@ import { warmTranslator } from "./jit/warm.ts";
 import { fetchPage, GuestPtes, loadSlow, storeSlow, translate } from "./mmu.ts";
 import { fromState, type HartState, toState } from "./state.ts";
 import { execOne } from "./system.ts";
-import { enterS, raise, takeInterrupt } from "./trap.ts";
+import { enterS, takeInterrupt } from "./trap.ts";
 
 export { EXIT_HS, EXIT_M, type HartStats, type PhysBus } from "./core.ts";
 export type { HartState } from "./state.ts";
@@ -396,9 +396,9 @@ export class Hart {
     setSatp(this.c, mode, rootPpn, asid);
   }
 
-  /** Drop every cached translation (the host changed page tables the hart may have cached). */
-  flushTlb(): void {
-    flushTlb(this.c);
+  /** Drop every cached translation (the host changed page tables), or with an address (lo, hi words) its page's only (an SFENCE.VMA rs1). */
+  flushTlb(lo?: number, hi?: number): void {
+    flushTlb(this.c, lo, hi);
   }
 
   /** Drive an interrupt line: `bit` is the mip bit number (csr.IRQ_*). */
@@ -684,10 +684,9 @@ export class Hart {
           const nHi = nLo === 0 ? (pcHi + 1) | 0 : pcHi;
           c.pcLo = pcLo;
           c.pcHi = pcHi;
-          const pa = translate(c, nLo, nHi, ACCESS_EXEC);
-          const ram = c.ram;
-          if (pa < 0 || pa < ram.base || pa + 4096 > ram.end) {
-            raise(c, pa < 0 ? -pa : C.CAUSE_FETCH_ACCESS, nLo, nHi);
+          // The second page through the fetch TLB (it raises the fault, tval = its address).
+          const po2 = fetchPage(c, nLo, nHi);
+          if (po2 < 0) {
             pcLo = c.pcLo;
             pcHi = c.pcHi;
             curLo = INVALID_TAG;
@@ -700,7 +699,7 @@ export class Hart {
             continue;
           }
           // Not cached: it is decoded again each time it runs.
-          w = D.decode32(h | (dv.getUint16(pa - ram.base, true) << 16));
+          w = D.decode32(h | (dv.getUint16(po2, true) << 16));
         }
         imm = D.decodedImm;
         if ((h & 3) !== 3 || po !== 0xffe) {
