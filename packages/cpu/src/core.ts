@@ -105,6 +105,13 @@ export class TlbSet {
   readonly wG = new Uint8Array(TLB_SIZE);
   readonly xG = new Uint8Array(TLB_SIZE);
   readonly vG = new Uint8Array(3 * TLB_SIZE);
+  /**
+   * Refills since the set was last emptied, and how many of them were global: 0 fills
+   * means no valid entry in either way, so invalidation skips the set (most contexts are
+   * idle: M-mode, SUM, the V=1 sets without a guest).
+   */
+  fills = 0;
+  globals = 0;
 
   constructor(ramSize: number, state: ArrayBuffer, stOffset: number) {
     const at = (k: number): Int32Array => new Int32Array(state, stOffset + k * TLB_SIZE * 4, TLB_SIZE);
@@ -125,14 +132,21 @@ export class TlbSet {
       this.xPage = tlbPages(ramSize);
       this.stOffset = -1;
     }
-    this.flush();
+    this.clear(); // the state buffer starts zeroed: tag 0 would be a valid page
   }
 
+  /** Empty the set (nothing to do when nothing was filled since it was last emptied). */
   flush(): void {
+    if (this.fills !== 0) this.clear();
+  }
+
+  private clear(): void {
     this.rTagLo.fill(INVALID_TAG);
     this.wTagLo.fill(INVALID_TAG);
     this.xTagLo.fill(INVALID_TAG);
     this.vTagLo.fill(INVALID_TAG);
+    this.fills = 0;
+    this.globals = 0;
   }
 }
 
@@ -508,10 +522,15 @@ export function flushStage1(c: HartCore): void {
  */
 export function flushNonGlobal(c: HartCore): void {
   for (const t of c.tlbSets) {
+    if (t.globals === 0) {
+      t.flush();
+      continue;
+    }
     keepGlobal(t.rTagLo, t.rG);
     keepGlobal(t.wTagLo, t.wG);
     keepGlobal(t.xTagLo, t.xG);
     keepGlobal(t.vTagLo, t.vG);
+    t.fills = t.globals; // at most that many entries are left
   }
   c.tlbFlushes++;
 }
@@ -562,6 +581,7 @@ export function flushTlbPage(c: HartCore, aLo: number, aHi: number): void {
   const ti = (aLo >>> 12) & TLB_MASK;
   const tag = aLo & ~0xfff;
   for (const t of c.tlbSets) {
+    if (t.fills === 0) continue;
     if (t.rTagLo[ti] === tag && t.rTagHi[ti] === aHi) t.rTagLo[ti] = INVALID_TAG;
     if (t.wTagLo[ti] === tag && t.wTagHi[ti] === aHi) t.wTagLo[ti] = INVALID_TAG;
     if (t.xTagLo[ti] === tag && t.xTagHi[ti] === aHi) t.xTagLo[ti] = INVALID_TAG;
@@ -576,6 +596,7 @@ export function flushTlbPage(c: HartCore, aLo: number, aHi: number): void {
 /** Drop every entry whose virtual page number lies in [region * span, (region + 1) * span). */
 function dropRegion(c: HartCore, region: number, span: number): void {
   for (const t of c.tlbSets) {
+    if (t.fills === 0) continue;
     dropRegionIn(t.rTagLo, t.rTagHi, region, span);
     dropRegionIn(t.wTagLo, t.wTagHi, region, span);
     dropRegionIn(t.xTagLo, t.xTagHi, region, span);
@@ -605,6 +626,7 @@ export function dropWritePage(c: HartCore, pageOff: number): void {
   if (c.wMapped[i] === 0) return;
   c.wMapped[i] = 0;
   for (const t of c.tlbSets) {
+    if (t.fills === 0) continue;
     const wp = t.wPage;
     const wt = t.wTagLo;
     for (let j = 0; j < TLB_SIZE; j++) if (wp[j] === pageOff) wt[j] = INVALID_TAG;

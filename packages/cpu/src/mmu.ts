@@ -223,6 +223,8 @@ function refill(c: HartCore, set: TlbSet, v: number, ti: number, tag: number, hi
   tagHi[ti] = hi;
   page[ti] = po;
   g[ti] = c.leafGlobal;
+  set.fills++;
+  set.globals += c.leafGlobal;
 }
 
 /**

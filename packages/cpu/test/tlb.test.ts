@@ -255,3 +255,48 @@ describe("write-TLB entries of pages that become code", () => {
     expect(t.x(A0)).toBe(2);
   });
 });
+
+describe("the G-stage TLB", () => {
+  it("survives the guest's fences and satp writes, and hfence.gvma drops it", () => {
+    const ram = new GuestRam(BASE, 16 << 20);
+    const hart = new Hart({ ram, bus: new IoManager().mmio, hypervisor: true });
+    hart.exitMask = EXIT_M;
+    const w64 = (pa: number, v: bigint): void => ram.write64(hpa(pa), v);
+    // G stage (Sv39x4): a 16 KiB root at BASE + 0x20000, [2] -> a table of 2 MiB leaves
+    // mapping guest-physical 0x8000_0000.. onto the same host-physical pages.
+    const groot = BASE + 0x20000;
+    const gl1 = BASE + 0x24000;
+    const U = 16;
+    w64(groot + 2 * 8, pte(gl1, V));
+    for (let i = 0; i < 8; i++) w64(gl1 + 8 * i, pte(BASE + i * MEGA, RWAD | X | U));
+    w64(MEGA1, 111n);
+    w64(MEGA2, 222n);
+    hart.setCsr(csr.CSR_HGATP, (BigInt(SV39) << 60n) | BigInt(groot / PAGE));
+    let code = CODE;
+    const exec = (virt: boolean, insns: number[]): void => {
+      const at = code;
+      for (const i of [...insns, EBREAK]) {
+        ram.write32(hpa(code), i);
+        code += 4;
+      }
+      hart.pc = BigInt(at);
+      hart.setPrivilege(csr.PRV_S, virt);
+      expect(hart.run(1000).kind).toBe("breakpoint");
+    };
+    hart.setX(T0, BigInt(MEGA1)); // vsatp is bare: the guest's address is guest-physical
+    exec(true, [ld(A0, T0)]);
+    expect(Number(hart.getX(A0))).toBe(111);
+    const gWalks = hart.stats.gWalks;
+    const misses = hart.stats.tlbMisses;
+    hart.setX(T3, 0n); // vsatp := bare again, as a guest's satp write
+    exec(true, [sfence(0, 0), ld(A0, T0), sfence(T0, 0), ld(A0, T0), csrwSatp(T3), ld(A0, T0)]);
+    expect(hart.stats.tlbMisses).toBeGreaterThan(misses); // the fences dropped the guest's entries...
+    expect(hart.stats.gWalks).toBe(gWalks); // ...but not the G stage's
+    // The hypervisor moves guest-physical MEGA1 onto MEGA2 and fences the G stage.
+    w64(gl1 + 8, pte(MEGA2, RWAD | X | U));
+    const HFENCE_GVMA = (0x31 << 25) | 0x73;
+    exec(false, [HFENCE_GVMA]);
+    exec(true, [ld(A0, T0)]);
+    expect(Number(hart.getX(A0))).toBe(222);
+  });
+});
