@@ -553,9 +553,15 @@ export function noteSuperpage(c: HartCore, aLo: number, aHi: number): void {
   const level = (c.leafShift - 12) / 9;
   const key = Math.floor(vpnOf(aLo, aHi) / 2 ** (c.leafShift - 12)) * 8 + level;
   if (key === c.lastSuper) return;
+  // A guest that never fences everything would grow the record without bound: past
+  // SUPER_REGIONS_MAX, start again from an empty TLB (flushing more is always allowed).
+  if (c.superRegions.size >= SUPER_REGIONS_MAX && !c.superRegions.has(key)) flushStage1(c);
   c.lastSuper = key;
   c.superRegions.add(key);
 }
+
+/** Superpages recorded at most (16 GiB of 2 MiB pages is 8192). */
+export const SUPER_REGIONS_MAX = 16384;
 
 /** Superpage levels (1: 2 MiB ... 4: 256 TiB) an address-specific fence may cover. */
 const SUPER_LEVELS = 4;

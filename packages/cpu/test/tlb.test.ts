@@ -7,6 +7,8 @@
 import { IoManager } from "@visor/io-bus";
 import { GuestRam, hpa } from "@visor/memory";
 import { describe, expect, it } from "vitest";
+import { CodeCache } from "../src/code-cache.ts";
+import { HartCore, noteSuperpage, SUPER_REGIONS_MAX } from "../src/core.ts";
 import { csr, EXIT_M, Hart } from "../src/index.ts";
 
 const BASE = 0x8000_0000;
@@ -298,5 +300,24 @@ describe("the G-stage TLB", () => {
     exec(false, [HFENCE_GVMA]);
     exec(true, [ld(A0, T0)]);
     expect(Number(hart.getX(A0))).toBe(222);
+  });
+});
+
+describe("the record of superpages", () => {
+  it("stays bounded: past its limit the TLB starts again empty", () => {
+    const ram = new GuestRam(BASE, 1 << 20);
+    const c = new HartCore({
+      ram,
+      bus: new IoManager().mmio,
+      hartId: 0,
+      code: new CodeCache(ram),
+      hypervisor: false,
+    });
+    c.leafShift = 21;
+    const flushes = c.tlbFlushes;
+    for (let i = 0; i <= SUPER_REGIONS_MAX; i++)
+      noteSuperpage(c, (i * MEGA) | 0, Math.floor((i * MEGA) / 2 ** 32));
+    expect(c.tlbFlushes).toBe(flushes + 1);
+    expect(c.superRegions.size).toBe(1);
   });
 });

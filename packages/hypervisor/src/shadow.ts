@@ -385,6 +385,8 @@ export class ShadowMmu implements PteTranslator {
 
   /** Record that a 4 KiB shadow leaf at (aHi, aLo) was cut from a guest superpage of `level`. */
   private noteSuperpage(aLo: number, aHi: number, level: number): void {
+    // Bounded by the pool: each superpage recorded holds a shadow table of its own, and
+    // the record starts again whenever the pool is reset.
     this.superpages?.add(superpageKey(aLo, aHi, level));
   }
 
