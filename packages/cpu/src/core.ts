@@ -388,8 +388,6 @@ export class HartCore {
   dSet!: TlbSet;
   xSet!: TlbSet;
   tlbFlushes = 0;
-  /** Address-specific flushes (flushTlbPage). */
-  tlbPageFlushes = 0;
   /**
    * log2 of the first-stage (satp or vsatp) leaf behind the last `translate` (mmu.ts): 12
    * for a 4 KiB page and for untranslated (bare, M-mode) addresses.
@@ -596,7 +594,6 @@ export function flushTlbPage(c: HartCore, aLo: number, aHi: number): void {
       if (v[k] === tag && t.vTagHi[k] === aHi) v[k] = INVALID_TAG;
     }
   }
-  c.tlbPageFlushes++;
 }
 
 /** Drop every entry whose virtual page number lies in [region * span, (region + 1) * span). */
