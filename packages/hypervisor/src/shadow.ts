@@ -339,7 +339,8 @@ export class ShadowMmu implements PteTranslator {
       // Fill: shadow the page with the guest's permissions; writable only once dirty.
       let flags = PTE_V | PTE_A | (perm & (PTE_R | PTE_X | PTE_U));
       if ((perm & PTE_W) !== 0 && (perm & PTE_D) !== 0) flags |= PTE_W | PTE_D;
-      this.map(aLo, aHi, gpa(gpaPage), flags);
+      const table = this.map(aLo, aHi, gpa(gpaPage), flags);
+      if (mode !== SATP_MODE_BARE && this.res.pageShift > 12) this.prefetch(aLo, aHi, gpaPage, flags, table);
       this.stats.fills++;
       return "shadow fill";
     }
@@ -356,8 +357,8 @@ export class ShadowMmu implements PteTranslator {
     return "shadow: page fault injected";
   }
 
-  /** Map one 4 KiB guest page in the active shadow table. */
-  private map(aLo: number, aHi: number, page: Gpa, flags: number): void {
+  /** Map one 4 KiB guest page in the active shadow table; returns the last-level table it is in. */
+  private map(aLo: number, aHi: number, page: Gpa, flags: number): Hpa {
     const s = this.roots.get(this.key())!;
     const region = this.region;
     const levels = levelsOf(s.mode);
@@ -374,13 +375,34 @@ export class ShadowMmu implements PteTranslator {
       if (this.roots.size !== before || !this.roots.has(this.key())) {
         // The pool was reset under us: rebuild the active root and retry.
         this.activate();
-        this.map(aLo, aHi, page, flags);
-        return;
+        return this.map(aLo, aHi, page, flags);
       }
       region.setTable(at, fresh);
       table = fresh;
     }
     region.setLeaf(hpa(table + vpn(aHi, aLo, 0) * PTE_BYTES), page, PAGE, flags);
+    return table;
+  }
+
+  /**
+   * A fill from a guest superpage: also shadow the neighbouring 4 KiB pieces of the same
+   * leaf (the aligned group of PREFETCH around the page, all in `table`), as KVM's shadow
+   * MMU prefetches. Each is what a fault there would fill: the same guest leaf, whose A
+   * bit the walk just set, with the same permissions (writable only if already dirty).
+   * Pieces already shadowed or outside guest RAM are left alone.
+   */
+  private prefetch(aLo: number, aHi: number, page: number, flags: number, table: Hpa): void {
+    const region = this.region;
+    const own = vpn(aHi, aLo, 0);
+    const first = own & ~(PREFETCH - 1);
+    for (let i = first; i < first + PREFETCH; i++) {
+      if (i === own) continue;
+      const at = hpa(table + i * PTE_BYTES);
+      if ((region.entryFlags(at) & PTE_V) !== 0) continue;
+      const piece = gpa(page + (i - own) * PAGE);
+      if (!this.guest.contains(piece, PAGE)) continue;
+      region.setLeaf(at, piece, PAGE, flags);
+    }
   }
 
   /** Record that a 4 KiB shadow leaf at (aHi, aLo) was cut from a guest superpage of `level`. */
@@ -525,6 +547,9 @@ const ENTRIES = 512;
 const SHADOW_MODES: readonly number[] = [SATP_MODE_SV39, SATP_MODE_SV48, SATP_MODE_SV57];
 /** Access-fault causes by access type (privileged spec table 3.6). */
 const ACCESS_FAULT = [C.CAUSE_LOAD_ACCESS, C.CAUSE_STORE_ACCESS, C.CAUSE_FETCH_ACCESS] as const;
+
+/** Pieces of a guest superpage shadowed per fill (an aligned group: 64 KiB). */
+const PREFETCH = 16;
 
 /** The largest superpage level (Sv57: 256 TiB pages). */
 const MAX_SUPERPAGE_LEVEL = 4;

@@ -1,8 +1,9 @@
 // How much of the shadow an sfence.vma drops (shadow.ts virtualInstruction). The shadow
-// maps 4 KiB pages only, so a guest superpage is shadowed piece by piece: a fence naming
-// any address in it must drop every piece (a fence names one address per superpage, as
-// Linux's flush_tlb_range does with a huge-page stride). A fence with an address and an
-// ASID drops that page only, an ASID-only fence the roots of that ASID only.
+// maps 4 KiB pages only, so a guest superpage is shadowed piece by piece (a fill shadows
+// the 64 KiB group around the faulting piece): a fence naming any address in it must drop
+// every piece (a fence names one address per superpage, as Linux's flush_tlb_range does
+// with a huge-page stride). A fence with an address and an ASID drops that page only, an
+// ASID-only fence the roots of that ASID only.
 import { csr as C, type PageFaultExit, trapExit } from "@visor/cpu";
 import { gpa, type Hpa, hpa, PTE_A, PTE_D, PTE_R, PTE_V, PTE_W } from "@visor/memory";
 import { describe, expect, it } from "vitest";
@@ -76,6 +77,42 @@ function shadowed(m: Machine, vcpu: Vcpu, va: number): number {
   }
   return n;
 }
+
+/** The flags of the current root's shadow leaf for `va` (0: none). */
+function shadowFlags(m: Machine, vcpu: Vcpu, va: number): number {
+  const region = m.hvPool.region;
+  const roots = vcpu.shadow!.shadowRoots();
+  let table: Hpa | undefined = roots[roots.length - 1]!.root;
+  for (let level = 2; level > 0 && table !== undefined; level--) {
+    table = region.nextTable(hpa(table + ((va >>> (12 + 9 * level)) & 0x1ff) * 8));
+  }
+  return table === undefined ? 0 : region.entryFlags(hpa(table + ((va >>> 12) & 0x1ff) * 8));
+}
+
+describe("shadow fills", () => {
+  it("shadow the 64 KiB group of a guest superpage around the page, with its permissions", async () => {
+    const { m, vcpu } = await shadowMachine();
+    setSatp(vcpu, ROOT_A, 1);
+    touch(vcpu, SUPER + 5 * PAGE);
+    expect(vcpu.shadow!.stats.fills).toBe(1);
+    for (let p = 0; p < 16; p++)
+      expect(shadowFlags(m, vcpu, SUPER + p * PAGE) & PTE_W, `piece ${p}`).toBe(PTE_W);
+    expect(shadowFlags(m, vcpu, SUPER + 16 * PAGE)).toBe(0);
+    // A clean superpage: its pieces are shadowed read-only (the first write must set D).
+    m.memory.write64(gpa(L1 + 16), pte(DATA + 2 * MEGA, RWAD & ~PTE_D));
+    touch(vcpu, SUPER + 2 * MEGA + PAGE);
+    for (let p = 0; p < 16; p++)
+      expect(shadowFlags(m, vcpu, SUPER + 2 * MEGA + p * PAGE), `piece ${p}`).toBe(RWAD & ~(PTE_W | PTE_D));
+  });
+
+  it("of a 4 KiB guest page shadow that page only", async () => {
+    const { m, vcpu } = await shadowMachine();
+    setSatp(vcpu, ROOT_A, 1);
+    touch(vcpu, SMALL);
+    expect(shadowFlags(m, vcpu, SMALL)).not.toBe(0);
+    expect(shadowFlags(m, vcpu, SMALL + PAGE)).toBe(0);
+  });
+});
 
 describe("sfence.vma under shadow paging", () => {
   it("with an address in a guest superpage drops every shadowed piece of it", async () => {
