@@ -88,6 +88,30 @@ export class TlbSet {
    * the current data set through `ST_DSET` (layout below).
    */
   readonly stOffset: number;
+  /**
+   * The second way of the read, write and fetch TLBs (V_R, V_W, V_X times TLB_SIZE): the
+   * entry a refill displaced from the direct-mapped array, found again by the slow path
+   * without a walk (two pages whose numbers agree in the index bits no longer evict each
+   * other for good). Outside the state buffer: translated code looks at the first way only.
+   */
+  readonly vTagLo = new Int32Array(3 * TLB_SIZE);
+  readonly vTagHi = new Int32Array(3 * TLB_SIZE);
+  readonly vPage = new Float64Array(3 * TLB_SIZE);
+  /**
+   * 1 where the entry came from a global leaf (PTE.G): flushNonGlobal keeps those across
+   * satp/vsatp writes that keep the mode, and SFENCE.VMA with only an ASID.
+   */
+  readonly rG = new Uint8Array(TLB_SIZE);
+  readonly wG = new Uint8Array(TLB_SIZE);
+  readonly xG = new Uint8Array(TLB_SIZE);
+  readonly vG = new Uint8Array(3 * TLB_SIZE);
+  /**
+   * Refills since the set was last emptied, and how many of them were global: 0 fills
+   * means no valid entry in either way, so invalidation skips the set (most contexts are
+   * idle: M-mode, SUM, the V=1 sets without a guest).
+   */
+  fills = 0;
+  globals = 0;
 
   constructor(ramSize: number, state: ArrayBuffer, stOffset: number) {
     const at = (k: number): Int32Array => new Int32Array(state, stOffset + k * TLB_SIZE * 4, TLB_SIZE);
@@ -108,15 +132,28 @@ export class TlbSet {
       this.xPage = tlbPages(ramSize);
       this.stOffset = -1;
     }
-    this.flush();
+    this.clear(); // the state buffer starts zeroed: tag 0 would be a valid page
   }
 
+  /** Empty the set (nothing to do when nothing was filled since it was last emptied). */
   flush(): void {
+    if (this.fills !== 0) this.clear();
+  }
+
+  private clear(): void {
     this.rTagLo.fill(INVALID_TAG);
     this.wTagLo.fill(INVALID_TAG);
     this.xTagLo.fill(INVALID_TAG);
+    this.vTagLo.fill(INVALID_TAG);
+    this.fills = 0;
+    this.globals = 0;
   }
 }
+
+/** Offsets of the read, write and fetch victim entries in TlbSet.vTagLo/vTagHi/vPage. */
+export const V_R = 0;
+export const V_W = TLB_SIZE;
+export const V_X = 2 * TLB_SIZE;
 
 /** Translation contexts: U 0, S 1, S+SUM 2, M 3; +4 with V=1. */
 const TLB_CONTEXTS = 8;
@@ -347,7 +384,29 @@ export class HartCore {
   xTagLo!: Int32Array;
   xTagHi!: Int32Array;
   xPage!: TlbPages;
+  /** The sets the fields above come from (data accesses, fetches): their victim ways. */
+  dSet!: TlbSet;
+  xSet!: TlbSet;
   tlbFlushes = 0;
+  /**
+   * log2 of the first-stage (satp or vsatp) leaf behind the last `translate` (mmu.ts): 12
+   * for a 4 KiB page and for untranslated (bare, M-mode) addresses.
+   */
+  leafShift = 12;
+  /** 1 when that leaf is global (PTE.G), else 0 (untranslated addresses too). */
+  leafGlobal = 0;
+  /**
+   * The superpages (region of the virtual page number * 8 + level) that entries of the
+   * TLB sets were cut from since the last full flush; flushTlbPage drops a whole region.
+   */
+  readonly superRegions = new Set<number>();
+  /** The key last added to superRegions (most refills hit the same superpage again). */
+  lastSuper = NaN;
+  /**
+   * Per RAM page: 1 when a write-TLB entry may map it (set on refill, cleared when
+   * dropWritePage scans for it). A stale 1 costs one scan; a missing 1 would be a bug.
+   */
+  readonly wMapped: Uint8Array;
 
   /** Scratch results of slow paths (no allocation): loads, CSR reads. */
   ldLo = 0;
@@ -380,6 +439,7 @@ export class HartCore {
     this.hasH = o.hypervisor;
     this.misaLo = MISA_LO | (o.hypervisor ? MISA_H : 0);
     this.h = o.hypervisor ? new HState() : undefined;
+    this.wMapped = new Uint8Array(Math.ceil(o.ram.size / 4096));
     const sm = stateMemory();
     this.state = sm.buffer;
     this.stateMemory = sm.memory;
@@ -420,23 +480,162 @@ export function selectTlb(c: HartCore): void {
   c.xTagLo = x.xTagLo;
   c.xTagHi = x.xTagHi;
   c.xPage = x.xPage;
+  c.dSet = d;
+  c.xSet = x;
   c.st[ST_DSET >> 2] = d.stOffset;
   c.st[ST_XSET >> 2] = x.stOffset;
 }
 
-/** Drop every cached translation (satp/hgatp writes, sfence.vma, hfence). */
-export function flushTlb(c: HartCore): void {
-  for (const t of c.tlbSets) t.flush();
+/**
+ * Drop every cached translation, the G-stage TLB included (hgatp writes, HFENCE, the
+ * host's Hart.flushTlb, MXR changes, reset). Given an address (its low and high words),
+ * drop only that page's translations instead (flushTlbPage: the host's SFENCE.VMA rs1).
+ */
+export function flushTlb(c: HartCore, lo?: number, hi?: number): void {
+  if (lo !== undefined) {
+    flushTlbPage(c, lo | 0, (hi ?? 0) | 0);
+    return;
+  }
+  flushStage1(c);
   c.h?.flushGTlb();
+}
+
+/**
+ * Drop every cached virtual-address translation but keep the G-stage TLB (satp and vsatp
+ * writes, SFENCE.VMA without an address): those change or order only first-stage tables.
+ */
+export function flushStage1(c: HartCore): void {
+  for (const t of c.tlbSets) t.flush();
+  c.superRegions.clear();
+  c.lastSuper = NaN;
   c.tlbFlushes++;
 }
 
-/** Drop write-TLB entries (in every set) that map a page now holding decoded instructions. */
-export function dropWritePage(c: HartCore, pageOff: number): void {
+/**
+ * Drop every first-stage entry that did not come from a global leaf: what a write of
+ * satp or vsatp that keeps the translation mode needs (the new address space shares only
+ * the global mappings with the old one: privileged spec §4.3.1, PTE.G), and an
+ * SFENCE.VMA with an ASID and no address (for every ASID: a superset). The G-stage TLB
+ * stays.
+ */
+export function flushNonGlobal(c: HartCore): void {
   for (const t of c.tlbSets) {
+    if (t.globals === 0) {
+      t.flush();
+      continue;
+    }
+    keepGlobal(t.rTagLo, t.rG);
+    keepGlobal(t.wTagLo, t.wG);
+    keepGlobal(t.xTagLo, t.xG);
+    keepGlobal(t.vTagLo, t.vG);
+    t.fills = t.globals; // at most that many entries are left
+  }
+  c.tlbFlushes++;
+}
+
+function keepGlobal(tagLo: Int32Array, g: Uint8Array): void {
+  for (let i = 0; i < tagLo.length; i++) if (g[i] === 0) tagLo[i] = INVALID_TAG;
+}
+
+/** Virtual page number of an (hi, lo) address: exact in a double (at most 45 bits with sign). */
+function vpnOf(aLo: number, aHi: number): number {
+  return aHi * 1048576 + (aLo >>> 12);
+}
+
+/**
+ * Record that a 4 KiB TLB entry for (aHi, aLo) was cut from a superpage leaf of
+ * `c.leafShift` (a megapage or larger), so that an address-specific SFENCE.VMA anywhere in
+ * that superpage drops all of its pieces, as it would drop a hardware superpage entry.
+ */
+export function noteSuperpage(c: HartCore, aLo: number, aHi: number): void {
+  const level = (c.leafShift - 12) / 9;
+  const key = Math.floor(vpnOf(aLo, aHi) / 2 ** (c.leafShift - 12)) * 8 + level;
+  if (key === c.lastSuper) return;
+  // A guest that never fences everything would grow the record without bound: past
+  // SUPER_REGIONS_MAX, start again from an empty TLB (flushing more is always allowed).
+  if (c.superRegions.size >= SUPER_REGIONS_MAX && !c.superRegions.has(key)) flushStage1(c);
+  c.lastSuper = key;
+  c.superRegions.add(key);
+}
+
+/** Superpages recorded at most (16 GiB of 2 MiB pages is 8192). */
+export const SUPER_REGIONS_MAX = 16384;
+
+/** Superpage levels (1: 2 MiB ... 4: 256 TiB) an address-specific fence may cover. */
+const SUPER_LEVELS = 4;
+
+/**
+ * SFENCE.VMA with an address: drop the translations of that virtual page from every TLB
+ * set (of every privilege, SUM and V context, and any ASID: a superset of what the fence
+ * requires), and, when the page lies in a superpage some entries were cut from, every
+ * entry of that superpage. The G-stage TLB is untouched (SFENCE.VMA does not order
+ * G-stage tables).
+ */
+export function flushTlbPage(c: HartCore, aLo: number, aHi: number): void {
+  const vpn = vpnOf(aLo, aHi);
+  if (c.superRegions.size !== 0) {
+    for (let level = 1; level <= SUPER_LEVELS; level++) {
+      const span = 2 ** (9 * level);
+      const region = Math.floor(vpn / span);
+      const key = region * 8 + level;
+      if (c.superRegions.delete(key)) dropRegion(c, region, span);
+    }
+    c.lastSuper = NaN;
+  }
+  const ti = (aLo >>> 12) & TLB_MASK;
+  const tag = aLo & ~0xfff;
+  for (const t of c.tlbSets) {
+    if (t.fills === 0) continue;
+    if (t.rTagLo[ti] === tag && t.rTagHi[ti] === aHi) t.rTagLo[ti] = INVALID_TAG;
+    if (t.wTagLo[ti] === tag && t.wTagHi[ti] === aHi) t.wTagLo[ti] = INVALID_TAG;
+    if (t.xTagLo[ti] === tag && t.xTagHi[ti] === aHi) t.xTagLo[ti] = INVALID_TAG;
+    const v = t.vTagLo;
+    for (let k = ti; k < 3 * TLB_SIZE; k += TLB_SIZE) {
+      if (v[k] === tag && t.vTagHi[k] === aHi) v[k] = INVALID_TAG;
+    }
+  }
+}
+
+/** Drop every entry whose virtual page number lies in [region * span, (region + 1) * span). */
+function dropRegion(c: HartCore, region: number, span: number): void {
+  for (const t of c.tlbSets) {
+    if (t.fills === 0) continue;
+    dropRegionIn(t.rTagLo, t.rTagHi, region, span);
+    dropRegionIn(t.wTagLo, t.wTagHi, region, span);
+    dropRegionIn(t.xTagLo, t.xTagHi, region, span);
+    dropRegionIn(t.vTagLo, t.vTagHi, region, span);
+  }
+}
+
+function dropRegionIn(tagLo: Int32Array, tagHi: Int32Array, region: number, span: number): void {
+  for (let i = 0; i < tagLo.length; i++) {
+    const lo = tagLo[i]!;
+    if (lo !== INVALID_TAG && Math.floor(vpnOf(lo, tagHi[i]!) / span) === region) tagLo[i] = INVALID_TAG;
+  }
+}
+
+/** Note that a write-TLB entry maps the RAM page at `pageOff` (see dropWritePage). */
+export function noteWritePage(c: HartCore, pageOff: number): void {
+  c.wMapped[pageOff / 4096] = 1;
+}
+
+/**
+ * Drop write-TLB entries (in every set) that map a page now holding decoded instructions.
+ * Only pages some write entry was installed for since the last scan are scanned for
+ * (`wMapped`): a loader writing thousands of fresh code pages scans nothing.
+ */
+export function dropWritePage(c: HartCore, pageOff: number): void {
+  const i = Math.floor(pageOff / 4096);
+  if (c.wMapped[i] === 0) return;
+  c.wMapped[i] = 0;
+  for (const t of c.tlbSets) {
+    if (t.fills === 0) continue;
     const wp = t.wPage;
     const wt = t.wTagLo;
-    for (let i = 0; i < TLB_SIZE; i++) if (wp[i] === pageOff) wt[i] = INVALID_TAG;
+    for (let j = 0; j < TLB_SIZE; j++) if (wp[j] === pageOff) wt[j] = INVALID_TAG;
+    const vp = t.vPage;
+    const vt = t.vTagLo;
+    for (let j = V_W; j < V_W + TLB_SIZE; j++) if (vp[j] === pageOff) vt[j] = INVALID_TAG;
   }
 }
 

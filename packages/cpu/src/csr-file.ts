@@ -6,6 +6,8 @@
 import { SATP_MODE_BARE, SATP_MODE_SV39, SATP_MODE_SV48, SATP_MODE_SV57 } from "@visor/memory";
 import {
   cycles,
+  flushNonGlobal,
+  flushStage1,
   flushTlb,
   foldCounters,
   fsDirty,
@@ -287,9 +289,11 @@ export function csrWriteRaw(c: HartCore, csr: number, lo: number, hi: number): n
         break; // unsupported mode: the write has no effect (priv spec §4.1.11)
       c.csrLo[C.CSR_SATP] = lo;
       c.csrHi[C.CSR_SATP] = hi;
+      // A new address space keeps the global mappings unless the mode changed.
+      if (mode !== c.satpMode) flushStage1(c);
+      else flushNonGlobal(c);
       c.satpMode = mode;
       c.satpPpn = (hi & 0xfff) * 4294967296 + (lo >>> 0);
-      flushTlb(c);
       break;
     }
     case C.CSR_STVEC:

@@ -397,9 +397,9 @@ export class Hart {
     setSatp(this.c, mode, rootPpn, asid);
   }
 
-  /** Drop every cached translation (the host changed page tables the hart may have cached). */
-  flushTlb(): void {
-    flushTlb(this.c);
+  /** Drop every cached translation (the host changed page tables), or with an address (lo, hi words) its page's only (an SFENCE.VMA rs1). */
+  flushTlb(lo?: number, hi?: number): void {
+    flushTlb(this.c, lo, hi);
   }
 
   /** Drive an interrupt line: `bit` is the mip bit number (csr.IRQ_*). */

@@ -21,7 +21,16 @@ import {
   SATP_MODE_SV48,
   SATP_MODE_SV57,
 } from "@visor/memory";
-import { flushTlb, type HartCore, type HState, selectTlb, setVirt, updateMip } from "./core.ts";
+import {
+  flushNonGlobal,
+  flushStage1,
+  flushTlb,
+  type HartCore,
+  type HState,
+  selectTlb,
+  setVirt,
+  updateMip,
+} from "./core.ts";
 import * as C from "./csr.ts";
 import * as D from "./decode.ts";
 import { translateGuest } from "./mmu.ts";
@@ -282,9 +291,10 @@ export function hCsrWrite(h: HartCore, x: HState, csr0: number, lo: number, hi: 
       if (!validSatpMode(mode)) break;
       h.csrLo[csr] = lo;
       h.csrHi[csr] = hi;
+      if (mode !== x.vsatpMode) flushStage1(h);
+      else flushNonGlobal(h); // the global mappings stay (as for satp)
       x.vsatpMode = mode;
       x.vsatpPpn = (hi & 0xfff) * 4294967296 + (lo >>> 0);
-      flushTlb(h);
       break;
     }
     case C.CSR_VSSTATUS: {

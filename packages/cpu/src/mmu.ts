@@ -15,7 +15,19 @@ import {
   walkGStage,
   walkStage1,
 } from "@visor/memory";
-import { G_TLB_SIZE, type HartCore, type HState, TLB_MASK } from "./core.ts";
+import {
+  G_TLB_SIZE,
+  type HartCore,
+  type HState,
+  INVALID_TAG,
+  noteSuperpage,
+  noteWritePage,
+  TLB_MASK,
+  type TlbSet,
+  V_R,
+  V_W,
+  V_X,
+} from "./core.ts";
 import * as C from "./csr.ts";
 import { raise } from "./trap.ts";
 
@@ -59,6 +71,8 @@ export function translate(c: HartCore, aLo: number, aHi: number, access: Access)
     priv = (c.mstatus >>> C.MSTATUS_MPP_SHIFT) & 3;
     virt = priv !== C.PRV_M && (c.mstatusHiBits & C.MSTATUSH_MPV) !== 0;
   }
+  c.leafShift = 12;
+  c.leafGlobal = 0;
   if (virt && c.h !== undefined) return translateGuest(c, c.h, aLo, aHi, access, priv, c.walkRes);
   if (priv === C.PRV_M || c.satpMode === SATP_MODE_BARE) {
     if (aHi >>> PA_HI_SHIFT !== 0) return -accessFault(access);
@@ -81,6 +95,8 @@ export function translate(c: HartCore, aLo: number, aHi: number, access: Access)
   );
   c.stats.walkRefs += res.refs - before;
   if (r !== 0) return -r;
+  c.leafShift = res.pageShift;
+  c.leafGlobal = (res.perm >>> 5) & 1; // PTE.G
   return res.pagePa;
 }
 
@@ -173,6 +189,10 @@ export function translateGuest(
     );
     c.stats.walkRefs += res.refs - before;
     if (r !== 0) return -r;
+    // The VS-stage leaf decides what an address-specific fence covers (the G-stage walk
+    // below reuses `res`).
+    c.leafShift = res.pageShift;
+    c.leafGlobal = (res.perm >>> 5) & 1; // PTE.G
     gpa = res.pagePa;
   }
   const hpa = gStage(c, h, gpa, access, res);
@@ -182,13 +202,54 @@ export function translateGuest(
 
 // ---------------------------------------------------------------- TLB refills and slow accesses
 
+/**
+ * Refill entry `ti` of one of the set's TLBs (`v`: V_R, V_W or V_X) with the page (tag,
+ * hi) at RAM offset `po`, global as the leaf just translated. The valid entry it displaces
+ * moves to the set's victim way: after a victim hit that is a swap.
+ */
+function refill(c: HartCore, set: TlbSet, v: number, ti: number, tag: number, hi: number, po: number): void {
+  const tagLo = v === V_R ? set.rTagLo : v === V_W ? set.wTagLo : set.xTagLo;
+  const tagHi = v === V_R ? set.rTagHi : v === V_W ? set.wTagHi : set.xTagHi;
+  const page = v === V_R ? set.rPage : v === V_W ? set.wPage : set.xPage;
+  const g = v === V_R ? set.rG : v === V_W ? set.wG : set.xG;
+  const old = tagLo[ti]!;
+  if (old !== INVALID_TAG && (old !== tag || tagHi[ti] !== hi)) {
+    set.vTagLo[v + ti] = old;
+    set.vTagHi[v + ti] = tagHi[ti]!;
+    set.vPage[v + ti] = page[ti]!;
+    set.vG[v + ti] = g[ti]!;
+  }
+  tagLo[ti] = tag;
+  tagHi[ti] = hi;
+  page[ti] = po;
+  g[ti] = c.leafGlobal;
+  set.fills++;
+  set.globals += c.leafGlobal;
+}
+
+/**
+ * The physical page of (tag, hi) when the set's victim way holds it (a RAM page), or -1:
+ * then the miss needs a translation. Sets leafShift to 12 (the entry's superpage, if it
+ * came from one, was recorded when it was first filled) and leafGlobal to the entry's.
+ */
+function victimPa(c: HartCore, set: TlbSet, v: number, ti: number, tag: number, hi: number): number {
+  const k = v + ti;
+  if (set.vTagLo[k] !== tag || set.vTagHi[k] !== hi) return -1;
+  c.leafShift = 12;
+  c.leafGlobal = set.vG[k]!;
+  return set.vPage[k]! + c.ram.base;
+}
+
 /** Fetch-side translation of the pc's page: RAM offset of the page, or -1 after a trap. */
 export function fetchPage(c: HartCore, pcLo: number, pcHi: number): number {
   const ti = (pcLo >>> 12) & TLB_MASK;
   const tag = pcLo & ~PAGE_MASK;
   if (c.xTagLo[ti] === tag && c.xTagHi[ti] === pcHi) return c.xPage[ti]!;
-  c.stats.tlbMisses++;
-  const pa = translate(c, pcLo, pcHi, ACCESS_EXEC);
+  let pa = victimPa(c, c.xSet, V_X, ti, tag, pcHi);
+  if (pa < 0) {
+    c.stats.tlbMisses++;
+    pa = translate(c, pcLo, pcHi, ACCESS_EXEC);
+  }
   if (pa < 0) {
     raise(c, -pa, pcLo, pcHi);
     return -1;
@@ -199,9 +260,8 @@ export function fetchPage(c: HartCore, pcLo: number, pcHi: number): number {
     return -1;
   }
   const off = pa - ram.base;
-  c.xTagLo[ti] = tag;
-  c.xTagHi[ti] = pcHi;
-  c.xPage[ti] = off;
+  refill(c, c.xSet, V_X, ti, tag, pcHi, off);
+  if (c.leafShift > 12) noteSuperpage(c, pcLo, pcHi);
   return off;
 }
 
@@ -212,19 +272,21 @@ export function fetchPage(c: HartCore, pcLo: number, pcHi: number): number {
 export function loadSlow(c: HartCore, aLo: number, aHi: number, size: number): number {
   const off = aLo & PAGE_MASK;
   if (off + size > PAGE) return loadSplit(c, aLo, aHi, size);
-  c.stats.tlbMisses++;
-  const pa = translate(c, aLo, aHi, ACCESS_READ);
+  const ti = (aLo >>> 12) & TLB_MASK;
+  let pa = victimPa(c, c.dSet, V_R, ti, aLo & ~PAGE_MASK, aHi);
+  if (pa < 0) {
+    c.stats.tlbMisses++;
+    pa = translate(c, aLo, aHi, ACCESS_READ);
+  }
   if (pa < 0) {
     raise(c, -pa, aLo, aHi);
     return 0;
   }
   const ram = c.ram;
   if (pa >= ram.base && pa + PAGE <= ram.end) {
-    const ti = (aLo >>> 12) & TLB_MASK;
     const po = pa - ram.base;
-    c.rTagLo[ti] = aLo & ~PAGE_MASK;
-    c.rTagHi[ti] = aHi;
-    c.rPage[ti] = po;
+    refill(c, c.dSet, V_R, ti, aLo & ~PAGE_MASK, aHi, po);
+    if (c.leafShift > 12) noteSuperpage(c, aLo, aHi);
     const dv = ram.dv;
     const o = po + off;
     switch (size) {
@@ -301,8 +363,12 @@ export function storeSlow(
 ): number {
   const off = aLo & PAGE_MASK;
   if (off + size > PAGE) return storeSplit(c, aLo, aHi, size, vLo, vHi);
-  c.stats.tlbMisses++;
-  const pa = translate(c, aLo, aHi, ACCESS_WRITE);
+  const ti = (aLo >>> 12) & TLB_MASK;
+  let pa = victimPa(c, c.dSet, V_W, ti, aLo & ~PAGE_MASK, aHi);
+  if (pa < 0) {
+    c.stats.tlbMisses++;
+    pa = translate(c, aLo, aHi, ACCESS_WRITE);
+  }
   if (pa < 0) {
     raise(c, -pa, aLo, aHi);
     return 0;
@@ -312,10 +378,9 @@ export function storeSlow(
     const po = pa - ram.base;
     if (c.code.isCode(po)) c.code.invalidatePage(po);
     ram.logWrite(po);
-    const ti = (aLo >>> 12) & TLB_MASK;
-    c.wTagLo[ti] = aLo & ~PAGE_MASK;
-    c.wTagHi[ti] = aHi;
-    c.wPage[ti] = po;
+    refill(c, c.dSet, V_W, ti, aLo & ~PAGE_MASK, aHi, po);
+    noteWritePage(c, po);
+    if (c.leafShift > 12) noteSuperpage(c, aLo, aHi);
     const dv = ram.dv;
     const o = po + off;
     switch (size) {
@@ -389,8 +454,11 @@ export function amoAddr(c: HartCore, aLo: number, aHi: number, size: number, acc
   } else if (c.rTagLo[ti] === tag && c.rTagHi[ti] === aHi) {
     return c.rPage[ti]! + (aLo & PAGE_MASK);
   }
-  c.stats.tlbMisses++;
-  const pa = translate(c, aLo, aHi, access);
+  let pa = victimPa(c, c.dSet, access === ACCESS_WRITE ? V_W : V_R, ti, tag, aHi);
+  if (pa < 0) {
+    c.stats.tlbMisses++;
+    pa = translate(c, aLo, aHi, access);
+  }
   if (pa < 0) {
     raise(c, -pa, aLo, aHi);
     return -1;
@@ -404,14 +472,12 @@ export function amoAddr(c: HartCore, aLo: number, aHi: number, size: number, acc
   if (access === ACCESS_WRITE) {
     if (c.code.isCode(po)) c.code.invalidatePage(po);
     ram.logWrite(po);
-    c.wTagLo[ti] = tag;
-    c.wTagHi[ti] = aHi;
-    c.wPage[ti] = po;
+    refill(c, c.dSet, V_W, ti, tag, aHi, po);
+    noteWritePage(c, po);
   } else {
-    c.rTagLo[ti] = tag;
-    c.rTagHi[ti] = aHi;
-    c.rPage[ti] = po;
+    refill(c, c.dSet, V_R, ti, tag, aHi, po);
   }
+  if (c.leafShift > 12) noteSuperpage(c, aLo, aHi);
   return po + (aLo & PAGE_MASK);
 }
 
@@ -438,19 +504,15 @@ export function rawInsnAt(c: HartCore, pcLo: number, pcHi: number): number {
 
 /**
  * The upper half of a 32-bit instruction that straddles two pages (its lower half is the
- * last two bytes of the pc's page): fetched through the next page's translation, never
- * cached. Returns it, or -1 after raising the fetch fault (at the next page's address).
+ * last two bytes of the pc's page): the next page through the fetch TLB, never cached in
+ * the decoded-instruction cache. Returns it, or -1 after raising the fetch fault (tval:
+ * the next page's address).
  */
 export function fetchUpperHalf(c: HartCore, pcLo: number, pcHi: number): number {
   c.pcLo = pcLo;
   c.pcHi = pcHi;
   const nLo = (pcLo + 2) | 0;
   const nHi = nLo === 0 ? (pcHi + 1) | 0 : pcHi;
-  const pa = translate(c, nLo, nHi, ACCESS_EXEC);
-  const ram = c.ram;
-  if (pa < 0 || pa < ram.base || pa + 4096 > ram.end) {
-    raise(c, pa < 0 ? -pa : C.CAUSE_FETCH_ACCESS, nLo, nHi);
-    return -1;
-  }
-  return ram.dv.getUint16(pa - ram.base, true);
+  const po2 = fetchPage(c, nLo, nHi);
+  return po2 < 0 ? -1 : c.ram.dv.getUint16(po2, true);
 }

@@ -7,7 +7,9 @@
 
 import { execAmo } from "./amo.ts";
 import {
-  flushTlb,
+  flushNonGlobal,
+  flushStage1,
+  flushTlbPage,
   fsDirty,
   fsOff,
   type HartCore,
@@ -68,7 +70,13 @@ function execSystem(c: HartCore, op: number, raw: number): number {
       } else if (c.priv === C.PRV_U || (c.priv === C.PRV_S && (c.mstatus & C.MSTATUS_TVM) !== 0)) {
         return C.CAUSE_ILLEGAL_INSTRUCTION;
       }
-      flushTlb(c);
+      // rs1 names one virtual page (whatever rs2's ASID: dropping it for every ASID is a
+      // superset); rs1 = x0 is the whole address space, all of it (rs2 = x0) or its
+      // non-global mappings (an ASID, taken as every ASID). None touches the G stage.
+      const rs1 = (raw >>> 15) & 0x1f;
+      if (rs1 !== 0) flushTlbPage(c, c.xlo[rs1]!, c.xhi[rs1]!);
+      else if (((raw >>> 20) & 0x1f) !== 0) flushNonGlobal(c);
+      else flushStage1(c);
       return 0;
     }
     default:

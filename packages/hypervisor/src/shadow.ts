@@ -18,7 +18,10 @@
  *   leaves onto guest RAM, nothing else.
  * - the guest's satp reads/writes and sfence.vma trap (hstatus.VTVM): a satp write
  *   switches to the shadow for that root (cached per satp value), an sfence.vma drops the
- *   shadow entries it covers ("sync").
+ *   shadow entries it covers ("sync"): with an address, that page's in every root, or all
+ *   the pages of the guest superpage it lies in when some shadow leaves were cut from one
+ *   (the shadow maps 4 KiB pages only); with only an ASID, the roots of that ASID; with
+ *   neither, everything.
  *
  * Shadow tables live in the hypervisor's memory after guest RAM, which no device or
  * hypercall can reach; when the pool runs out every shadow is dropped and rebuilt on demand.
@@ -71,6 +74,12 @@ export interface ShadowState {
   satp: [number, number];
   /** The shadow roots, as [guest satp key, root address, mode]; the tables are in RAM. */
   roots: [string, number, number][];
+  /**
+   * The guest superpages shadow leaves were cut from (ShadowMmu.superpages). Absent in
+   * older snapshots: then every address-specific sfence.vma drops everything until the
+   * next full flush.
+   */
+  superpages?: number[];
 }
 
 /** The memory a shadow MMU works on: no more than this (not the machine). */
@@ -99,6 +108,12 @@ export class ShadowMmu implements PteTranslator {
   private readonly guest: GuestMemory;
   /** Shadow roots by guest satp value (as "hi:lo"). */
   private roots = new Map<string, { root: Hpa; mode: number }>();
+  /**
+   * The guest superpages (region of the virtual page number * 8 + level: 1 for 2 MiB, 2
+   * for 1 GiB ...) some 4 KiB shadow leaves were cut from since the shadows were last all
+   * dropped, or undefined when not known (restored from a snapshot without them).
+   */
+  private superpages: Set<number> | undefined = new Set();
   /** The access being resolved (translatePte reports an access fault of this type). */
   private access: Access = ACCESS_READ;
   /** The guest's own satp. */
@@ -131,6 +146,7 @@ export class ShadowMmu implements PteTranslator {
     return {
       satp: [this.satpLo, this.satpHi],
       roots: [...this.roots].map(([k, r]) => [k, r.root, r.mode]),
+      ...(this.superpages !== undefined ? { superpages: [...this.superpages] } : {}),
     };
   }
 
@@ -153,6 +169,11 @@ export class ShadowMmu implements PteTranslator {
       }
       this.roots.set(e[0], { root: hpa(e[1]), mode: e[2] });
     }
+    const sp = s.superpages;
+    if (sp !== undefined && (!Array.isArray(sp) || !sp.every((k) => Number.isSafeInteger(k)))) {
+      throw new Error("shadow state: malformed superpages (not a list of integers)");
+    }
+    this.superpages = sp === undefined ? undefined : new Set(sp);
     this.satpLo = s.satp[0] | 0;
     this.satpHi = s.satp[1] | 0;
     // The tables came with the snapshot's RAM: trust none of them.
@@ -191,9 +212,15 @@ export class ShadowMmu implements PteTranslator {
   resume(): void {
     if (this.epoch === this.pool.epoch) return;
     this.epoch = this.pool.epoch;
-    this.roots.clear();
+    this.dropRoots();
     this.activate();
     this.stats.flushes++;
+  }
+
+  /** Forget every shadow root (their pages stay allocated until the pool is reset). */
+  private dropRoots(): void {
+    this.roots.clear();
+    this.superpages = new Set();
   }
 
   /**
@@ -201,7 +228,7 @@ export class ShadowMmu implements PteTranslator {
    * vCPU may have shadowed, so its shadows go.
    */
   flushAll(): void {
-    this.roots.clear();
+    this.dropRoots();
     this.activate();
     this.stats.flushes++;
   }
@@ -245,7 +272,7 @@ export class ShadowMmu implements PteTranslator {
     if (p === undefined) {
       // Out of shadow memory: drop every shadow and start again.
       this.stats.poolResets++;
-      this.roots.clear();
+      this.dropRoots();
       this.pool.reset();
       this.epoch = this.pool.epoch;
       p = this.pool.alloc();
@@ -305,13 +332,15 @@ export class ShadowMmu implements PteTranslator {
       if (r !== 0) return this.inject(vcpu, r, e.addr);
       gpaPage = this.res.pagePa;
       perm = this.res.perm;
+      if (this.res.pageShift > 12) this.noteSuperpage(aLo, aHi, (this.res.pageShift - 12) / 9);
     }
     const off = aLo & 0xfff;
     if (this.guest.contains(gpa(gpaPage), PAGE)) {
       // Fill: shadow the page with the guest's permissions; writable only once dirty.
       let flags = PTE_V | PTE_A | (perm & (PTE_R | PTE_X | PTE_U));
       if ((perm & PTE_W) !== 0 && (perm & PTE_D) !== 0) flags |= PTE_W | PTE_D;
-      this.map(aLo, aHi, gpa(gpaPage), flags);
+      const table = this.map(aLo, aHi, gpa(gpaPage), flags);
+      if (mode !== SATP_MODE_BARE && this.res.pageShift > 12) this.prefetch(aLo, aHi, gpaPage, flags, table);
       this.stats.fills++;
       return "shadow fill";
     }
@@ -328,8 +357,8 @@ export class ShadowMmu implements PteTranslator {
     return "shadow: page fault injected";
   }
 
-  /** Map one 4 KiB guest page in the active shadow table. */
-  private map(aLo: number, aHi: number, page: Gpa, flags: number): void {
+  /** Map one 4 KiB guest page in the active shadow table; returns the last-level table it is in. */
+  private map(aLo: number, aHi: number, page: Gpa, flags: number): Hpa {
     const s = this.roots.get(this.key())!;
     const region = this.region;
     const levels = levelsOf(s.mode);
@@ -346,23 +375,80 @@ export class ShadowMmu implements PteTranslator {
       if (this.roots.size !== before || !this.roots.has(this.key())) {
         // The pool was reset under us: rebuild the active root and retry.
         this.activate();
-        this.map(aLo, aHi, page, flags);
-        return;
+        return this.map(aLo, aHi, page, flags);
       }
       region.setTable(at, fresh);
       table = fresh;
     }
     region.setLeaf(hpa(table + vpn(aHi, aLo, 0) * PTE_BYTES), page, PAGE, flags);
+    return table;
   }
 
-  /** Drop the shadow entry for one page in every shadow root (sfence.vma rs1). */
-  private unmapEverywhere(aLo: number, aHi: number): void {
+  /**
+   * A fill from a guest superpage: also shadow the neighbouring 4 KiB pieces of the same
+   * leaf (the aligned group of PREFETCH around the page, all in `table`), as KVM's shadow
+   * MMU prefetches. Each is what a fault there would fill: the same guest leaf, whose A
+   * bit the walk just set, with the same permissions (writable only if already dirty).
+   * Pieces already shadowed or outside guest RAM are left alone.
+   */
+  private prefetch(aLo: number, aHi: number, page: number, flags: number, table: Hpa): void {
+    const region = this.region;
+    const own = vpn(aHi, aLo, 0);
+    const first = own & ~(PREFETCH - 1);
+    for (let i = first; i < first + PREFETCH; i++) {
+      if (i === own) continue;
+      const at = hpa(table + i * PTE_BYTES);
+      if ((region.entryFlags(at) & PTE_V) !== 0) continue;
+      const piece = gpa(page + (i - own) * PAGE);
+      if (!this.guest.contains(piece, PAGE)) continue;
+      region.setLeaf(at, piece, PAGE, flags);
+    }
+  }
+
+  /** Record that a 4 KiB shadow leaf at (aHi, aLo) was cut from a guest superpage of `level`. */
+  private noteSuperpage(aLo: number, aHi: number, level: number): void {
+    // Bounded by the pool: each superpage recorded holds a shadow table of its own, and
+    // the record starts again whenever the pool is reset.
+    this.superpages?.add(superpageKey(aLo, aHi, level));
+  }
+
+  /**
+   * sfence.vma with an address: drop what the shadows hold of the guest page there, or of
+   * the largest guest superpage around it that shadow leaves were cut from. False when
+   * that cannot be done piecemeal (superpages not known, or a root with fewer levels than
+   * the superpage): the caller drops everything.
+   */
+  private fencePage(aLo: number, aHi: number): boolean {
+    const sp = this.superpages;
+    if (sp === undefined) return false;
+    let level = 0;
+    for (let l = MAX_SUPERPAGE_LEVEL; l >= 1 && level === 0; l--) {
+      if (sp.has(superpageKey(aLo, aHi, l))) level = l;
+    }
+    for (const s of this.roots.values()) if (levelsOf(s.mode) <= level) return false;
+    this.unmapEverywhere(aLo, aHi, level);
+    if (level === 0) {
+      this.hart.flushTlb(aLo, aHi);
+      return true;
+    }
+    for (let l = 1; l <= level; l++) sp.delete(superpageKey(aLo, aHi, l));
+    // The hart's TLB holds the superpage as separate 4 KiB entries of the shadow: all go.
+    this.hart.flushTlb();
+    return true;
+  }
+
+  /**
+   * Drop the shadow entries under the page (level 0) or superpage (level 1: 2 MiB, 2:
+   * 1 GiB ...) at the address in every shadow root: the leaf, or the table pointer that
+   * covers the superpage (its tables stay allocated until the pool is reset).
+   */
+  private unmapEverywhere(aLo: number, aHi: number, level: number): void {
     const region = this.region;
     for (const s of this.roots.values()) {
       let table = s.root;
-      for (let i = levelsOf(s.mode) - 1; i >= 0; i--) {
+      for (let i = levelsOf(s.mode) - 1; i >= level; i--) {
         const at = hpa(table + vpn(aHi, aLo, i) * PTE_BYTES);
-        if (i === 0) {
+        if (i === level) {
           if ((region.entryFlags(at) & PTE_V) !== 0) region.clear(at);
           break;
         }
@@ -371,6 +457,20 @@ export class ShadowMmu implements PteTranslator {
         table = next;
       }
     }
+  }
+
+  /** sfence.vma with only an ASID: drop the shadow roots of guest address spaces with that ASID. */
+  private fenceAsid(asid: number): void {
+    const current = this.key();
+    let dropped = false;
+    for (const k of [...this.roots.keys()]) {
+      if (((Number(k.slice(0, k.indexOf(":"))) >>> 12) & 0xffff) !== asid) continue;
+      this.roots.delete(k);
+      if (k === current) dropped = true;
+    }
+    // The hart's TLB holds the current root's entries only (a vsatp write drops the
+    // others: shadow leaves are never global): a new root for it means a vsatp write.
+    if (dropped) this.activate();
   }
 
   /** The shadow roots (for audits: the MMU fuzzer walks them). */
@@ -388,18 +488,23 @@ export class ShadowMmu implements PteTranslator {
     if (opcode !== 0x73) return undefined;
     if (f3 === 0 && insn >>> 25 === 0x09 && rd === 0) {
       const rs2 = (insn >>> 20) & 0x1f;
-      if (rs1 !== 0 && rs2 === 0) {
-        this.unmapEverywhere(h.xLo(rs1), h.xHi(rs1));
-      } else {
-        // Whole address space (or one ASID): drop the shadows.
-        this.roots.clear();
+      // An address (with or without an ASID: every ASID is a superset), or only an ASID.
+      let done = false;
+      if (rs1 !== 0) done = this.fencePage(h.xLo(rs1), h.xHi(rs1));
+      else if (rs2 !== 0) {
+        this.fenceAsid(h.xLo(rs2) & 0xffff);
+        done = true;
+      }
+      if (!done) {
+        // The whole address space: drop the shadows.
+        this.dropRoots();
         this.pool.reset();
         this.epoch = this.pool.epoch;
         this.activate();
         this.stats.flushes++;
+        h.flushTlb();
       }
       this.stats.syncs++;
-      h.flushTlb();
       h.advancePc(4);
       return "shadow sync: sfence.vma";
     }
@@ -442,6 +547,18 @@ const ENTRIES = 512;
 const SHADOW_MODES: readonly number[] = [SATP_MODE_SV39, SATP_MODE_SV48, SATP_MODE_SV57];
 /** Access-fault causes by access type (privileged spec table 3.6). */
 const ACCESS_FAULT = [C.CAUSE_LOAD_ACCESS, C.CAUSE_STORE_ACCESS, C.CAUSE_FETCH_ACCESS] as const;
+
+/** Pieces of a guest superpage shadowed per fill (an aligned group: 64 KiB). */
+const PREFETCH = 16;
+
+/** The largest superpage level (Sv57: 256 TiB pages). */
+const MAX_SUPERPAGE_LEVEL = 4;
+
+/** Key of the guest superpage of `level` around (aHi, aLo): region of the page number * 8 + level. */
+function superpageKey(aLo: number, aHi: number, level: number): number {
+  const vpnAll = aHi * 1048576 + (aLo >>> 12);
+  return Math.floor(vpnAll / 2 ** (9 * level)) * 8 + level;
+}
 
 function levelsOf(mode: number): number {
   return mode === SATP_MODE_SV39 ? 3 : mode === SATP_MODE_SV48 ? 4 : 5;

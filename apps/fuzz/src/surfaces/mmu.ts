@@ -1,7 +1,8 @@
 /**
  * MMUs under hostile guest page tables: random guest Sv39/Sv48/Sv57 tables (PTEs pointing
  * at other tables, guest RAM, the hypervisor's pool, MMIO, holes, 2^56, or random bits),
- * then random page-fault exits, satp switches and sfence.vmas through the shadow MMU
+ * then random page-fault exits, satp switches and sfence.vmas (all, one address, one
+ * ASID, an address and an ASID) through the shadow MMU
  * (--virt shadow), or random two-stage translations through the hart's G-stage walk
  * (--virt nested).
  *
@@ -59,8 +60,9 @@ const TARGETS = [
   0,
 ];
 const PA_TOP = 2 ** 56 - PAGE;
-/** csrrw x0, satp, x5 and sfence.vma x5, x0 / x0, x0 (the guest instructions the shadow MMU emulates). */
+/** csrrw x0, satp, x5 and sfence.vma x5/x0, x6/x0 (the guest instructions the shadow MMU emulates). */
 const X5 = 5;
+const X6 = 6;
 const CSRRW_SATP_X5 = (C.CSR_SATP << 20) | (X5 << 15) | (1 << 12) | 0x73;
 const SFENCE_VMA = (0x09 << 25) | 0x73;
 /** Load/store instructions an MMIO exit decodes: ld a0,0(a0); sd a1,0(a0); lw a0,0(a0); or nothing. */
@@ -88,7 +90,7 @@ interface Chain {
 type Op =
   | { k: "fault"; va: number | number[]; off: number; access: Access; user: boolean; insn: number }
   | { k: "satp"; mode: number; root: number; asid: number }
-  | { k: "sfence"; va: number[] | null };
+  | { k: "sfence"; va: number[] | null; asid: number | null };
 interface Input {
   shadow: boolean;
   mode: number;
@@ -157,7 +159,14 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       asid: fc.nat(3),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant("sfence" as const), va: fc.option(vaIdx) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("sfence" as const),
+      va: fc.option(vaIdx),
+      asid: fc.option(fc.nat(3)),
+    }),
+  },
 );
 
 let shadowM: { machine: Machine; vcpu: Vcpu; audit: PoolAudit } | undefined;
@@ -275,7 +284,8 @@ const surface: FuzzSurface<Input> = {
         if (!shadow) continue;
         const [hi, lo] = o.va === null ? [0, 0] : va(o.va, 0);
         h.setXPair(X5, lo, hi);
-        const insn = o.va === null ? SFENCE_VMA : SFENCE_VMA | (X5 << 15);
+        h.setXPair(X6, o.asid ?? 0, 0);
+        const insn = SFENCE_VMA | (o.va === null ? 0 : X5 << 15) | (o.asid === null ? 0 : X6 << 20);
         allowGuestError(() => vcpu.shadow!.virtualInstruction(insn, vcpu));
       } else {
         const vpns =
