@@ -30,6 +30,15 @@ export class CodeCache {
 
   constructor(ram: GuestRam) {
     this.pages = new Array(pageIndex(ram.size)).fill(undefined);
+    // V8 treats a field that has only ever been initialized as a constant, and the
+    // optimized interpreter loop (hart.ts `run` reads `generation` between slices) then
+    // depends on it: the first page dropped, in the middle of a boot, threw that code away
+    // and the loop ran unoptimized until V8 compiled it again. Two different values here
+    // make the field a variable from the start (--trace-generalization shows it).
+    this.generation = 1;
+    this.generation = 0;
+    this.invalidations = 1;
+    this.invalidations = 0;
     const prev = ram.onExternalWrite;
     ram.onExternalWrite = (off, len) => {
       prev?.(off, len);
