@@ -36,6 +36,11 @@ describe("warm-up guest", () => {
       expect(hart.traps).toBeGreaterThan(300);
       expect(hart.interrupts).toBeGreaterThanOrEqual(6);
       expect(hart.walks).toBeGreaterThan(100);
+      // a loop past the translator's hotness threshold: the interpreter's compile
+      // request and entries into translated code (the default mode, --jit on)
+      const jit = m.vcpus[0]!.hart.jitStats;
+      expect(jit.regions).toBeGreaterThan(0);
+      expect(jit.entries).toBeGreaterThan(0);
     });
   }
 

@@ -154,12 +154,39 @@ exercise:
 	X_BR	bge
 	X_BR	bltu
 	X_BR	bgeu
+/* Each kind taken backward too (a loop's back edge): the interpreter counts those for the
+ * translator, a path the forward branches above never take. */
+.macro X_BRB op, a, b
+	j	3f
+2:	j	4f
+3:	\op	\a, \b, 2b
+4:
+.endm
+	X_BRB	beq, s0, s0
+	X_BRB	bne, s0, s1
+	X_BRB	blt, s1, s0
+	X_BRB	bge, s0, s1
+	X_BRB	bltu, s1, s0
+	X_BRB	bgeu, s0, s1
+	X_BRB	blt, s2, s0
+	X_BRB	bltu, s0, s2
 	jal	t0, 2f
 2:	la	t1, 2f
 	jalr	t0, 0(t1)
 2:	la	t1, 2f + 1		/* jalr clears bit 0 */
 	jalr	t0, -1(t1)
 2:
+	/* A 32-bit instruction across a page boundary (its second half fetched through the
+	 * next page's translation, never cached): 4092 bytes of padding jumped over, a
+	 * compressed nop at the page's last word, then an addi at its last two bytes. */
+	j	7f
+	.balign	4096
+	.skip	4092
+7:	.option	push
+	.option	rvc
+	c.nop
+	.option	pop
+	addi	t0, t0, 1
 	/* Loads and stores of every width: aligned, misaligned, and across a page. */
 	li	t0, 4096
 	add	a4, s11, t0		/* a4: a page boundary inside the buffer */

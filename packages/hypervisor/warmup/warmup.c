@@ -342,6 +342,14 @@ static void paging_on(void) {
   CSR_SET(sstatus, 1ul << 18); /* SUM: the trap handler reads U-mode instructions */
 }
 
+/* A loop past the translator's hotness threshold (16 384 backward jumps to one target):
+ * the interpreter's compile request and its first entries into translated code. */
+static uint64_t hot_loop(void) {
+  uint64_t acc = 0;
+  for (uint32_t i = 0; i < 20000; i++) acc += i ^ (acc >> 3);
+  return acc;
+}
+
 /* ------------------------------------------------------------------ main */
 
 void kmain(ulong hartid, ulong fdt) {
@@ -350,6 +358,7 @@ void kmain(ulong hartid, ulong fdt) {
   CSR_SET(sstatus, 1ul << 13); /* FS = Initial */
   for (int round = 0; round < 3; round++) {
     sink += work(2);
+    sink += hot_loop();
     mmio_mix();
     csr_mix();
     sbi_mix();
