@@ -24,7 +24,9 @@ function mulu32(a: number, b: number): void {
 /** Low 64 bits of a * b. */
 export function mul64(aHi: number, aLo: number, bHi: number, bLo: number): void {
   mulu32(aLo, bLo);
-  rHi = (rHi + Math.imul(aHi, bLo) + Math.imul(aLo, bHi)) | 0;
+  // each sum truncated on its own: optimized code then adds int32s without an overflow
+  // check (one unchecked chain was speculated to stay int32 and deoptimized when it did not)
+  rHi = (((rHi + Math.imul(aHi, bLo)) | 0) + Math.imul(aLo, bHi)) | 0;
 }
 
 function toBig(hi: number, lo: number): bigint {

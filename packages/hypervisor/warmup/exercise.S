@@ -187,6 +187,9 @@ exercise:
 	c.nop
 	.option	pop
 	addi	t0, t0, 1
+	/* A byte load that misses the data TLB and succeeds (this page was only ever fetched). */
+	la	t1, 7b
+	lbu	t2, 0(t1)
 	/* Loads and stores of every width: aligned, misaligned, and across a page. */
 	li	t0, 4096
 	add	a4, s11, t0		/* a4: a page boundary inside the buffer */
