@@ -9,7 +9,17 @@
 // reference runs them one instruction at a time with every translation flushed before
 // each. Every load result, fault, A/D update and store must be the same.
 import { IoManager } from "@visor/io-bus";
-import { GuestRam, hpa } from "@visor/memory";
+import {
+  PTE_A as A,
+  PTE_D as D,
+  PTE_G as G,
+  GuestRam,
+  hpa,
+  PTE_R as R,
+  PTE_V as V,
+  PTE_W as W,
+  PTE_X as X,
+} from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { csr, EXIT_M, Hart } from "../src/index.ts";
 
@@ -17,13 +27,6 @@ const BASE = 0x8000_0000;
 const PAGE = 0x1000;
 const MEGA = 0x20_0000;
 const SV39 = 8;
-const V = 1;
-const R = 2;
-const W = 4;
-const X = 8;
-const G = 32;
-const A = 64;
-const D = 128;
 
 const CODE = BASE + PAGE;
 const ROOT = BASE + 0x40000;

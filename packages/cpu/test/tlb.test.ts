@@ -5,7 +5,17 @@
 // translation the fence does not cover stays cached, so a PTE edit without a fence is not
 // seen yet) and that what the fence covers is never stale.
 import { IoManager } from "@visor/io-bus";
-import { GuestRam, hpa } from "@visor/memory";
+import {
+  PTE_A as A,
+  PTE_D as D,
+  PTE_G as G,
+  GuestRam,
+  hpa,
+  PTE_R as R,
+  PTE_V as V,
+  PTE_W as W,
+  PTE_X as X,
+} from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { CodeCache } from "../src/code-cache.ts";
 import { HartCore, noteSuperpage, SUPER_REGIONS_MAX } from "../src/core.ts";
@@ -16,14 +26,6 @@ const PAGE = 0x1000;
 const MEGA = 0x20_0000;
 const SV39 = 8;
 
-// PTE bits (privileged spec §4.3.1).
-const V = 1;
-const R = 2;
-const W = 4;
-const X = 8;
-const G = 32;
-const A = 64;
-const D = 128;
 const RWAD = V | R | W | A | D;
 
 // Registers.
