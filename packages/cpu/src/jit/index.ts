@@ -25,7 +25,7 @@
  */
 import { type WasmTable, wasmApi } from "@visor/memory";
 import type { CodeCache } from "../code-cache.ts";
-import { CHAIN_SIZE, type HartCore, ST_CHAIN } from "../core.ts";
+import { CHAIN_SIZE, type HartCore, ST_CHAIN, TLB_MASK } from "../core.ts";
 import * as D from "../decode.ts";
 import { fpFastPath } from "../fp-fast.ts";
 import { execOne } from "../system.ts";
@@ -392,7 +392,7 @@ export class HartJit {
   /** Translate the region at (pcLo, pcHi) if its page is in the fetch TLB now. */
   compileHot(c: HartCore, pcLo: number, pcHi: number): void {
     const h = (pcLo >>> 1) & HOT_MASK;
-    const ti = (pcLo >>> 12) & 1023;
+    const ti = (pcLo >>> 12) & TLB_MASK;
     if (c.xTagLo[ti] !== (pcLo & ~0xfff) || c.xTagHi[ti] !== pcHi) {
       this.hot[h] = 0; // not fetched yet: try again at the next jump here
       return;

@@ -35,6 +35,7 @@ import {
   ST_XHI,
   ST_XLO,
   ST_XSET,
+  TLB_MASK,
   TLB_R_PAGE,
   TLB_R_TAG_HI,
   TLB_R_TAG_LO,
@@ -61,6 +62,8 @@ export const MAX_INSNS = 400;
 const MAX_RETURN_SITES = 8;
 
 const TLB_ARRAY = TLB_SIZE * 4;
+/** (address >>> 10) & this: the byte offset of its TLB slot (index (address >>> 12) & TLB_MASK, 4 bytes each). */
+const TLB_SLOT_BYTES = TLB_MASK << 2;
 
 /** The region function's type index (call_indirect through the chain table checks it). */
 const REGION_TYPE = 1;
@@ -380,7 +383,7 @@ class Gen {
     // Chaining: a jump to a target whose page is in the fetch TLB and whose entry is in the
     // chain cache goes straight on there (a tail call: the stack does not grow).
     c.get(L_CH).if();
-    c.get(L_A).op(Op.i32WrapI64).tee(L_ALO).i32(10).op(Op.i32ShrU).i32(0xffc).op(Op.i32And);
+    c.get(L_A).op(Op.i32WrapI64).tee(L_ALO).i32(10).op(Op.i32ShrU).i32(TLB_SLOT_BYTES).op(Op.i32And);
     c.i32(0).mem(Op.i32Load, 1, 2, ST_XSET).op(Op.i32Add).tee(L_T);
     c.mem(Op.i32Load, 1, 2, TLB_X_TAG_LO * TLB_ARRAY)
       .get(L_ALO)
@@ -907,7 +910,7 @@ class Gen {
     const c = this.c;
     this.reg(r1);
     c.i64(imm).op(Op.i64Add).tee(L_A).op(Op.i32WrapI64).tee(L_ALO);
-    c.i32(10).op(Op.i32ShrU).i32(0xffc).op(Op.i32And).get(L_DSET).op(Op.i32Add).tee(L_T);
+    c.i32(10).op(Op.i32ShrU).i32(TLB_SLOT_BYTES).op(Op.i32And).get(L_DSET).op(Op.i32Add).tee(L_T);
     c.mem(Op.i32Load, 1, 2, tagLo * TLB_ARRAY)
       .get(L_ALO)
       .i32(~0xfff)
