@@ -152,6 +152,7 @@ describe("visor exec --stats report", () => {
       unavailable: "",
       regions: 12,
       translatedInstructions: 300,
+      modules: 3,
       translateMs: 4.5,
       executedTranslated: 33000000,
       entries: 40,

@@ -23,6 +23,8 @@ export interface VmStats {
     unavailable: string;
     regions: number;
     translated_instructions: number;
+    /** WebAssembly modules compiled (regions are compiled in batches). */
+    modules: number;
     translate_ms: number;
     executed_translated: number;
     /** Times the interpreter entered translated code (jumps between translations excluded). */
@@ -99,6 +101,7 @@ export function vmStats(m: Machine, seconds = m.bootTimeMs / 1000): VmStats {
       unavailable: j.unavailable,
       regions: j.regions,
       translated_instructions: j.translatedInstructions,
+      modules: j.modules,
       translate_ms: j.translateMs,
       executed_translated: j.executedTranslated,
       entries: j.entries,
@@ -159,6 +162,7 @@ function translatorText(t: VmStats["translator"]): string[] {
     `translator: ${mode}`,
     row("regions translated", String(t.regions)),
     row("translated instructions", String(t.translated_instructions)),
+    row("modules compiled", String(t.modules)),
     row("translation time (ms)", t.translate_ms.toFixed(2)),
     row("executed translated", share, `(${t.executed_translated} of ${executed} instructions)`),
     row("entries from the interpreter", String(t.entries)),

@@ -264,7 +264,9 @@ describe("visor", () => {
     const r = visor(["exec", "--root", dirname(BUSYBOX), "--jit", "always", "--stats", "/busybox", "true"]);
     expect(r.status).toBe(0);
     expect(r.stderr).toMatch(/\n {2}translator {11}(always|off \(asked for always\); unavailable: .+)\n/);
-    expect(r.stderr).toMatch(/\n {2}translated {11}\d+ regions, \d+ instructions, in \d+\.\d ms\n/);
+    expect(r.stderr).toMatch(
+      /\n {2}translated {11}\d+ regions, \d+ instructions, in \d+ modules, \d+\.\d ms\n/,
+    );
     expect(r.stderr).toMatch(/\n {2}ran translated {7}\d+\.\d% of instructions \(\d+\)\n/);
   });
 

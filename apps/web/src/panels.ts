@@ -204,6 +204,7 @@ export class Panels {
         ["counter", "value"],
         [
           ["regions translated", j.regions],
+          ["modules compiled", j.modules],
           ["translated instructions (static)", j.translatedInstructions],
           ["translation time (ms)", j.translateMs.toFixed(1)],
           ["executed translated", `${share} of ${fmt(s.instructions)}`],

@@ -56,6 +56,7 @@ export function collectStats(m: Machine, ms: number): StatsSample {
       unavailable: j.unavailable,
       regions: j.regions,
       translatedInstructions: j.translatedInstructions,
+      modules: j.modules,
       translateMs: j.translateMs,
       executedTranslated: j.executedTranslated,
       entries: j.entries,

@@ -67,7 +67,7 @@ import {
   HOT_SIZE,
   unavailableReason,
 } from "./jit/index.ts";
-import type { JitMode, JitStats } from "./jit/types.ts";
+import { type JitMode, type JitStats, zeroJitStats } from "./jit/types.ts";
 import { warmTranslator } from "./jit/warm.ts";
 import { fetchPage, fetchUpperHalf, GuestPtes, loadSlow, storeSlow, translate } from "./mmu.ts";
 import { fromState, type HartState, toState } from "./state.ts";
@@ -195,20 +195,7 @@ export class Hart {
   /** The binary translator's counters (jit/types.ts). */
   get jitStats(): JitStats {
     const t = this.t;
-    if (t.jit !== undefined) return t.jit.stats(t.mode);
-    return {
-      mode: "off",
-      unavailable: t.off,
-      regions: 0,
-      translatedInstructions: 0,
-      translateMs: 0,
-      executedTranslated: 0,
-      entries: 0,
-      invalidations: 0,
-      evictions: 0,
-      liveRegions: 0,
-      liveBytes: 0,
-    };
+    return t.jit !== undefined ? t.jit.stats(t.mode) : zeroJitStats("off", t.off);
   }
 
   /** Slow-path counters (TLB misses, walks, traps, interrupts, MMIO, G-stage). */
@@ -503,6 +490,7 @@ export class Hart {
     const dbg = this.t.debug;
     if (dbg.hook !== undefined && !dbg.hooked) return runHooked(this, c, dbg, budget, () => this.run(1));
     if (!dbg.hooked) c.resValid = false;
+    this.t.jit?.compileDue(c, 0);
     c.exit = null;
     c.stopRequested = false;
     if (c.wfi) {
@@ -552,7 +540,7 @@ export class Hart {
         if (compileReq) {
           // A jump target got hot: translate it (not a slice boundary: nothing else is looked at).
           compileReq = false;
-          if (jit !== undefined) jit.compileHot(c, pcLo, pcHi);
+          if (jit !== undefined) jit.compileHot(c, pcLo, pcHi, n);
           else hot[(pcLo >>> 1) & HOT_MASK] = 0x3fffffff;
           if (n < savedLimit) {
             limit = savedLimit;

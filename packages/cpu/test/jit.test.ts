@@ -7,8 +7,8 @@ import { describe, expect, it } from "vitest";
 import type { HartCore } from "../src/core.ts";
 import { ST_EXIT, ST_PC } from "../src/core.ts";
 import { EXIT_M, Hart, type JitMode } from "../src/index.ts";
-import { EXIT_PC, HOT_THRESHOLD, TranslationCache } from "../src/jit/index.ts";
-import { translateRegion } from "../src/jit/translate.ts";
+import { BATCH_WAIT, EXIT_PC, HOT_THRESHOLD, TranslationCache } from "../src/jit/index.ts";
+import { regionModule, translateRegion } from "../src/jit/translate.ts";
 import { enc } from "./jit-diff-driver.ts";
 
 const BASE = 0x8000_0000;
@@ -28,6 +28,7 @@ const EBREAK = 0x00100073;
 const A0 = 10;
 const A1 = 11;
 const A2 = 12;
+const A4 = 14;
 const A5 = 15;
 const RA = 1;
 
@@ -176,12 +177,12 @@ describe("the translator", () => {
     const general = (): number => {
       throw new Error("nothing here needs the general path");
     };
-    const module = new wasmApi!.Module(region.bytes);
+    const module = new wasmApi!.Module(regionModule([region.body]));
     const inst = new wasmApi!.Instance(module, {
       m: { ram: ram.memory, st: c.stateMemory, tbl },
       h: { general },
     });
-    const f = inst.exports.f as (
+    const f = inst.exports.f0 as (
       n: number,
       limit: number,
       e: number,
@@ -215,7 +216,7 @@ describe("the translator", () => {
   it("a function reached only through a pointer gets translated when hot", () => {
     // caller: a5 = 4 * HOT_THRESHOLD; a1 = BASE + 0x2000; loop: jalr ra, 0(a1); a5 -= 1; bnez a5, loop
     // callee at 0x2000 (another page, reached by jalr only): a0 += 1; ret
-    const iterations = 4 * HOT_THRESHOLD;
+    const iterations = 4 * HOT_THRESHOLD + Math.ceil(BATCH_WAIT / 4096) * 4096;
     const { hart } = machine("on", {
       0: [
         enc.lui(A5, iterations >>> 12).bits,
@@ -230,10 +231,63 @@ describe("the translator", () => {
     });
     expect(runToExit(hart, 100_000)).toBe("breakpoint");
     expect(hart.getX(A0)).toBe(BigInt(iterations));
-    // The loop runs translated from about its HOT_THRESHOLD-th iteration on (3/4 of them).
+    // The loop runs translated from about its HOT_THRESHOLD-th iteration on, and a batch's
+    // wait (BATCH_WAIT instructions) later: over 3/4 of them.
     // Unless jumps through registers (or exits from translated code) count as heat, the
     // callee stays interpreted: 2 of every 5 instructions, so at most 3/5 translated.
     expect(hart.jitStats.executedTranslated / hart.executedCount()).toBeGreaterThan(0.68);
+  });
+
+  it("compiles regions that get hot close together as one module", () => {
+    // page 0: a5 = n1; loop: a0 += 1; a5 -= 1; bnez a5, loop; j page 1
+    // page 1: a5 = n2; loop: a0 += 2; a5 -= 1; bnez a5, loop; ebreak
+    const n1 = HOT_THRESHOLD + 4096; // hot, then 4096 more iterations: 12 k instructions
+    const n2 = 64 * 4096;
+    const { hart } = machine("on", {
+      0: [enc.lui(A5, n1 >>> 12).bits, addi(A0, A0, 1), addi(A5, A5, -1), bne(A5, 0, -8), J(4096 - 16, 0)],
+      4096: [enc.lui(A5, n2 >>> 12).bits, addi(A0, A0, 2), addi(A5, A5, -1), bne(A5, 0, -8), EBREAK],
+    });
+    expect(runToExit(hart, 100_000)).toBe("breakpoint");
+    expect(hart.getX(A0)).toBe(BigInt(n1 + 2 * n2));
+    // The second loop got hot within BATCH_WAIT instructions of the first: one module.
+    const s = hart.jitStats;
+    expect(s.regions).toBe(2);
+    expect(s.modules).toBe(1);
+    expect(s.executedTranslated / hart.executedCount()).toBeGreaterThan(0.5);
+  });
+
+  it("code written while its region waits to be compiled runs as written", () => {
+    // 0x00 a5 = n; 0x04 loop: a0 += 1; a5 -= 1; bnez a5, loop
+    // 0x10 bnez a4, end; a4 = 1; a2 = (addi a0, a0, 2); a1 = pc; sw a2, 4(base); a5 = m; j loop
+    // 0x30 end: ebreak
+    // The loop gets hot (queued) near the end of the first pass; the store rewrites it
+    // before the queue is compiled, so that translation is of code that is gone.
+    const n = HOT_THRESHOLD + 4096;
+    const m = 64 * 4096;
+    const addi2 = addi(A0, A0, 2);
+    const lo = (addi2 << 20) >> 20;
+    const { hart } = machine("on", {
+      0: [
+        enc.lui(A5, n >>> 12).bits,
+        addi(A0, A0, 1),
+        addi(A5, A5, -1),
+        bne(A5, 0, -8),
+        bne(A4, 0, 0x30 - 0x10),
+        addi(A4, 0, 1),
+        enc.lui(A2, ((addi2 - lo) >>> 12) & 0xfffff).bits,
+        addi(A2, A2, lo),
+        auipc(A1, 0), // 0x20
+        sw(A2, A1, 4 - 0x20),
+        enc.lui(A5, m >>> 12).bits,
+        J(4 - 0x2c, 0),
+        EBREAK, // 0x30
+      ],
+    });
+    expect(runToExit(hart, 100_000)).toBe("breakpoint");
+    expect(hart.getX(A0)).toBe(BigInt(n + 2 * m));
+    // Only the rewritten loop's region was installed (it too got hot, in the second pass).
+    expect(hart.jitStats.regions).toBe(1);
+    expect(hart.jitStats.executedTranslated).toBeGreaterThan(0);
   });
 
   it("keeps the cache within its bound by flushing", () => {

@@ -223,7 +223,9 @@ describe("visor exec", () => {
         expect(line![3]).toBe(mode);
         expect(line![5]).toBeTruthy();
       }
-      expect(r.stderr).toMatch(/\n {2}translated {11}\d+ regions, \d+ instructions, in \d+\.\d ms\n/);
+      expect(r.stderr).toMatch(
+        /\n {2}translated {11}\d+ regions, \d+ instructions, in \d+ modules, \d+\.\d ms\n/,
+      );
       expect(r.stderr).toMatch(/\n {2}ran translated {7}\d+\.\d% of instructions \(\d+\)\n/);
       expect(r.stderr).toMatch(/\n {2}entered {14}\d+ times from the interpreter\n/);
       expect(r.stderr).toMatch(/\n {2}translations dropped \d+ invalidated, \d+ evicted\n/);

@@ -84,6 +84,7 @@ export class FakeVm implements VmControl {
         invalidations: 0,
         evictions: 0,
         live_regions: 0,
+        modules: 0,
         live_bytes: 0,
       },
       hypercalls: [],

@@ -29,7 +29,14 @@ import { CHAIN_SIZE, type HartCore, ST_CHAIN, TLB_MASK } from "../core.ts";
 import * as D from "../decode.ts";
 import { fpFastPath } from "../fp-fast.ts";
 import { execOne } from "../system.ts";
-import { EXIT_HELPER, EXIT_TRAP, trampolineModule, translateRegion } from "./translate.ts";
+import {
+  EXIT_HELPER,
+  EXIT_TRAP,
+  type Region,
+  regionModule,
+  trampolineModule,
+  translateRegion,
+} from "./translate.ts";
 import type { JitMode, JitStats } from "./types.ts";
 
 export { EXIT_BEFORE, EXIT_HELPER, EXIT_PC, EXIT_TRAP } from "./translate.ts";
@@ -44,6 +51,12 @@ export const HOT_THRESHOLD = 16384;
 /** Hot counters per hart (a hash of target pc >> 1). */
 export const HOT_SIZE = 4096;
 export const HOT_MASK = HOT_SIZE - 1;
+/**
+ * Regions waiting to be compiled are compiled together, as one module, when this many
+ * are queued or when the oldest has waited BATCH_WAIT instructions of its hart.
+ */
+export const BATCH_MAX = 64;
+export const BATCH_WAIT = 200_000;
 /** Live module bytes at most; past it the cache is flushed. */
 export const MAX_LIVE_BYTES = 24 * 1024 * 1024;
 
@@ -80,20 +93,42 @@ function hartTable(): Shared {
   return { table, enter: inst.exports.enter as EnterFn, free: [], used: 0 };
 }
 
-class CompiledRegion {
+/** One compiled module of region functions and its instance for each hart slot. */
+class Batch {
   readonly module: object;
+  readonly instances: (Record<string, unknown> | undefined)[] = [];
+  constructor(module: object) {
+    this.module = module;
+  }
+}
+
+class CompiledRegion {
+  readonly batch: Batch;
+  /** The region's function in its batch (exported as f<index>). */
+  readonly index: number;
   readonly bytes: number;
   readonly pageIdx: number;
-  /** One instance per hart slot (each hart has its own state memory and helpers). */
+  /** One function per hart slot (each hart has its own state memory and helpers). */
   readonly fns: (RegionFn | undefined)[] = [];
-  /** Each hart's table index of its instance (for chaining), by slot. */
+  /** Each hart's table index of its function (for chaining), by slot. */
   readonly tidx: number[] = [];
   readonly ids: number[] = [];
-  constructor(module: object, bytes: number, pageIdx: number) {
-    this.module = module;
+  constructor(batch: Batch, index: number, bytes: number, pageIdx: number) {
+    this.batch = batch;
+    this.index = index;
     this.bytes = bytes;
     this.pageIdx = pageIdx;
   }
+}
+
+/** A region translated and waiting in the queue for its batch to compile. */
+interface Queued {
+  region: Region;
+  dv: DataView;
+  pageOff: number;
+  off: number;
+  /** The page's decoded slots when it was translated (a page dropped since has new ones). */
+  dec: Int32Array;
 }
 
 /** An entry into a compiled region at one decoded slot. */
@@ -161,8 +196,16 @@ export class TranslationCache {
   liveBytes = 0;
   /** Live module bytes at most (tests lower it). */
   maxLiveBytes = MAX_LIVE_BYTES;
+  /** Modules compiled (each holds a batch of regions). */
+  batches = 0;
   /** A module failed to compile (a translator bug): translation stops, the interpreter goes on. */
   broken = "";
+  private readonly code: CodeCache;
+  private queue: Queued[] = [];
+  /** RAM offsets of the block starts of queued regions. */
+  private readonly queuedKeys = new Set<number>();
+  /** When the oldest queued region was queued: its hart's executed count (see compileHot). */
+  queuedAt = 0;
 
   static of(code: CodeCache): TranslationCache {
     let t = cacheOf.get(code);
@@ -174,81 +217,130 @@ export class TranslationCache {
   }
 
   private constructor(code: CodeCache) {
+    this.code = code;
     this.translateMs = 0;
     code.onDropPage((idx) => this.dropPage(idx, false));
   }
 
   /**
    * Translate the region at byte `off` of the page at RAM offset `pageOff` (decoded slots
-   * `dec`) and mark its entries; returns the entry id at `off`, or -1. With `ranOnly`, the
-   * region holds only instructions that have run (their slots are decoded): code the
-   * interpreter never reached (error paths, the other side of a branch not yet taken)
-   * stays out, and the module is smaller. A later exit there counts toward translating
-   * it on its own (hart.ts).
+   * `dec`), compile it and mark its entries; returns the entry id at `off`, or -1. Regions
+   * already queued are compiled with it, in one module.
    */
-  compile(dv: DataView, pageOff: number, off: number, dec: Int32Array, ranOnly = false): number {
+  compile(dv: DataView, pageOff: number, off: number, dec: Int32Array): number {
     const have = dec[off]!;
     if (have < 0) return ~have;
-    if (this.broken !== "" || wasmApi === undefined) return -1;
-    const t0 = now();
-    const region = translateRegion(dv, pageOff, off, ranOnly ? dec : undefined);
-    if (region === undefined) return -1;
-    if (this.liveBytes + region.bytes.length > this.maxLiveBytes) this.flush();
-    let module: object;
-    try {
-      module = new wasmApi.Module(region.bytes);
-    } catch (e) {
-      this.broken = `a translated region failed to compile (${e instanceof Error ? e.message : String(e)})`;
-      return -1;
-    }
-    const pageIdx = Math.floor(pageOff / 4096);
-    const cr = new CompiledRegion(module, region.bytes.length, pageIdx);
-    let list = this.byPage.get(pageIdx);
-    if (list === undefined) {
-      list = [];
-      this.byPage.set(pageIdx, list);
-    }
-    list.push(cr);
-    let result = -1;
-    for (let bi = 0; bi < region.starts.length; bi++) {
-      const s = region.starts[bi]!;
-      if (dec[s]! < 0) continue; // another region's entry already
-      let w = dec[s]!;
-      let imm = dec[s + 1]!;
-      if (w === 0) {
-        const h = dv.getUint16(pageOff + s, true);
-        w = (h & 3) !== 3 ? D.decode16(h) : D.decode32(dv.getInt32(pageOff + s, true));
-        imm = D.decodedImm;
-      }
-      const id = this.free.length > 0 ? this.free.pop()! : this.entries.length;
-      this.entries[id] = new Entry(cr, dec, s, bi, region.lengths[bi]!, w, imm, region.hasFp);
-      cr.ids.push(id);
-      dec[s] = ~id;
-      dec[s + 1] = imm;
-      if (s === off) result = id;
-    }
-    this.regions++;
-    this.liveRegions++;
-    this.liveBytes += cr.bytes;
-    this.translatedInstructions += region.count;
-    this.translateMs += now() - t0;
-    return result;
+    if (!this.enqueue(dv, pageOff, off, dec, false)) return -1;
+    this.compileQueue();
+    const now = dec[off]!;
+    return now < 0 ? ~now : -1;
   }
 
-  /** The function of `e`'s region for hart `h` (instantiated on first use, and put in its chain table). */
+  /** Regions translated and not compiled yet. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /**
+   * Translate the region at byte `off` of the page at RAM offset `pageOff` and queue it
+   * for compiling. With `ranOnly`, the region holds only instructions that have run
+   * (their slots are decoded): code the interpreter never reached (error paths, the
+   * other side of a branch not yet taken) stays out, and the module is smaller. A later
+   * exit there counts toward translating it on its own (hart.ts). False when nothing was
+   * queued (translated or queued already, or not translatable).
+   */
+  enqueue(dv: DataView, pageOff: number, off: number, dec: Int32Array, ranOnly: boolean): boolean {
+    if (dec[off]! < 0 || this.broken !== "" || wasmApi === undefined) return false;
+    const key = pageOff + off;
+    if (this.queuedKeys.has(key)) return false;
+    const t0 = now();
+    const region = translateRegion(dv, pageOff, off, ranOnly ? dec : undefined);
+    if (region !== undefined) {
+      this.queue.push({ region, dv, pageOff, off, dec });
+      // its other blocks are not requested again while it waits
+      for (const st of region.starts) this.queuedKeys.add(pageOff + st);
+    }
+    this.translateMs += now() - t0;
+    return region !== undefined;
+  }
+
+  /**
+   * Compile every queued region as one module and mark the entries of those whose page
+   * still has the decoded slots it was translated from (a page written or dropped since
+   * gets none: its code may have changed).
+   */
+  compileQueue(): void {
+    const q = this.queue;
+    if (q.length === 0) return;
+    this.queue = [];
+    this.queuedKeys.clear();
+    if (this.broken !== "") return;
+    const t0 = now();
+    let module: object;
+    try {
+      module = new wasmApi!.Module(regionModule(q.map((x) => x.region.body)));
+    } catch (e) {
+      this.broken = `a translated region failed to compile (${e instanceof Error ? e.message : String(e)})`;
+      return;
+    }
+    this.batches++;
+    const batch = new Batch(module);
+    for (let i = 0; i < q.length; i++) {
+      const { region, dv, pageOff, dec } = q[i]!;
+      const pageIdx = Math.floor(pageOff / 4096);
+      if (this.code.pages[pageIdx] !== dec) continue;
+      if (this.liveBytes + region.body.length > this.maxLiveBytes) this.flush();
+      const cr = new CompiledRegion(batch, i, region.body.length, pageIdx);
+      let list = this.byPage.get(pageIdx);
+      if (list === undefined) {
+        list = [];
+        this.byPage.set(pageIdx, list);
+      }
+      list.push(cr);
+      for (let bi = 0; bi < region.starts.length; bi++) {
+        const s = region.starts[bi]!;
+        if (dec[s]! < 0) continue; // another region's entry already
+        let w = dec[s]!;
+        let imm = dec[s + 1]!;
+        if (w === 0) {
+          const h = dv.getUint16(pageOff + s, true);
+          w = (h & 3) !== 3 ? D.decode16(h) : D.decode32(dv.getInt32(pageOff + s, true));
+          imm = D.decodedImm;
+        }
+        const id = this.free.length > 0 ? this.free.pop()! : this.entries.length;
+        this.entries[id] = new Entry(cr, dec, s, bi, region.lengths[bi]!, w, imm, region.hasFp);
+        cr.ids.push(id);
+        dec[s] = ~id;
+        dec[s + 1] = imm;
+      }
+      this.regions++;
+      this.liveRegions++;
+      this.liveBytes += cr.bytes;
+      this.translatedInstructions += region.count;
+    }
+    this.translateMs += now() - t0;
+  }
+
+  /** The function of `e`'s region for hart `h` (its batch instantiated on first use, and put in its chain table). */
   fn(e: Entry, h: HartJit): RegionFn | undefined {
     const r = e.region;
     let f = r.fns[h.slot];
     if (f === undefined) {
-      try {
-        f = new wasmApi!.Instance(r.module, h.imports).exports.f as RegionFn;
-      } catch (err) {
-        // A translator bug or an engine limit: stop translating, give every slot back to
-        // the interpreter, and say why in jitStats.unavailable.
-        this.broken = `a translated region failed to instantiate (${err instanceof Error ? err.message : String(err)})`;
-        this.flush();
-        return undefined;
+      const b = r.batch;
+      let ex = b.instances[h.slot];
+      if (ex === undefined) {
+        try {
+          ex = new wasmApi!.Instance(b.module, h.imports).exports;
+        } catch (err) {
+          // A translator bug or an engine limit: stop translating, give every slot back to
+          // the interpreter, and say why in jitStats.unavailable.
+          this.broken = `a translated region failed to instantiate (${err instanceof Error ? err.message : String(err)})`;
+          this.flush();
+          return undefined;
+        }
+        b.instances[h.slot] = ex;
       }
+      f = ex[`f${r.index}`] as RegionFn;
       r.fns[h.slot] = f;
       r.tidx[h.slot] = h.tableAdd(f);
     }
@@ -389,8 +481,11 @@ export class HartJit {
     for (let i = 0; i < CHAIN_SIZE; i++) this.st[base + 2 * i] = -1;
   }
 
-  /** Translate the region at (pcLo, pcHi) if its page is in the fetch TLB now. */
-  compileHot(c: HartCore, pcLo: number, pcHi: number): void {
+  /**
+   * Queue the region at (pcLo, pcHi) for translation if its page is in the fetch TLB now;
+   * `n` is the instructions run so far in the hart's current `run`.
+   */
+  compileHot(c: HartCore, pcLo: number, pcHi: number, n: number): void {
     const h = (pcLo >>> 1) & HOT_MASK;
     const ti = (pcLo >>> 12) & TLB_MASK;
     if (c.xTagLo[ti] !== (pcLo & ~0xfff) || c.xTagHi[ti] !== pcHi) {
@@ -399,7 +494,18 @@ export class HartJit {
     }
     this.hot[h] = HOT_THRESHOLD;
     const pageOff = c.xPage[ti]!;
-    this.cache.compile(c.ram.dv, pageOff, pcLo & 0xffe, c.code.page(pageOff), true);
+    const t = this.cache;
+    const first = t.queued === 0;
+    if (t.enqueue(c.ram.dv, pageOff, pcLo & 0xffe, c.code.page(pageOff), true) && first)
+      t.queuedAt = c.executed + n;
+    this.compileDue(c, n);
+  }
+
+  /** Compile the queued regions if there are BATCH_MAX of them or the oldest has waited BATCH_WAIT instructions. */
+  compileDue(c: HartCore, n: number): void {
+    const t = this.cache;
+    if (t.queued >= BATCH_MAX || (t.queued > 0 && c.executed + n - t.queuedAt >= BATCH_WAIT))
+      t.compileQueue();
   }
 
   stats(mode: JitMode): JitStats {
@@ -409,6 +515,7 @@ export class HartJit {
       unavailable: t.broken,
       regions: t.regions,
       translatedInstructions: t.translatedInstructions,
+      modules: t.batches,
       translateMs: t.translateMs,
       executedTranslated: this.executed,
       entries: this.entries,

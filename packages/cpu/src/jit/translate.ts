@@ -114,8 +114,8 @@ interface Block {
 }
 
 export interface Region {
-  /** The module's bytes. */
-  bytes: Uint8Array;
+  /** The function's body (regionModule makes modules of them). */
+  body: Bytes;
   /** Block start offsets (entries into the function) and their instruction counts. */
   starts: number[];
   lengths: number[];
@@ -242,8 +242,22 @@ export function translateRegion(
     if ((op >= D.OP_FLW && op <= D.OP_FP) || op === D.OP_CSR) hasFp = true;
   }
   const gen = new Gen(blocks, index, [...returns].filter((r) => insns.has(r)).slice(0, MAX_RETURN_SITES));
-  const body = gen.emit();
-  const bytes = encodeModule({
+  return {
+    body: gen.emit(),
+    starts: blocks.map((b) => b.start),
+    lengths: blocks.map((b) => b.insns.length),
+    count: insns.size,
+    hasFp,
+  };
+}
+
+/**
+ * One module of region functions, exported as f0, f1, ...: regions are compiled in
+ * batches, because each WebAssembly module costs tens of microseconds to compile and
+ * instantiate however small it is (docs/binary-translation.md, "Batches").
+ */
+export function regionModule(bodies: readonly Bytes[]): Uint8Array {
+  return encodeModule({
     types: [
       { params: [I32, I32, I32, I32, I32], results: [I32] }, // general
       { params: [I32, I32, I32, I32, I32, I32], results: [I32] }, // the region
@@ -254,16 +268,8 @@ export function translateRegion(
       { name: "st", minPages: 0 },
     ],
     table: "tbl",
-    func: { type: REGION_TYPE, locals: LOCALS, body },
-    exportName: "f",
+    funcs: bodies.map((body, i) => ({ type: REGION_TYPE, locals: LOCALS, body, exportName: `f${i}` })),
   });
-  return {
-    bytes,
-    starts: blocks.map((b) => b.start),
-    lengths: blocks.map((b) => b.insns.length),
-    count: insns.size,
-    hasFp,
-  };
 }
 
 /**
@@ -286,8 +292,7 @@ export function trampolineModule(): Uint8Array {
     imports: [],
     memories: [],
     table: "tbl",
-    func: { type: 0, locals: [], body: c },
-    exportName: "enter",
+    funcs: [{ type: 0, locals: [], body: c, exportName: "enter" }],
   });
 }
 

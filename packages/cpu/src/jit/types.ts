@@ -25,6 +25,8 @@ export interface JitStats {
   regions: number;
   /** Guest instructions in those regions (static count). */
   translatedInstructions: number;
+  /** WebAssembly modules compiled: regions are compiled in batches, several per module. */
+  modules: number;
   /** Time spent translating and compiling, ms. */
   translateMs: number;
   /** Guest instructions executed in translated code (dynamic count). */
@@ -43,6 +45,24 @@ export interface JitStats {
   liveBytes: number;
 }
 
+/** Counters of a translator that has done nothing (or of none: mode "off"). */
+export function zeroJitStats(mode: JitMode, unavailable: string): JitStats {
+  return {
+    mode,
+    unavailable,
+    regions: 0,
+    translatedInstructions: 0,
+    modules: 0,
+    translateMs: 0,
+    executedTranslated: 0,
+    entries: 0,
+    invalidations: 0,
+    evictions: 0,
+    liveRegions: 0,
+    liveBytes: 0,
+  };
+}
+
 /**
  * One JitStats for several harts: instructions run translated add up over harts; the
  * translation cache's counters add up over distinct caches (harts on one RAM share
@@ -52,19 +72,7 @@ export function sumJitStats(
   harts: readonly { jitStats: JitStats; codeCache: object }[],
   requested: JitMode,
 ): JitStats {
-  const sum: JitStats = {
-    mode: requested,
-    unavailable: "",
-    regions: 0,
-    translatedInstructions: 0,
-    translateMs: 0,
-    executedTranslated: 0,
-    entries: 0,
-    invalidations: 0,
-    evictions: 0,
-    liveRegions: 0,
-    liveBytes: 0,
-  };
+  const sum = zeroJitStats(requested, "");
   const seen = new Set<object>();
   harts.forEach((h, i) => {
     const s = h.jitStats;
@@ -78,6 +86,7 @@ export function sumJitStats(
     seen.add(h.codeCache);
     sum.regions += s.regions;
     sum.translatedInstructions += s.translatedInstructions;
+    sum.modules += s.modules;
     sum.translateMs += s.translateMs;
     sum.invalidations += s.invalidations;
     sum.evictions += s.evictions;

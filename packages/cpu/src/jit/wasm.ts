@@ -295,10 +295,11 @@ export interface ModuleSpec {
   memories: readonly { name: string; minPages: number }[];
   /** An imported funcref table ("m", name), table 0, if any. */
   table?: string;
-  /** The one defined function: its type, locals (after the params) and body (ending in `end`). */
-  func: { type: number; locals: readonly number[]; body: Bytes };
-  /** Export name of the function. */
-  exportName: string;
+  /**
+   * The defined functions (indices after the imported ones): each one's type, locals
+   * (after the params), body (ending in `end`) and export name.
+   */
+  funcs: readonly { type: number; locals: readonly number[]; body: Bytes; exportName: string }[];
 }
 
 function valType(b: Bytes, t: number): void {
@@ -328,25 +329,34 @@ export function encodeModule(m: ModuleSpec): Uint8Array {
   out.section(2, im);
   // function section
   const fs = new Bytes();
-  fs.u32(1).u32(m.func.type);
+  fs.u32(m.funcs.length);
+  for (const f of m.funcs) fs.u32(f.type);
   out.section(3, fs);
   // export section
   const ex = new Bytes();
-  ex.u32(1).name(m.exportName).byte(0x00).u32(m.imports.length);
+  ex.u32(m.funcs.length);
+  for (let i = 0; i < m.funcs.length; i++)
+    ex.name(m.funcs[i]!.exportName)
+      .byte(0x00)
+      .u32(m.imports.length + i);
   out.section(7, ex);
   // code section: locals run-length encoded
-  const body = new Bytes();
-  const groups: [number, number][] = [];
-  for (const t of m.func.locals) {
-    const last = groups[groups.length - 1];
-    if (last !== undefined && last[1] === t) last[0]++;
-    else groups.push([1, t]);
-  }
-  body.u32(groups.length);
-  for (const [n, t] of groups) body.u32(n).byte(t);
-  body.bytes(m.func.body.view());
   const code = new Bytes();
-  code.u32(1).u32(body.length).bytes(body.view());
+  code.u32(m.funcs.length);
+  const body = new Bytes();
+  for (const f of m.funcs) {
+    body.length = 0;
+    const groups: [number, number][] = [];
+    for (const t of f.locals) {
+      const last = groups[groups.length - 1];
+      if (last !== undefined && last[1] === t) last[0]++;
+      else groups.push([1, t]);
+    }
+    body.u32(groups.length);
+    for (const [n, t] of groups) body.u32(n).byte(t);
+    body.bytes(f.body.view());
+    code.u32(body.length).bytes(body.view());
+  }
   out.section(10, code);
   return out.view().slice();
 }

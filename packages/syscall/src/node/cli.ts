@@ -182,7 +182,7 @@ export function formatStats(s: KernelStats, wallMs: number, jit?: JitMode): stri
   const share = s.instructions > 0 ? `${((100 * j.executedTranslated) / s.instructions).toFixed(1)}%` : "-";
   lines.push(`  translator           ${mode}`);
   lines.push(
-    `  translated           ${j.regions} regions, ${j.translatedInstructions} instructions, in ${j.translateMs.toFixed(1)} ms`,
+    `  translated           ${j.regions} regions, ${j.translatedInstructions} instructions, in ${j.modules} modules, ${j.translateMs.toFixed(1)} ms`,
   );
   lines.push(`  ran translated       ${share} of instructions (${j.executedTranslated})`);
   lines.push(`  entered              ${j.entries} times from the interpreter`);
