@@ -1,7 +1,6 @@
 /**
  * `visor run`: boot a VM on the virt machine.
  */
-import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { type NetBackend, RateLimiter } from "@visor/devices";
 import {
@@ -30,7 +29,7 @@ import { ConsoleOutput, HostConsole } from "./console.ts";
 import { driveSnapshotter } from "./drive-snapshot.ts";
 import { type DriveSpec, parseDiskSpec, parseNetLimits } from "./drive-spec.ts";
 import type { Drive } from "./drives.ts";
-import { UserError } from "./errors.ts";
+import { readInput, UserError } from "./errors.ts";
 import { exitStatus } from "./exit-status.ts";
 import { debugMachine, parseGdbAddress } from "./gdb.ts";
 import { parseHostPort as hostPort } from "./host-port.ts";
@@ -145,23 +144,6 @@ const PATH_OPTIONS = [
  * guest's code.
  */
 const MACHINE_OPTIONS = ["kernel", "initrd", "append", "memory", "bios", "virt", "clock", "harts"];
-
-function readInput(path: string, what: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === "ENOENT"
-        ? "no such file"
-        : code === "EISDIR"
-          ? "is a directory"
-          : code === "EACCES"
-            ? "permission denied"
-            : String((e as Error).message);
-    throw new UserError(`cannot read ${what} '${path}': ${why}`);
-  }
-}
 
 export async function runMain(argv: string[]): Promise<number> {
   markPhase("visor:loaded");

@@ -2,7 +2,7 @@
  * `visor run --accel kvm`: boot an x86-64 Linux guest on KVM (machine.ts). QEMU's option
  * name; the options it shares with the RISC-V `visor run` mean the same.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { BlockBackend, NetBackend } from "@visor/devices";
 import { FileBlockBackend, ImageLockedError, openSocketNetBackend } from "@visor/devices/node";
@@ -10,7 +10,7 @@ import { exitProcess, KVM_CAP, Kvm, kvmStatus } from "@visor/kvm";
 import { kvmIsPvm } from "@visor/kvm/node";
 import { parseOptions, parseSize, sizeText } from "../args.ts";
 import { ConsoleOutput, HostConsole } from "../console.ts";
-import { UserError } from "../errors.ts";
+import { readInput, UserError } from "../errors.ts";
 import { userPath, versionLine } from "../paths.ts";
 import { BootError } from "./boot.ts";
 import { X86_MAX_MEMORY, X86Machine, type X86Stats } from "./machine.ts";
@@ -45,17 +45,6 @@ const SPEC = {
 };
 
 const MIN_MEMORY = 16 * 2 ** 20;
-
-function readInput(path: string, what: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `cannot read ${what} '${path}': ${code === "ENOENT" ? "no such file" : (e as Error).message}`,
-    );
-  }
-}
 
 export async function kvmRunMain(argv: string[], guestDir: string): Promise<number> {
   const { opts, rest } = parseOptions(argv, SPEC);

@@ -4,6 +4,7 @@ import { dirname, isAbsolute, join } from "node:path";
 import { looksLikeQcow2, Qcow2Image, qcow2Create } from "../block/qcow2.ts";
 import type { BlockBackend } from "../virtio/block-backend.ts";
 import { FileBlockBackend } from "./file-block-backend.ts";
+import { fileErrorReason } from "./file-error.ts";
 import { NodeImageFile } from "./image-file.ts";
 
 /*
@@ -61,8 +62,7 @@ export function probeDiskFormat(path: string): DiskFormat {
   try {
     fd = openSync(path, "r");
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${path}: ${code === "ENOENT" ? "no such file" : (e as Error).message}`);
+    throw new Error(`${path}: ${fileErrorReason(e)}`);
   }
   try {
     const head = new Uint8Array(4);
@@ -87,8 +87,7 @@ function openChained(path: string, options: DiskImageOptions, depth: number, see
   try {
     real = realpathSync(path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${path}: ${code === "ENOENT" ? "no such file" : (e as Error).message}`);
+    throw new Error(`${path}: ${fileErrorReason(e)}`);
   }
   if (seen.has(real)) throw new Error(`${path}: the backing chain loops (this image is already in it)`);
   const format = options.format ?? probeDiskFormat(path);

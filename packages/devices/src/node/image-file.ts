@@ -1,6 +1,7 @@
 /// <reference types="node" />
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
 import type { ImageFile } from "../block/image-file.ts";
+import { fileErrorReason } from "./file-error.ts";
 import { downgradeImageLock, type ImageLockMode, lockImage } from "./image-lock.ts";
 
 /** A host file as an ImageFile: synchronous positional I/O on one descriptor. */
@@ -20,20 +21,7 @@ export class NodeImageFile implements ImageFile {
     try {
       fd = openSync(path, options.create ? "wx+" : options.readonly ? "r" : "r+", 0o644);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why =
-        code === "ENOENT"
-          ? "no such file"
-          : code === "EEXIST"
-            ? "already exists"
-            : code === "EACCES"
-              ? "permission denied"
-              : code === "EISDIR"
-                ? "is a directory"
-                : e instanceof Error
-                  ? e.message
-                  : String(e);
-      throw new Error(`${path}: ${why}`);
+      throw new Error(`${path}: ${fileErrorReason(e)}`);
     }
     if (!fstatSync(fd).isFile()) {
       closeSync(fd);

@@ -14,6 +14,7 @@ export {
   probeDiskFormat,
 } from "./disk-image.ts";
 export { FileBlockBackend, type FileBlockOptions } from "./file-block-backend.ts";
+export { fileErrorReason } from "./file-error.ts";
 export { NodeImageFile } from "./image-file.ts";
 export { downgradeImageLock, ImageLockedError, type ImageLockMode, lockImage } from "./image-lock.ts";
 export {
