@@ -126,7 +126,6 @@ interface Queued {
   region: Region;
   dv: DataView;
   pageOff: number;
-  off: number;
   /** The page's decoded slots when it was translated (a page dropped since has new ones). */
   dec: Int32Array;
 }
@@ -256,7 +255,7 @@ export class TranslationCache {
     const t0 = now();
     const region = translateRegion(dv, pageOff, off, ranOnly ? dec : undefined);
     if (region !== undefined) {
-      this.queue.push({ region, dv, pageOff, off, dec });
+      this.queue.push({ region, dv, pageOff, dec });
       // its other blocks are not requested again while it waits
       for (const st of region.starts) this.queuedKeys.add(pageOff + st);
     }
