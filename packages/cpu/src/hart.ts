@@ -877,6 +877,9 @@ export class Hart {
             }
             break;
           }
+        // Loads and stores: the TLB tag is compared with the page of the access's last
+        // byte, so an access that crosses into the next page misses (its slot holds only
+        // its own page's tag) and takes the slow path, which splits it.
         case 11 /* OP_LB */:
           {
             const r1 = (w >>> 16) & 0xff;
@@ -886,7 +889,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt8(o);
               hi = lo >> 31;
@@ -919,7 +922,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
+            if (rTagLo[ti] === ((aLo + 1) & ~0xfff) && rTagHi[ti] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt16(o, true);
               hi = lo >> 31;
@@ -952,7 +955,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
+            if (rTagLo[ti] === ((aLo + 3) & ~0xfff) && rTagHi[ti] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = lo >> 31;
@@ -985,7 +988,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
+            if (rTagLo[ti] === ((aLo + 7) & ~0xfff) && rTagHi[ti] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = dv.getInt32(o + 4, true);
@@ -1018,7 +1021,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
+            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getUint8(o);
               hi = 0;
@@ -1051,7 +1054,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
+            if (rTagLo[ti] === ((aLo + 1) & ~0xfff) && rTagHi[ti] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getUint16(o, true);
               hi = 0;
@@ -1084,7 +1087,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
+            if (rTagLo[ti] === ((aLo + 3) & ~0xfff) && rTagHi[ti] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = 0;
@@ -1116,7 +1119,7 @@ export class Hart {
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4095) {
+            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi) {
               const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt8(o, xlo[r2]!);
             } else {
@@ -1143,7 +1146,7 @@ export class Hart {
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4094) {
+            if (wTagLo[ti] === ((aLo + 1) & ~0xfff) && wTagHi[ti] === aHi) {
               const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt16(o, xlo[r2]!, true);
             } else {
@@ -1170,7 +1173,7 @@ export class Hart {
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4092) {
+            if (wTagLo[ti] === ((aLo + 3) & ~0xfff) && wTagHi[ti] === aHi) {
               const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt32(o, xlo[r2]!, true);
             } else {
@@ -1197,7 +1200,7 @@ export class Hart {
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi && (aLo & 0xfff) <= 4088) {
+            if (wTagLo[ti] === ((aLo + 7) & ~0xfff) && wTagHi[ti] === aHi) {
               const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt32(o, xlo[r2]!, true);
               dv.setInt32(o + 4, xhi[r2]!, true);

@@ -89,8 +89,11 @@ describe("each load/store case", () => {
     it(`${w.op}: width ${w.size}, ${w.signed ? "sign" : "zero"}-extended, page bound and slow path agree`, () => {
       const block = caseBlock(w.op);
       const isLoad = w.op.startsWith("OP_L");
-      // The fast path stays inside the page: offset <= 4096 - size.
-      expect(block).toContain(`(aLo & 0xfff) <= ${4096 - w.size}`);
+      // The fast path stays inside the page: the tag is compared with the page of the
+      // last byte, so an access across the page's end misses.
+      expect(block).toContain(
+        w.size === 1 ? "TagLo[ti] === (aLo & ~0xfff)" : `TagLo[ti] === ((aLo + ${w.size - 1}) & ~0xfff)`,
+      );
       expect(block).toContain(`dv.${w.access}(o`);
       if (w.size === 8) expect(block).toContain(`dv.${w.access}(o + 4`);
       // The slow path is asked for the same width.

@@ -19,7 +19,7 @@ import {
 import { describe, expect, it } from "vitest";
 import { CodeCache } from "../src/code-cache.ts";
 import { HartCore, noteSuperpage, SUPER_REGIONS_MAX } from "../src/core.ts";
-import { csr, EXIT_M, Hart } from "../src/index.ts";
+import { csr, EXIT_M, Hart, type JitMode } from "../src/index.ts";
 
 const BASE = 0x8000_0000;
 const PAGE = 0x1000;
@@ -77,9 +77,9 @@ interface Rig {
   x(r: number): number;
 }
 
-function rig(): Rig {
+function rig(jit: JitMode = "on"): Rig {
   const ram = new GuestRam(BASE, 16 << 20);
-  const hart = new Hart({ ram, bus: new IoManager().mmio });
+  const hart = new Hart({ ram, bus: new IoManager().mmio, jit });
   hart.exitMask = EXIT_M;
   const w64 = (pa: number, v: bigint): void => ram.write64(hpa(pa), v);
   // Root: [1] -> L1 (the data region), [2] -> an identity gigapage for code and tables.
@@ -161,6 +161,28 @@ describe("SFENCE.VMA with an address", () => {
     t.exec([sfence(T0, 0), ld(A0, T0)]);
     expect(t.x(A0)).toBe(DATA + 8 * PAGE);
   });
+});
+
+describe("an access across the end of a page whose translation is cached", () => {
+  // Virtual pages 0 and 1 mapped to physical pages that are not neighbours: the fast path
+  // (a TLB hit on the first page) would read or write the wrong physical bytes.
+  for (const jit of ["off", "always"] as const) {
+    it(`takes the slow path and reaches both physical pages (--jit ${jit})`, () => {
+      const t = rig(jit);
+      const sd = (rs2: number, rs1: number): number => (rs2 << 20) | (rs1 << 15) | (3 << 12) | 0x23;
+      t.map4k(1, DATA + 9 * PAGE);
+      t.ram.write32(hpa(DATA + PAGE - 4), 0x1122_3344);
+      // The first load puts page 0 in the TLB; the second starts 4 bytes before its end.
+      t.exec([ld(A0, T0), ld(A1, T1)], { [T0]: VA4K, [T1]: VA4K + PAGE - 4 });
+      expect(t.x(A0)).toBe(DATA);
+      expect(t.hart.getX(A1)).toBe((BigInt(DATA + 9 * PAGE) << 32n) | 0x1122_3344n);
+      t.exec([ld(A0, T0), sd(T2, T1)], { [T0]: VA4K, [T1]: VA4K + PAGE - 2, [T2]: 0x0016_1514_1312_1110 });
+      expect(t.ram.read16(hpa(DATA + PAGE - 2))).toBe(0x1110);
+      expect(t.ram.read32(hpa(DATA + 9 * PAGE))).toBe(0x1514_1312);
+      expect(t.ram.read16(hpa(DATA + 9 * PAGE + 4))).toBe(0x0016);
+      expect(t.ram.read32(hpa(DATA + PAGE))).toBe(DATA + PAGE); // the neighbour is untouched
+    });
+  }
 });
 
 describe("the victim way", () => {

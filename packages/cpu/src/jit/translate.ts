@@ -916,11 +916,11 @@ class Gen {
     this.reg(r1);
     c.i64(imm).op(Op.i64Add).tee(L_A).op(Op.i32WrapI64).tee(L_ALO);
     c.i32(10).op(Op.i32ShrU).i32(TLB_SLOT_BYTES).op(Op.i32And).get(L_DSET).op(Op.i32Add).tee(L_T);
-    c.mem(Op.i32Load, 1, 2, tagLo * TLB_ARRAY)
-      .get(L_ALO)
-      .i32(~0xfff)
-      .op(Op.i32And)
-      .op(Op.i32Eq);
+    // The tag is compared with the page of the access's last byte (as QEMU's softmmu
+    // does): an access that crosses into the next page, or wraps the low word, misses.
+    c.mem(Op.i32Load, 1, 2, tagLo * TLB_ARRAY).get(L_ALO);
+    if (size > 1) c.i32(size - 1).op(Op.i32Add);
+    c.i32(~0xfff).op(Op.i32And).op(Op.i32Eq);
     c.get(L_T)
       .mem(Op.i32Load, 1, 2, tagHi * TLB_ARRAY)
       .get(L_A)
@@ -928,14 +928,6 @@ class Gen {
       .op(Op.i64ShrU)
       .op(Op.i32WrapI64);
     c.op(Op.i32Eq).op(Op.i32And);
-    if (size > 1) {
-      c.get(L_ALO)
-        .i32(0xfff)
-        .op(Op.i32And)
-        .i32(4096 - size)
-        .op(Op.i32LeU)
-        .op(Op.i32And);
-    }
   }
 
   /** RAM address of a hit: the page's RAM offset plus the offset in the page. */
