@@ -19,6 +19,7 @@ import {
   AT_REMOVEDIR,
   createKernel,
   type Kernel,
+  LinuxError,
   NR,
   O_CREAT,
   O_DIRECTORY,
@@ -47,6 +48,7 @@ const CANARY_LINK = "zz-link-target-canary-93b4";
 /** Enough for the tiny program, its stack and a few random mappings (ENOMEM beyond). */
 const GUEST_RAM = 4 * 1024 * 1024;
 const SCRATCH = 64 * 1024;
+const PAGE = 4096;
 const OUT_BYTES = 4096;
 const STR_SLOT = 256;
 /** Where the strings written during an input go (after the fixed ones), and how many slots. */
@@ -443,10 +445,34 @@ function checkStatInside(s: State, o: Op): void {
   invariant(!s.tree.outsideInodes.has(key), `stat reached a file outside the root: ${JSON.stringify(o)}`);
 }
 
-/** Nothing from outside the root reached guest memory (content read, or a name listed). */
+/** The scratch below the stack pointer can still be read and written by the kernel. */
+function scratchUsable(s: State): boolean {
+  try {
+    s.t.mm.checkRange(s.sp - SCRATCH, SCRATCH, true);
+    return true;
+  } catch (e) {
+    if (e instanceof LinuxError) return false;
+    throw e;
+  }
+}
+
+/**
+ * Nothing from outside the root reached guest memory (content read, or a name listed). A
+ * random munmap or mremap may have unmapped some of the scratch: its pages still mapped
+ * are looked at (nothing can have been read into the others).
+ */
 function checkNoCanary(s: State, after: string): void {
-  const mem = s.t.mm.copyIn(s.sp - SCRATCH, SCRATCH);
-  const text = Buffer.from(mem.buffer, mem.byteOffset, mem.byteLength).toString("latin1");
+  let text = "";
+  for (let a = s.sp - SCRATCH; a < s.sp; a = Math.floor(a / PAGE) * PAGE + PAGE) {
+    let mem: Uint8Array;
+    try {
+      mem = s.t.mm.copyIn(a, Math.min(Math.floor(a / PAGE) * PAGE + PAGE, s.sp) - a);
+    } catch (e) {
+      if (e instanceof LinuxError) continue;
+      throw e;
+    }
+    text += Buffer.from(mem.buffer, mem.byteOffset, mem.byteLength).toString("latin1");
+  }
   invariant(!text.includes(CANARY_CONTENT), `a canary's content reached guest memory after ${after}`);
   invariant(!text.includes(CANARY_NAME), `a canary's name was listed into guest memory after ${after}`);
   invariant(!text.includes(CANARY_LINK), `a canary symlink was read into guest memory after ${after}`);
@@ -561,8 +587,9 @@ const surface: FuzzSurface<Op[]> = {
       const mm = s.t.mm;
       for (let i = 0; i < ops.length; i++) {
         const o = ops[i]!;
-        // A random call ended the process or replaced its image: the input is over.
-        if (s.t.state === TASK_ZOMBIE || s.t.mm !== mm) break;
+        // A random call ended the process, replaced its image, or unmapped (or protected)
+        // the scratch the calls' strings and buffers live in: the input is over.
+        if (s.t.state === TASK_ZOMBIE || s.t.mm !== mm || !scratchUsable(s)) break;
         run(s, o);
         if (s.t.state !== TASK_ZOMBIE && s.t.mm === mm) checkNoCanary(s, `op ${i} ${JSON.stringify(o, big)}`);
       }
