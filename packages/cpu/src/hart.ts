@@ -490,7 +490,6 @@ export class Hart {
     const dbg = this.t.debug;
     if (dbg.hook !== undefined && !dbg.hooked) return runHooked(this, c, dbg, budget, () => this.run(1));
     if (!dbg.hooked) c.resValid = false;
-    this.t.jit?.compileDue(c, 0);
     c.exit = null;
     c.stopRequested = false;
     if (c.wfi) {
