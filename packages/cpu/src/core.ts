@@ -73,14 +73,16 @@ function tlbPages(ramSize: number): TlbPages {
 
 /** One translation context's read, write and fetch TLBs. */
 export class TlbSet {
-  readonly rTagLo: Int32Array;
-  readonly rTagHi: Int32Array;
+  /**
+   * Tags, two int32 per entry: [2 * i] the page-aligned low word of the virtual address,
+   * [2 * i + 1] its high word; together one little-endian i64, which translated code
+   * compares in one instruction.
+   */
+  readonly rTag: Int32Array;
   readonly rPage: TlbPages;
-  readonly wTagLo: Int32Array;
-  readonly wTagHi: Int32Array;
+  readonly wTag: Int32Array;
   readonly wPage: TlbPages;
-  readonly xTagLo: Int32Array;
-  readonly xTagHi: Int32Array;
+  readonly xTag: Int32Array;
   readonly xPage: TlbPages;
   /**
    * Byte offset of this set in the hart's state buffer (`HartCore.state`), or -1 when its
@@ -94,8 +96,7 @@ export class TlbSet {
    * without a walk (two pages whose numbers agree in the index bits no longer evict each
    * other for good). Outside the state buffer: translated code looks at the first way only.
    */
-  readonly vTagLo = new Int32Array(3 * TLB_SIZE);
-  readonly vTagHi = new Int32Array(3 * TLB_SIZE);
+  readonly vTag = new Int32Array(2 * 3 * TLB_SIZE);
   readonly vPage = new Float64Array(3 * TLB_SIZE);
   /**
    * 1 where the entry came from a global leaf (PTE.G): flushNonGlobal keeps those across
@@ -114,13 +115,10 @@ export class TlbSet {
   globals = 0;
 
   constructor(ramSize: number, state: ArrayBuffer, stOffset: number) {
-    const at = (k: number): Int32Array => new Int32Array(state, stOffset + k * TLB_SIZE * 4, TLB_SIZE);
-    this.rTagLo = at(TLB_R_TAG_LO);
-    this.rTagHi = at(TLB_R_TAG_HI);
-    this.wTagLo = at(TLB_W_TAG_LO);
-    this.wTagHi = at(TLB_W_TAG_HI);
-    this.xTagLo = at(TLB_X_TAG_LO);
-    this.xTagHi = at(TLB_X_TAG_HI);
+    const at = (k: number, n = TLB_SIZE): Int32Array => new Int32Array(state, stOffset + k * TLB_SIZE * 4, n);
+    this.rTag = at(TLB_R_TAG, 2 * TLB_SIZE);
+    this.wTag = at(TLB_W_TAG, 2 * TLB_SIZE);
+    this.xTag = at(TLB_X_TAG, 2 * TLB_SIZE);
     if (ramSize <= INT32_RAM_LIMIT) {
       this.rPage = at(TLB_R_PAGE);
       this.wPage = at(TLB_W_PAGE);
@@ -141,16 +139,16 @@ export class TlbSet {
   }
 
   private clear(): void {
-    this.rTagLo.fill(INVALID_TAG);
-    this.wTagLo.fill(INVALID_TAG);
-    this.xTagLo.fill(INVALID_TAG);
-    this.vTagLo.fill(INVALID_TAG);
+    this.rTag.fill(INVALID_TAG);
+    this.wTag.fill(INVALID_TAG);
+    this.xTag.fill(INVALID_TAG);
+    this.vTag.fill(INVALID_TAG);
     this.fills = 0;
     this.globals = 0;
   }
 }
 
-/** Offsets of the read, write and fetch victim entries in TlbSet.vTagLo/vTagHi/vPage. */
+/** Entry offsets of the read, write and fetch victim entries in TlbSet.vTag (two int32 each) and vPage. */
 export const V_R = 0;
 export const V_W = TLB_SIZE;
 export const V_X = 2 * TLB_SIZE;
@@ -180,16 +178,17 @@ export const ST_EXIT = 784;
 export const ST_DSET = 788;
 /** Byte offset of the current fetch TlbSet (translated code looks up jump targets in it). */
 export const ST_XSET = 792;
-/** The TLB sets, TLB_CONTEXTS of them, each 9 arrays of TLB_SIZE int32 in this order. */
+/**
+ * The TLB sets, TLB_CONTEXTS of them, each 9 * TLB_SIZE int32: at these multiples of
+ * TLB_SIZE int32, the read tags (two int32 an entry), read pages, write tags, write pages,
+ * fetch tags and fetch pages.
+ */
 export const ST_TLB = 4096;
-export const TLB_R_TAG_LO = 0;
-export const TLB_R_TAG_HI = 1;
+export const TLB_R_TAG = 0;
 export const TLB_R_PAGE = 2;
-export const TLB_W_TAG_LO = 3;
-export const TLB_W_TAG_HI = 4;
+export const TLB_W_TAG = 3;
 export const TLB_W_PAGE = 5;
-export const TLB_X_TAG_LO = 6;
-export const TLB_X_TAG_HI = 7;
+export const TLB_X_TAG = 6;
 export const TLB_X_PAGE = 8;
 const TLB_SET_BYTES = 9 * TLB_SIZE * 4;
 /**
@@ -371,18 +370,15 @@ export class HartCore {
   /** Decoded word of the load/store now in a slow path (for htinst), or 0. */
   lastW = 0;
 
-  // TLBs: tags are the page-aligned VA (lo word) and the VA's hi word; page is the RAM
-  // offset. One set of read/write/fetch TLBs per translation context (privilege, V, SUM),
+  // TLBs: tags are the page-aligned VA (lo word) and the VA's hi word, side by side
+  // (TlbSet.rTag); page is the RAM offset. One set of read/write/fetch TLBs per translation context (privilege, V, SUM),
   // so switching between user and kernel, or toggling SUM, flushes nothing.
   readonly tlbSets: TlbSet[] = [];
-  rTagLo!: Int32Array;
-  rTagHi!: Int32Array;
+  rTag!: Int32Array;
   rPage!: TlbPages;
-  wTagLo!: Int32Array;
-  wTagHi!: Int32Array;
+  wTag!: Int32Array;
   wPage!: TlbPages;
-  xTagLo!: Int32Array;
-  xTagHi!: Int32Array;
+  xTag!: Int32Array;
   xPage!: TlbPages;
   /** The sets the fields above come from (data accesses, fetches): their victim ways. */
   dSet!: TlbSet;
@@ -471,14 +467,11 @@ export function selectTlb(c: HartCore): void {
   const sum = ((dv && c.h !== undefined ? c.h.vsstatus : s) & C.MSTATUS_SUM) !== 0;
   const d = c.tlbSets[tlbContext(dp, dv, sum)]!;
   const x = c.tlbSets[tlbContext(c.priv, c.virt, false)]!;
-  c.rTagLo = d.rTagLo;
-  c.rTagHi = d.rTagHi;
+  c.rTag = d.rTag;
   c.rPage = d.rPage;
-  c.wTagLo = d.wTagLo;
-  c.wTagHi = d.wTagHi;
+  c.wTag = d.wTag;
   c.wPage = d.wPage;
-  c.xTagLo = x.xTagLo;
-  c.xTagHi = x.xTagHi;
+  c.xTag = x.xTag;
   c.xPage = x.xPage;
   c.dSet = d;
   c.xSet = x;
@@ -524,17 +517,17 @@ export function flushNonGlobal(c: HartCore): void {
       t.flush();
       continue;
     }
-    keepGlobal(t.rTagLo, t.rG);
-    keepGlobal(t.wTagLo, t.wG);
-    keepGlobal(t.xTagLo, t.xG);
-    keepGlobal(t.vTagLo, t.vG);
+    keepGlobal(t.rTag, t.rG);
+    keepGlobal(t.wTag, t.wG);
+    keepGlobal(t.xTag, t.xG);
+    keepGlobal(t.vTag, t.vG);
     t.fills = t.globals; // at most that many entries are left
   }
   c.tlbFlushes++;
 }
 
-function keepGlobal(tagLo: Int32Array, g: Uint8Array): void {
-  for (let i = 0; i < tagLo.length; i++) if (g[i] === 0) tagLo[i] = INVALID_TAG;
+function keepGlobal(tag: Int32Array, g: Uint8Array): void {
+  for (let i = 0; i < g.length; i++) if (g[i] === 0) tag[2 * i] = INVALID_TAG;
 }
 
 /** Virtual page number of an (hi, lo) address: exact in a double (at most 45 bits with sign). */
@@ -586,12 +579,13 @@ export function flushTlbPage(c: HartCore, aLo: number, aHi: number): void {
   const tag = aLo & ~0xfff;
   for (const t of c.tlbSets) {
     if (t.fills === 0) continue;
-    if (t.rTagLo[ti] === tag && t.rTagHi[ti] === aHi) t.rTagLo[ti] = INVALID_TAG;
-    if (t.wTagLo[ti] === tag && t.wTagHi[ti] === aHi) t.wTagLo[ti] = INVALID_TAG;
-    if (t.xTagLo[ti] === tag && t.xTagHi[ti] === aHi) t.xTagLo[ti] = INVALID_TAG;
-    const v = t.vTagLo;
-    for (let k = ti; k < 3 * TLB_SIZE; k += TLB_SIZE) {
-      if (v[k] === tag && t.vTagHi[k] === aHi) v[k] = INVALID_TAG;
+    const k = 2 * ti;
+    if (t.rTag[k] === tag && t.rTag[k + 1] === aHi) t.rTag[k] = INVALID_TAG;
+    if (t.wTag[k] === tag && t.wTag[k + 1] === aHi) t.wTag[k] = INVALID_TAG;
+    if (t.xTag[k] === tag && t.xTag[k + 1] === aHi) t.xTag[k] = INVALID_TAG;
+    const v = t.vTag;
+    for (let j = k; j < 2 * 3 * TLB_SIZE; j += 2 * TLB_SIZE) {
+      if (v[j] === tag && v[j + 1] === aHi) v[j] = INVALID_TAG;
     }
   }
 }
@@ -600,17 +594,17 @@ export function flushTlbPage(c: HartCore, aLo: number, aHi: number): void {
 function dropRegion(c: HartCore, region: number, span: number): void {
   for (const t of c.tlbSets) {
     if (t.fills === 0) continue;
-    dropRegionIn(t.rTagLo, t.rTagHi, region, span);
-    dropRegionIn(t.wTagLo, t.wTagHi, region, span);
-    dropRegionIn(t.xTagLo, t.xTagHi, region, span);
-    dropRegionIn(t.vTagLo, t.vTagHi, region, span);
+    dropRegionIn(t.rTag, region, span);
+    dropRegionIn(t.wTag, region, span);
+    dropRegionIn(t.xTag, region, span);
+    dropRegionIn(t.vTag, region, span);
   }
 }
 
-function dropRegionIn(tagLo: Int32Array, tagHi: Int32Array, region: number, span: number): void {
-  for (let i = 0; i < tagLo.length; i++) {
-    const lo = tagLo[i]!;
-    if (lo !== INVALID_TAG && Math.floor(vpnOf(lo, tagHi[i]!) / span) === region) tagLo[i] = INVALID_TAG;
+function dropRegionIn(tag: Int32Array, region: number, span: number): void {
+  for (let i = 0; i < tag.length; i += 2) {
+    const lo = tag[i]!;
+    if (lo !== INVALID_TAG && Math.floor(vpnOf(lo, tag[i + 1]!) / span) === region) tag[i] = INVALID_TAG;
   }
 }
 
@@ -631,11 +625,11 @@ export function dropWritePage(c: HartCore, pageOff: number): void {
   for (const t of c.tlbSets) {
     if (t.fills === 0) continue;
     const wp = t.wPage;
-    const wt = t.wTagLo;
-    for (let j = 0; j < TLB_SIZE; j++) if (wp[j] === pageOff) wt[j] = INVALID_TAG;
+    const wt = t.wTag;
+    for (let j = 0; j < TLB_SIZE; j++) if (wp[j] === pageOff) wt[2 * j] = INVALID_TAG;
     const vp = t.vPage;
-    const vt = t.vTagLo;
-    for (let j = V_W; j < V_W + TLB_SIZE; j++) if (vp[j] === pageOff) vt[j] = INVALID_TAG;
+    const vt = t.vTag;
+    for (let j = V_W; j < V_W + TLB_SIZE; j++) if (vp[j] === pageOff) vt[2 * j] = INVALID_TAG;
   }
 }
 

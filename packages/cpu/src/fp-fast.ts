@@ -25,14 +25,14 @@ export function fpFastPath(c: HartCore, w: number, imm: number): boolean {
   const fw = c.fpu.w;
   const dv = c.ram.dv;
   if (op <= OP_FLD) {
-    if (c.rTagLo[ti] !== tag || c.rTagHi[ti] !== aHi) return false;
+    if (c.rTag[2 * ti] !== tag || c.rTag[2 * ti + 1] !== aHi) return false;
     const o = c.rPage[ti]! + (aLo & 0xfff);
     const f = 2 * ((w >>> 8) & 0x1f);
     fw[f] = dv.getInt32(o, true);
     fw[f + 1] = op === OP_FLD ? dv.getInt32(o + 4, true) : -1; // singles are NaN-boxed
     return true;
   }
-  if (c.wTagLo[ti] !== tag || c.wTagHi[ti] !== aHi) return false;
+  if (c.wTag[2 * ti] !== tag || c.wTag[2 * ti + 1] !== aHi) return false;
   const o = c.wPage[ti]! + (aLo & 0xfff);
   const f = 2 * (w >>> 24);
   dv.setInt32(o, fw[f]!, true);

@@ -499,11 +499,9 @@ export class Hart {
     const xlo = c.xlo;
     const xhi = c.xhi;
     const dv = c.ram.dv;
-    let rTagLo = c.rTagLo;
-    let rTagHi = c.rTagHi;
+    let rTag = c.rTag;
     let rPage = c.rPage;
-    let wTagLo = c.wTagLo;
-    let wTagHi = c.wTagHi;
+    let wTag = c.wTag;
     let wPage = c.wPage;
     const code = c.code;
     let pcLo = c.pcLo;
@@ -572,11 +570,9 @@ export class Hart {
           curLo = INVALID_TAG;
         }
         if (n >= budget || stalls >= STALL_LIMIT) break;
-        rTagLo = c.rTagLo;
-        rTagHi = c.rTagHi;
+        rTag = c.rTag;
         rPage = c.rPage;
-        wTagLo = c.wTagLo;
-        wTagHi = c.wTagHi;
+        wTag = c.wTag;
         wPage = c.wPage;
         if (code.generation !== gen) {
           gen = code.generation;
@@ -888,7 +884,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi) {
+            if (rTag[2 * ti] === (aLo & ~0xfff) && rTag[2 * ti + 1] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt8(o);
               hi = lo >> 31;
@@ -921,7 +917,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === ((aLo + 1) & ~0xfff) && rTagHi[ti] === aHi) {
+            if (rTag[2 * ti] === ((aLo + 1) & ~0xfff) && rTag[2 * ti + 1] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt16(o, true);
               hi = lo >> 31;
@@ -954,7 +950,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === ((aLo + 3) & ~0xfff) && rTagHi[ti] === aHi) {
+            if (rTag[2 * ti] === ((aLo + 3) & ~0xfff) && rTag[2 * ti + 1] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = lo >> 31;
@@ -987,7 +983,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === ((aLo + 7) & ~0xfff) && rTagHi[ti] === aHi) {
+            if (rTag[2 * ti] === ((aLo + 7) & ~0xfff) && rTag[2 * ti + 1] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = dv.getInt32(o + 4, true);
@@ -1020,7 +1016,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === (aLo & ~0xfff) && rTagHi[ti] === aHi) {
+            if (rTag[2 * ti] === (aLo & ~0xfff) && rTag[2 * ti + 1] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getUint8(o);
               hi = 0;
@@ -1053,7 +1049,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === ((aLo + 1) & ~0xfff) && rTagHi[ti] === aHi) {
+            if (rTag[2 * ti] === ((aLo + 1) & ~0xfff) && rTag[2 * ti + 1] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getUint16(o, true);
               hi = 0;
@@ -1086,7 +1082,7 @@ export class Hart {
             const ti = (aLo >>> 12) & TLB_MASK;
             let lo: number;
             let hi: number;
-            if (rTagLo[ti] === ((aLo + 3) & ~0xfff) && rTagHi[ti] === aHi) {
+            if (rTag[2 * ti] === ((aLo + 3) & ~0xfff) && rTag[2 * ti + 1] === aHi) {
               const o = rPage[ti]! + (aLo & 0xfff);
               lo = dv.getInt32(o, true);
               hi = 0;
@@ -1118,7 +1114,7 @@ export class Hart {
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === (aLo & ~0xfff) && wTagHi[ti] === aHi) {
+            if (wTag[2 * ti] === (aLo & ~0xfff) && wTag[2 * ti + 1] === aHi) {
               const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt8(o, xlo[r2]!);
             } else {
@@ -1145,7 +1141,7 @@ export class Hart {
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === ((aLo + 1) & ~0xfff) && wTagHi[ti] === aHi) {
+            if (wTag[2 * ti] === ((aLo + 1) & ~0xfff) && wTag[2 * ti + 1] === aHi) {
               const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt16(o, xlo[r2]!, true);
             } else {
@@ -1172,7 +1168,7 @@ export class Hart {
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === ((aLo + 3) & ~0xfff) && wTagHi[ti] === aHi) {
+            if (wTag[2 * ti] === ((aLo + 3) & ~0xfff) && wTag[2 * ti + 1] === aHi) {
               const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt32(o, xlo[r2]!, true);
             } else {
@@ -1199,7 +1195,7 @@ export class Hart {
             const aLo = (b + imm) | 0;
             const aHi = (xhi[r1]! + (imm >> 31) + (aLo >>> 0 < b >>> 0 ? 1 : 0)) | 0;
             const ti = (aLo >>> 12) & TLB_MASK;
-            if (wTagLo[ti] === ((aLo + 7) & ~0xfff) && wTagHi[ti] === aHi) {
+            if (wTag[2 * ti] === ((aLo + 7) & ~0xfff) && wTag[2 * ti + 1] === aHi) {
               const o = wPage[ti]! + (aLo & 0xfff);
               dv.setInt32(o, xlo[r2]!, true);
               dv.setInt32(o + 4, xhi[r2]!, true);

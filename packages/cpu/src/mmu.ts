@@ -208,19 +208,18 @@ export function translateGuest(
  * moves to the set's victim way: after a victim hit that is a swap.
  */
 function refill(c: HartCore, set: TlbSet, v: number, ti: number, tag: number, hi: number, po: number): void {
-  const tagLo = v === V_R ? set.rTagLo : v === V_W ? set.wTagLo : set.xTagLo;
-  const tagHi = v === V_R ? set.rTagHi : v === V_W ? set.wTagHi : set.xTagHi;
+  const tags = v === V_R ? set.rTag : v === V_W ? set.wTag : set.xTag;
   const page = v === V_R ? set.rPage : v === V_W ? set.wPage : set.xPage;
   const g = v === V_R ? set.rG : v === V_W ? set.wG : set.xG;
-  const old = tagLo[ti]!;
-  if (old !== INVALID_TAG && (old !== tag || tagHi[ti] !== hi)) {
-    set.vTagLo[v + ti] = old;
-    set.vTagHi[v + ti] = tagHi[ti]!;
+  const old = tags[2 * ti]!;
+  if (old !== INVALID_TAG && (old !== tag || tags[2 * ti + 1] !== hi)) {
+    set.vTag[2 * (v + ti)] = old;
+    set.vTag[2 * (v + ti) + 1] = tags[2 * ti + 1]!;
     set.vPage[v + ti] = page[ti]!;
     set.vG[v + ti] = g[ti]!;
   }
-  tagLo[ti] = tag;
-  tagHi[ti] = hi;
+  tags[2 * ti] = tag;
+  tags[2 * ti + 1] = hi;
   page[ti] = po;
   g[ti] = c.leafGlobal;
   set.fills++;
@@ -234,7 +233,7 @@ function refill(c: HartCore, set: TlbSet, v: number, ti: number, tag: number, hi
  */
 function victimPa(c: HartCore, set: TlbSet, v: number, ti: number, tag: number, hi: number): number {
   const k = v + ti;
-  if (set.vTagLo[k] !== tag || set.vTagHi[k] !== hi) return -1;
+  if (set.vTag[2 * k] !== tag || set.vTag[2 * k + 1] !== hi) return -1;
   c.leafShift = 12;
   c.leafGlobal = set.vG[k]!;
   return set.vPage[k]! + c.ram.base;
@@ -244,7 +243,7 @@ function victimPa(c: HartCore, set: TlbSet, v: number, ti: number, tag: number, 
 export function fetchPage(c: HartCore, pcLo: number, pcHi: number): number {
   const ti = (pcLo >>> 12) & TLB_MASK;
   const tag = pcLo & ~PAGE_MASK;
-  if (c.xTagLo[ti] === tag && c.xTagHi[ti] === pcHi) return c.xPage[ti]!;
+  if (c.xTag[2 * ti] === tag && c.xTag[2 * ti + 1] === pcHi) return c.xPage[ti]!;
   let pa = victimPa(c, c.xSet, V_X, ti, tag, pcHi);
   if (pa < 0) {
     c.stats.tlbMisses++;
@@ -450,8 +449,8 @@ export function amoAddr(c: HartCore, aLo: number, aHi: number, size: number, acc
   const ti = (aLo >>> 12) & TLB_MASK;
   const tag = aLo & ~PAGE_MASK;
   if (access === ACCESS_WRITE) {
-    if (c.wTagLo[ti] === tag && c.wTagHi[ti] === aHi) return c.wPage[ti]! + (aLo & PAGE_MASK);
-  } else if (c.rTagLo[ti] === tag && c.rTagHi[ti] === aHi) {
+    if (c.wTag[2 * ti] === tag && c.wTag[2 * ti + 1] === aHi) return c.wPage[ti]! + (aLo & PAGE_MASK);
+  } else if (c.rTag[2 * ti] === tag && c.rTag[2 * ti + 1] === aHi) {
     return c.rPage[ti]! + (aLo & PAGE_MASK);
   }
   let pa = victimPa(c, c.dSet, access === ACCESS_WRITE ? V_W : V_R, ti, tag, aHi);

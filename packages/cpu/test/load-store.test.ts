@@ -92,7 +92,7 @@ describe("each load/store case", () => {
       // The fast path stays inside the page: the tag is compared with the page of the
       // last byte, so an access across the page's end misses.
       expect(block).toContain(
-        w.size === 1 ? "TagLo[ti] === (aLo & ~0xfff)" : `TagLo[ti] === ((aLo + ${w.size - 1}) & ~0xfff)`,
+        w.size === 1 ? "Tag[2 * ti] === (aLo & ~0xfff)" : `Tag[2 * ti] === ((aLo + ${w.size - 1}) & ~0xfff)`,
       );
       expect(block).toContain(`dv.${w.access}(o`);
       if (w.size === 8) expect(block).toContain(`dv.${w.access}(o + 4`);
@@ -101,7 +101,7 @@ describe("each load/store case", () => {
         isLoad ? `loadSlow(c, aLo, aHi, ${w.size})` : `storeSlow(c, aLo, aHi, ${w.size},`,
       );
       // The TLB it checks is the read TLB for loads, the write TLB for stores.
-      expect(block).toContain(isLoad ? "rTagLo[ti]" : "wTagLo[ti]");
+      expect(block).toContain(isLoad ? "rTag[2 * ti]" : "wTag[2 * ti]");
       if (isLoad && w.size < 8) {
         if (w.signed) expect(block).toContain("hi = lo >> 31");
         else expect(block).toContain("hi = 0");

@@ -502,7 +502,7 @@ export class HartJit {
   compileHot(c: HartCore, pcLo: number, pcHi: number, n: number): void {
     const h = (pcLo >>> 1) & HOT_MASK;
     const ti = (pcLo >>> 12) & TLB_MASK;
-    if (c.xTagLo[ti] !== (pcLo & ~0xfff) || c.xTagHi[ti] !== pcHi) {
+    if (c.xTag[2 * ti] !== (pcLo & ~0xfff) || c.xTag[2 * ti + 1] !== pcHi) {
       this.hot[h] = 0; // not fetched yet: try again at the next jump here
       return;
     }

@@ -37,15 +37,12 @@ import {
   ST_XSET,
   TLB_MASK,
   TLB_R_PAGE,
-  TLB_R_TAG_HI,
-  TLB_R_TAG_LO,
+  TLB_R_TAG,
   TLB_SIZE,
   TLB_W_PAGE,
-  TLB_W_TAG_HI,
-  TLB_W_TAG_LO,
+  TLB_W_TAG,
   TLB_X_PAGE,
-  TLB_X_TAG_HI,
-  TLB_X_TAG_LO,
+  TLB_X_TAG,
 } from "../core.ts";
 import * as D from "../decode.ts";
 import { type Bytes, Code, encodeModule, F64, I32, I64, Op } from "./wasm.ts";
@@ -62,8 +59,13 @@ export const MAX_INSNS = 400;
 const MAX_RETURN_SITES = 8;
 
 const TLB_ARRAY = TLB_SIZE * 4;
-/** (address >>> 10) & this: the byte offset of its TLB slot (index (address >>> 12) & TLB_MASK, 4 bytes each). */
-const TLB_SLOT_BYTES = TLB_MASK << 2;
+/**
+ * (address >>> 9) & this: the byte offset of its TLB tag (entry (address >>> 12) & TLB_MASK,
+ * 8 bytes each: the i64 whose low word is the page-aligned low word of the address and
+ * whose high word is its high word). Half of it, plus the set's offset, is the offset of
+ * the entry's page (4 bytes each).
+ */
+const TLB_TAG_BYTES = TLB_MASK << 3;
 
 /** The region function's type index (call_indirect through the chain table checks it). */
 const REGION_TYPE = 1;
@@ -388,22 +390,21 @@ class Gen {
     // Chaining: a jump to a target whose page is in the fetch TLB and whose entry is in the
     // chain cache goes straight on there (a tail call: the stack does not grow).
     c.get(L_CH).if();
-    c.get(L_A).op(Op.i32WrapI64).tee(L_ALO).i32(10).op(Op.i32ShrU).i32(TLB_SLOT_BYTES).op(Op.i32And);
-    c.i32(0).mem(Op.i32Load, 1, 2, ST_XSET).op(Op.i32Add).tee(L_T);
-    c.mem(Op.i32Load, 1, 2, TLB_X_TAG_LO * TLB_ARRAY)
-      .get(L_ALO)
-      .i32(~0xfff)
-      .op(Op.i32And)
-      .op(Op.i32Eq);
-    c.get(L_T)
-      .mem(Op.i32Load, 1, 2, TLB_X_TAG_HI * TLB_ARRAY)
+    c.i32(0).mem(Op.i32Load, 1, 2, ST_XSET).set(L_R);
+    c.get(L_A).op(Op.i32WrapI64).tee(L_ALO).i32(9).op(Op.i32ShrU).i32(TLB_TAG_BYTES).op(Op.i32And);
+    c.get(L_R).op(Op.i32Add).tee(L_T);
+    c.mem(Op.i64Load, 1, 3, TLB_X_TAG * TLB_ARRAY)
       .get(L_A)
-      .i64(32)
-      .op(Op.i64ShrU)
-      .op(Op.i32WrapI64);
-    c.op(Op.i32Eq).op(Op.i32And).if();
+      .i64(-4096)
+      .op(Op.i64And)
+      .op(Op.i64Eq)
+      .if();
     // the entry's RAM offset -> L_T, its cache slot -> L_R
     c.get(L_T)
+      .get(L_R)
+      .op(Op.i32Add)
+      .i32(1)
+      .op(Op.i32ShrU)
       .mem(Op.i32Load, 1, 2, TLB_X_PAGE * TLB_ARRAY)
       .get(L_ALO)
       .i32(0xfff)
@@ -910,30 +911,27 @@ class Gen {
   /**
    * The TLB lookup of a data access: leaves on the stack an i32 that is 1 on a hit (the
    * page is cached for this access and [a, a+size) lies inside it). Sets L_A, L_ALO, L_T.
+   * The tag, one i64, is compared with the page of the access's last byte (as QEMU's
+   * softmmu does): an access that crosses into the next page misses.
    */
-  private tlbHit(r1: number, imm: number, size: number, tagLo: number, tagHi: number): void {
+  private tlbHit(r1: number, imm: number, size: number, tag: number): void {
     const c = this.c;
     this.reg(r1);
     c.i64(imm).op(Op.i64Add).tee(L_A).op(Op.i32WrapI64).tee(L_ALO);
-    c.i32(10).op(Op.i32ShrU).i32(TLB_SLOT_BYTES).op(Op.i32And).get(L_DSET).op(Op.i32Add).tee(L_T);
-    // The tag is compared with the page of the access's last byte (as QEMU's softmmu
-    // does): an access that crosses into the next page, or wraps the low word, misses.
-    c.mem(Op.i32Load, 1, 2, tagLo * TLB_ARRAY).get(L_ALO);
-    if (size > 1) c.i32(size - 1).op(Op.i32Add);
-    c.i32(~0xfff).op(Op.i32And).op(Op.i32Eq);
-    c.get(L_T)
-      .mem(Op.i32Load, 1, 2, tagHi * TLB_ARRAY)
-      .get(L_A)
-      .i64(32)
-      .op(Op.i64ShrU)
-      .op(Op.i32WrapI64);
-    c.op(Op.i32Eq).op(Op.i32And);
+    c.i32(9).op(Op.i32ShrU).i32(TLB_TAG_BYTES).op(Op.i32And).get(L_DSET).op(Op.i32Add).tee(L_T);
+    c.mem(Op.i64Load, 1, 3, tag * TLB_ARRAY).get(L_A);
+    if (size > 1) c.i64(size - 1).op(Op.i64Add);
+    c.i64(-4096).op(Op.i64And).op(Op.i64Eq);
   }
 
   /** RAM address of a hit: the page's RAM offset plus the offset in the page. */
   private ramAddr(page: number): void {
     const c = this.c;
     c.get(L_T)
+      .get(L_DSET)
+      .op(Op.i32Add)
+      .i32(1)
+      .op(Op.i32ShrU)
       .mem(Op.i32Load, 1, 2, page * TLB_ARRAY)
       .get(L_ALO)
       .i32(0xfff)
@@ -957,7 +955,7 @@ class Gen {
     const w = ins.w;
     const rd = (w >>> 8) & 0xff;
     const r1 = (w >>> 16) & 0xff;
-    this.tlbHit(r1, ins.imm, size, TLB_R_TAG_LO, TLB_R_TAG_HI);
+    this.tlbHit(r1, ins.imm, size, TLB_R_TAG);
     c.op(Op.i32Eqz).if();
     this.depth++;
     this.exitBefore(ins.off);
@@ -973,7 +971,7 @@ class Gen {
     const w = ins.w;
     const r1 = (w >>> 16) & 0xff;
     const r2 = w >>> 24;
-    this.tlbHit(r1, ins.imm, size, TLB_W_TAG_LO, TLB_W_TAG_HI);
+    this.tlbHit(r1, ins.imm, size, TLB_W_TAG);
     c.op(Op.i32Eqz).if();
     this.depth++;
     this.exitBefore(ins.off);
@@ -993,7 +991,7 @@ class Gen {
     const isLoad = op === D.OP_FLW || op === D.OP_FLD;
     const size = op === D.OP_FLW || op === D.OP_FSW ? 4 : 8;
     // fpFastPath tests the whole dword for both widths
-    this.tlbHit(r1, ins.imm, 8, isLoad ? TLB_R_TAG_LO : TLB_W_TAG_LO, isLoad ? TLB_R_TAG_HI : TLB_W_TAG_HI);
+    this.tlbHit(r1, ins.imm, 8, isLoad ? TLB_R_TAG : TLB_W_TAG);
     c.get(P_FPOK).op(Op.i32And).op(Op.i32Eqz).if();
     this.depth++;
     this.exitBefore(ins.off);
