@@ -22,11 +22,7 @@ import {
 } from "@visor/memory";
 import { describe, expect, it } from "vitest";
 import { csr, EXIT_M, Hart } from "../src/index.ts";
-
-const BASE = 0x8000_0000;
-const PAGE = 0x1000;
-const MEGA = 0x20_0000;
-const SV39 = 8;
+import { BASE, EBREAK, ld, MEGA, PAGE, pte, SV39, sd, sfence } from "./sv39-rig.ts";
 
 const CODE = BASE + PAGE;
 const ROOT = BASE + 0x40000;
@@ -47,10 +43,6 @@ const PAGES_PER_TABLE = 8;
 const T0 = 5;
 const T1 = 6;
 const T3 = 28;
-const ld = (rd: number, rs1: number): number => (rs1 << 15) | (3 << 12) | (rd << 7) | 0x03;
-const sd = (rs2: number, rs1: number): number => (rs2 << 20) | (rs1 << 15) | (3 << 12) | 0x23;
-const sfence = (rs1: number, rs2: number): number => (0x09 << 25) | (rs2 << 20) | (rs1 << 15) | 0x73;
-const EBREAK = 0x00100073;
 
 /** mulberry32: a small seeded generator. */
 function rng(seed: number): () => number {
@@ -74,8 +66,6 @@ function machine(): Machine {
   hart.exitMask = EXIT_M;
   return { ram, hart };
 }
-
-const pte = (pa: number, flags: number): bigint => (BigInt(pa / PAGE) << 10n) | BigInt(flags);
 
 /** Run `insns` at `at` to the EBREAK; faults are noted and skipped. `step`: the reference. */
 function runTo(m: Machine, at: number, step: boolean, log: string[]): void {

@@ -20,11 +20,7 @@ import { describe, expect, it } from "vitest";
 import { CodeCache } from "../src/code-cache.ts";
 import { HartCore, noteSuperpage, SUPER_REGIONS_MAX } from "../src/core.ts";
 import { csr, EXIT_M, Hart, type JitMode } from "../src/index.ts";
-
-const BASE = 0x8000_0000;
-const PAGE = 0x1000;
-const MEGA = 0x20_0000;
-const SV39 = 8;
+import { BASE, EBREAK, ld, MEGA, PAGE, pte, SV39, sd, sfence } from "./sv39-rig.ts";
 
 const RWAD = V | R | W | A | D;
 
@@ -57,15 +53,8 @@ const VAMEGA = 0x4020_0000;
 /** The software TLB has 1024 direct-mapped entries: pages 4 MiB apart share an index. */
 const ALIAS = 1024 * PAGE;
 
-const ld = (rd: number, rs1: number): number => (rs1 << 15) | (3 << 12) | (rd << 7) | 0x03;
-const sfence = (rs1: number, rs2: number): number => (0x09 << 25) | (rs2 << 20) | (rs1 << 15) | 0x73;
 /** csrrw x0, satp, rs1 */
 const csrwSatp = (rs1: number): number => (0x180 << 20) | (rs1 << 15) | (1 << 12) | 0x73;
-const EBREAK = 0x00100073;
-
-function pte(pa: number, flags: number): bigint {
-  return (BigInt(pa / PAGE) << 10n) | BigInt(flags);
-}
 
 interface Rig {
   ram: GuestRam;
@@ -169,7 +158,6 @@ describe("an access across the end of a page whose translation is cached", () =>
   for (const jit of ["off", "always"] as const) {
     it(`takes the slow path and reaches both physical pages (--jit ${jit})`, () => {
       const t = rig(jit);
-      const sd = (rs2: number, rs1: number): number => (rs2 << 20) | (rs1 << 15) | (3 << 12) | 0x23;
       t.map4k(1, DATA + 9 * PAGE);
       t.ram.write32(hpa(DATA + PAGE - 4), 0x1122_3344);
       // The first load puts page 0 in the TLB; the second starts 4 bytes before its end.
@@ -260,7 +248,6 @@ describe("write-TLB entries of pages that become code", () => {
     const t = rig();
     // Code at a fresh page that a store maps into the write TLB first.
     const page = CODE + 2 * PAGE;
-    const sd = (rs2: number, rs1: number): number => (rs2 << 20) | (rs1 << 15) | (3 << 12) | 0x23;
     const ADDI_A0_1 = (1 << 20) | (A0 << 7) | 0x13; // addi a0, x0, 1
     const ADDI_A0_2 = (2 << 20) | (A0 << 7) | 0x13; // addi a0, x0, 2
     // A store to the page (a write-TLB entry for it), then code there is executed.

@@ -206,7 +206,7 @@ export class TranslationCache {
   /** Live module bytes at most (tests lower it). */
   maxLiveBytes = MAX_LIVE_BYTES;
   /** Modules compiled (each holds a batch of regions). */
-  batches = 0;
+  modules = 0;
   /** A module failed to compile (a translator bug): translation stops, the interpreter goes on. */
   broken = "";
   private readonly code: CodeCache;
@@ -297,7 +297,7 @@ export class TranslationCache {
       this.broken = `a translated region failed to compile (${e instanceof Error ? e.message : String(e)})`;
       return;
     }
-    this.batches++;
+    this.modules++;
     const batch = new Batch(module);
     for (let i = 0; i < q.length; i++) {
       const { region, dv, pageOff, dec } = q[i]!;
@@ -531,7 +531,7 @@ export class HartJit {
       unavailable: t.broken,
       regions: t.regions,
       translatedInstructions: t.translatedInstructions,
-      modules: t.batches,
+      modules: t.modules,
       translateMs: t.translateMs,
       executedTranslated: this.executed,
       entries: this.entries,
