@@ -328,8 +328,12 @@ class Gen {
   private get toDispatch(): number {
     return this.k - 1 - this.bi + this.depth;
   }
-  private get toExit(): number {
+  /** br depth to $exitAt (exitPc: an exit word on the stack) and to $exit. */
+  private get toExitAt(): number {
     return this.toDispatch + 1;
+  }
+  private get toExit(): number {
+    return this.toDispatch + 2;
   }
 
   emit(): Bytes {
@@ -360,7 +364,8 @@ class Gen {
         .set(L_X + r);
     }
     c.get(P_ENTRY).set(L_BB);
-    c.block(); // $exit
+    c.block(); // $exit: jumps out (L_CH) and exits that stored their own state
+    c.block(I32); // $exitAt: the other exits, with an exit word (exitPc)
     c.loop(); // $dispatch
     for (let i = 0; i < this.k; i++) c.block();
     c.get(L_BB).byte(Op.brTable).u32(this.k);
@@ -374,7 +379,15 @@ class Gen {
       if (i < this.k - 1) c.end();
     }
     c.end(); // loop
-    c.end(); // $exit block
+    c.op(Op.unreachable); // every block ends in a branch
+    c.end(); // $exitAt: the exit word is on the stack
+    // pc = vpage + offset; how it left; the instructions counted ahead of the exit uncounted
+    c.set(L_R);
+    c.i32(0).get(L_VBASE).get(L_R).i32(0xfff).op(Op.i32And).op(Op.i64ExtendI32U).op(Op.i64Add);
+    c.mem(Op.i64Store, 1, 3, ST_PC);
+    c.i32(0).get(L_R).i32(12).op(Op.i32ShrU).i32(15).op(Op.i32And).mem(Op.i32Store, 1, 2, ST_EXIT);
+    c.get(P_N).get(L_R).i32(16).op(Op.i32ShrU).op(Op.i32Sub).set(P_N);
+    c.end(); // $exit
     // epilogue: registers back to the state buffer
     for (const r of written) {
       if (r === 0 || r === 32) continue;
@@ -437,13 +450,12 @@ class Gen {
   private block(b: Block): void {
     const c = this.c;
     this.len = b.insns.length;
-    // if (n + len > limit) exit at the block's start
-    c.get(P_N).i32(this.len).op(Op.i32Add).get(P_LIMIT).op(Op.i32GtS).if();
+    // n += len; if (n > limit) leave at the block's start, its instructions not counted
+    c.get(P_N).i32(this.len).op(Op.i32Add).tee(P_N).get(P_LIMIT).op(Op.i32GtS).if();
     this.depth++;
-    this.exitPc(b.start, EXIT_PC);
+    this.exitPc(b.start, EXIT_PC, this.len);
     c.end();
     this.depth--;
-    c.get(P_N).i32(this.len).op(Op.i32Add).set(P_N);
     for (let i = 0; i < b.insns.length; i++) {
       this.ix = i;
       const ins = b.insns[i]!;
@@ -500,12 +512,15 @@ class Gen {
     this.depth--;
   }
 
-  /** Leave with pc = vpage + off (off may lie outside the page; 64-bit arithmetic). */
-  private exitPc(off: number, how: number): void {
-    const c = this.c;
-    c.i32(0).get(L_VBASE).i64(off).op(Op.i64Add).mem(Op.i64Store, 1, 3, ST_PC);
-    c.i32(0).i32(how).mem(Op.i32Store, 1, 2, ST_EXIT);
-    c.br(this.toExit);
+  /**
+   * Leave with pc = vpage + off (an offset in the page), exit code `how`, and `uncount`
+   * instructions taken back from n (counted ahead with their block, not run): one exit
+   * word, (uncount << 16) | (how << 12) | off, decoded once at $exitAt, so each exit site
+   * is a constant and a branch.
+   */
+  private exitPc(off: number, how: number, uncount: number): void {
+    if (off < 0 || off > 0xfff || uncount < 0 || uncount > MAX_INSNS) throw new Error("exitPc out of range");
+    this.c.i32((uncount << 16) | (how << 12) | off).br(this.toExitAt);
   }
 
   /** Leave by a jump to L_A (out of the page, or JALR): chained when the target is translated. */
@@ -945,9 +960,7 @@ class Gen {
    * case is the interpreter's own, so it behaves exactly as the interpreter does).
    */
   private exitBefore(off: number): void {
-    const d = this.ix - this.len;
-    if (d !== 0) this.c.get(P_N).i32(d).op(Op.i32Add).set(P_N);
-    this.exitPc(off, EXIT_BEFORE);
+    this.exitPc(off, EXIT_BEFORE, this.len - this.ix);
   }
 
   private load(ins: Insn, size: number, fast: number): void {
