@@ -68,7 +68,7 @@ import {
   unavailableReason,
 } from "./jit/index.ts";
 import { type JitMode, type JitStats, zeroJitStats } from "./jit/types.ts";
-import { warmTranslator } from "./jit/warm.ts";
+import { WARM_HOT, warmUpHarts } from "./jit/warm.ts";
 import { fetchPage, fetchUpperHalf, GuestPtes, loadSlow, storeSlow, translate } from "./mmu.ts";
 import { fromState, type HartState, toState } from "./state.ts";
 import { execOne } from "./system.ts";
@@ -169,7 +169,11 @@ export class Hart {
     const mode = jit !== undefined ? asked : "off";
     const debug = { hook: undefined, hooked: false };
     this.t = { jit, mode, off, cold: new Int32Array(HOT_SIZE).fill(0x3fffffff), debug };
-    if (mode !== "off") warmTranslator((ram) => new Hart({ ram, bus: noBus, jit: "always" }));
+    warmUpHarts(mode, (ram, jit) => {
+      const h = new Hart({ ram, bus: noBus, jit });
+      h.t.jit?.hot.fill(WARM_HOT); // its loop gets hot in a few hundred instructions
+      return h;
+    });
     if (c.h !== undefined) c.h.ptes = new GuestPtes(c, c.h);
     c.time = opts.time ?? (() => Math.floor(executedCount(c) / DEFAULT_INSTRUCTIONS_PER_TICK));
     c.code.onNewCodePage((pageOff) => dropWritePage(c, pageOff));

@@ -2,7 +2,8 @@
  * exercise(scratch): every RV64GC instruction the interpreter has a case for, each with
  * operands that take every branch inside that case (shift amounts below and above 32,
  * equal and different high words, zero divisors, overflow, page-crossing and misaligned
- * accesses, page faults and MMIO on each load and store). Called from warmup.c in S-mode
+ * accesses, page faults and MMIO on each load and store). Called from start.S in M-mode
+ * (the cpu package's warm-up) and from the hypervisor's warm-up guest (warmup.c) in S-mode
  * and in U-mode: exercise(scratch, fault, mmio) with scratch a page-aligned 16 KiB buffer,
  * fault an unmapped address (0: skip) and mmio a device register (0: skip).
  */
