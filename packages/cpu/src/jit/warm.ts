@@ -7,12 +7,12 @@
  * meanwhile the loop runs in a slower tier).
  *
  * 1. The exercise program (../../warmup: start.S and exercise.S, also in the hypervisor's
- *    warm-up guest) in M-mode, on an interpreting hart and on a translating one: every
- *    instruction class the interpreter has a case for, then a loop that gets hot (the
+ *    warm-up guest) in M-mode, on a hart in the process's translation mode: every
+ *    instruction class the interpreter has a case for, then a loop that gets hot (a
  *    translating hart's counters start at WARM_HOT, so it compiles its loop after a few
  *    hundred instructions). Without it `visor exec` deoptimized the loop four or five times
  *    in its first second (an instruction class the program met late, the first hot jump);
- *    a shell loop of 300 iterations took 180-220 ms instead of 170-190.
+ *    a busybox shell loop of 300 iterations took 245-350 ms instead of 190-260.
  * 2. A loop on five harts that translate everything, so the feedback includes the
  *    translated-code path: without it, a 0.15 s loop of system calls took 2.5x as long.
  */
