@@ -127,7 +127,8 @@ interface Entry {
 function entryAt(dv: DataView, at: number): Entry {
   const hi = dv.getUint32(at);
   const lo = dv.getUint32(at + 4);
-  return { hi, lo, offset: (hi & HI_OFFSET_MASK) * 2 ** 32 + (lo & LO_OFFSET_MASK) };
+  // `&` yields a signed int32: the low word's bit 31 would make the offset negative
+  return { hi, lo, offset: (hi & HI_OFFSET_MASK) * 2 ** 32 + ((lo & LO_OFFSET_MASK) >>> 0) };
 }
 
 function putEntry(dv: DataView, at: number, offset: number, hiFlags: number): void {

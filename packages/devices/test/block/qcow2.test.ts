@@ -270,6 +270,27 @@ describe("qcow2: malformed images are refused in one line", () => {
     expect(f.size()).toBe(size);
   });
 
+  it("an entry whose low word has its top bit set points at 2 GiB, not at a negative offset", () => {
+    // Found by pnpm fuzz qcow2: one flipped byte made an L2 entry's offset bits 0x80050000,
+    // which a signed 32-bit mask turned into a negative file offset: the write reached the
+    // host file at -2 GiB (a RangeError from the in-memory file, not a Qcow2Error).
+    const f = withData((dv) => dv.setUint32(0x40004, 0x8005_0000));
+    const size = f.size();
+    const img = Qcow2Image.open(f);
+    expect(() => img.read(0, new Uint8Array(512))).toThrow(
+      /^disk\.qcow2: data cluster at 0x80050000 past end of file$/,
+    );
+    expect(() => img.write(0, new Uint8Array(512).fill(0xee))).toThrow(
+      /^disk\.qcow2: data cluster at 0x80050000 past end of file$/,
+    );
+    expect(f.size()).toBe(size);
+    // the same bit in an L1 entry: the L2 table's offset
+    const g = withData((dv) => dv.setUint32(0x30004, 0x8004_0000));
+    expect(() => Qcow2Image.open(g, { readonly: true }).read(0, new Uint8Array(512))).toThrow(
+      /^disk\.qcow2: L2 table at 0x80040000 past end of file$/,
+    );
+  });
+
   it("a data cluster that claims the L1 table or the header: guest writes never land on metadata", () => {
     for (const [target, what] of [
       [0x30000, "0x30000"],
