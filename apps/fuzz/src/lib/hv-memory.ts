@@ -16,9 +16,8 @@ const EXACT_LIMIT = 1n << 53n;
 /** How far around each landmark the generated addresses go. */
 const NEAR = 4096;
 
-/** A machine with the warm-up guest loaded (not run), its console output collected. */
-export async function fuzzMachine(virt: VirtMode): Promise<{ machine: Machine; console: number[] }> {
-  const console: number[] = [];
+/** A machine with the warm-up guest loaded (not run), its console output dropped. */
+export async function fuzzMachine(virt: VirtMode): Promise<{ machine: Machine }> {
   const machine = await Machine.create({
     memory: FUZZ_MEMORY,
     kernel: warmupImage(),
@@ -26,9 +25,11 @@ export async function fuzzMachine(virt: VirtMode): Promise<{ machine: Machine; c
     clock: "deterministic",
     virt,
     harts: 2,
-    console: { write: (b) => console.push(...b) },
+    // Dropped: nothing reads it, and kept it grew with every DBCN write of a fuzz run
+    // until pushing to it threw (RangeError: Invalid array length, after 250 000 inputs).
+    console: { write() {} },
   });
-  return { machine, console };
+  return { machine };
 }
 
 /**
